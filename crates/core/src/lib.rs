@@ -1,0 +1,24 @@
+//! Tessera's domain: who users are, how they prove it, and what is remembered about it.
+//!
+//! Nothing here speaks HTTP or SQL, and nothing reads the clock: every function that
+//! depends on time takes `now`. Storage is reached through the traits in [`store`].
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod apikey;
+pub mod audit;
+pub mod error;
+pub mod ids;
+pub mod login;
+pub mod password;
+pub mod phone;
+pub mod random;
+pub mod secret;
+pub mod service;
+pub mod store;
+pub mod time;
+pub mod tokens;
+pub mod user;
+pub mod validation;
+
+pub use error::CoreError;
+pub use time::Timestamp;

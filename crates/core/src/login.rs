@@ -1,0 +1,95 @@
+//! Password sign-in: what a request must hold and what it can end in.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::ids::ApplicationId;
+use crate::password::Password;
+use crate::secret::Secret;
+use crate::tokens::Claims;
+use crate::user::{LoginId, User};
+use crate::validation::ValidationErrors;
+use crate::Timestamp;
+
+/// Consecutive failures that lock a login id, within what window, and for how long.
+/// FusionAuth's defaults: 5 failures in 60 s lock for 3 minutes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    pub max_failures: u32,
+    pub window: Duration,
+    pub lock_for: Duration,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        LockoutPolicy { max_failures: 5, window: Duration::from_secs(60), lock_for: Duration::from_secs(180) }
+    }
+}
+
+/// The body of `POST /api/login` as a client sends it.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginInput {
+    pub login_id: Option<String>,
+    pub password: Option<String>,
+    pub application_id: Option<String>,
+    pub ip_address: Option<String>,
+    #[serde(default, rename = "noJWT")]
+    pub no_jwt: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct LoginRequest {
+    pub login_id: LoginId,
+    pub password: Password,
+    pub application_id: Option<ApplicationId>,
+    pub no_jwt: bool,
+}
+
+impl LoginInput {
+    pub fn validate(self) -> Result<LoginRequest, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        let login_id = self.login_id.as_deref().and_then(LoginId::parse);
+        if login_id.is_none() {
+            errors.add("loginId", "blank", "You must specify the [loginId] property.");
+        }
+        let password = self.password.filter(|p| !p.is_empty()).map(Password::new);
+        if password.is_none() {
+            errors.add("password", "blank", "You must specify the [password] property.");
+        }
+        let application_id = match self.application_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => {
+                let parsed = s.parse().ok();
+                if parsed.is_none() {
+                    errors.add("applicationId", "invalid", "The [applicationId] property is not a valid id.");
+                }
+                parsed
+            }
+        };
+        match (login_id, password) {
+            (Some(login_id), Some(password)) if errors.is_empty() => {
+                Ok(LoginRequest { login_id, password, application_id, no_jwt: self.no_jwt })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum LoginOutcome {
+    Success(Box<LoginSuccess>),
+    /// Unknown login id, wrong password, or a deactivated user: one answer for all.
+    InvalidCredentials,
+    Locked { until: Timestamp },
+}
+
+#[derive(Debug)]
+pub struct LoginSuccess {
+    pub user: User,
+    pub application_id: ApplicationId,
+    /// Absent when the client asked for `noJWT`.
+    pub token: Option<(String, Claims)>,
+    pub refresh_token: Option<Secret>,
+}
