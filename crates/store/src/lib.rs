@@ -1,1 +1,63 @@
+//! SQLite and PostgreSQL storage for Tessera.
+//!
+//! One set of portable SQL (`queries`) runs on both databases through sqlx's `Any`
+//! driver; what differs per backend (connection setup, migrations, schema) lives in
+//! `sqlite` and `postgres`. The contract suite in `tests/contract` holds both to the
+//! same behaviour.
 
+mod postgres;
+mod queries;
+mod rows;
+mod sqlite;
+pub mod testing;
+
+use sqlx::AnyPool;
+use tessera_core::store::StoreError;
+
+pub use queries::SqlStore;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Result<Backend, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::Unavailable(
+                "database_url must start with sqlite: or postgres:// (e.g. sqlite://tessera-data/tessera.db)".into(),
+            ))
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { max_connections: 10 }
+    }
+}
+
+/// Opens a pool on `url`. Does not migrate; call [`SqlStore::migrate`].
+pub async fn open(url: &str, options: &StoreOptions) -> Result<SqlStore, StoreError> {
+    sqlx::any::install_default_drivers();
+    let backend = Backend::of_url(url)?;
+    let pool: AnyPool = match backend {
+        Backend::Sqlite => sqlite::connect(url, options).await?,
+        Backend::Postgres => postgres::connect(url, options).await?,
+    };
+    Ok(SqlStore::new(pool, backend))
+}
+
+pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}

@@ -1,1 +1,7 @@
+//! The storage contract: every test runs against SQLite and PostgreSQL alike.
 
+mod support;
+
+mod login_failures;
+mod tokens;
+mod users;

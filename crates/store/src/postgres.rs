@@ -1,0 +1,30 @@
+//! PostgreSQL: for several Tessera processes behind a load balancer. All shared
+//! state (lockouts, tokens, keys) lives in the database, so they act as one server.
+
+use std::borrow::Cow;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, SqlStr};
+use tessera_core::store::StoreError;
+
+use crate::{StoreOptions, unavailable};
+
+pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<AnyPool, StoreError> {
+    AnyPoolOptions::new()
+        .max_connections(options.max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect(url)
+        .await
+        .map_err(unavailable)
+}
+
+pub(crate) fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        Cow::Borrowed("init"),
+        MigrationType::Simple,
+        SqlStr::from_static(include_str!("../migrations/postgres/0001_init.sql")),
+        false,
+    )])
+}

@@ -1,0 +1,467 @@
+//! The storage traits over portable SQL. Placeholders are `$n`, which both SQLite and
+//! PostgreSQL read positionally; upserts use `ON CONFLICT`, which both support.
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, Row};
+use tessera_core::Timestamp;
+use tessera_core::apikey::ApiKey;
+use tessera_core::audit::{AuditEvent, AuditRecord};
+use tessera_core::ids::{ApplicationId, RefreshTokenId, TenantId, UserId};
+use tessera_core::password::PasswordHash;
+use tessera_core::store::{
+    ApiKeyStore, Application, ApplicationStore, AuditStore, Bootstrap, LoginAttemptStore, Store, StoreError,
+    StoreResult, Tenant, TenantStore, TokenStore, UserStore,
+};
+use tessera_core::tokens::{RefreshToken, SigningKey};
+use tessera_core::user::{LoginId, User};
+
+use crate::{Backend, postgres, rows, sqlite, unavailable};
+
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl SqlStore {
+    pub(crate) fn new(pool: AnyPool, backend: Backend) -> Self {
+        SqlStore { pool, backend }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies pending migrations. Safe to run from several processes at once: on
+    /// PostgreSQL the migrator holds an advisory lock.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => sqlite::migrator(),
+            Backend::Postgres => postgres::migrator(),
+        };
+        migrator.run(&self.pool).await.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+type Q = Query<'static, Any, AnyArguments>;
+
+/// Maps a uniqueness violation to the field the user would recognise.
+fn write_error(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        let what = format!("{} {}", db.constraint().unwrap_or_default(), db.message());
+        let field = if what.contains("email") {
+            "user.email"
+        } else if what.contains("username") {
+            "user.username"
+        } else if what.contains("digest") {
+            "digest"
+        } else {
+            "id"
+        };
+        return StoreError::Conflict(field.to_owned());
+    }
+    unavailable(e)
+}
+
+fn bind_user(q: Q, u: &User) -> Q {
+    q.bind(u.id.to_string())
+        .bind(u.tenant_id.to_string())
+        .bind(u.email.as_ref().map(|e| e.as_str().to_owned()))
+        .bind(u.username.as_ref().map(|n| n.as_str().to_owned()))
+        .bind(u.username.as_ref().map(|n| n.as_str().to_lowercase()))
+        .bind(u.mobile_phone.as_ref().map(|p| p.as_str().to_owned()))
+        .bind(u.first_name.clone())
+        .bind(u.last_name.clone())
+        .bind(serde_json::Value::Object(u.data.clone()).to_string())
+        .bind(i64::from(u.active))
+        .bind(u.password_hash.as_ref().map(|h| h.as_phc().to_owned()))
+        .bind(u.created_at.millis())
+        .bind(u.updated_at.millis())
+}
+
+#[async_trait]
+impl TenantStore for SqlStore {
+    async fn bootstrap(&self, b: &Bootstrap) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // The single-row `bootstrap` table decides which of several racing processes
+        // sets the database up; the others see zero rows inserted and write nothing.
+        let claimed = sqlx::query("INSERT INTO bootstrap (id, tenant_id) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
+            .bind(b.tenant.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected()
+            == 1;
+        if !claimed {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(b.tenant.id.to_string())
+            .bind(b.tenant.name.clone())
+            .bind(b.tenant.created_at.millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query("INSERT INTO applications (id, tenant_id, name, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(b.application.id.to_string())
+            .bind(b.application.tenant_id.to_string())
+            .bind(b.application.name.clone())
+            .bind(b.application.created_at.millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        insert_api_key_query(&b.api_key).execute(&mut *tx).await.map_err(write_error)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
+    async fn default_tenant(&self) -> StoreResult<Option<Tenant>> {
+        sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY created_at, id LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .map(|r| rows::tenant(&r))
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl ApplicationStore for SqlStore {
+    async fn get_application(&self, id: ApplicationId) -> StoreResult<Option<Application>> {
+        sqlx::query("SELECT id, tenant_id, name, created_at FROM applications WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .map(|r| rows::application(&r))
+            .transpose()
+    }
+
+    async fn default_application(&self, tenant: TenantId) -> StoreResult<Option<Application>> {
+        sqlx::query(
+            "SELECT id, tenant_id, name, created_at FROM applications WHERE tenant_id = $1 \
+             ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(tenant.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .map(|r| rows::application(&r))
+        .transpose()
+    }
+}
+
+fn insert_api_key_query(k: &ApiKey) -> Q {
+    sqlx::query("INSERT INTO api_keys (id, tenant_id, digest, description, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(k.id.to_string())
+        .bind(k.tenant_id.to_string())
+        .bind(k.digest.clone())
+        .bind(k.description.clone())
+        .bind(k.created_at.millis())
+}
+
+#[async_trait]
+impl ApiKeyStore for SqlStore {
+    async fn insert_api_key(&self, key: &ApiKey) -> StoreResult<()> {
+        insert_api_key_query(key).execute(&self.pool).await.map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, digest: &str) -> StoreResult<Option<ApiKey>> {
+        sqlx::query("SELECT id, tenant_id, digest, description, created_at FROM api_keys WHERE digest = $1")
+            .bind(digest.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .map(|r| rows::api_key(&r))
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl UserStore for SqlStore {
+    async fn insert_user(&self, user: &User) -> StoreResult<()> {
+        let q = sqlx::query(
+            "INSERT INTO users (id, tenant_id, email, username, username_lower, mobile_phone, first_name, \
+             last_name, data, active, password_hash, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        );
+        bind_user(q, user).execute(&self.pool).await.map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn get_user(&self, tenant: TenantId, id: UserId) -> StoreResult<Option<User>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM users WHERE tenant_id = $1 AND id = $2",
+            rows::USER_COLUMNS
+        )))
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .map(|r| rows::user(&r))
+        .transpose()
+    }
+
+    async fn find_user_by_login_id(&self, tenant: TenantId, login_id: &LoginId) -> StoreResult<Option<User>> {
+        // An email match wins over a username that happens to look like one.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM users WHERE tenant_id = $1 AND (email = $2 OR username_lower = $2) \
+             ORDER BY CASE WHEN email = $2 THEN 0 ELSE 1 END LIMIT 1",
+            rows::USER_COLUMNS
+        )))
+        .bind(tenant.to_string())
+        .bind(login_id.as_str().to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .map(|r| rows::user(&r))
+        .transpose()
+    }
+
+    async fn update_user(&self, user: &User) -> StoreResult<bool> {
+        let q = sqlx::query(
+            "UPDATE users SET email = $3, username = $4, username_lower = $5, mobile_phone = $6, \
+             first_name = $7, last_name = $8, data = $9, active = $10, password_hash = $11, \
+             created_at = $12, updated_at = $13 WHERE id = $1 AND tenant_id = $2",
+        );
+        let done = bind_user(q, user).execute(&self.pool).await.map_err(write_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_password_hash(&self, id: UserId, hash: &PasswordHash, now: Timestamp) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(hash.as_phc().to_owned())
+            .bind(now.millis())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn delete_user(&self, tenant: TenantId, id: UserId) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query("DELETE FROM refresh_tokens WHERE user_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let done = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl LoginAttemptStore for SqlStore {
+    async fn login_locked_until(&self, tenant: TenantId, login_id: &LoginId) -> StoreResult<Option<Timestamp>> {
+        let row = sqlx::query("SELECT locked_until FROM login_failures WHERE tenant_id = $1 AND login_id = $2")
+            .bind(tenant.to_string())
+            .bind(login_id.as_str().to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        match row {
+            Some(r) => rows::opt_timestamp(&r, "locked_until"),
+            None => Ok(None),
+        }
+    }
+
+    async fn record_login_failure(
+        &self,
+        tenant: TenantId,
+        login_id: &LoginId,
+        now: Timestamp,
+        window_start: Timestamp,
+    ) -> StoreResult<u32> {
+        // One statement, so concurrent failures on several servers all count.
+        let row = sqlx::query(
+            "INSERT INTO login_failures (tenant_id, login_id, failures, window_started_at) VALUES ($1, $2, 1, $3) \
+             ON CONFLICT (tenant_id, login_id) DO UPDATE SET \
+               failures = CASE WHEN login_failures.window_started_at < $4 THEN 1 \
+                               ELSE login_failures.failures + 1 END, \
+               window_started_at = CASE WHEN login_failures.window_started_at < $4 THEN $3 \
+                                        ELSE login_failures.window_started_at END \
+             RETURNING failures",
+        )
+        .bind(tenant.to_string())
+        .bind(login_id.as_str().to_owned())
+        .bind(now.millis())
+        .bind(window_start.millis())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let n = row.try_get::<i64, _>("failures").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    async fn lock_login(&self, tenant: TenantId, login_id: &LoginId, until: Timestamp) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE login_failures SET locked_until = $3, failures = 0 WHERE tenant_id = $1 AND login_id = $2",
+        )
+        .bind(tenant.to_string())
+        .bind(login_id.as_str().to_owned())
+        .bind(until.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn clear_login_failures(&self, tenant: TenantId, login_id: &LoginId) -> StoreResult<()> {
+        sqlx::query("DELETE FROM login_failures WHERE tenant_id = $1 AND login_id = $2")
+            .bind(tenant.to_string())
+            .bind(login_id.as_str().to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+const REFRESH_COLUMNS: &str = "id, tenant_id, user_id, application_id, digest, created_at, expires_at, revoked_at";
+
+#[async_trait]
+impl TokenStore for SqlStore {
+    async fn insert_refresh_token(&self, t: &RefreshToken) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (id, tenant_id, user_id, application_id, digest, created_at, expires_at, \
+             revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(t.id.to_string())
+        .bind(t.tenant_id.to_string())
+        .bind(t.user_id.to_string())
+        .bind(t.application_id.to_string())
+        .bind(t.digest.clone())
+        .bind(t.created_at.millis())
+        .bind(t.expires_at.millis())
+        .bind(t.revoked_at.map(Timestamp::millis))
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn find_refresh_token(&self, digest: &str) -> StoreResult<Option<RefreshToken>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE digest = $1")))
+            .bind(digest.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .map(|r| rows::refresh_token(&r))
+            .transpose()
+    }
+
+    async fn revoke_refresh_token(&self, id: RefreshTokenId, now: Timestamp) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id.to_string())
+            .bind(now.millis())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_user_refresh_tokens(&self, user: UserId, now: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
+            .bind(user.to_string())
+            .bind(now.millis())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, algorithm, private_der, public_jwk, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(key.kid.clone())
+        .bind(key.algorithm.as_str().to_owned())
+        .bind(B64.encode(&key.private_der))
+        .bind(key.public_jwk.to_string())
+        .bind(key.created_at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
+        sqlx::query("SELECT kid, algorithm, private_der, public_jwk, created_at FROM signing_keys ORDER BY created_at, kid")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .map(rows::signing_key)
+            .collect()
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqlStore {
+    async fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (tenant_id, at, event, user_id, ip, outcome, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(e.tenant_id.to_string())
+        .bind(e.at.millis())
+        .bind(e.kind.as_str().to_owned())
+        .bind(e.user_id.map(|u| u.to_string()))
+        .bind(e.ip.clone())
+        .bind(e.outcome.to_owned())
+        .bind(e.detail.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn audit_page(&self, tenant: TenantId, offset: u64, limit: u64) -> StoreResult<(Vec<AuditRecord>, u64)> {
+        let page = sqlx::query(
+            "SELECT id, at, event, user_id, ip, outcome, detail FROM audit_log WHERE tenant_id = $1 \
+             ORDER BY id DESC LIMIT $2 OFFSET $3",
+        )
+        .bind(tenant.to_string())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(rows::audit_record)
+        .collect::<StoreResult<Vec<_>>>()?;
+        let total = sqlx::query("SELECT COUNT(*) AS n FROM audit_log WHERE tenant_id = $1")
+            .bind(tenant.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok((page, u64::try_from(rows::count(&total)?).unwrap_or(0)))
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,141 @@
+//! Turning rows back into domain values. A row that does not parse is reported as
+//! corrupt rather than silently skipped.
+
+use std::str::FromStr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tessera_core::Timestamp;
+use tessera_core::apikey::ApiKey;
+use tessera_core::audit::AuditRecord;
+use tessera_core::password::PasswordHash;
+use tessera_core::phone::PhoneNumber;
+use tessera_core::store::{Application, StoreError, StoreResult, Tenant};
+use tessera_core::tokens::{RefreshToken, SigningKey};
+use tessera_core::user::{Email, User, Username};
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn text(row: &AnyRow, col: &str) -> StoreResult<String> {
+    row.try_get::<String, _>(col).map_err(|e| corrupt(format!("{col}: {e}")))
+}
+
+fn opt_text(row: &AnyRow, col: &str) -> StoreResult<Option<String>> {
+    row.try_get::<Option<String>, _>(col).map_err(|e| corrupt(format!("{col}: {e}")))
+}
+
+fn int(row: &AnyRow, col: &str) -> StoreResult<i64> {
+    row.try_get::<i64, _>(col).map_err(|e| corrupt(format!("{col}: {e}")))
+}
+
+fn time(row: &AnyRow, col: &str) -> StoreResult<Timestamp> {
+    int(row, col).map(Timestamp::from_millis)
+}
+
+fn opt_time(row: &AnyRow, col: &str) -> StoreResult<Option<Timestamp>> {
+    row.try_get::<Option<i64>, _>(col)
+        .map(|v| v.map(Timestamp::from_millis))
+        .map_err(|e| corrupt(format!("{col}: {e}")))
+}
+
+fn id<T: FromStr>(row: &AnyRow, col: &str) -> StoreResult<T> {
+    text(row, col)?.parse().map_err(|_| corrupt(format!("{col}: not an id")))
+}
+
+pub(crate) fn tenant(row: &AnyRow) -> StoreResult<Tenant> {
+    Ok(Tenant { id: id(row, "id")?, name: text(row, "name")?, created_at: time(row, "created_at")? })
+}
+
+pub(crate) fn application(row: &AnyRow) -> StoreResult<Application> {
+    Ok(Application {
+        id: id(row, "id")?,
+        tenant_id: id(row, "tenant_id")?,
+        name: text(row, "name")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+pub(crate) fn api_key(row: &AnyRow) -> StoreResult<ApiKey> {
+    Ok(ApiKey {
+        id: id(row, "id")?,
+        tenant_id: id(row, "tenant_id")?,
+        digest: text(row, "digest")?,
+        description: text(row, "description")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+pub(crate) const USER_COLUMNS: &str = "id, tenant_id, email, username, mobile_phone, first_name, last_name, \
+     data, active, password_hash, created_at, updated_at";
+
+pub(crate) fn user(row: &AnyRow) -> StoreResult<User> {
+    let data = match serde_json::from_str(&text(row, "data")?) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => return Err(corrupt("users.data is not a JSON object")),
+    };
+    let password_hash = opt_text(row, "password_hash")?
+        .map(|h| PasswordHash::parse(&h).map_err(|_| corrupt("users.password_hash")))
+        .transpose()?;
+    Ok(User {
+        id: id(row, "id")?,
+        tenant_id: id(row, "tenant_id")?,
+        email: opt_text(row, "email")?.map(Email::from_trusted),
+        username: opt_text(row, "username")?.map(Username::from_trusted),
+        mobile_phone: opt_text(row, "mobile_phone")?.map(PhoneNumber::from_trusted),
+        first_name: opt_text(row, "first_name")?,
+        last_name: opt_text(row, "last_name")?,
+        data,
+        active: int(row, "active")? != 0,
+        password_hash,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+pub(crate) fn refresh_token(row: &AnyRow) -> StoreResult<RefreshToken> {
+    Ok(RefreshToken {
+        id: id(row, "id")?,
+        tenant_id: id(row, "tenant_id")?,
+        user_id: id(row, "user_id")?,
+        application_id: id(row, "application_id")?,
+        digest: text(row, "digest")?,
+        created_at: time(row, "created_at")?,
+        expires_at: time(row, "expires_at")?,
+        revoked_at: opt_time(row, "revoked_at")?,
+    })
+}
+
+pub(crate) fn signing_key(row: &AnyRow) -> StoreResult<SigningKey> {
+    Ok(SigningKey {
+        kid: text(row, "kid")?,
+        algorithm: text(row, "algorithm")?.parse().map_err(corrupt)?,
+        private_der: B64.decode(text(row, "private_der")?).map_err(corrupt)?,
+        public_jwk: serde_json::from_str(&text(row, "public_jwk")?).map_err(corrupt)?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+pub(crate) fn audit_record(row: &AnyRow) -> StoreResult<AuditRecord> {
+    Ok(AuditRecord {
+        id: int(row, "id")?,
+        at: time(row, "at")?,
+        event: text(row, "event")?,
+        user_id: opt_text(row, "user_id")?,
+        ip: opt_text(row, "ip")?,
+        outcome: text(row, "outcome")?,
+        detail: serde_json::from_str(&text(row, "detail")?).map_err(corrupt)?,
+    })
+}
+
+pub(crate) fn opt_timestamp(row: &AnyRow, col: &str) -> StoreResult<Option<Timestamp>> {
+    opt_time(row, col)
+}
+
+pub(crate) fn count(row: &AnyRow) -> StoreResult<i64> {
+    int(row, "n")
+}

@@ -1,0 +1,52 @@
+//! SQLite: a file beside the server, WAL mode so readers never wait for the writer.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor, SqlStr};
+use tessera_core::store::StoreError;
+
+use crate::{StoreOptions, unavailable};
+
+pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<AnyPool, StoreError> {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let file = path.split('?').next().unwrap_or_default();
+    if !file.is_empty() && file != ":memory:" {
+        if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        }
+    }
+    let url = if url.contains("mode=") {
+        url.to_owned()
+    } else {
+        format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+    };
+    AnyPoolOptions::new()
+        .max_connections(options.max_connections)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await
+        .map_err(unavailable)
+}
+
+pub(crate) fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        Cow::Borrowed("init"),
+        MigrationType::Simple,
+        SqlStr::from_static(include_str!("../migrations/sqlite/0001_init.sql")),
+        false,
+    )])
+}
