@@ -89,6 +89,25 @@ pub async fn bootstrap(store: &dyn Store, configured_key: Option<&Secret>, now: 
     Ok(BootstrapReport { generated_key })
 }
 
+/// A new admin key for the default tenant (`tessera api-key create`). Returns the key,
+/// which is shown once and stored only as a digest.
+pub async fn issue_api_key(store: &dyn Store, description: &str, now: Timestamp) -> Result<Secret, CoreError> {
+    let tenant = store.default_tenant().await?.ok_or_else(|| CoreError::Internal("database not bootstrapped".into()))?;
+    let (secret, key) = ApiKey::generate(tenant.id, description, now)?;
+    store.insert_api_key(&key).await?;
+    let event = AuditEvent {
+        tenant_id: tenant.id,
+        at: now,
+        kind: AuditKind::ApiKeyCreated,
+        user_id: None,
+        ip: None,
+        outcome: "success",
+        detail: json!({"keyId": key.id.to_string(), "description": description}),
+    };
+    store.append_audit(&event).await?;
+    Ok(secret)
+}
+
 pub struct Identity {
     store: Arc<dyn Store>,
     hasher: Arc<dyn PasswordHasher>,
@@ -158,14 +177,6 @@ impl Identity {
             .find_api_key(&key.digest())
             .await?
             .map(|k| Admin { tenant_id: k.tenant_id, key_id: k.id, _sealed: () }))
-    }
-
-    pub async fn create_api_key(&self, description: &str, now: Timestamp) -> Result<Secret, CoreError> {
-        let (secret, key) = ApiKey::generate(self.tenant.id, description, now)?;
-        self.store.insert_api_key(&key).await?;
-        let detail = json!({"keyId": key.id.to_string(), "description": description});
-        self.audit(AuditKind::ApiKeyCreated, None, "success", &RequestContext::default(), detail, now).await?;
-        Ok(secret)
     }
 
     // ---- users ----

@@ -1,1 +1,14 @@
+//! Tessera's HTTP server: FusionAuth-shaped API routes over the core domain.
 
+pub mod api;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod hashing;
+pub mod metrics;
+pub mod telemetry;
+
+pub use app::{AppState, Prepared, prepare, serve};
+pub use config::Config;

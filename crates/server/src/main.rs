@@ -1,1 +1,143 @@
-fn main(){}
+//! `tessera`: run the server, apply migrations, or create an admin API key.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tessera_core::store::Store;
+use tessera_server::clock::{Clock, SystemClock};
+use tessera_server::{Config, prepare, serve};
+use tessera_store::StoreOptions;
+
+#[derive(Parser)]
+#[command(name = "tessera", version, about = "Self-hosted authentication and multi-factor server")]
+struct Cli {
+    /// Configuration file [default: ./tessera.toml when it exists]
+    #[arg(long, global = true, env = "TESSERA_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (creates the database and an admin key on first start).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage admin API keys.
+    ApiKey {
+        #[command(subcommand)]
+        action: ApiKeyAction,
+    },
+    /// Print the configuration keys as a Markdown table.
+    ConfigReference,
+}
+
+#[derive(Subcommand)]
+enum ApiKeyAction {
+    /// Create an admin API key and print it (it is not shown again).
+    Create {
+        #[arg(long, default_value = "created with tessera api-key create")]
+        description: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::ConfigReference = cli.command {
+        print!("{}", Config::reference());
+        return ExitCode::SUCCESS;
+    }
+    let file = cli.config.clone().or_else(|| {
+        let default = PathBuf::from("tessera.toml");
+        default.exists().then_some(default)
+    });
+    let config = match Config::load(file.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tessera: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tessera_server::telemetry::init(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tessera: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tessera: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match command {
+        Command::Serve => {
+            let prepared = prepare(&config, Arc::clone(&clock)).await?;
+            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            let addr = listener.local_addr()?;
+            if let Some(key) = &prepared.bootstrap.generated_key {
+                println!("Created the default tenant and application.");
+                println!("Admin API key (shown once, keep it safe): {}", key.expose());
+            }
+            println!("Tessera listening on http://{addr}");
+            tracing::info!(%addr, database = backend_name(&config.database_url), "listening");
+            serve(listener, prepared, shutdown_signal()).await?;
+            tracing::info!("stopped");
+        }
+        Command::Migrate => {
+            let store = open(&config).await?;
+            store.migrate().await?;
+            println!("Migrations applied.");
+        }
+        Command::ApiKey { action: ApiKeyAction::Create { description } } => {
+            let store = open(&config).await?;
+            store.migrate().await?;
+            tessera_core::service::bootstrap(&store as &dyn Store, config.api_key.as_ref(), clock.now()).await?;
+            let key = tessera_core::service::issue_api_key(&store, &description, clock.now()).await?;
+            println!("{}", key.expose());
+        }
+        Command::ConfigReference => {}
+    }
+    Ok(())
+}
+
+async fn open(config: &Config) -> Result<tessera_store::SqlStore, tessera_core::store::StoreError> {
+    tessera_store::open(&config.database_url, &StoreOptions { max_connections: 2 }).await
+}
+
+fn backend_name(url: &str) -> &'static str {
+    if url.starts_with("sqlite:") { "sqlite" } else { "postgres" }
+}
+
+/// SIGTERM (what service managers send) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,113 @@
+//! Tokens: validation, refresh, revocation, logout and the public keys.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tessera_core::secret::Secret;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{AdminAuth, Caller, bearer, cookie};
+
+/// `GET /api/jwt/validate` with `Authorization: Bearer <jwt>`: 200 with the claims or 401.
+pub async fn validate(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let token = bearer(&headers).or_else(|| cookie(&headers, "access_token")).ok_or(ApiError::Unauthorized)?;
+    let claims = s.identity.validate_jwt(token, s.clock.now()).map_err(|_| ApiError::Unauthorized)?;
+    Ok(Json(json!({"jwt": claims})))
+}
+
+pub async fn jwks(State(s): State<AppState>) -> Json<Value> {
+    Json(s.identity.jwks().clone())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshBody {
+    refresh_token: Option<String>,
+}
+
+/// `POST /api/jwt/refresh` `{refreshToken}` (or the `refresh_token` cookie).
+pub async fn refresh(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let parsed: RefreshBody = optional_json(&body)?;
+    let token = parsed
+        .refresh_token
+        .or_else(|| cookie(&headers, "refresh_token").map(str::to_owned))
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::general("[blank]refreshToken", "You must specify the [refreshToken] property."))?;
+    let secret = Secret::new(token);
+    match s.identity.refresh(&secret, &ctx, s.clock.now()).await? {
+        Some((jwt, _user)) => Ok(Json(json!({"token": jwt, "refreshToken": secret.expose()}))),
+        None => Err(ApiError::Unauthorized),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokeQuery {
+    user_id: Option<String>,
+    token: Option<String>,
+}
+
+/// `DELETE /api/jwt/refresh?userId=…` or `?token=…` (admin).
+pub async fn revoke(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Query(q): Query<RevokeQuery>,
+) -> Result<StatusCode, ApiError> {
+    let now = s.clock.now();
+    match (q.user_id, q.token) {
+        (Some(user), _) => {
+            let id = user.parse().map_err(|_| ApiError::NotFound)?;
+            s.identity.revoke_user_tokens(&admin, id, now).await?;
+        }
+        (None, Some(token)) => s.identity.revoke_refresh_token(&admin, &Secret::new(token), now).await?,
+        (None, None) => {
+            return Err(ApiError::general("[missing]userId", "Give userId or token to say what to revoke."));
+        }
+    }
+    Ok(StatusCode::OK)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LogoutBody {
+    #[serde(default)]
+    global: bool,
+    refresh_token: Option<String>,
+}
+
+/// `POST /api/logout` `{global, refreshToken}`: revokes the refresh token (or all of
+/// the user's with `global`).
+pub async fn logout(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let parsed: LogoutBody = optional_json(&body)?;
+    let refresh = parsed
+        .refresh_token
+        .or_else(|| cookie(&headers, "refresh_token").map(str::to_owned))
+        .map(Secret::new);
+    let access = bearer(&headers).or_else(|| cookie(&headers, "access_token"));
+    s.identity.logout(refresh.as_ref(), access, parsed.global, &ctx, s.clock.now()).await?;
+    Ok(StatusCode::OK)
+}
+
+/// These endpoints accept an empty body (a cookie may carry the token).
+fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::general("[invalidJSON]", format!("The request body is not valid JSON: {e}")))
+}
+

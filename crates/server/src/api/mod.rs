@@ -1,0 +1,7 @@
+//! HTTP handlers. Each parses its input into domain types, calls one `Identity` use
+//! case with `now`, and puts the outcome into FusionAuth's wire shape.
+
+pub mod jwt;
+pub mod login;
+pub mod system;
+pub mod users;

@@ -1,0 +1,64 @@
+//! Operations: health, metrics and the audit log.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::AdminAuth;
+
+/// Healthy once the server runs (it migrates before it listens) and the database answers.
+pub async fn status(State(s): State<AppState>) -> impl IntoResponse {
+    match s.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))),
+        Err(e) => {
+            tracing::warn!(error = %e, "status check: database unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"})))
+        }
+    }
+}
+
+pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page {
+    #[serde(default)]
+    start_row: u64,
+    #[serde(default = "default_page")]
+    number_of_results: u64,
+}
+
+fn default_page() -> u64 {
+    25
+}
+
+/// `GET /api/system/audit-log?startRow=0&numberOfResults=25`, newest first.
+pub async fn audit_log(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    let (records, total) = s.identity.audit_page(&admin, page.start_row, page.number_of_results).await?;
+    let logs: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "insertInstant": r.at.millis(),
+                "event": r.event,
+                "userId": r.user_id,
+                "ipAddress": r.ip,
+                "outcome": r.outcome,
+                "data": r.detail,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"auditLogs": logs, "total": total})))
+}

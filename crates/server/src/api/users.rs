@@ -1,0 +1,157 @@
+//! The FusionAuth User API: `/api/user`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tessera_core::ids::UserId;
+use tessera_core::user::{User, UserInput};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{AdminAuth, ApiJson, Caller};
+
+/// `{"user": {…}}`, the envelope FusionAuth uses for requests and answers.
+#[derive(Deserialize)]
+pub struct UserRequest {
+    user: Option<UserInput>,
+}
+
+fn missing_user() -> ApiError {
+    ApiError::general("[missing]user", "The request must contain a [user] object.")
+}
+
+pub fn user_json(u: &User) -> Value {
+    let mut v = json!({
+        "id": u.id.to_string(),
+        "tenantId": u.tenant_id.to_string(),
+        "active": u.active,
+        "data": u.data,
+        "insertInstant": u.created_at.millis(),
+        "lastUpdateInstant": u.updated_at.millis(),
+        "passwordChangeRequired": false,
+        "verified": true,
+        "twoFactor": {"methods": []},
+    });
+    let fields = [
+        ("email", u.email.as_ref().map(|e| e.as_str())),
+        ("username", u.username.as_ref().map(|n| n.as_str())),
+        ("mobilePhone", u.mobile_phone.as_ref().map(|p| p.as_str())),
+        ("firstName", u.first_name.as_deref()),
+        ("lastName", u.last_name.as_deref()),
+    ];
+    if let Value::Object(m) = &mut v {
+        for (k, val) in fields {
+            if let Some(val) = val {
+                m.insert(k.into(), json!(val));
+            }
+        }
+    }
+    v
+}
+
+fn envelope(u: &User) -> Json<Value> {
+    Json(json!({"user": user_json(u)}))
+}
+
+fn parse_id(id: &str) -> Result<UserId, ApiError> {
+    // An id that cannot exist is simply not found, as FusionAuth answers.
+    id.parse().map_err(|_| ApiError::NotFound)
+}
+
+pub async fn create(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Caller(ctx): Caller,
+    ApiJson(body): ApiJson<UserRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let input = body.user.ok_or_else(missing_user)?;
+    let user = s.identity.create_user(&admin, None, input, &ctx, s.clock.now()).await?;
+    Ok(envelope(&user))
+}
+
+pub async fn create_with_id(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UserRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let id: UserId = id
+        .parse()
+        .map_err(|_| ApiError::general("[invalid]userId", "The user id in the URL is not a valid UUID."))?;
+    let input = body.user.ok_or_else(missing_user)?;
+    let user = s.identity.create_user(&admin, Some(id), input, &ctx, s.clock.now()).await?;
+    Ok(envelope(&user))
+}
+
+pub async fn get(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(envelope(&s.identity.get_user(&admin, parse_id(&id)?).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchQuery {
+    login_id: Option<String>,
+    email: Option<String>,
+    username: Option<String>,
+}
+
+/// `GET /api/user?loginId=…` (or `email=` / `username=`).
+pub async fn search(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Query(q): Query<SearchQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let login_id = q.login_id.or(q.email).or(q.username).ok_or_else(|| {
+        ApiError::general("[missing]loginId", "Give a user id in the path, or loginId, email or username.")
+    })?;
+    Ok(envelope(&s.identity.find_user(&admin, &login_id).await?))
+}
+
+pub async fn replace(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UserRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let input = body.user.ok_or_else(missing_user)?;
+    let user = s.identity.replace_user(&admin, parse_id(&id)?, input, &ctx, s.clock.now()).await?;
+    Ok(envelope(&user))
+}
+
+pub async fn patch(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let patch = body.get("user").filter(|u| u.is_object()).ok_or_else(missing_user)?;
+    let user = s.identity.patch_user(&admin, parse_id(&id)?, patch, &ctx, s.clock.now()).await?;
+    Ok(envelope(&user))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteQuery {
+    #[serde(default)]
+    hard_delete: bool,
+}
+
+pub async fn delete(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> Result<StatusCode, ApiError> {
+    s.identity.delete_user(&admin, parse_id(&id)?, q.hard_delete, &ctx, s.clock.now()).await?;
+    Ok(StatusCode::OK)
+}

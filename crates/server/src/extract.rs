@@ -1,0 +1,96 @@
+//! Request extractors that speak our error format.
+
+use std::net::SocketAddr;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use tessera_core::apikey::Admin;
+use tessera_core::secret::Secret;
+use tessera_core::service::RequestContext;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// JSON body whose parse errors come back as a 400 `[invalidJSON]` general error.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => {
+                let message = match &rejection {
+                    JsonRejection::MissingJsonContentType(_) => {
+                        "The request must have the header Content-Type: application/json.".to_owned()
+                    }
+                    other => format!("The request body is not valid JSON for this API: {}", other.body_text()),
+                };
+                Err(ApiError::general("[invalidJSON]", message))
+            }
+        }
+    }
+}
+
+/// A caller that presented a valid admin API key in `Authorization`.
+pub struct AdminAuth(pub Admin);
+
+impl FromRequestParts<AppState> for AdminAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
+            .filter(|v| !v.is_empty())
+            .ok_or(ApiError::Unauthorized)?;
+        match state.identity.authenticate_admin(&Secret::new(key)).await? {
+            Some(admin) => Ok(AdminAuth(admin)),
+            None => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+/// Who sent the request, for the audit log: the first `X-Forwarded-For` hop when
+/// present (Tessera usually sits behind a proxy), else the peer address.
+pub struct Caller(pub RequestContext);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let forwarded = forwarded_for(&parts.headers);
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+        Ok(Caller(RequestContext { ip: forwarded.or(peer) }))
+    }
+}
+
+fn forwarded_for(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get("x-forwarded-for")?.to_str().ok()?;
+    let first = v.split(',').next()?.trim();
+    first.parse::<std::net::IpAddr>().ok().map(|ip| ip.to_string())
+}
+
+/// The bearer token of `Authorization: Bearer …` (FusionAuth also accepts `JWT …`).
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("JWT ")).map(str::trim).filter(|t| !t.is_empty())
+}
+
+/// A cookie's value from the `Cookie` header.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
