@@ -17,13 +17,25 @@ const PREFIX: &str = "tsk_";
 
 impl ApiKey {
     /// A fresh key with 256 bits of entropy, and the record to store for it.
-    pub fn generate(tenant_id: TenantId, description: &str, now: Timestamp) -> Result<(Secret, ApiKey), CoreError> {
+    pub fn generate(
+        tenant_id: TenantId,
+        description: &str,
+        now: Timestamp,
+    ) -> Result<(Secret, ApiKey), CoreError> {
         let secret = Secret::new(format!("{PREFIX}{}", random::token(32)?));
-        Ok((secret.clone(), Self::for_secret(tenant_id, &secret, description, now)))
+        Ok((
+            secret.clone(),
+            Self::for_secret(tenant_id, &secret, description, now),
+        ))
     }
 
     /// The record for a key chosen by the operator (`TESSERA_API_KEY`).
-    pub fn for_secret(tenant_id: TenantId, secret: &Secret, description: &str, now: Timestamp) -> ApiKey {
+    pub fn for_secret(
+        tenant_id: TenantId,
+        secret: &Secret,
+        description: &str,
+        now: Timestamp,
+    ) -> ApiKey {
         ApiKey {
             id: ApiKeyId::random(),
             tenant_id,

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::apikey::{Admin, ApiKey};
 use crate::audit::{AuditEvent, AuditKind, AuditRecord};
 use crate::ids::{ApplicationId, TenantId, UserId};
-use crate::login::{LoginOutcome, LoginRequest, LoginSuccess, LockoutPolicy};
+use crate::login::{LockoutPolicy, LoginOutcome, LoginRequest, LoginSuccess};
 use crate::password::{HashParams, Password, PasswordHash, PasswordHasher};
 use crate::secret::Secret;
 use crate::store::{Application, Bootstrap, Store, StoreError, Tenant};
@@ -60,27 +60,60 @@ pub struct BootstrapReport {
 
 /// Creates the default tenant, application and admin key on an empty database, and
 /// makes sure an operator-supplied key (`TESSERA_API_KEY`) is valid.
-pub async fn bootstrap(store: &dyn Store, configured_key: Option<&Secret>, now: Timestamp) -> Result<BootstrapReport, CoreError> {
+pub async fn bootstrap(
+    store: &dyn Store,
+    configured_key: Option<&Secret>,
+    now: Timestamp,
+) -> Result<BootstrapReport, CoreError> {
     let mut generated_key = None;
     if store.default_tenant().await?.is_none() {
-        let tenant = Tenant { id: TenantId::random(), name: "Default".into(), created_at: now };
-        let application =
-            Application { id: ApplicationId::random(), tenant_id: tenant.id, name: "Default".into(), created_at: now };
+        let tenant = Tenant {
+            id: TenantId::random(),
+            name: "Default".into(),
+            created_at: now,
+        };
+        let application = Application {
+            id: ApplicationId::random(),
+            tenant_id: tenant.id,
+            name: "Default".into(),
+            created_at: now,
+        };
         let (secret, api_key) = match configured_key {
-            Some(s) => (None, ApiKey::for_secret(tenant.id, s, "initial admin key (configured)", now)),
+            Some(s) => (
+                None,
+                ApiKey::for_secret(tenant.id, s, "initial admin key (configured)", now),
+            ),
             None => {
                 let (s, k) = ApiKey::generate(tenant.id, "initial admin key", now)?;
                 (Some(s), k)
             }
         };
-        if store.bootstrap(&Bootstrap { tenant, application, api_key }).await? {
+        if store
+            .bootstrap(&Bootstrap {
+                tenant,
+                application,
+                api_key,
+            })
+            .await?
+        {
             generated_key = secret;
         }
     }
     if let Some(key) = configured_key {
-        let tenant = store.default_tenant().await?.ok_or_else(|| CoreError::Internal("no tenant after bootstrap".into()))?;
+        let tenant = store
+            .default_tenant()
+            .await?
+            .ok_or_else(|| CoreError::Internal("no tenant after bootstrap".into()))?;
         if store.find_api_key(&key.digest()).await?.is_none() {
-            match store.insert_api_key(&ApiKey::for_secret(tenant.id, key, "admin key (configured)", now)).await {
+            match store
+                .insert_api_key(&ApiKey::for_secret(
+                    tenant.id,
+                    key,
+                    "admin key (configured)",
+                    now,
+                ))
+                .await
+            {
                 Ok(()) | Err(StoreError::Conflict(_)) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -91,8 +124,15 @@ pub async fn bootstrap(store: &dyn Store, configured_key: Option<&Secret>, now: 
 
 /// A new admin key for the default tenant (`tessera api-key create`). Returns the key,
 /// which is shown once and stored only as a digest.
-pub async fn issue_api_key(store: &dyn Store, description: &str, now: Timestamp) -> Result<Secret, CoreError> {
-    let tenant = store.default_tenant().await?.ok_or_else(|| CoreError::Internal("database not bootstrapped".into()))?;
+pub async fn issue_api_key(
+    store: &dyn Store,
+    description: &str,
+    now: Timestamp,
+) -> Result<Secret, CoreError> {
+    let tenant = store
+        .default_tenant()
+        .await?
+        .ok_or_else(|| CoreError::Internal("database not bootstrapped".into()))?;
     let (secret, key) = ApiKey::generate(tenant.id, description, now)?;
     store.insert_api_key(&key).await?;
     let event = AuditEvent {
@@ -129,19 +169,38 @@ impl Identity {
         policies: Policies,
         now: Timestamp,
     ) -> Result<Self, CoreError> {
-        let tenant = store.default_tenant().await?.ok_or_else(|| CoreError::Internal("database not bootstrapped".into()))?;
+        let tenant = store
+            .default_tenant()
+            .await?
+            .ok_or_else(|| CoreError::Internal("database not bootstrapped".into()))?;
         let default_application = store
             .default_application(tenant.id)
             .await?
             .ok_or_else(|| CoreError::Internal("tenant has no application".into()))?;
         let mut keys = store.signing_keys().await?;
         if !keys.iter().any(|k| k.algorithm == policies.jwt_algorithm) {
-            store.insert_signing_key(&SigningKey::generate(policies.jwt_algorithm, now)?).await?;
+            // Another server starting at the same moment may win; then its key is used.
+            store
+                .insert_signing_key(&SigningKey::generate(policies.jwt_algorithm, now)?)
+                .await?;
             keys = store.signing_keys().await?;
         }
-        let tokens = TokenIssuer::new(policies.issuer.clone(), policies.jwt_ttl, policies.jwt_algorithm, &keys)?;
+        let tokens = TokenIssuer::new(
+            policies.issuer.clone(),
+            policies.jwt_ttl,
+            policies.jwt_algorithm,
+            &keys,
+        )?;
         let dummy_hash = hasher.hash(Password::new(random::token(24)?)).await?;
-        Ok(Identity { store, hasher, tokens, policies, tenant, default_application, dummy_hash })
+        Ok(Identity {
+            store,
+            hasher,
+            tokens,
+            policies,
+            tenant,
+            default_application,
+            dummy_hash,
+        })
     }
 
     pub fn policies(&self) -> &Policies {
@@ -165,7 +224,15 @@ impl Identity {
         detail: Value,
         now: Timestamp,
     ) -> Result<(), CoreError> {
-        let event = AuditEvent { tenant_id: self.tenant.id, at: now, kind, user_id, ip: ctx.ip.clone(), outcome, detail };
+        let event = AuditEvent {
+            tenant_id: self.tenant.id,
+            at: now,
+            kind,
+            user_id,
+            ip: ctx.ip.clone(),
+            outcome,
+            detail,
+        };
         Ok(self.store.append_audit(&event).await?)
     }
 
@@ -176,7 +243,11 @@ impl Identity {
             .store
             .find_api_key(&key.digest())
             .await?
-            .map(|k| Admin { tenant_id: k.tenant_id, key_id: k.id, _sealed: () }))
+            .map(|k| Admin {
+                tenant_id: k.tenant_id,
+                key_id: k.id,
+                _sealed: (),
+            }))
     }
 
     // ---- users ----
@@ -194,19 +265,43 @@ impl Identity {
             Some(p) => Some(self.hasher.hash(p.clone()).await?),
             None => None,
         };
-        let user = build_user(id.unwrap_or_else(UserId::random), admin.tenant_id, valid, password_hash, now, now);
-        self.store.insert_user(&user).await.map_err(conflict_to_validation)?;
-        self.audit(AuditKind::UserCreated, Some(user.id), "success", ctx, json!({}), now).await?;
+        let user = build_user(
+            id.unwrap_or_else(UserId::random),
+            admin.tenant_id,
+            valid,
+            password_hash,
+            now,
+            now,
+        );
+        self.store
+            .insert_user(&user)
+            .await
+            .map_err(conflict_to_validation)?;
+        self.audit(
+            AuditKind::UserCreated,
+            Some(user.id),
+            "success",
+            ctx,
+            json!({}),
+            now,
+        )
+        .await?;
         Ok(user)
     }
 
     pub async fn get_user(&self, admin: &Admin, id: UserId) -> Result<User, CoreError> {
-        self.store.get_user(admin.tenant_id, id).await?.ok_or(CoreError::NotFound)
+        self.store
+            .get_user(admin.tenant_id, id)
+            .await?
+            .ok_or(CoreError::NotFound)
     }
 
     pub async fn find_user(&self, admin: &Admin, login_id: &str) -> Result<User, CoreError> {
         let login_id = LoginId::parse(login_id).ok_or(CoreError::NotFound)?;
-        self.store.find_user_by_login_id(admin.tenant_id, &login_id).await?.ok_or(CoreError::NotFound)
+        self.store
+            .find_user_by_login_id(admin.tenant_id, &login_id)
+            .await?
+            .ok_or(CoreError::NotFound)
     }
 
     /// PUT: the body describes the whole user; a missing password leaves it unchanged.
@@ -225,15 +320,35 @@ impl Identity {
             Some(p) => Some(self.hasher.hash(p.clone()).await?),
             None => existing.password_hash.clone(),
         };
-        let user = build_user(id, admin.tenant_id, valid, password_hash, existing.created_at, now);
-        if !self.store.update_user(&user).await.map_err(conflict_to_validation)? {
+        let user = build_user(
+            id,
+            admin.tenant_id,
+            valid,
+            password_hash,
+            existing.created_at,
+            now,
+        );
+        if !self
+            .store
+            .update_user(&user)
+            .await
+            .map_err(conflict_to_validation)?
+        {
             return Err(CoreError::NotFound);
         }
         if password_changed || (existing.active && !user.active) {
             self.store.revoke_user_refresh_tokens(id, now).await?;
         }
         let detail = json!({"passwordChanged": password_changed});
-        self.audit(AuditKind::UserUpdated, Some(id), "success", ctx, detail, now).await?;
+        self.audit(
+            AuditKind::UserUpdated,
+            Some(id),
+            "success",
+            ctx,
+            detail,
+            now,
+        )
+        .await?;
         Ok(user)
     }
 
@@ -247,10 +362,15 @@ impl Identity {
         now: Timestamp,
     ) -> Result<User, CoreError> {
         let existing = self.get_user(admin, id).await?;
-        let mut current = serde_json::to_value(UserInput::from_user(&existing)).map_err(|e| CoreError::Internal(e.to_string()))?;
+        let mut current = serde_json::to_value(UserInput::from_user(&existing))
+            .map_err(|e| CoreError::Internal(e.to_string()))?;
         merge_patch(&mut current, patch);
         let input: UserInput = serde_json::from_value(current).map_err(|e| {
-            CoreError::Invalid(ValidationErrors::field("user", "invalid", format!("The [user] object is malformed: {e}")))
+            CoreError::Invalid(ValidationErrors::field(
+                "user",
+                "invalid",
+                format!("The [user] object is malformed: {e}"),
+            ))
         })?;
         self.replace_user(admin, id, input, ctx, now).await
     }
@@ -273,12 +393,25 @@ impl Identity {
             user.updated_at = now;
             self.store.update_user(&user).await?;
         }
-        self.audit(AuditKind::UserDeleted, Some(id), "success", ctx, json!({"hardDelete": hard}), now).await
+        self.audit(
+            AuditKind::UserDeleted,
+            Some(id),
+            "success",
+            ctx,
+            json!({"hardDelete": hard}),
+            now,
+        )
+        .await
     }
 
     // ---- sign-in ----
 
-    pub async fn login(&self, req: LoginRequest, ctx: &RequestContext, now: Timestamp) -> Result<LoginOutcome, CoreError> {
+    pub async fn login(
+        &self,
+        req: LoginRequest,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<LoginOutcome, CoreError> {
         let application = match req.application_id {
             None => self.default_application.clone(),
             Some(id) => match self.store.get_application(id).await? {
@@ -295,17 +428,37 @@ impl Identity {
         if let Some(until) = self.store.login_locked_until(tenant, &req.login_id).await?
             && until > now
         {
-            self.audit(AuditKind::LoginLocked, None, "locked", ctx, json!({"loginId": req.login_id.as_str()}), now).await?;
+            self.audit(
+                AuditKind::LoginLocked,
+                None,
+                "locked",
+                ctx,
+                json!({"loginId": req.login_id.as_str()}),
+                now,
+            )
+            .await?;
             return Ok(LoginOutcome::Locked { until });
         }
 
-        let user = self.store.find_user_by_login_id(tenant, &req.login_id).await?;
-        let candidate = user.filter(|u| u.active).and_then(|u| u.password_hash.clone().map(|h| (u, h)));
+        let user = self
+            .store
+            .find_user_by_login_id(tenant, &req.login_id)
+            .await?;
+        let candidate = user
+            .filter(|u| u.active)
+            .and_then(|u| u.password_hash.clone().map(|h| (u, h)));
         let verified = match candidate {
-            Some((user, hash)) => self.hasher.verify(hash.clone(), req.password.clone()).await?.then_some((user, hash)),
+            Some((user, hash)) => self
+                .hasher
+                .verify(hash.clone(), req.password.clone())
+                .await?
+                .then_some((user, hash)),
             None => {
                 // Same work as a real check, so the answer's timing says nothing.
-                let _ = self.hasher.verify(self.dummy_hash.clone(), req.password.clone()).await?;
+                let _ = self
+                    .hasher
+                    .verify(self.dummy_hash.clone(), req.password.clone())
+                    .await?;
                 None
             }
         };
@@ -319,30 +472,50 @@ impl Identity {
                 let until = now.plus(lockout.lock_for);
                 self.store.lock_login(tenant, &req.login_id, until).await?;
                 let detail = json!({"loginId": req.login_id.as_str(), "failures": failures});
-                self.audit(AuditKind::LoginLocked, None, "locked", ctx, detail, now).await?;
+                self.audit(AuditKind::LoginLocked, None, "locked", ctx, detail, now)
+                    .await?;
                 return Ok(LoginOutcome::Locked { until });
             }
             let detail = json!({"loginId": req.login_id.as_str(), "failures": failures});
-            self.audit(AuditKind::LoginFailure, None, "failure", ctx, detail, now).await?;
+            self.audit(AuditKind::LoginFailure, None, "failure", ctx, detail, now)
+                .await?;
             return Ok(LoginOutcome::InvalidCredentials);
         };
 
-        self.store.clear_login_failures(tenant, &req.login_id).await?;
+        self.store
+            .clear_login_failures(tenant, &req.login_id)
+            .await?;
         if hash.needs_rehash(&self.policies.hash) {
             let upgraded = self.hasher.hash(req.password.clone()).await?;
-            self.store.set_password_hash(user.id, &upgraded, now).await?;
+            self.store
+                .set_password_hash(user.id, &upgraded, now)
+                .await?;
         }
         let (token, refresh_token) = if req.no_jwt {
             (None, None)
         } else {
             let token = self.tokens.issue(&user, application.id, now, now)?;
-            let (secret, record) = RefreshToken::generate(&user, application.id, self.policies.refresh_ttl, now)?;
+            let (secret, record) =
+                RefreshToken::generate(&user, application.id, self.policies.refresh_ttl, now)?;
             self.store.insert_refresh_token(&record).await?;
             (Some(token), Some(secret))
         };
         let detail = json!({"applicationId": application.id.to_string()});
-        self.audit(AuditKind::LoginSuccess, Some(user.id), "success", ctx, detail, now).await?;
-        Ok(LoginOutcome::Success(Box::new(LoginSuccess { user, application_id: application.id, token, refresh_token })))
+        self.audit(
+            AuditKind::LoginSuccess,
+            Some(user.id),
+            "success",
+            ctx,
+            detail,
+            now,
+        )
+        .await?;
+        Ok(LoginOutcome::Success(Box::new(LoginSuccess {
+            user,
+            application_id: application.id,
+            token,
+            refresh_token,
+        })))
     }
 
     // ---- tokens ----
@@ -365,11 +538,26 @@ impl Identity {
         if !record.is_live(now) {
             return Ok(None);
         }
-        let Some(user) = self.store.get_user(record.tenant_id, record.user_id).await?.filter(|u| u.active) else {
+        let Some(user) = self
+            .store
+            .get_user(record.tenant_id, record.user_id)
+            .await?
+            .filter(|u| u.active)
+        else {
             return Ok(None);
         };
-        let (jwt, _) = self.tokens.issue(&user, record.application_id, record.created_at, now)?;
-        self.audit(AuditKind::TokenRefreshed, Some(user.id), "success", ctx, json!({}), now).await?;
+        let (jwt, _) = self
+            .tokens
+            .issue(&user, record.application_id, record.created_at, now)?;
+        self.audit(
+            AuditKind::TokenRefreshed,
+            Some(user.id),
+            "success",
+            ctx,
+            json!({}),
+            now,
+        )
+        .await?;
         Ok(Some((jwt, user)))
     }
 
@@ -391,7 +579,11 @@ impl Identity {
             Some(r) => Some(r.user_id),
             None => access_token
                 .and_then(|t| self.tokens.validate(t, now).ok())
-                .and_then(|c| c.get("sub").and_then(Value::as_str).and_then(|s| s.parse().ok())),
+                .and_then(|c| {
+                    c.get("sub")
+                        .and_then(Value::as_str)
+                        .and_then(|s| s.parse().ok())
+                }),
         };
         if let Some(r) = &record {
             self.store.revoke_refresh_token(r.id, now).await?;
@@ -399,17 +591,35 @@ impl Identity {
         if global && let Some(u) = user_id {
             self.store.revoke_user_refresh_tokens(u, now).await?;
         }
-        self.audit(AuditKind::Logout, user_id, "success", ctx, json!({"global": global}), now).await
+        self.audit(
+            AuditKind::Logout,
+            user_id,
+            "success",
+            ctx,
+            json!({"global": global}),
+            now,
+        )
+        .await
     }
 
     /// Admin revocation: every refresh token of a user.
-    pub async fn revoke_user_tokens(&self, admin: &Admin, user: UserId, now: Timestamp) -> Result<u64, CoreError> {
+    pub async fn revoke_user_tokens(
+        &self,
+        admin: &Admin,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<u64, CoreError> {
         self.get_user(admin, user).await?;
         Ok(self.store.revoke_user_refresh_tokens(user, now).await?)
     }
 
     /// Admin revocation of one refresh token by its value.
-    pub async fn revoke_refresh_token(&self, admin: &Admin, token: &Secret, now: Timestamp) -> Result<(), CoreError> {
+    pub async fn revoke_refresh_token(
+        &self,
+        admin: &Admin,
+        token: &Secret,
+        now: Timestamp,
+    ) -> Result<(), CoreError> {
         match self.store.find_refresh_token(&token.digest()).await? {
             Some(r) if r.tenant_id == admin.tenant_id => {
                 self.store.revoke_refresh_token(r.id, now).await?;
@@ -421,8 +631,16 @@ impl Identity {
 
     // ---- audit ----
 
-    pub async fn audit_page(&self, admin: &Admin, offset: u64, limit: u64) -> Result<(Vec<AuditRecord>, u64), CoreError> {
-        Ok(self.store.audit_page(admin.tenant_id, offset, limit.clamp(1, 500)).await?)
+    pub async fn audit_page(
+        &self,
+        admin: &Admin,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<AuditRecord>, u64), CoreError> {
+        Ok(self
+            .store
+            .audit_page(admin.tenant_id, offset, limit.clamp(1, 500))
+            .await?)
     }
 }
 
@@ -454,7 +672,11 @@ fn conflict_to_validation(e: StoreError) -> CoreError {
     match e {
         StoreError::Conflict(field) => {
             let msg = format!("A user with this [{field}] already exists.");
-            let key = if field.starts_with("user.") { field } else { "user.id".to_owned() };
+            let key = if field.starts_with("user.") {
+                field
+            } else {
+                "user.id".to_owned()
+            };
             ValidationErrors::field(&key, "duplicate", msg).into()
         }
         other => other.into(),

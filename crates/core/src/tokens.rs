@@ -53,7 +53,9 @@ impl FromStr for JwtAlgorithm {
             "EdDSA" => Ok(JwtAlgorithm::EdDSA),
             "ES256" => Ok(JwtAlgorithm::ES256),
             "RS256" => Ok(JwtAlgorithm::RS256),
-            other => Err(format!("unknown JWT algorithm {other:?}; use EdDSA, ES256 or RS256")),
+            other => Err(format!(
+                "unknown JWT algorithm {other:?}; use EdDSA, ES256 or RS256"
+            )),
         }
     }
 }
@@ -103,7 +105,10 @@ impl SigningKey {
                 let (Some(x), Some(y)) = (point.x(), point.y()) else {
                     return Err(internal("P-256 public key has no coordinates"));
                 };
-                (der, json!({"kty": "EC", "crv": "P-256", "x": B64URL.encode(x), "y": B64URL.encode(y)}))
+                (
+                    der,
+                    json!({"kty": "EC", "crv": "P-256", "x": B64URL.encode(x), "y": B64URL.encode(y)}),
+                )
             }
             JwtAlgorithm::RS256 => {
                 use rsa::pkcs1::EncodeRsaPrivateKey;
@@ -120,7 +125,13 @@ impl SigningKey {
             m.insert("use".into(), json!("sig"));
             m.insert("alg".into(), json!(algorithm.as_str()));
         }
-        Ok(SigningKey { kid, algorithm, private_der, public_jwk: jwk, created_at: now })
+        Ok(SigningKey {
+            kid,
+            algorithm,
+            private_der,
+            public_jwk: jwk,
+            created_at: now,
+        })
     }
 }
 
@@ -169,9 +180,14 @@ pub struct TokenIssuer {
 }
 
 impl TokenIssuer {
-    /// `keys` oldest first; the oldest key of `algorithm` signs, so several server
-    /// processes that each generated a key at the same moment still agree.
-    pub fn new(issuer: String, ttl: Duration, algorithm: JwtAlgorithm, keys: &[SigningKey]) -> Result<Self, CoreError> {
+    /// `keys` oldest first; the oldest key of `algorithm` signs (the store keeps one
+    /// signer per algorithm, so every server picks the same one).
+    pub fn new(
+        issuer: String,
+        ttl: Duration,
+        algorithm: JwtAlgorithm,
+        keys: &[SigningKey],
+    ) -> Result<Self, CoreError> {
         let signer = keys
             .iter()
             .find(|k| k.algorithm == algorithm)
@@ -188,7 +204,13 @@ impl TokenIssuer {
             verifiers.insert(k.kid.clone(), (k.algorithm.jwt(), decoding));
         }
         let jwks = json!({"keys": keys.iter().map(|k| k.public_jwk.clone()).collect::<Vec<_>>()});
-        Ok(TokenIssuer { issuer, ttl, current: (signer.kid.clone(), algorithm, encoding), verifiers, jwks })
+        Ok(TokenIssuer {
+            issuer,
+            ttl,
+            current: (signer.kid.clone(), algorithm, encoding),
+            verifiers,
+            jwks,
+        })
     }
 
     pub fn jwks(&self) -> &Value {
@@ -199,7 +221,13 @@ impl TokenIssuer {
         self.ttl
     }
 
-    pub fn issue(&self, user: &User, application: ApplicationId, auth_time: Timestamp, now: Timestamp) -> Result<(String, Claims), CoreError> {
+    pub fn issue(
+        &self,
+        user: &User,
+        application: ApplicationId,
+        auth_time: Timestamp,
+        now: Timestamp,
+    ) -> Result<(String, Claims), CoreError> {
         let exp = now.plus(self.ttl);
         let claims = Claims {
             iss: self.issuer.clone(),
@@ -314,13 +342,20 @@ mod tests {
     #[test]
     fn every_algorithm_signs_and_verifies() -> Result<(), CoreError> {
         let now = Timestamp::from_millis(1_700_000_000_000);
-        for alg in [JwtAlgorithm::EdDSA, JwtAlgorithm::ES256, JwtAlgorithm::RS256] {
+        for alg in [
+            JwtAlgorithm::EdDSA,
+            JwtAlgorithm::ES256,
+            JwtAlgorithm::RS256,
+        ] {
             let key = SigningKey::generate(alg, now)?;
             let issuer = TokenIssuer::new("tessera".into(), Duration::from_secs(60), alg, &[key])?;
             let (jwt, claims) = issuer.issue(&user(), ApplicationId::random(), now, now)?;
             let got = issuer.validate(&jwt, now).map_err(internal)?;
             assert_eq!(got["sub"], json!(claims.sub), "{alg:?}");
-            assert_eq!(issuer.validate(&jwt, now.plus(Duration::from_secs(60))), Err(TokenError::Expired));
+            assert_eq!(
+                issuer.validate(&jwt, now.plus(Duration::from_secs(60))),
+                Err(TokenError::Expired)
+            );
             let mut tampered = jwt.clone();
             tampered.pop();
             tampered.push(if jwt.ends_with('A') { 'B' } else { 'A' });
@@ -334,9 +369,24 @@ mod tests {
         let now = Timestamp::from_millis(0);
         let a = SigningKey::generate(JwtAlgorithm::EdDSA, now)?;
         let b = SigningKey::generate(JwtAlgorithm::EdDSA, now)?;
-        let ia = TokenIssuer::new("tessera".into(), Duration::from_secs(60), JwtAlgorithm::EdDSA, &[a.clone()])?;
-        let ib = TokenIssuer::new("tessera".into(), Duration::from_secs(60), JwtAlgorithm::EdDSA, &[b])?;
-        let other = TokenIssuer::new("other".into(), Duration::from_secs(60), JwtAlgorithm::EdDSA, &[a])?;
+        let ia = TokenIssuer::new(
+            "tessera".into(),
+            Duration::from_secs(60),
+            JwtAlgorithm::EdDSA,
+            &[a.clone()],
+        )?;
+        let ib = TokenIssuer::new(
+            "tessera".into(),
+            Duration::from_secs(60),
+            JwtAlgorithm::EdDSA,
+            &[b],
+        )?;
+        let other = TokenIssuer::new(
+            "other".into(),
+            Duration::from_secs(60),
+            JwtAlgorithm::EdDSA,
+            &[a],
+        )?;
         let (jwt, _) = ia.issue(&user(), ApplicationId::random(), now, now)?;
         assert_eq!(ib.validate(&jwt, now), Err(TokenError::UnknownKey));
         assert_eq!(other.validate(&jwt, now), Err(TokenError::WrongIssuer));

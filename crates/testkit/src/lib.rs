@@ -1,1 +1,221 @@
+//! Test harness: `spawn_app()` runs the real server in-process on a free port with a
+//! fresh database and a fake clock, and hands back a client pointed at it.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tessera_core::Timestamp;
+use tessera_core::password::HashParams;
+use tessera_core::secret::Secret;
+use tessera_server::clock::Clock;
+use tessera_server::{AppState, Config};
+use tessera_store::Backend;
+use tokio::sync::oneshot;
+
+/// A clock tests move by hand.
+pub struct FakeClock(AtomicI64);
+
+impl FakeClock {
+    /// 2026-01-01T00:00:00Z.
+    pub const START: i64 = 1_767_225_600_000;
+
+    pub fn new() -> Self {
+        FakeClock(AtomicI64::new(Self::START))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(
+            i64::try_from(by.as_millis()).unwrap_or(i64::MAX),
+            Ordering::SeqCst,
+        );
+    }
+}
+
+impl Default for FakeClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// Cheap argon2 settings so suites stay fast; tests about the real policy set their own.
+pub const TEST_HASH: HashParams = HashParams {
+    memory_kib: 1024,
+    iterations: 1,
+    parallelism: 1,
+};
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub api_key: String,
+    pub database_url: String,
+    pub client: reqwest::Client,
+    pub clock: Arc<FakeClock>,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub struct AppBuilder {
+    backend: Backend,
+    database_url: Option<String>,
+    config: Box<dyn FnOnce(&mut Config) + Send>,
+    clock: Option<Arc<FakeClock>>,
+}
+
+pub fn app() -> AppBuilder {
+    AppBuilder {
+        backend: Backend::Sqlite,
+        database_url: None,
+        config: Box::new(|_| {}),
+        clock: None,
+    }
+}
+
+/// The server on a fresh SQLite database.
+pub async fn spawn_app() -> TestApp {
+    app().spawn().await
+}
+
+impl AppBuilder {
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Share a database with another app (several instances, or a restart).
+    pub fn database_url(mut self, url: &str) -> Self {
+        self.database_url = Some(url.to_owned());
+        self
+    }
+
+    pub fn clock(mut self, clock: Arc<FakeClock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    pub fn configure(mut self, f: impl FnOnce(&mut Config) + Send + 'static) -> Self {
+        self.config = Box::new(f);
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        let database_url = match self.database_url {
+            Some(u) => u,
+            None => tessera_store::testing::fresh_database_url(self.backend)
+                .await
+                .expect("test database"),
+        };
+        let api_key = "tsk_test_admin_key_0123456789".to_owned();
+        let mut config = Config::defaults().expect("default config");
+        config.database_url = database_url.clone();
+        config.api_key = Some(Secret::new(api_key.clone()));
+        config.policies.hash = TEST_HASH;
+        config.password_hash_threads = 2;
+        config.database_max_connections = 5;
+        (self.config)(&mut config);
+
+        let clock = self.clock.unwrap_or_default();
+        let prepared = tessera_server::prepare(&config, clock.clone())
+            .await
+            .expect("server starts");
+        let state = prepared.state.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = tessera_server::serve(listener, prepared, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            api_key,
+            database_url,
+            client: reqwest::Client::new(),
+            clock,
+            state,
+            shutdown: Some(tx),
+        }
+    }
+}
+
+/// A response read whole: status, raw body, and the body as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub text: String,
+    pub json: Value,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, text, json }
+    }
+
+    /// An admin call with the app's API key.
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Reply {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .header("Authorization", &self.api_key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        self.send(req).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> Reply {
+        self.send(self.client.post(self.url(path)).json(&body))
+            .await
+    }
+
+    /// Creates a user and returns its id.
+    pub async fn create_user(&self, email: &str, password: &str) -> String {
+        let r = self
+            .admin(
+                reqwest::Method::POST,
+                "/api/user",
+                Some(json!({"user": {"email": email, "password": password}})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "create user: {}", r.text);
+        r.json["user"]["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn login(&self, login_id: &str, password: &str) -> Reply {
+        self.post_json(
+            "/api/login",
+            json!({"loginId": login_id, "password": password}),
+        )
+        .await
+    }
+}

@@ -1,1 +1,9 @@
+//! Tessera's HTTP API, tested over real HTTP against the server running in-process
+//! (and, in `cli`, as the real binary). One test binary for the whole crate.
 
+mod cli;
+mod login;
+mod multi_instance;
+mod system;
+mod tokens;
+mod users;

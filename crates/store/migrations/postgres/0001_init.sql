@@ -68,6 +68,9 @@ CREATE INDEX refresh_tokens_user ON refresh_tokens(user_id);
 CREATE TABLE signing_keys (
     kid TEXT PRIMARY KEY,
     algorithm TEXT NOT NULL,
+    -- Set on the key that signs for its algorithm; unique, so servers starting
+    -- together cannot each install a different signer.
+    signer_for TEXT UNIQUE,
     private_der TEXT NOT NULL,
     public_jwk TEXT NOT NULL,
     created_at BIGINT NOT NULL

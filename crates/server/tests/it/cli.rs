@@ -1,0 +1,214 @@
+//! The real `tessera` binary, as a new user runs it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn temp_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tessera-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn tessera(dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(dir)
+        .env_clear()
+        .env("TESSERA_LOG_LEVEL", "warn");
+    c
+}
+
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    base: String,
+    printed_key: Option<String>,
+}
+
+impl Running {
+    fn start(dir: &Path, extra_env: &[(&str, &str)]) -> Running {
+        let mut cmd = tessera(dir);
+        cmd.arg("serve")
+            .env("TESSERA_LISTEN", "127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut printed_key = None;
+        loop {
+            let line = lines
+                .recv_timeout(DEADLINE)
+                .expect("server printed its address in time");
+            if let Some(k) = line.strip_prefix("Admin API key (shown once, keep it safe): ") {
+                printed_key = Some(k.to_owned());
+            }
+            if let Some(addr) = line.strip_prefix("Tessera listening on ") {
+                return Running {
+                    child,
+                    lines,
+                    base: addr.to_owned(),
+                    printed_key,
+                };
+            }
+        }
+    }
+
+    /// SIGTERM, then wait (with a deadline) for a clean exit.
+    fn stop(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                drop(self.lines);
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[tokio::test]
+async fn first_start_prints_a_working_key_and_sigterm_stops_cleanly() {
+    let dir = temp_dir();
+    let server = Running::start(&dir, &[]);
+    let key = server
+        .printed_key
+        .clone()
+        .expect("first start prints the admin key");
+    assert!(key.starts_with("tsk_"));
+    assert!(
+        dir.join("tessera-data/tessera.db").exists(),
+        "SQLite file under ./tessera-data/"
+    );
+
+    let client = reqwest::Client::new();
+    let status = client
+        .get(format!("{}/api/status", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), 200);
+    let created = client
+        .post(format!("{}/api/user", server.base))
+        .header("Authorization", &key)
+        .json(&json!({"user": {"email": "ann@example.com", "password": "correct horse"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let login = client
+        .post(format!("{}/api/login", server.base))
+        .json(&json!({"loginId": "ann@example.com", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    assert!(server.stop().success(), "graceful shutdown exits 0");
+
+    // A second start keeps the data and prints no new key.
+    let again = Running::start(&dir, &[]);
+    assert_eq!(again.printed_key, None);
+    let r = client
+        .get(format!("{}/api/user?loginId=ann@example.com", again.base))
+        .header("Authorization", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // `api-key create` against the same database yields another working key.
+    let out = tessera(&dir)
+        .args(["api-key", "create", "--description", "ci"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second_key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(second_key.starts_with("tsk_") && second_key != key);
+    let r = client
+        .get(format!("{}/api/user?loginId=ann@example.com", again.base))
+        .header("Authorization", &second_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(again.stop().success());
+}
+
+#[tokio::test]
+async fn an_operator_key_from_a_file_is_used_instead_of_a_generated_one() {
+    let dir = temp_dir();
+    std::fs::write(dir.join("key"), "tsk_operator_chosen_key_123\n").unwrap();
+    let key_file = dir.join("key").display().to_string();
+    let server = Running::start(&dir, &[("TESSERA_API_KEY_FILE", &key_file)]);
+    assert_eq!(
+        server.printed_key, None,
+        "nothing to print: the operator chose the key"
+    );
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/system/audit-log", server.base))
+        .header("Authorization", "tsk_operator_chosen_key_123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn migrate_and_config_errors() {
+    let dir = temp_dir();
+    let out = tessera(&dir).arg("migrate").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Migrations applied."
+    );
+
+    let out = tessera(&dir)
+        .arg("serve")
+        .env("TESSERA_LISTN", "127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown variable TESSERA_LISTN"));
+
+    std::fs::write(
+        dir.join("tessera.toml"),
+        "listen = \"127.0.0.1:0\"\ndatabase = \"x\"\n",
+    )
+    .unwrap();
+    let out = tessera(&dir).arg("migrate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown key `database`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
