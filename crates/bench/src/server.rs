@@ -1,0 +1,160 @@
+//! The server under test: one we start (and can measure) or one given by `--url`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::args::Args;
+
+pub struct Target {
+    pub base: String,
+    pub api_key: String,
+    pub hash_threads: usize,
+    /// First start on an empty database and a restart on the same one, in ms.
+    pub cold_start: Option<(f64, f64)>,
+    child: Option<Child>,
+    pid: Option<u32>,
+    sampling: Arc<AtomicBool>,
+    peak_rss_kb: Arc<AtomicU64>,
+}
+
+const API_KEY: &str = "tsk_benchmark_admin_key_0123456789";
+
+impl Target {
+    pub async fn start(args: &Args) -> Result<Target, String> {
+        let hash_threads = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+        if let (Some(url), Some(key)) = (&args.url, &args.api_key) {
+            return Ok(Target {
+                base: url.trim_end_matches('/').to_owned(),
+                api_key: key.clone(),
+                hash_threads,
+                cold_start: None,
+                child: None,
+                pid: None,
+                sampling: Arc::default(),
+                peak_rss_kb: Arc::default(),
+            });
+        }
+        let bin = match &args.server {
+            Some(p) => PathBuf::from(p),
+            None => std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("tessera"),
+        };
+        let dir = std::env::temp_dir().join(format!("tessera-bench-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+
+        let (first_ms, child, base) = spawn(&bin, &dir).await?;
+        stop_child(child).await;
+        let (restart_ms, child, base2) = spawn(&bin, &dir).await?;
+        let _ = base;
+        let pid = child.id();
+        Ok(Target {
+            base: base2,
+            api_key: API_KEY.to_owned(),
+            hash_threads,
+            cold_start: Some((first_ms, restart_ms)),
+            child: Some(child),
+            pid,
+            sampling: Arc::default(),
+            peak_rss_kb: Arc::default(),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn start_rss_sampling(&self) {
+        let Some(pid) = self.pid else { return };
+        self.sampling.store(true, Ordering::SeqCst);
+        let (on, peak) = (Arc::clone(&self.sampling), Arc::clone(&self.peak_rss_kb));
+        std::thread::spawn(move || {
+            while on.load(Ordering::SeqCst) {
+                if let Some(kb) = status_kb(pid, "VmRSS:") {
+                    peak.fetch_max(kb, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+    }
+
+    pub fn stop_rss_sampling(&self) {
+        self.sampling.store(false, Ordering::SeqCst);
+    }
+
+    /// Peak RSS sampled during the load, and the kernel's high-water mark, in MB.
+    pub fn rss_during_load(&self) -> Option<(f64, f64)> {
+        let pid = self.pid?;
+        let hwm = status_kb(pid, "VmHWM:")?;
+        Some((self.peak_rss_kb.load(Ordering::SeqCst) as f64 / 1024.0, hwm as f64 / 1024.0))
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(child) = self.child.take() {
+            stop_child(child).await;
+        }
+    }
+}
+
+async fn spawn(bin: &PathBuf, dir: &PathBuf) -> Result<(f64, Child, String), String> {
+    let started = Instant::now();
+    let mut child = Command::new(bin)
+        .arg("serve")
+        .current_dir(dir)
+        .env("TESSERA_LISTEN", "127.0.0.1:0")
+        .env("TESSERA_API_KEY", API_KEY)
+        .env("TESSERA_LOG_LEVEL", "warn")
+        // Benchmarks send thousands of failed logins on purpose.
+        .env("TESSERA_LOGIN_MAX_FAILURES", "1000000000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e} (build it: cargo build --release)", bin.display()))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .map_err(|_| "server did not start within 30 s")?
+            .map_err(|e| e.to_string())?
+            .ok_or("server exited during start")?;
+        if let Some(addr) = line.strip_prefix("Tessera listening on ") {
+            break addr.to_owned();
+        }
+    };
+    // Healthy means /api/status answers 200; poll it with a deadline.
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/api/status")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err("server never became healthy".into());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((ms, child, base))
+}
+
+async fn stop_child(mut child: Child) {
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+}
+
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
