@@ -1,6 +1,7 @@
 //! Command-line arguments, parsed by hand: five flags do not need a parser crate.
 
-pub const USAGE: &str = "usage: tessera-bench login [--connections N] [--seconds S] [--url URL --api-key KEY] [--server PATH]";
+pub const USAGE: &str =
+    "usage: tessera-bench login [--connections N] [--seconds S] [--url URL --api-key KEY] [--server PATH]";
 
 pub struct Args {
     pub scenario: String,

@@ -45,10 +45,8 @@ async fn run(args: Args) -> Result<(), String> {
 
 async fn login(args: &Args) -> Result<(), String> {
     let target = Target::start(args).await?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.connections)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let client =
+        reqwest::Client::builder().pool_max_idle_per_host(args.connections).build().map_err(|e| e.to_string())?;
 
     // One user per connection, so nothing but the server itself is shared.
     for i in 0..args.connections {
@@ -69,9 +67,13 @@ async fn login(args: &Args) -> Result<(), String> {
     let wrong = sequential(&client, &target, "bench0@example.com", 100).await?;
 
     let duration = Duration::from_secs(args.seconds);
-    let load = run_load(&client, &target, args.connections, duration, |i| {
-        json!({"loginId": format!("bench{i}@example.com"), "password": "correct horse battery"})
-    })
+    let load = run_load(
+        &client,
+        &target,
+        args.connections,
+        duration,
+        |i| json!({"loginId": format!("bench{i}@example.com"), "password": "correct horse battery"}),
+    )
     .await;
     let rss = target.rss_during_load();
 
@@ -82,10 +84,7 @@ async fn login(args: &Args) -> Result<(), String> {
         println!("cold start to healthy: first start {:.1} ms, restart {:.1} ms", c.0, c.1);
     }
     print_stats("login", &load);
-    println!(
-        "argon2id limit: {:.1} hashes/s on {} threads (m=19456 KiB, t=2, p=1)",
-        limit, target.hash_threads
-    );
+    println!("argon2id limit: {:.1} hashes/s on {} threads (m=19456 KiB, t=2, p=1)", limit, target.hash_threads);
     println!("ratio login/limit: {:.1}%", 100.0 * load.throughput() / limit);
     if let Some((peak, hwm)) = rss {
         println!("server RSS under load: peak {:.1} MB (VmHWM {:.1} MB)", peak, hwm);

@@ -17,25 +17,13 @@ const PREFIX: &str = "tsk_";
 
 impl ApiKey {
     /// A fresh key with 256 bits of entropy, and the record to store for it.
-    pub fn generate(
-        tenant_id: TenantId,
-        description: &str,
-        now: Timestamp,
-    ) -> Result<(Secret, ApiKey), CoreError> {
+    pub fn generate(tenant_id: TenantId, description: &str, now: Timestamp) -> Result<(Secret, ApiKey), CoreError> {
         let secret = Secret::new(format!("{PREFIX}{}", random::token(32)?));
-        Ok((
-            secret.clone(),
-            Self::for_secret(tenant_id, &secret, description, now),
-        ))
+        Ok((secret.clone(), Self::for_secret(tenant_id, &secret, description, now)))
     }
 
     /// The record for a key chosen by the operator (`TESSERA_API_KEY`).
-    pub fn for_secret(
-        tenant_id: TenantId,
-        secret: &Secret,
-        description: &str,
-        now: Timestamp,
-    ) -> ApiKey {
+    pub fn for_secret(tenant_id: TenantId, secret: &Secret, description: &str, now: Timestamp) -> ApiKey {
         ApiKey {
             id: ApiKeyId::random(),
             tenant_id,
@@ -49,8 +37,8 @@ impl ApiKey {
 /// Proof that a request carried a valid admin key. Only [`crate::service`] makes one,
 /// so a handler that takes an `Admin` cannot run for an unauthenticated caller.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Admin {
     pub tenant_id: TenantId,
     pub key_id: ApiKeyId,
-    pub(crate) _sealed: (),
 }

@@ -23,11 +23,7 @@ pub struct LockoutPolicy {
 
 impl Default for LockoutPolicy {
     fn default() -> Self {
-        LockoutPolicy {
-            max_failures: 5,
-            window: Duration::from_secs(60),
-            lock_for: Duration::from_secs(180),
-        }
+        LockoutPolicy { max_failures: 5, window: Duration::from_secs(60), lock_for: Duration::from_secs(180) }
     }
 }
 
@@ -56,46 +52,26 @@ impl LoginInput {
         let mut errors = ValidationErrors::default();
         let login_id = self.login_id.as_deref().and_then(LoginId::parse);
         if login_id.is_none() {
-            errors.add(
-                "loginId",
-                "blank",
-                "You must specify the [loginId] property.",
-            );
+            errors.add("loginId", "blank", "You must specify the [loginId] property.");
         }
         let password = self.password.filter(|p| !p.is_empty()).map(Password::new);
         if password.is_none() {
-            errors.add(
-                "password",
-                "blank",
-                "You must specify the [password] property.",
-            );
+            errors.add("password", "blank", "You must specify the [password] property.");
         }
-        let application_id = match self
-            .application_id
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
+        let application_id = match self.application_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             None => None,
             Some(s) => {
                 let parsed = s.parse().ok();
                 if parsed.is_none() {
-                    errors.add(
-                        "applicationId",
-                        "invalid",
-                        "The [applicationId] property is not a valid id.",
-                    );
+                    errors.add("applicationId", "invalid", "The [applicationId] property is not a valid id.");
                 }
                 parsed
             }
         };
         match (login_id, password) {
-            (Some(login_id), Some(password)) if errors.is_empty() => Ok(LoginRequest {
-                login_id,
-                password,
-                application_id,
-                no_jwt: self.no_jwt,
-            }),
+            (Some(login_id), Some(password)) if errors.is_empty() => {
+                Ok(LoginRequest { login_id, password, application_id, no_jwt: self.no_jwt })
+            }
             _ => Err(errors),
         }
     }

@@ -24,23 +24,14 @@ pub struct HashParams {
 
 impl Default for HashParams {
     fn default() -> Self {
-        HashParams {
-            memory_kib: 19_456,
-            iterations: 2,
-            parallelism: 1,
-        }
+        HashParams { memory_kib: 19_456, iterations: 2, parallelism: 1 }
     }
 }
 
 impl HashParams {
     fn argon2(&self) -> Result<Argon2<'static>, CoreError> {
-        let params = Params::new(
-            self.memory_kib,
-            self.iterations,
-            self.parallelism,
-            Some(HASH_LEN),
-        )
-        .map_err(|e| CoreError::Internal(format!("argon2 parameters: {e}")))?;
+        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, Some(HASH_LEN))
+            .map_err(|e| CoreError::Internal(format!("argon2 parameters: {e}")))?;
         Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
     }
 
@@ -50,14 +41,9 @@ impl HashParams {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        Params::new(
-            self.memory_kib,
-            self.iterations,
-            self.parallelism,
-            Some(HASH_LEN),
-        )
-        .map(|_| ())
-        .map_err(|e| format!("invalid argon2 parameters: {e}"))
+        Params::new(self.memory_kib, self.iterations, self.parallelism, Some(HASH_LEN))
+            .map(|_| ())
+            .map_err(|e| format!("invalid argon2 parameters: {e}"))
     }
 }
 
@@ -102,25 +88,14 @@ impl fmt::Debug for PasswordHash {
 
 impl PasswordHash {
     pub fn parse(phc: &str) -> Result<Self, CoreError> {
-        let bad =
-            || CoreError::Internal("stored password hash is not an argon2id PHC string".into());
+        let bad = || CoreError::Internal("stored password hash is not an argon2id PHC string".into());
         let mut parts = phc.split('$');
-        let (Some(""), Some("argon2id"), Some("v=19"), Some(params), Some(salt), Some(hash), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
+        let (Some(""), Some("argon2id"), Some("v=19"), Some(params), Some(salt), Some(hash), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(bad());
         };
-        let mut p = HashParams {
-            memory_kib: 0,
-            iterations: 0,
-            parallelism: 0,
-        };
+        let mut p = HashParams { memory_kib: 0, iterations: 0, parallelism: 0 };
         for kv in params.split(',') {
             let (k, v) = kv.split_once('=').ok_or_else(bad)?;
             let v: u32 = v.parse().map_err(|_| bad())?;
@@ -137,12 +112,7 @@ impl PasswordHash {
         if hash.len() != HASH_LEN {
             return Err(bad());
         }
-        Ok(PasswordHash {
-            phc: phc.to_owned(),
-            params: p,
-            salt,
-            hash,
-        })
+        Ok(PasswordHash { phc: phc.to_owned(), params: p, salt, hash })
     }
 
     pub fn as_phc(&self) -> &str {
@@ -175,11 +145,7 @@ impl Workspace {
         Ok(&mut self.blocks[..n])
     }
 
-    pub fn hash(
-        &mut self,
-        params: &HashParams,
-        password: &Password,
-    ) -> Result<PasswordHash, CoreError> {
+    pub fn hash(&mut self, params: &HashParams, password: &Password) -> Result<PasswordHash, CoreError> {
         let mut salt = [0u8; SALT_LEN];
         random::fill(&mut salt)?;
         let mut out = [0u8; HASH_LEN];
@@ -197,23 +163,12 @@ impl Workspace {
 
     pub fn verify(&mut self, hash: &PasswordHash, password: &Password) -> Result<bool, CoreError> {
         let mut out = [0u8; HASH_LEN];
-        self.raw(
-            &hash.params,
-            password.expose().as_bytes(),
-            &hash.salt,
-            &mut out,
-        )?;
+        self.raw(&hash.params, password.expose().as_bytes(), &hash.salt, &mut out)?;
         Ok(constant_time_eq(&out, &hash.hash))
     }
 
     /// One raw argon2id evaluation; also what the benchmark measures as the limit.
-    pub fn raw(
-        &mut self,
-        params: &HashParams,
-        pwd: &[u8],
-        salt: &[u8],
-        out: &mut [u8],
-    ) -> Result<(), CoreError> {
+    pub fn raw(&mut self, params: &HashParams, pwd: &[u8], salt: &[u8], out: &mut [u8]) -> Result<(), CoreError> {
         let argon2 = params.argon2()?;
         let blocks = self.blocks_for(params)?;
         argon2
@@ -239,11 +194,7 @@ pub trait PasswordHasher: Send + Sync {
 mod tests {
     use super::*;
 
-    const FAST: HashParams = HashParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
+    const FAST: HashParams = HashParams { memory_kib: 64, iterations: 1, parallelism: 1 };
 
     #[test]
     fn hash_then_verify() -> Result<(), CoreError> {
@@ -264,14 +215,8 @@ mod tests {
             "$argon2id$v=19$m=256,t=1,p=4$uobr+fKoHk1nPEn06k0Pdw$HwTJMS6aNKICMsLGTfc76tz8DXJH5SadtdEqTVB9M4A",
         ] {
             let h = PasswordHash::parse(phc)?;
-            assert!(
-                ws.verify(&h, &Password::new("correct horse battery staple"))?,
-                "{phc}"
-            );
-            assert!(
-                !ws.verify(&h, &Password::new("correct horse battery stapler"))?,
-                "{phc}"
-            );
+            assert!(ws.verify(&h, &Password::new("correct horse battery staple"))?, "{phc}");
+            assert!(!ws.verify(&h, &Password::new("correct horse battery stapler"))?, "{phc}");
         }
         Ok(())
     }
@@ -293,10 +238,7 @@ mod tests {
         let mut ws = Workspace::default();
         let h = ws.hash(&FAST, &Password::new("pw"))?;
         assert!(!h.needs_rehash(&FAST));
-        assert!(h.needs_rehash(&HashParams {
-            iterations: 2,
-            ..FAST
-        }));
+        assert!(h.needs_rehash(&HashParams { iterations: 2, ..FAST }));
         Ok(())
     }
 

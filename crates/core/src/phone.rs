@@ -61,28 +61,14 @@ mod tests {
 
     #[test]
     fn normalises_punctuation_to_e164() {
-        assert_eq!(
-            PhoneNumber::parse("+1 (555) 444-3232").map(|p| p.0),
-            Ok("+15554443232".into())
-        );
-        assert_eq!(
-            PhoneNumber::parse("+44 20 7946 0958").map(|p| p.0),
-            Ok("+442079460958".into())
-        );
+        assert_eq!(PhoneNumber::parse("+1 (555) 444-3232").map(|p| p.0), Ok("+15554443232".into()));
+        assert_eq!(PhoneNumber::parse("+44 20 7946 0958").map(|p| p.0), Ok("+442079460958".into()));
     }
 
     #[test]
     fn rejects_what_is_not_a_number() {
-        for bad in [
-            "",
-            "5554443232",
-            "+",
-            "+1",
-            "hello",
-            "+1 555 444 3232 ext 9",
-            "+999123456789",
-            "+1555444323299999",
-        ] {
+        for bad in ["", "5554443232", "+", "+1", "hello", "+1 555 444 3232 ext 9", "+999123456789", "+1555444323299999"]
+        {
             assert_eq!(PhoneNumber::parse(bad), Err(NotAPhoneNumber), "{bad:?}");
         }
     }

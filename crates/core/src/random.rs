@@ -7,8 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::CoreError;
 
 pub fn fill(buf: &mut [u8]) -> Result<(), CoreError> {
-    getrandom::getrandom(buf)
-        .map_err(|e| CoreError::Internal(format!("OS random source failed: {e}")))
+    getrandom::getrandom(buf).map_err(|e| CoreError::Internal(format!("OS random source failed: {e}")))
 }
 
 /// `bytes` random bytes as URL-safe base64 without padding.

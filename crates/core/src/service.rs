@@ -67,53 +67,25 @@ pub async fn bootstrap(
 ) -> Result<BootstrapReport, CoreError> {
     let mut generated_key = None;
     if store.default_tenant().await?.is_none() {
-        let tenant = Tenant {
-            id: TenantId::random(),
-            name: "Default".into(),
-            created_at: now,
-        };
-        let application = Application {
-            id: ApplicationId::random(),
-            tenant_id: tenant.id,
-            name: "Default".into(),
-            created_at: now,
-        };
+        let tenant = Tenant { id: TenantId::random(), name: "Default".into(), created_at: now };
+        let application =
+            Application { id: ApplicationId::random(), tenant_id: tenant.id, name: "Default".into(), created_at: now };
         let (secret, api_key) = match configured_key {
-            Some(s) => (
-                None,
-                ApiKey::for_secret(tenant.id, s, "initial admin key (configured)", now),
-            ),
+            Some(s) => (None, ApiKey::for_secret(tenant.id, s, "initial admin key (configured)", now)),
             None => {
                 let (s, k) = ApiKey::generate(tenant.id, "initial admin key", now)?;
                 (Some(s), k)
             }
         };
-        if store
-            .bootstrap(&Bootstrap {
-                tenant,
-                application,
-                api_key,
-            })
-            .await?
-        {
+        if store.bootstrap(&Bootstrap { tenant, application, api_key }).await? {
             generated_key = secret;
         }
     }
     if let Some(key) = configured_key {
-        let tenant = store
-            .default_tenant()
-            .await?
-            .ok_or_else(|| CoreError::Internal("no tenant after bootstrap".into()))?;
+        let tenant =
+            store.default_tenant().await?.ok_or_else(|| CoreError::Internal("no tenant after bootstrap".into()))?;
         if store.find_api_key(&key.digest()).await?.is_none() {
-            match store
-                .insert_api_key(&ApiKey::for_secret(
-                    tenant.id,
-                    key,
-                    "admin key (configured)",
-                    now,
-                ))
-                .await
-            {
+            match store.insert_api_key(&ApiKey::for_secret(tenant.id, key, "admin key (configured)", now)).await {
                 Ok(()) | Err(StoreError::Conflict(_)) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -124,15 +96,9 @@ pub async fn bootstrap(
 
 /// A new admin key for the default tenant (`tessera api-key create`). Returns the key,
 /// which is shown once and stored only as a digest.
-pub async fn issue_api_key(
-    store: &dyn Store,
-    description: &str,
-    now: Timestamp,
-) -> Result<Secret, CoreError> {
-    let tenant = store
-        .default_tenant()
-        .await?
-        .ok_or_else(|| CoreError::Internal("database not bootstrapped".into()))?;
+pub async fn issue_api_key(store: &dyn Store, description: &str, now: Timestamp) -> Result<Secret, CoreError> {
+    let tenant =
+        store.default_tenant().await?.ok_or_else(|| CoreError::Internal("database not bootstrapped".into()))?;
     let (secret, key) = ApiKey::generate(tenant.id, description, now)?;
     store.insert_api_key(&key).await?;
     let event = AuditEvent {
@@ -169,10 +135,8 @@ impl Identity {
         policies: Policies,
         now: Timestamp,
     ) -> Result<Self, CoreError> {
-        let tenant = store
-            .default_tenant()
-            .await?
-            .ok_or_else(|| CoreError::Internal("database not bootstrapped".into()))?;
+        let tenant =
+            store.default_tenant().await?.ok_or_else(|| CoreError::Internal("database not bootstrapped".into()))?;
         let default_application = store
             .default_application(tenant.id)
             .await?
@@ -180,27 +144,12 @@ impl Identity {
         let mut keys = store.signing_keys().await?;
         if !keys.iter().any(|k| k.algorithm == policies.jwt_algorithm) {
             // Another server starting at the same moment may win; then its key is used.
-            store
-                .insert_signing_key(&SigningKey::generate(policies.jwt_algorithm, now)?)
-                .await?;
+            store.insert_signing_key(&SigningKey::generate(policies.jwt_algorithm, now)?).await?;
             keys = store.signing_keys().await?;
         }
-        let tokens = TokenIssuer::new(
-            policies.issuer.clone(),
-            policies.jwt_ttl,
-            policies.jwt_algorithm,
-            &keys,
-        )?;
+        let tokens = TokenIssuer::new(policies.issuer.clone(), policies.jwt_ttl, policies.jwt_algorithm, &keys)?;
         let dummy_hash = hasher.hash(Password::new(random::token(24)?)).await?;
-        Ok(Identity {
-            store,
-            hasher,
-            tokens,
-            policies,
-            tenant,
-            default_application,
-            dummy_hash,
-        })
+        Ok(Identity { store, hasher, tokens, policies, tenant, default_application, dummy_hash })
     }
 
     pub fn policies(&self) -> &Policies {
@@ -224,30 +173,15 @@ impl Identity {
         detail: Value,
         now: Timestamp,
     ) -> Result<(), CoreError> {
-        let event = AuditEvent {
-            tenant_id: self.tenant.id,
-            at: now,
-            kind,
-            user_id,
-            ip: ctx.ip.clone(),
-            outcome,
-            detail,
-        };
+        let event =
+            AuditEvent { tenant_id: self.tenant.id, at: now, kind, user_id, ip: ctx.ip.clone(), outcome, detail };
         Ok(self.store.append_audit(&event).await?)
     }
 
     // ---- admin keys ----
 
     pub async fn authenticate_admin(&self, key: &Secret) -> Result<Option<Admin>, CoreError> {
-        Ok(self
-            .store
-            .find_api_key(&key.digest())
-            .await?
-            .map(|k| Admin {
-                tenant_id: k.tenant_id,
-                key_id: k.id,
-                _sealed: (),
-            }))
+        Ok(self.store.find_api_key(&key.digest()).await?.map(|k| Admin { tenant_id: k.tenant_id, key_id: k.id }))
     }
 
     // ---- users ----
@@ -265,43 +199,19 @@ impl Identity {
             Some(p) => Some(self.hasher.hash(p.clone()).await?),
             None => None,
         };
-        let user = build_user(
-            id.unwrap_or_else(UserId::random),
-            admin.tenant_id,
-            valid,
-            password_hash,
-            now,
-            now,
-        );
-        self.store
-            .insert_user(&user)
-            .await
-            .map_err(conflict_to_validation)?;
-        self.audit(
-            AuditKind::UserCreated,
-            Some(user.id),
-            "success",
-            ctx,
-            json!({}),
-            now,
-        )
-        .await?;
+        let user = build_user(id.unwrap_or_else(UserId::random), admin.tenant_id, valid, password_hash, now, now);
+        self.store.insert_user(&user).await.map_err(conflict_to_validation)?;
+        self.audit(AuditKind::UserCreated, Some(user.id), "success", ctx, json!({}), now).await?;
         Ok(user)
     }
 
     pub async fn get_user(&self, admin: &Admin, id: UserId) -> Result<User, CoreError> {
-        self.store
-            .get_user(admin.tenant_id, id)
-            .await?
-            .ok_or(CoreError::NotFound)
+        self.store.get_user(admin.tenant_id, id).await?.ok_or(CoreError::NotFound)
     }
 
     pub async fn find_user(&self, admin: &Admin, login_id: &str) -> Result<User, CoreError> {
         let login_id = LoginId::parse(login_id).ok_or(CoreError::NotFound)?;
-        self.store
-            .find_user_by_login_id(admin.tenant_id, &login_id)
-            .await?
-            .ok_or(CoreError::NotFound)
+        self.store.find_user_by_login_id(admin.tenant_id, &login_id).await?.ok_or(CoreError::NotFound)
     }
 
     /// PUT: the body describes the whole user; a missing password leaves it unchanged.
@@ -320,35 +230,15 @@ impl Identity {
             Some(p) => Some(self.hasher.hash(p.clone()).await?),
             None => existing.password_hash.clone(),
         };
-        let user = build_user(
-            id,
-            admin.tenant_id,
-            valid,
-            password_hash,
-            existing.created_at,
-            now,
-        );
-        if !self
-            .store
-            .update_user(&user)
-            .await
-            .map_err(conflict_to_validation)?
-        {
+        let user = build_user(id, admin.tenant_id, valid, password_hash, existing.created_at, now);
+        if !self.store.update_user(&user).await.map_err(conflict_to_validation)? {
             return Err(CoreError::NotFound);
         }
         if password_changed || (existing.active && !user.active) {
             self.store.revoke_user_refresh_tokens(id, now).await?;
         }
         let detail = json!({"passwordChanged": password_changed});
-        self.audit(
-            AuditKind::UserUpdated,
-            Some(id),
-            "success",
-            ctx,
-            detail,
-            now,
-        )
-        .await?;
+        self.audit(AuditKind::UserUpdated, Some(id), "success", ctx, detail, now).await?;
         Ok(user)
     }
 
@@ -362,8 +252,8 @@ impl Identity {
         now: Timestamp,
     ) -> Result<User, CoreError> {
         let existing = self.get_user(admin, id).await?;
-        let mut current = serde_json::to_value(UserInput::from_user(&existing))
-            .map_err(|e| CoreError::Internal(e.to_string()))?;
+        let mut current =
+            serde_json::to_value(UserInput::from_user(&existing)).map_err(|e| CoreError::Internal(e.to_string()))?;
         merge_patch(&mut current, patch);
         let input: UserInput = serde_json::from_value(current).map_err(|e| {
             CoreError::Invalid(ValidationErrors::field(
@@ -393,15 +283,7 @@ impl Identity {
             user.updated_at = now;
             self.store.update_user(&user).await?;
         }
-        self.audit(
-            AuditKind::UserDeleted,
-            Some(id),
-            "success",
-            ctx,
-            json!({"hardDelete": hard}),
-            now,
-        )
-        .await
+        self.audit(AuditKind::UserDeleted, Some(id), "success", ctx, json!({"hardDelete": hard}), now).await
     }
 
     // ---- sign-in ----
@@ -428,94 +310,53 @@ impl Identity {
         if let Some(until) = self.store.login_locked_until(tenant, &req.login_id).await?
             && until > now
         {
-            self.audit(
-                AuditKind::LoginLocked,
-                None,
-                "locked",
-                ctx,
-                json!({"loginId": req.login_id.as_str()}),
-                now,
-            )
-            .await?;
+            self.audit(AuditKind::LoginLocked, None, "locked", ctx, json!({"loginId": req.login_id.as_str()}), now)
+                .await?;
             return Ok(LoginOutcome::Locked { until });
         }
 
-        let user = self
-            .store
-            .find_user_by_login_id(tenant, &req.login_id)
-            .await?;
-        let candidate = user
-            .filter(|u| u.active)
-            .and_then(|u| u.password_hash.clone().map(|h| (u, h)));
+        let user = self.store.find_user_by_login_id(tenant, &req.login_id).await?;
+        let candidate = user.filter(|u| u.active).and_then(|u| u.password_hash.clone().map(|h| (u, h)));
         let verified = match candidate {
-            Some((user, hash)) => self
-                .hasher
-                .verify(hash.clone(), req.password.clone())
-                .await?
-                .then_some((user, hash)),
+            Some((user, hash)) => self.hasher.verify(hash.clone(), req.password.clone()).await?.then_some((user, hash)),
             None => {
                 // Same work as a real check, so the answer's timing says nothing.
-                let _ = self
-                    .hasher
-                    .verify(self.dummy_hash.clone(), req.password.clone())
-                    .await?;
+                let _ = self.hasher.verify(self.dummy_hash.clone(), req.password.clone()).await?;
                 None
             }
         };
 
         let Some((user, hash)) = verified else {
-            let failures = self
-                .store
-                .record_login_failure(tenant, &req.login_id, now, now.minus(lockout.window))
-                .await?;
+            let failures =
+                self.store.record_login_failure(tenant, &req.login_id, now, now.minus(lockout.window)).await?;
             if failures >= lockout.max_failures {
                 let until = now.plus(lockout.lock_for);
                 self.store.lock_login(tenant, &req.login_id, until).await?;
                 let detail = json!({"loginId": req.login_id.as_str(), "failures": failures});
-                self.audit(AuditKind::LoginLocked, None, "locked", ctx, detail, now)
-                    .await?;
+                self.audit(AuditKind::LoginLocked, None, "locked", ctx, detail, now).await?;
                 return Ok(LoginOutcome::Locked { until });
             }
             let detail = json!({"loginId": req.login_id.as_str(), "failures": failures});
-            self.audit(AuditKind::LoginFailure, None, "failure", ctx, detail, now)
-                .await?;
+            self.audit(AuditKind::LoginFailure, None, "failure", ctx, detail, now).await?;
             return Ok(LoginOutcome::InvalidCredentials);
         };
 
-        self.store
-            .clear_login_failures(tenant, &req.login_id)
-            .await?;
+        self.store.clear_login_failures(tenant, &req.login_id).await?;
         if hash.needs_rehash(&self.policies.hash) {
             let upgraded = self.hasher.hash(req.password.clone()).await?;
-            self.store
-                .set_password_hash(user.id, &upgraded, now)
-                .await?;
+            self.store.set_password_hash(user.id, &upgraded, now).await?;
         }
         let (token, refresh_token) = if req.no_jwt {
             (None, None)
         } else {
             let token = self.tokens.issue(&user, application.id, now, now)?;
-            let (secret, record) =
-                RefreshToken::generate(&user, application.id, self.policies.refresh_ttl, now)?;
+            let (secret, record) = RefreshToken::generate(&user, application.id, self.policies.refresh_ttl, now)?;
             self.store.insert_refresh_token(&record).await?;
             (Some(token), Some(secret))
         };
         let detail = json!({"applicationId": application.id.to_string()});
-        self.audit(
-            AuditKind::LoginSuccess,
-            Some(user.id),
-            "success",
-            ctx,
-            detail,
-            now,
-        )
-        .await?;
-        Ok(LoginOutcome::Success(Box::new(LoginSuccess {
-            user,
-            application_id: application.id,
-            token,
-            refresh_token,
-        })))
+        self.audit(AuditKind::LoginSuccess, Some(user.id), "success", ctx, detail, now).await?;
+        Ok(LoginOutcome::Success(Box::new(LoginSuccess { user, application_id: application.id, token, refresh_token })))
     }
 
     // ---- tokens ----
@@ -538,26 +379,11 @@ impl Identity {
         if !record.is_live(now) {
             return Ok(None);
         }
-        let Some(user) = self
-            .store
-            .get_user(record.tenant_id, record.user_id)
-            .await?
-            .filter(|u| u.active)
-        else {
+        let Some(user) = self.store.get_user(record.tenant_id, record.user_id).await?.filter(|u| u.active) else {
             return Ok(None);
         };
-        let (jwt, _) = self
-            .tokens
-            .issue(&user, record.application_id, record.created_at, now)?;
-        self.audit(
-            AuditKind::TokenRefreshed,
-            Some(user.id),
-            "success",
-            ctx,
-            json!({}),
-            now,
-        )
-        .await?;
+        let (jwt, _) = self.tokens.issue(&user, record.application_id, record.created_at, now)?;
+        self.audit(AuditKind::TokenRefreshed, Some(user.id), "success", ctx, json!({}), now).await?;
         Ok(Some((jwt, user)))
     }
 
@@ -579,11 +405,7 @@ impl Identity {
             Some(r) => Some(r.user_id),
             None => access_token
                 .and_then(|t| self.tokens.validate(t, now).ok())
-                .and_then(|c| {
-                    c.get("sub")
-                        .and_then(Value::as_str)
-                        .and_then(|s| s.parse().ok())
-                }),
+                .and_then(|c| c.get("sub").and_then(Value::as_str).and_then(|s| s.parse().ok())),
         };
         if let Some(r) = &record {
             self.store.revoke_refresh_token(r.id, now).await?;
@@ -591,35 +413,17 @@ impl Identity {
         if global && let Some(u) = user_id {
             self.store.revoke_user_refresh_tokens(u, now).await?;
         }
-        self.audit(
-            AuditKind::Logout,
-            user_id,
-            "success",
-            ctx,
-            json!({"global": global}),
-            now,
-        )
-        .await
+        self.audit(AuditKind::Logout, user_id, "success", ctx, json!({"global": global}), now).await
     }
 
     /// Admin revocation: every refresh token of a user.
-    pub async fn revoke_user_tokens(
-        &self,
-        admin: &Admin,
-        user: UserId,
-        now: Timestamp,
-    ) -> Result<u64, CoreError> {
+    pub async fn revoke_user_tokens(&self, admin: &Admin, user: UserId, now: Timestamp) -> Result<u64, CoreError> {
         self.get_user(admin, user).await?;
         Ok(self.store.revoke_user_refresh_tokens(user, now).await?)
     }
 
     /// Admin revocation of one refresh token by its value.
-    pub async fn revoke_refresh_token(
-        &self,
-        admin: &Admin,
-        token: &Secret,
-        now: Timestamp,
-    ) -> Result<(), CoreError> {
+    pub async fn revoke_refresh_token(&self, admin: &Admin, token: &Secret, now: Timestamp) -> Result<(), CoreError> {
         match self.store.find_refresh_token(&token.digest()).await? {
             Some(r) if r.tenant_id == admin.tenant_id => {
                 self.store.revoke_refresh_token(r.id, now).await?;
@@ -637,10 +441,7 @@ impl Identity {
         offset: u64,
         limit: u64,
     ) -> Result<(Vec<AuditRecord>, u64), CoreError> {
-        Ok(self
-            .store
-            .audit_page(admin.tenant_id, offset, limit.clamp(1, 500))
-            .await?)
+        Ok(self.store.audit_page(admin.tenant_id, offset, limit.clamp(1, 500)).await?)
     }
 }
 
@@ -672,11 +473,7 @@ fn conflict_to_validation(e: StoreError) -> CoreError {
     match e {
         StoreError::Conflict(field) => {
             let msg = format!("A user with this [{field}] already exists.");
-            let key = if field.starts_with("user.") {
-                field
-            } else {
-                "user.id".to_owned()
-            };
+            let key = if field.starts_with("user.") { field } else { "user.id".to_owned() };
             ValidationErrors::field(&key, "duplicate", msg).into()
         }
         other => other.into(),

@@ -76,19 +76,10 @@ pub trait UserStore: Send + Sync {
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
     async fn get_user(&self, tenant: TenantId, id: UserId) -> StoreResult<Option<User>>;
     /// Matches the email or the username, ignoring case.
-    async fn find_user_by_login_id(
-        &self,
-        tenant: TenantId,
-        login_id: &LoginId,
-    ) -> StoreResult<Option<User>>;
+    async fn find_user_by_login_id(&self, tenant: TenantId, login_id: &LoginId) -> StoreResult<Option<User>>;
     /// Replaces every field. Returns false when the user does not exist.
     async fn update_user(&self, user: &User) -> StoreResult<bool>;
-    async fn set_password_hash(
-        &self,
-        id: UserId,
-        hash: &PasswordHash,
-        now: Timestamp,
-    ) -> StoreResult<()>;
+    async fn set_password_hash(&self, id: UserId, hash: &PasswordHash, now: Timestamp) -> StoreResult<()>;
     async fn delete_user(&self, tenant: TenantId, id: UserId) -> StoreResult<bool>;
 }
 
@@ -96,11 +87,7 @@ pub trait UserStore: Send + Sync {
 #[async_trait]
 pub trait LoginAttemptStore: Send + Sync {
     /// Until when sign-in for this login id is locked, if it is.
-    async fn login_locked_until(
-        &self,
-        tenant: TenantId,
-        login_id: &LoginId,
-    ) -> StoreResult<Option<Timestamp>>;
+    async fn login_locked_until(&self, tenant: TenantId, login_id: &LoginId) -> StoreResult<Option<Timestamp>>;
     /// Counts one failure at `now` and returns the failures in the current window. A
     /// window that began before `window_start` is over, and counting starts again at 1.
     async fn record_login_failure(
@@ -110,12 +97,7 @@ pub trait LoginAttemptStore: Send + Sync {
         now: Timestamp,
         window_start: Timestamp,
     ) -> StoreResult<u32>;
-    async fn lock_login(
-        &self,
-        tenant: TenantId,
-        login_id: &LoginId,
-        until: Timestamp,
-    ) -> StoreResult<()>;
+    async fn lock_login(&self, tenant: TenantId, login_id: &LoginId, until: Timestamp) -> StoreResult<()>;
     async fn clear_login_failures(&self, tenant: TenantId, login_id: &LoginId) -> StoreResult<()>;
 }
 
@@ -137,23 +119,12 @@ pub trait TokenStore: Send + Sync {
 pub trait AuditStore: Send + Sync {
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Newest first; returns the page and the total count.
-    async fn audit_page(
-        &self,
-        tenant: TenantId,
-        offset: u64,
-        limit: u64,
-    ) -> StoreResult<(Vec<AuditRecord>, u64)>;
+    async fn audit_page(&self, tenant: TenantId, offset: u64, limit: u64) -> StoreResult<(Vec<AuditRecord>, u64)>;
 }
 
 #[async_trait]
 pub trait Store:
-    TenantStore
-    + ApplicationStore
-    + ApiKeyStore
-    + UserStore
-    + LoginAttemptStore
-    + TokenStore
-    + AuditStore
+    TenantStore + ApplicationStore + ApiKeyStore + UserStore + LoginAttemptStore + TokenStore + AuditStore
 {
     /// Whether the database answers; what `/api/status` reports.
     async fn ping(&self) -> StoreResult<()>;

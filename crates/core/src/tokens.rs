@@ -53,9 +53,7 @@ impl FromStr for JwtAlgorithm {
             "EdDSA" => Ok(JwtAlgorithm::EdDSA),
             "ES256" => Ok(JwtAlgorithm::ES256),
             "RS256" => Ok(JwtAlgorithm::RS256),
-            other => Err(format!(
-                "unknown JWT algorithm {other:?}; use EdDSA, ES256 or RS256"
-            )),
+            other => Err(format!("unknown JWT algorithm {other:?}; use EdDSA, ES256 or RS256")),
         }
     }
 }
@@ -105,10 +103,7 @@ impl SigningKey {
                 let (Some(x), Some(y)) = (point.x(), point.y()) else {
                     return Err(internal("P-256 public key has no coordinates"));
                 };
-                (
-                    der,
-                    json!({"kty": "EC", "crv": "P-256", "x": B64URL.encode(x), "y": B64URL.encode(y)}),
-                )
+                (der, json!({"kty": "EC", "crv": "P-256", "x": B64URL.encode(x), "y": B64URL.encode(y)}))
             }
             JwtAlgorithm::RS256 => {
                 use rsa::pkcs1::EncodeRsaPrivateKey;
@@ -125,13 +120,7 @@ impl SigningKey {
             m.insert("use".into(), json!("sig"));
             m.insert("alg".into(), json!(algorithm.as_str()));
         }
-        Ok(SigningKey {
-            kid,
-            algorithm,
-            private_der,
-            public_jwk: jwk,
-            created_at: now,
-        })
+        Ok(SigningKey { kid, algorithm, private_der, public_jwk: jwk, created_at: now })
     }
 }
 
@@ -182,12 +171,7 @@ pub struct TokenIssuer {
 impl TokenIssuer {
     /// `keys` oldest first; the oldest key of `algorithm` signs (the store keeps one
     /// signer per algorithm, so every server picks the same one).
-    pub fn new(
-        issuer: String,
-        ttl: Duration,
-        algorithm: JwtAlgorithm,
-        keys: &[SigningKey],
-    ) -> Result<Self, CoreError> {
+    pub fn new(issuer: String, ttl: Duration, algorithm: JwtAlgorithm, keys: &[SigningKey]) -> Result<Self, CoreError> {
         let signer = keys
             .iter()
             .find(|k| k.algorithm == algorithm)
@@ -204,13 +188,7 @@ impl TokenIssuer {
             verifiers.insert(k.kid.clone(), (k.algorithm.jwt(), decoding));
         }
         let jwks = json!({"keys": keys.iter().map(|k| k.public_jwk.clone()).collect::<Vec<_>>()});
-        Ok(TokenIssuer {
-            issuer,
-            ttl,
-            current: (signer.kid.clone(), algorithm, encoding),
-            verifiers,
-            jwks,
-        })
+        Ok(TokenIssuer { issuer, ttl, current: (signer.kid.clone(), algorithm, encoding), verifiers, jwks })
     }
 
     pub fn jwks(&self) -> &Value {
@@ -342,20 +320,13 @@ mod tests {
     #[test]
     fn every_algorithm_signs_and_verifies() -> Result<(), CoreError> {
         let now = Timestamp::from_millis(1_700_000_000_000);
-        for alg in [
-            JwtAlgorithm::EdDSA,
-            JwtAlgorithm::ES256,
-            JwtAlgorithm::RS256,
-        ] {
+        for alg in [JwtAlgorithm::EdDSA, JwtAlgorithm::ES256, JwtAlgorithm::RS256] {
             let key = SigningKey::generate(alg, now)?;
             let issuer = TokenIssuer::new("tessera".into(), Duration::from_secs(60), alg, &[key])?;
             let (jwt, claims) = issuer.issue(&user(), ApplicationId::random(), now, now)?;
             let got = issuer.validate(&jwt, now).map_err(internal)?;
             assert_eq!(got["sub"], json!(claims.sub), "{alg:?}");
-            assert_eq!(
-                issuer.validate(&jwt, now.plus(Duration::from_secs(60))),
-                Err(TokenError::Expired)
-            );
+            assert_eq!(issuer.validate(&jwt, now.plus(Duration::from_secs(60))), Err(TokenError::Expired));
             let mut tampered = jwt.clone();
             tampered.pop();
             tampered.push(if jwt.ends_with('A') { 'B' } else { 'A' });
@@ -369,24 +340,9 @@ mod tests {
         let now = Timestamp::from_millis(0);
         let a = SigningKey::generate(JwtAlgorithm::EdDSA, now)?;
         let b = SigningKey::generate(JwtAlgorithm::EdDSA, now)?;
-        let ia = TokenIssuer::new(
-            "tessera".into(),
-            Duration::from_secs(60),
-            JwtAlgorithm::EdDSA,
-            &[a.clone()],
-        )?;
-        let ib = TokenIssuer::new(
-            "tessera".into(),
-            Duration::from_secs(60),
-            JwtAlgorithm::EdDSA,
-            &[b],
-        )?;
-        let other = TokenIssuer::new(
-            "other".into(),
-            Duration::from_secs(60),
-            JwtAlgorithm::EdDSA,
-            &[a],
-        )?;
+        let ia = TokenIssuer::new("tessera".into(), Duration::from_secs(60), JwtAlgorithm::EdDSA, std::slice::from_ref(&a))?;
+        let ib = TokenIssuer::new("tessera".into(), Duration::from_secs(60), JwtAlgorithm::EdDSA, &[b])?;
+        let other = TokenIssuer::new("other".into(), Duration::from_secs(60), JwtAlgorithm::EdDSA, &[a])?;
         let (jwt, _) = ia.issue(&user(), ApplicationId::random(), now, now)?;
         assert_eq!(ib.validate(&jwt, now), Err(TokenError::UnknownKey));
         assert_eq!(other.validate(&jwt, now), Err(TokenError::WrongIssuer));

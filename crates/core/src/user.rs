@@ -136,10 +136,7 @@ pub struct PasswordRules {
 
 impl Default for PasswordRules {
     fn default() -> Self {
-        PasswordRules {
-            min_length: 8,
-            max_length: 256,
-        }
+        PasswordRules { min_length: 8, max_length: 256 }
     }
 }
 
@@ -167,50 +164,30 @@ impl UserInput {
 
     /// Checks every rule and reports every problem at once, under `user.<field>`.
     /// `password_required` is true when creating a user.
-    pub fn validate(
-        self,
-        rules: &PasswordRules,
-        password_required: bool,
-    ) -> Result<ValidUser, ValidationErrors> {
+    pub fn validate(self, rules: &PasswordRules, password_required: bool) -> Result<ValidUser, ValidationErrors> {
         let mut errors = ValidationErrors::default();
 
         let email = present(&self.email).and_then(|raw| {
             let parsed = Email::parse(raw);
             if parsed.is_none() {
-                errors.add(
-                    "user.email",
-                    "notEmail",
-                    "The [user.email] property is not a valid email address.",
-                );
+                errors.add("user.email", "notEmail", "The [user.email] property is not a valid email address.");
             }
             parsed
         });
         let username = present(&self.username).and_then(|raw| {
             let parsed = Username::parse(raw);
             if parsed.is_none() {
-                errors.add(
-                    "user.username",
-                    "tooLong",
-                    "The [user.username] property is longer than 191 characters.",
-                );
+                errors.add("user.username", "tooLong", "The [user.username] property is longer than 191 characters.");
             }
             parsed
         });
         if present(&self.email).is_none() && present(&self.username).is_none() {
-            errors.add(
-                "user.email",
-                "blank",
-                "You must specify either the [user.email] or [user.username] property.",
-            );
+            errors.add("user.email", "blank", "You must specify either the [user.email] or [user.username] property.");
         }
 
         let password = match self.password.as_deref() {
             None | Some("") if password_required => {
-                errors.add(
-                    "user.password",
-                    "blank",
-                    "You must specify the [user.password] property.",
-                );
+                errors.add("user.password", "blank", "You must specify the [user.password] property.");
                 None
             }
             None | Some("") => None,
@@ -220,46 +197,31 @@ impl UserInput {
                     errors.add(
                         "user.password",
                         "tooShort",
-                        format!(
-                            "The [user.password] property must be at least {} characters.",
-                            rules.min_length
-                        ),
+                        format!("The [user.password] property must be at least {} characters.", rules.min_length),
                     );
                 } else if p.char_len() > rules.max_length {
                     errors.add(
                         "user.password",
                         "tooLong",
-                        format!(
-                            "The [user.password] property must be at most {} characters.",
-                            rules.max_length
-                        ),
+                        format!("The [user.password] property must be at most {} characters.", rules.max_length),
                     );
                 }
                 Some(p)
             }
         };
 
-        let mobile_phone =
-            present(&self.mobile_phone).and_then(|raw| match PhoneNumber::parse(raw) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    errors.add(
-                        "user.mobilePhone",
-                        "invalid",
-                        format!("The [user.mobilePhone] property is {e}."),
-                    );
-                    None
-                }
-            });
+        let mobile_phone = present(&self.mobile_phone).and_then(|raw| match PhoneNumber::parse(raw) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errors.add("user.mobilePhone", "invalid", format!("The [user.mobilePhone] property is {e}."));
+                None
+            }
+        });
 
         let mut name = |field: &str, v: &Option<String>| {
             let v = present(v).map(str::to_owned);
             if v.as_ref().is_some_and(|v| v.chars().count() > NAME_MAX) {
-                errors.add(
-                    field,
-                    "tooLong",
-                    format!("The [{field}] property is longer than {NAME_MAX} characters."),
-                );
+                errors.add(field, "tooLong", format!("The [{field}] property is longer than {NAME_MAX} characters."));
             }
             v
         };
@@ -270,11 +232,7 @@ impl UserInput {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m,
             Some(_) => {
-                errors.add(
-                    "user.data",
-                    "invalid",
-                    "The [user.data] property must be a JSON object.",
-                );
+                errors.add("user.data", "invalid", "The [user.data] property must be a JSON object.");
                 Map::new()
             }
         };
@@ -327,47 +285,31 @@ mod tests {
 
     #[test]
     fn reports_every_problem_at_once() {
-        let e =
-            input(json!({"email": "nope", "password": "short", "mobilePhone": "12", "data": [1]}))
-                .validate(&PasswordRules::default(), true)
-                .err()
-                .map(|e| e.fields)
-                .unwrap_or_default();
+        let e = input(json!({"email": "nope", "password": "short", "mobilePhone": "12", "data": [1]}))
+            .validate(&PasswordRules::default(), true)
+            .err()
+            .map(|e| e.fields)
+            .unwrap_or_default();
         let codes: Vec<_> = e.values().flatten().map(|p| p.code.as_str()).collect();
         assert_eq!(
             codes,
-            [
-                "[invalid]user.data",
-                "[notEmail]user.email",
-                "[invalid]user.mobilePhone",
-                "[tooShort]user.password"
-            ]
+            ["[invalid]user.data", "[notEmail]user.email", "[invalid]user.mobilePhone", "[tooShort]user.password"]
         );
     }
 
     #[test]
     fn valid_user_is_normalised() {
-        let u = input(json!({"email": " Ann@Example.COM ", "password": "longenough", "mobilePhone": "+1 555 444 3232"}))
-            .validate(&PasswordRules::default(), true);
+        let u =
+            input(json!({"email": " Ann@Example.COM ", "password": "longenough", "mobilePhone": "+1 555 444 3232"}))
+                .validate(&PasswordRules::default(), true);
         let u = u.ok();
-        assert_eq!(
-            u.as_ref().and_then(|u| u.email.clone()).map(|e| e.0),
-            Some("ann@example.com".into())
-        );
-        assert_eq!(
-            u.and_then(|u| u.mobile_phone)
-                .map(|p| p.as_str().to_owned()),
-            Some("+15554443232".into())
-        );
+        assert_eq!(u.as_ref().and_then(|u| u.email.clone()).map(|e| e.0), Some("ann@example.com".into()));
+        assert_eq!(u.and_then(|u| u.mobile_phone).map(|p| p.as_str().to_owned()), Some("+15554443232".into()));
     }
 
     #[test]
     fn password_is_optional_on_update() {
-        assert!(
-            input(json!({"username": "ann"}))
-                .validate(&PasswordRules::default(), false)
-                .is_ok()
-        );
+        assert!(input(json!({"username": "ann"})).validate(&PasswordRules::default(), false).is_ok());
     }
 
     #[test]

@@ -26,17 +26,11 @@ impl ValidationErrors {
         self.fields
             .entry(field.to_owned())
             .or_default()
-            .push(Problem {
-                code: format!("[{kind}]{field}"),
-                message: message.into(),
-            });
+            .push(Problem { code: format!("[{kind}]{field}"), message: message.into() });
     }
 
     pub fn add_general(&mut self, code: &str, message: impl Into<String>) {
-        self.general.push(Problem {
-            code: code.to_owned(),
-            message: message.into(),
-        });
+        self.general.push(Problem { code: code.to_owned(), message: message.into() });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -45,10 +39,6 @@ impl ValidationErrors {
 
     /// `Ok(value)` when nothing was recorded, otherwise the collected errors.
     pub fn into_result<T>(self, value: impl FnOnce() -> T) -> Result<T, ValidationErrors> {
-        if self.is_empty() {
-            Ok(value())
-        } else {
-            Err(self)
-        }
+        if self.is_empty() { Ok(value()) } else { Err(self) }
     }
 }

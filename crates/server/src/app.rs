@@ -53,45 +53,21 @@ pub enum StartError {
 /// Opens and migrates the database, bootstraps it on first start, and starts the
 /// hashing pool and identity service.
 pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared, StartError> {
-    let options = StoreOptions {
-        max_connections: config.database_max_connections,
-    };
+    let options = StoreOptions { max_connections: config.database_max_connections };
     let store = tessera_store::open(&config.database_url, &options).await?;
     store.migrate().await?;
     let store: Arc<dyn Store> = Arc::new(store);
     let report = bootstrap(store.as_ref(), config.api_key.as_ref(), clock.now()).await?;
-    let hasher = Arc::new(HashPool::new(
-        config.password_hash_threads,
-        config.policies.hash,
-    )?);
-    let identity = Identity::start(
-        Arc::clone(&store),
-        hasher.clone(),
-        config.policies.clone(),
-        clock.now(),
-    )
-    .await?;
-    let state = AppState {
-        identity: Arc::new(identity),
-        store,
-        clock,
-        metrics: Arc::default(),
-        hasher,
-    };
-    Ok(Prepared {
-        state,
-        bootstrap: report,
-        request_timeout: config.request_timeout,
-    })
+    let hasher = Arc::new(HashPool::new(config.password_hash_threads, config.policies.hash)?);
+    let identity = Identity::start(Arc::clone(&store), hasher.clone(), config.policies.clone(), clock.now()).await?;
+    let state = AppState { identity: Arc::new(identity), store, clock, metrics: Arc::default(), hasher };
+    Ok(Prepared { state, bootstrap: report, request_timeout: config.request_timeout })
 }
 
 pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
     Router::new()
         .route("/api/login", post(api::login::login))
-        .route(
-            "/api/user",
-            post(api::users::create).get(api::users::search),
-        )
+        .route("/api/user", post(api::users::create).get(api::users::search))
         .route(
             "/api/user/{id}",
             post(api::users::create_with_id)
@@ -101,24 +77,15 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
                 .delete(api::users::delete),
         )
         .route("/api/jwt/validate", get(api::jwt::validate))
-        .route(
-            "/api/jwt/refresh",
-            post(api::jwt::refresh).delete(api::jwt::revoke),
-        )
+        .route("/api/jwt/refresh", post(api::jwt::refresh).delete(api::jwt::revoke))
         .route("/api/logout", post(api::jwt::logout))
         .route("/.well-known/jwks.json", get(api::jwt::jwks))
         .route("/api/system/audit-log", get(api::system::audit_log))
         .route("/api/status", get(api::system::status))
         .route("/metrics", get(api::system::metrics))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            record_metrics,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
         .layer(TraceLayer::new_for_http())
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            request_timeout,
-        ))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, request_timeout))
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
         .with_state(state)
 }
@@ -127,18 +94,9 @@ async fn record_metrics(State(state): State<AppState>, req: Request, next: Next)
     let started = Instant::now();
     let method = req.method().to_string();
     // The route template, not the path, so user ids do not explode the label set.
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     let response = next.run(req).await;
-    state.metrics.record_request(
-        &method,
-        &route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
+    state.metrics.record_request(&method, &route, response.status().as_u16(), started.elapsed());
     response
 }
 
@@ -149,10 +107,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(prepared.state, prepared.request_timeout);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -26,105 +26,25 @@ enum Kind {
 /// Every key: its type, its default (as TOML) and what it does. The README's
 /// configuration table is this list.
 const KEYS: &[(&str, Kind, &str, &str)] = &[
-    (
-        "listen",
-        Kind::Text,
-        "\"127.0.0.1:9011\"",
-        "address and port to serve on",
-    ),
-    (
-        "database_url",
-        Kind::Text,
-        "\"sqlite://tessera-data/tessera.db\"",
-        "sqlite:… file or postgres://… URL",
-    ),
-    (
-        "database_max_connections",
-        Kind::Integer,
-        "10",
-        "connection pool size",
-    ),
-    (
-        "api_key",
-        Kind::Text,
-        "",
-        "admin API key to accept (created on first start if absent)",
-    ),
+    ("listen", Kind::Text, "\"127.0.0.1:9011\"", "address and port to serve on"),
+    ("database_url", Kind::Text, "\"sqlite://tessera-data/tessera.db\"", "sqlite:… file or postgres://… URL"),
+    ("database_max_connections", Kind::Integer, "10", "connection pool size"),
+    ("api_key", Kind::Text, "", "admin API key to accept (created on first start if absent)"),
     ("issuer", Kind::Text, "\"tessera\"", "JWT `iss` claim"),
-    (
-        "jwt_algorithm",
-        Kind::Text,
-        "\"EdDSA\"",
-        "EdDSA, ES256 or RS256",
-    ),
-    (
-        "jwt_ttl_seconds",
-        Kind::Integer,
-        "3600",
-        "access token lifetime",
-    ),
-    (
-        "refresh_token_ttl_seconds",
-        Kind::Integer,
-        "2592000",
-        "refresh token lifetime (30 days)",
-    ),
-    (
-        "argon2_memory_kib",
-        Kind::Integer,
-        "19456",
-        "argon2id memory cost",
-    ),
-    (
-        "argon2_iterations",
-        Kind::Integer,
-        "2",
-        "argon2id time cost",
-    ),
+    ("jwt_algorithm", Kind::Text, "\"EdDSA\"", "EdDSA, ES256 or RS256"),
+    ("jwt_ttl_seconds", Kind::Integer, "3600", "access token lifetime"),
+    ("refresh_token_ttl_seconds", Kind::Integer, "2592000", "refresh token lifetime (30 days)"),
+    ("argon2_memory_kib", Kind::Integer, "19456", "argon2id memory cost"),
+    ("argon2_iterations", Kind::Integer, "2", "argon2id time cost"),
     ("argon2_parallelism", Kind::Integer, "1", "argon2id lanes"),
-    (
-        "password_hash_threads",
-        Kind::Integer,
-        "0",
-        "hashing threads; 0 = one per CPU core",
-    ),
-    (
-        "password_min_length",
-        Kind::Integer,
-        "8",
-        "shortest accepted password",
-    ),
-    (
-        "login_max_failures",
-        Kind::Integer,
-        "5",
-        "failed logins that lock a login id",
-    ),
-    (
-        "login_failure_window_seconds",
-        Kind::Integer,
-        "60",
-        "window in which failures count",
-    ),
-    (
-        "login_lock_seconds",
-        Kind::Integer,
-        "180",
-        "how long a lock lasts",
-    ),
-    (
-        "request_timeout_seconds",
-        Kind::Integer,
-        "30",
-        "longest a request may take",
-    ),
+    ("password_hash_threads", Kind::Integer, "0", "hashing threads; 0 = one per CPU core"),
+    ("password_min_length", Kind::Integer, "8", "shortest accepted password"),
+    ("login_max_failures", Kind::Integer, "5", "failed logins that lock a login id"),
+    ("login_failure_window_seconds", Kind::Integer, "60", "window in which failures count"),
+    ("login_lock_seconds", Kind::Integer, "180", "how long a lock lasts"),
+    ("request_timeout_seconds", Kind::Integer, "30", "longest a request may take"),
     ("log_format", Kind::Text, "\"text\"", "text or json"),
-    (
-        "log_level",
-        Kind::Text,
-        "\"info\"",
-        "tracing filter, e.g. info,tessera=debug",
-    ),
+    ("log_level", Kind::Text, "\"info\"", "tracing filter, e.g. info,tessera=debug"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -182,22 +102,16 @@ impl Config {
     }
 
     /// Defaults, then the TOML file (if given and present), then the environment.
-    pub fn load(
-        file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, ConfigError> {
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let mut table = BTreeMap::new();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-            let parsed: toml::Table = toml::from_str(&text)
-                .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+            let parsed: toml::Table =
+                toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
             for (k, v) in parsed {
                 if kind_of(&k).is_none() {
-                    return Err(ConfigError(format!(
-                        "unknown key `{k}` in {}",
-                        path.display()
-                    )));
+                    return Err(ConfigError(format!("unknown key `{k}` in {}", path.display())));
                 }
                 table.insert(k, v);
             }
@@ -215,8 +129,7 @@ impl Config {
                 files.push((base.to_owned(), name.clone(), PathBuf::from(value)));
                 continue;
             }
-            let kind =
-                kind_of(&key).ok_or_else(|| ConfigError(format!("unknown variable {name}")))?;
+            let kind = kind_of(&key).ok_or_else(|| ConfigError(format!("unknown variable {name}")))?;
             table.insert(key, typed(kind, &name, value.trim())?);
         }
         // A `_FILE` variable wins over the plain one: it is the deliberate way to pass secrets.
@@ -232,17 +145,15 @@ impl Config {
     fn from_table(mut table: BTreeMap<String, Value>) -> Result<Self, ConfigError> {
         for (key, _, default, _) in KEYS {
             if !default.is_empty() && !table.contains_key(*key) {
-                let v: toml::Table = toml::from_str(&format!("v = {default}"))
-                    .map_err(|e| ConfigError(e.to_string()))?;
+                let v: toml::Table =
+                    toml::from_str(&format!("v = {default}")).map_err(|e| ConfigError(e.to_string()))?;
                 if let Some(v) = v.get("v") {
                     table.insert((*key).to_owned(), v.clone());
                 }
             }
         }
         let table: toml::Table = table.into_iter().collect();
-        let raw: Raw = table
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError(e.message().to_owned()))?;
+        let raw: Raw = table.try_into().map_err(|e: toml::de::Error| ConfigError(e.message().to_owned()))?;
         raw.into_config()
     }
 
@@ -261,9 +172,7 @@ impl Config {
 }
 
 fn kind_of(key: &str) -> Option<Kind> {
-    KEYS.iter()
-        .find(|(k, ..)| *k == key)
-        .map(|(_, kind, ..)| *kind)
+    KEYS.iter().find(|(k, ..)| *k == key).map(|(_, kind, ..)| *kind)
 }
 
 fn typed(kind: Kind, name: &str, value: &str) -> Result<Value, ConfigError> {
@@ -278,12 +187,10 @@ fn typed(kind: Kind, name: &str, value: &str) -> Result<Value, ConfigError> {
 
 impl Raw {
     fn into_config(self) -> Result<Config, ConfigError> {
-        let listen = self.listen.parse().map_err(|_| {
-            ConfigError(format!(
-                "listen: {:?} is not host:port (e.g. 127.0.0.1:9011)",
-                self.listen
-            ))
-        })?;
+        let listen = self
+            .listen
+            .parse()
+            .map_err(|_| ConfigError(format!("listen: {:?} is not host:port (e.g. 127.0.0.1:9011)", self.listen)))?;
         let hash = HashParams {
             memory_kib: self.argon2_memory_kib,
             iterations: self.argon2_iterations,
@@ -295,18 +202,14 @@ impl Raw {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
             other => {
-                return Err(ConfigError(format!(
-                    "log_format: {other:?} is not text or json"
-                )));
+                return Err(ConfigError(format!("log_format: {other:?} is not text or json")));
             }
         };
         if self.login_max_failures == 0 {
             return Err(ConfigError("login_max_failures must be at least 1".into()));
         }
         let threads = match self.password_hash_threads {
-            0 => std::thread::available_parallelism()
-                .map(usize::from)
-                .unwrap_or(1),
+            0 => std::thread::available_parallelism().map(usize::from).unwrap_or(1),
             n => n,
         };
         Ok(Config {
@@ -316,10 +219,7 @@ impl Raw {
             api_key: self.api_key.filter(|k| !k.is_empty()).map(Secret::new),
             policies: Policies {
                 hash,
-                password: PasswordRules {
-                    min_length: self.password_min_length,
-                    ..PasswordRules::default()
-                },
+                password: PasswordRules { min_length: self.password_min_length, ..PasswordRules::default() },
                 lockout: LockoutPolicy {
                     max_failures: self.login_max_failures,
                     window: Duration::from_secs(self.login_failure_window_seconds),
@@ -343,10 +243,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     fn temp_file(name: &str, text: &str) -> PathBuf {
@@ -362,24 +259,15 @@ mod tests {
         let c = Config::defaults().unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:9011");
         assert_eq!(c.database_url, "sqlite://tessera-data/tessera.db");
-        assert_eq!(
-            c.policies.hash,
-            HashParams {
-                memory_kib: 19456,
-                iterations: 2,
-                parallelism: 1
-            }
-        );
+        assert_eq!(c.policies.hash, HashParams { memory_kib: 19456, iterations: 2, parallelism: 1 });
         assert_eq!(c.policies.lockout, LockoutPolicy::default());
         assert!(c.api_key.is_none());
     }
 
     #[test]
     fn file_then_environment_then_file_variables() {
-        let toml = temp_file(
-            "tessera.toml",
-            "listen = \"0.0.0.0:8080\"\nlogin_max_failures = 7\njwt_algorithm = \"ES256\"\n",
-        );
+        let toml =
+            temp_file("tessera.toml", "listen = \"0.0.0.0:8080\"\nlogin_max_failures = 7\njwt_algorithm = \"ES256\"\n");
         let secret = temp_file("key", "tsk_from_file\n");
         let c = Config::load(
             Some(&toml),
@@ -394,10 +282,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
         assert_eq!(c.policies.lockout.max_failures, 9);
         assert_eq!(c.policies.jwt_algorithm, JwtAlgorithm::ES256);
-        assert_eq!(
-            c.api_key.as_ref().map(Secret::expose),
-            Some("tsk_from_file")
-        );
+        assert_eq!(c.api_key.as_ref().map(Secret::expose), Some("tsk_from_file"));
     }
 
     #[test]
@@ -410,14 +295,19 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_documents_every_key() {
+        let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+        for row in Config::reference().lines() {
+            assert!(readme.contains(row), "README.md lacks the row (run `tessera config-reference`):\n{row}");
+        }
+    }
+
+    #[test]
     fn bad_values_are_explained() {
         let e = Config::load(None, env(&[("TESSERA_LISTEN", "nope")])).unwrap_err();
         assert!(e.0.contains("host:port"), "{e}");
         let e = Config::load(None, env(&[("TESSERA_JWT_TTL_SECONDS", "soon")])).unwrap_err();
-        assert!(
-            e.0.contains("TESSERA_JWT_TTL_SECONDS must be a whole number"),
-            "{e}"
-        );
+        assert!(e.0.contains("TESSERA_JWT_TTL_SECONDS must be a whole number"), "{e}");
         let e = Config::load(None, env(&[("TESSERA_JWT_ALGORITHM", "HS256")])).unwrap_err();
         assert!(e.0.contains("HS256"), "{e}");
         let e = Config::load(None, env(&[("TESSERA_ARGON2_MEMORY_KIB", "1")])).unwrap_err();

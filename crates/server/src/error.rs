@@ -48,28 +48,18 @@ impl From<CoreError> for ApiError {
 }
 
 fn problems(list: &[Problem]) -> Value {
-    Value::Array(
-        list.iter()
-            .map(|p| json!({"code": p.code, "message": p.message}))
-            .collect(),
-    )
+    Value::Array(list.iter().map(|p| json!({"code": p.code, "message": p.message})).collect())
 }
 
 pub fn errors_json(e: &ValidationErrors) -> Value {
-    let fields: Map<String, Value> = e
-        .fields
-        .iter()
-        .map(|(k, v)| (k.clone(), problems(v)))
-        .collect();
+    let fields: Map<String, Value> = e.fields.iter().map(|(k, v)| (k.clone(), problems(v))).collect();
     json!({"fieldErrors": fields, "generalErrors": problems(&e.general)})
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            ApiError::Invalid(e) => {
-                (StatusCode::BAD_REQUEST, Json(errors_json(&e))).into_response()
-            }
+            ApiError::Invalid(e) => (StatusCode::BAD_REQUEST, Json(errors_json(&e))).into_response(),
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED.into_response(),
             ApiError::NotFound => StatusCode::NOT_FOUND.into_response(),
             ApiError::Unavailable => {

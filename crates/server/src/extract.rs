@@ -26,13 +26,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             Err(rejection) => {
                 let message = match &rejection {
                     JsonRejection::MissingJsonContentType(_) => {
-                        "The request must have the header Content-Type: application/json."
-                            .to_owned()
+                        "The request must have the header Content-Type: application/json.".to_owned()
                     }
-                    other => format!(
-                        "The request body is not valid JSON for this API: {}",
-                        other.body_text()
-                    ),
+                    other => format!("The request body is not valid JSON for this API: {}", other.body_text()),
                 };
                 Err(ApiError::general("[invalidJSON]", message))
             }
@@ -70,35 +66,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let forwarded = forwarded_for(&parts.headers);
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
-        Ok(Caller(RequestContext {
-            ip: forwarded.or(peer),
-        }))
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+        Ok(Caller(RequestContext { ip: forwarded.or(peer) }))
     }
 }
 
 fn forwarded_for(headers: &HeaderMap) -> Option<String> {
     let v = headers.get("x-forwarded-for")?.to_str().ok()?;
     let first = v.split(',').next()?.trim();
-    first
-        .parse::<std::net::IpAddr>()
-        .ok()
-        .map(|ip| ip.to_string())
+    first.parse::<std::net::IpAddr>().ok().map(|ip| ip.to_string())
 }
 
 /// The bearer token of `Authorization: Bearer …` (FusionAuth also accepts `JWT …`).
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    v.strip_prefix("Bearer ")
-        .or_else(|| v.strip_prefix("JWT "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+    let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("JWT ")).map(str::trim).filter(|t| !t.is_empty())
 }
 
 /// A cookie's value from the `Cookie` header.

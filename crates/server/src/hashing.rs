@@ -14,11 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 enum Job {
     Hash(Password, oneshot::Sender<Result<PasswordHash, CoreError>>),
-    Verify(
-        PasswordHash,
-        Password,
-        oneshot::Sender<Result<bool, CoreError>>,
-    ),
+    Verify(PasswordHash, Password, oneshot::Sender<Result<bool, CoreError>>),
 }
 
 /// Waiting room for hash jobs; beyond it callers wait to enqueue.
@@ -41,11 +37,7 @@ impl HashPool {
                 .spawn(move || worker(&rx, params))
                 .map_err(|e| CoreError::Internal(format!("cannot start hashing thread: {e}")))?;
         }
-        Ok(HashPool {
-            jobs,
-            params,
-            verifications: Arc::new(AtomicU64::new(0)),
-        })
+        Ok(HashPool { jobs, params, verifications: Arc::new(AtomicU64::new(0)) })
     }
 
     /// How many verifications ran, dummy ones included; tests use it to see that an
@@ -54,11 +46,7 @@ impl HashPool {
         self.verifications.load(Ordering::Relaxed)
     }
 
-    async fn submit<T>(
-        &self,
-        job: Job,
-        rx: oneshot::Receiver<Result<T, CoreError>>,
-    ) -> Result<T, CoreError> {
+    async fn submit<T>(&self, job: Job, rx: oneshot::Receiver<Result<T, CoreError>>) -> Result<T, CoreError> {
         let gone = || CoreError::Internal("hashing pool stopped".into());
         self.jobs.send(job).await.map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?

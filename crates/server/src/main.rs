@@ -11,11 +11,7 @@ use tessera_server::{Config, prepare, serve};
 use tessera_store::StoreOptions;
 
 #[derive(Parser)]
-#[command(
-    name = "tessera",
-    version,
-    about = "Self-hosted authentication and multi-factor server"
-)]
+#[command(name = "tessera", version, about = "Self-hosted authentication and multi-factor server")]
 struct Cli {
     /// Configuration file [default: ./tessera.toml when it exists]
     #[arg(long, global = true, env = "TESSERA_CONFIG")]
@@ -66,10 +62,7 @@ fn main() -> ExitCode {
         }
     };
     tessera_server::telemetry::init(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tessera: cannot start the runtime: {e}");
@@ -106,19 +99,11 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             store.migrate().await?;
             println!("Migrations applied.");
         }
-        Command::ApiKey {
-            action: ApiKeyAction::Create { description },
-        } => {
+        Command::ApiKey { action: ApiKeyAction::Create { description } } => {
             let store = open(&config).await?;
             store.migrate().await?;
-            tessera_core::service::bootstrap(
-                &store as &dyn Store,
-                config.api_key.as_ref(),
-                clock.now(),
-            )
-            .await?;
-            let key =
-                tessera_core::service::issue_api_key(&store, &description, clock.now()).await?;
+            tessera_core::service::bootstrap(&store as &dyn Store, config.api_key.as_ref(), clock.now()).await?;
+            let key = tessera_core::service::issue_api_key(&store, &description, clock.now()).await?;
             println!("{}", key.expose());
         }
         Command::ConfigReference => {}
@@ -131,11 +116,7 @@ async fn open(config: &Config) -> Result<tessera_store::SqlStore, tessera_core::
 }
 
 fn backend_name(url: &str) -> &'static str {
-    if url.starts_with("sqlite:") {
-        "sqlite"
-    } else {
-        "postgres"
-    }
+    if url.starts_with("sqlite:") { "sqlite" } else { "postgres" }
 }
 
 /// SIGTERM (what service managers send) or Ctrl-C.

@@ -6,9 +6,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
-const BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
+const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 #[derive(Default)]
 struct Histogram {
@@ -32,13 +30,8 @@ pub struct Metrics {
 impl Metrics {
     pub fn record_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let Ok(mut m) = self.inner.lock() else { return };
-        *m.requests
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default() += 1;
-        let h = m
-            .latency
-            .entry((method.to_owned(), route.to_owned()))
-            .or_default();
+        *m.requests.entry((method.to_owned(), route.to_owned(), status)).or_default() += 1;
+        let h = m.latency.entry((method.to_owned(), route.to_owned())).or_default();
         let secs = elapsed.as_secs_f64();
         for (i, le) in BUCKETS.iter().enumerate() {
             if secs <= *le {
@@ -61,9 +54,7 @@ impl Metrics {
             return String::new();
         };
         let mut out = String::new();
-        out.push_str(
-            "# HELP tessera_http_requests_total HTTP requests by method, route and status.\n",
-        );
+        out.push_str("# HELP tessera_http_requests_total HTTP requests by method, route and status.\n");
         out.push_str("# TYPE tessera_http_requests_total counter\n");
         for ((method, route, status), n) in &m.requests {
             let _ = writeln!(
@@ -76,26 +67,11 @@ impl Metrics {
         for ((method, route), h) in &m.latency {
             let labels = format!("method=\"{method}\",route=\"{route}\"");
             for (le, c) in BUCKETS.iter().zip(h.counts) {
-                let _ = writeln!(
-                    out,
-                    "tessera_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {c}"
-                );
+                let _ = writeln!(out, "tessera_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {c}");
             }
-            let _ = writeln!(
-                out,
-                "tessera_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "tessera_http_request_duration_seconds_sum{{{labels}}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "tessera_http_request_duration_seconds_count{{{labels}}} {}",
-                h.count
-            );
+            let _ = writeln!(out, "tessera_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(out, "tessera_http_request_duration_seconds_sum{{{labels}}} {}", h.sum);
+            let _ = writeln!(out, "tessera_http_request_duration_seconds_count{{{labels}}} {}", h.count);
         }
         out.push_str("# HELP tessera_logins_total Password logins by outcome.\n");
         out.push_str("# TYPE tessera_logins_total counter\n");
@@ -117,9 +93,7 @@ mod tests {
         m.record_request("POST", "/api/login", 200, Duration::from_millis(200));
         m.record_login("success");
         let text = m.render();
-        assert!(text.contains(
-            "tessera_http_requests_total{method=\"POST\",route=\"/api/login\",status=\"200\"} 2"
-        ));
+        assert!(text.contains("tessera_http_requests_total{method=\"POST\",route=\"/api/login\",status=\"200\"} 2"));
         assert!(text.contains("route=\"/api/login\",le=\"0.025\"} 1"));
         assert!(text.contains("route=\"/api/login\",le=\"0.25\"} 2"));
         assert!(text.contains("tessera_logins_total{outcome=\"success\"} 1"));

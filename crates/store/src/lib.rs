@@ -43,9 +43,7 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions {
-            max_connections: 10,
-        }
+        StoreOptions { max_connections: 10 }
     }
 }
 

@@ -13,8 +13,8 @@ use tessera_core::audit::{AuditEvent, AuditRecord};
 use tessera_core::ids::{ApplicationId, RefreshTokenId, TenantId, UserId};
 use tessera_core::password::PasswordHash;
 use tessera_core::store::{
-    ApiKeyStore, Application, ApplicationStore, AuditStore, Bootstrap, LoginAttemptStore, Store,
-    StoreError, StoreResult, Tenant, TenantStore, TokenStore, UserStore,
+    ApiKeyStore, Application, ApplicationStore, AuditStore, Bootstrap, LoginAttemptStore, Store, StoreError,
+    StoreResult, Tenant, TenantStore, TokenStore, UserStore,
 };
 use tessera_core::tokens::{RefreshToken, SigningKey};
 use tessera_core::user::{LoginId, User};
@@ -43,10 +43,7 @@ impl SqlStore {
             Backend::Sqlite => sqlite::migrator(),
             Backend::Postgres => postgres::migrator(),
         };
-        migrator
-            .run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+        migrator.run(&self.pool).await.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
     }
 
     pub async fn close(&self) {
@@ -98,14 +95,12 @@ impl TenantStore for SqlStore {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         // The single-row `bootstrap` table decides which of several racing processes
         // sets the database up; the others see zero rows inserted and write nothing.
-        let claimed = sqlx::query(
-            "INSERT INTO bootstrap (id, tenant_id) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(b.tenant.id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?
-        .rows_affected()
+        let claimed = sqlx::query("INSERT INTO bootstrap (id, tenant_id) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
+            .bind(b.tenant.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected()
             == 1;
         if !claimed {
             return Ok(false);
@@ -117,20 +112,15 @@ impl TenantStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        sqlx::query(
-            "INSERT INTO applications (id, tenant_id, name, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(b.application.id.to_string())
-        .bind(b.application.tenant_id.to_string())
-        .bind(b.application.name.clone())
-        .bind(b.application.created_at.millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        insert_api_key_query(&b.api_key)
+        sqlx::query("INSERT INTO applications (id, tenant_id, name, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(b.application.id.to_string())
+            .bind(b.application.tenant_id.to_string())
+            .bind(b.application.name.clone())
+            .bind(b.application.created_at.millis())
             .execute(&mut *tx)
             .await
-            .map_err(write_error)?;
+            .map_err(unavailable)?;
+        insert_api_key_query(&b.api_key).execute(&mut *tx).await.map_err(write_error)?;
         tx.commit().await.map_err(unavailable)?;
         Ok(true)
     }
@@ -183,23 +173,18 @@ fn insert_api_key_query(k: &ApiKey) -> Q {
 #[async_trait]
 impl ApiKeyStore for SqlStore {
     async fn insert_api_key(&self, key: &ApiKey) -> StoreResult<()> {
-        insert_api_key_query(key)
-            .execute(&self.pool)
-            .await
-            .map_err(write_error)?;
+        insert_api_key_query(key).execute(&self.pool).await.map_err(write_error)?;
         Ok(())
     }
 
     async fn find_api_key(&self, digest: &str) -> StoreResult<Option<ApiKey>> {
-        sqlx::query(
-            "SELECT id, tenant_id, digest, description, created_at FROM api_keys WHERE digest = $1",
-        )
-        .bind(digest.to_owned())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?
-        .map(|r| rows::api_key(&r))
-        .transpose()
+        sqlx::query("SELECT id, tenant_id, digest, description, created_at FROM api_keys WHERE digest = $1")
+            .bind(digest.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .map(|r| rows::api_key(&r))
+            .transpose()
     }
 }
 
@@ -211,10 +196,7 @@ impl UserStore for SqlStore {
              last_name, data, active, password_hash, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         );
-        bind_user(q, user)
-            .execute(&self.pool)
-            .await
-            .map_err(write_error)?;
+        bind_user(q, user).execute(&self.pool).await.map_err(write_error)?;
         Ok(())
     }
 
@@ -232,11 +214,7 @@ impl UserStore for SqlStore {
         .transpose()
     }
 
-    async fn find_user_by_login_id(
-        &self,
-        tenant: TenantId,
-        login_id: &LoginId,
-    ) -> StoreResult<Option<User>> {
+    async fn find_user_by_login_id(&self, tenant: TenantId, login_id: &LoginId) -> StoreResult<Option<User>> {
         // An email match wins over a username that happens to look like one.
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {} FROM users WHERE tenant_id = $1 AND (email = $2 OR username_lower = $2) \
@@ -258,19 +236,11 @@ impl UserStore for SqlStore {
              first_name = $7, last_name = $8, data = $9, active = $10, password_hash = $11, \
              created_at = $12, updated_at = $13 WHERE id = $1 AND tenant_id = $2",
         );
-        let done = bind_user(q, user)
-            .execute(&self.pool)
-            .await
-            .map_err(write_error)?;
+        let done = bind_user(q, user).execute(&self.pool).await.map_err(write_error)?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn set_password_hash(
-        &self,
-        id: UserId,
-        hash: &PasswordHash,
-        now: Timestamp,
-    ) -> StoreResult<()> {
+    async fn set_password_hash(&self, id: UserId, hash: &PasswordHash, now: Timestamp) -> StoreResult<()> {
         sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
             .bind(id.to_string())
             .bind(hash.as_phc().to_owned())
@@ -301,19 +271,13 @@ impl UserStore for SqlStore {
 
 #[async_trait]
 impl LoginAttemptStore for SqlStore {
-    async fn login_locked_until(
-        &self,
-        tenant: TenantId,
-        login_id: &LoginId,
-    ) -> StoreResult<Option<Timestamp>> {
-        let row = sqlx::query(
-            "SELECT locked_until FROM login_failures WHERE tenant_id = $1 AND login_id = $2",
-        )
-        .bind(tenant.to_string())
-        .bind(login_id.as_str().to_owned())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?;
+    async fn login_locked_until(&self, tenant: TenantId, login_id: &LoginId) -> StoreResult<Option<Timestamp>> {
+        let row = sqlx::query("SELECT locked_until FROM login_failures WHERE tenant_id = $1 AND login_id = $2")
+            .bind(tenant.to_string())
+            .bind(login_id.as_str().to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
         match row {
             Some(r) => rows::opt_timestamp(&r, "locked_until"),
             None => Ok(None),
@@ -344,27 +308,18 @@ impl LoginAttemptStore for SqlStore {
         .fetch_one(&self.pool)
         .await
         .map_err(unavailable)?;
-        let n = row
-            .try_get::<i64, _>("failures")
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let n = row.try_get::<i64, _>("failures").map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
-    async fn lock_login(
-        &self,
-        tenant: TenantId,
-        login_id: &LoginId,
-        until: Timestamp,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE login_failures SET locked_until = $3, failures = 0 WHERE tenant_id = $1 AND login_id = $2",
-        )
-        .bind(tenant.to_string())
-        .bind(login_id.as_str().to_owned())
-        .bind(until.millis())
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
+    async fn lock_login(&self, tenant: TenantId, login_id: &LoginId, until: Timestamp) -> StoreResult<()> {
+        sqlx::query("UPDATE login_failures SET locked_until = $3, failures = 0 WHERE tenant_id = $1 AND login_id = $2")
+            .bind(tenant.to_string())
+            .bind(login_id.as_str().to_owned())
+            .bind(until.millis())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
@@ -379,8 +334,7 @@ impl LoginAttemptStore for SqlStore {
     }
 }
 
-const REFRESH_COLUMNS: &str =
-    "id, tenant_id, user_id, application_id, digest, created_at, expires_at, revoked_at";
+const REFRESH_COLUMNS: &str = "id, tenant_id, user_id, application_id, digest, created_at, expires_at, revoked_at";
 
 #[async_trait]
 impl TokenStore for SqlStore {
@@ -404,38 +358,32 @@ impl TokenStore for SqlStore {
     }
 
     async fn find_refresh_token(&self, digest: &str) -> StoreResult<Option<RefreshToken>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE digest = $1"
-        )))
-        .bind(digest.to_owned())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?
-        .map(|r| rows::refresh_token(&r))
-        .transpose()
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE digest = $1")))
+            .bind(digest.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .map(|r| rows::refresh_token(&r))
+            .transpose()
     }
 
     async fn revoke_refresh_token(&self, id: RefreshTokenId, now: Timestamp) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-        )
-        .bind(id.to_string())
-        .bind(now.millis())
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        let done = sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id.to_string())
+            .bind(now.millis())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn revoke_user_refresh_tokens(&self, user: UserId, now: Timestamp) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(user.to_string())
-        .bind(now.millis())
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        let done = sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
+            .bind(user.to_string())
+            .bind(now.millis())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
         Ok(done.rows_affected())
     }
 
@@ -456,13 +404,15 @@ impl TokenStore for SqlStore {
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
-        sqlx::query("SELECT kid, algorithm, private_der, public_jwk, created_at FROM signing_keys ORDER BY created_at, kid")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?
-            .iter()
-            .map(rows::signing_key)
-            .collect()
+        sqlx::query(
+            "SELECT kid, algorithm, private_der, public_jwk, created_at FROM signing_keys ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(rows::signing_key)
+        .collect()
     }
 }
 
@@ -486,12 +436,7 @@ impl AuditStore for SqlStore {
         Ok(())
     }
 
-    async fn audit_page(
-        &self,
-        tenant: TenantId,
-        offset: u64,
-        limit: u64,
-    ) -> StoreResult<(Vec<AuditRecord>, u64)> {
+    async fn audit_page(&self, tenant: TenantId, offset: u64, limit: u64) -> StoreResult<(Vec<AuditRecord>, u64)> {
         let page = sqlx::query(
             "SELECT id, at, event, user_id, ip, outcome, detail FROM audit_log WHERE tenant_id = $1 \
              ORDER BY id DESC LIMIT $2 OFFSET $3",
@@ -517,10 +462,7 @@ impl AuditStore for SqlStore {
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
         Ok(())
     }
 }

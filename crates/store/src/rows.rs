@@ -22,18 +22,15 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
 }
 
 fn text(row: &AnyRow, col: &str) -> StoreResult<String> {
-    row.try_get::<String, _>(col)
-        .map_err(|e| corrupt(format!("{col}: {e}")))
+    row.try_get::<String, _>(col).map_err(|e| corrupt(format!("{col}: {e}")))
 }
 
 fn opt_text(row: &AnyRow, col: &str) -> StoreResult<Option<String>> {
-    row.try_get::<Option<String>, _>(col)
-        .map_err(|e| corrupt(format!("{col}: {e}")))
+    row.try_get::<Option<String>, _>(col).map_err(|e| corrupt(format!("{col}: {e}")))
 }
 
 fn int(row: &AnyRow, col: &str) -> StoreResult<i64> {
-    row.try_get::<i64, _>(col)
-        .map_err(|e| corrupt(format!("{col}: {e}")))
+    row.try_get::<i64, _>(col).map_err(|e| corrupt(format!("{col}: {e}")))
 }
 
 fn time(row: &AnyRow, col: &str) -> StoreResult<Timestamp> {
@@ -47,17 +44,11 @@ fn opt_time(row: &AnyRow, col: &str) -> StoreResult<Option<Timestamp>> {
 }
 
 fn id<T: FromStr>(row: &AnyRow, col: &str) -> StoreResult<T> {
-    text(row, col)?
-        .parse()
-        .map_err(|_| corrupt(format!("{col}: not an id")))
+    text(row, col)?.parse().map_err(|_| corrupt(format!("{col}: not an id")))
 }
 
 pub(crate) fn tenant(row: &AnyRow) -> StoreResult<Tenant> {
-    Ok(Tenant {
-        id: id(row, "id")?,
-        name: text(row, "name")?,
-        created_at: time(row, "created_at")?,
-    })
+    Ok(Tenant { id: id(row, "id")?, name: text(row, "name")?, created_at: time(row, "created_at")? })
 }
 
 pub(crate) fn application(row: &AnyRow) -> StoreResult<Application> {

@@ -22,10 +22,7 @@ pub fn postgres_url() -> String {
 
 #[allow(clippy::disallowed_methods)] // names and ages throwaway schemas; no domain logic
 fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// A database URL nobody else uses.
@@ -41,15 +38,11 @@ pub async fn fresh_database_url(backend: Backend) -> Result<String, StoreError> 
             let base = postgres_url();
             sqlx::any::install_default_drivers();
             let pool = AnyPool::connect(&base).await.map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "PostgreSQL at {base} is required for these tests: {e}"
-                ))
+                StoreError::Unavailable(format!("PostgreSQL at {base} is required for these tests: {e}"))
             })?;
             drop_stale_schemas(&pool).await?;
             let schema = format!("{SCHEMA_PREFIX}{}_{unique}", unix_secs());
-            pool.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                .await
-                .map_err(unavailable)?;
+            pool.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).await.map_err(unavailable)?;
             pool.close().await;
             let sep = if base.contains('?') { '&' } else { '?' };
             Ok(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
@@ -58,12 +51,10 @@ pub async fn fresh_database_url(backend: Backend) -> Result<String, StoreError> 
 }
 
 async fn drop_stale_schemas(pool: &AnyPool) -> Result<(), StoreError> {
-    let rows = sqlx::query(
-        "SELECT nspname::text AS name FROM pg_namespace WHERE nspname LIKE 'tessera\\_t\\_%'",
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(unavailable)?;
+    let rows = sqlx::query("SELECT nspname::text AS name FROM pg_namespace WHERE nspname LIKE 'tessera\\_t\\_%'")
+        .fetch_all(pool)
+        .await
+        .map_err(unavailable)?;
     let now = unix_secs();
     for row in rows {
         let name: String = row.try_get("name").map_err(unavailable)?;
@@ -73,11 +64,7 @@ async fn drop_stale_schemas(pool: &AnyPool) -> Result<(), StoreError> {
             .and_then(|s| s.parse::<u64>().ok());
         if born.is_some_and(|b| now.saturating_sub(b) > STALE_AFTER_SECS) {
             // Another run may drop it at the same moment; that is fine.
-            let _ = pool
-                .execute(sqlx::AssertSqlSafe(format!(
-                    "DROP SCHEMA IF EXISTS {name} CASCADE"
-                )))
-                .await;
+            let _ = pool.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {name} CASCADE"))).await;
         }
     }
     Ok(())

@@ -27,10 +27,7 @@ impl FakeClock {
     }
 
     pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(
-            i64::try_from(by.as_millis()).unwrap_or(i64::MAX),
-            Ordering::SeqCst,
-        );
+        self.0.fetch_add(i64::try_from(by.as_millis()).unwrap_or(i64::MAX), Ordering::SeqCst);
     }
 }
 
@@ -47,11 +44,7 @@ impl Clock for FakeClock {
 }
 
 /// Cheap argon2 settings so suites stay fast; tests about the real policy set their own.
-pub const TEST_HASH: HashParams = HashParams {
-    memory_kib: 1024,
-    iterations: 1,
-    parallelism: 1,
-};
+pub const TEST_HASH: HashParams = HashParams { memory_kib: 1024, iterations: 1, parallelism: 1 };
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -80,12 +73,7 @@ pub struct AppBuilder {
 }
 
 pub fn app() -> AppBuilder {
-    AppBuilder {
-        backend: Backend::Sqlite,
-        database_url: None,
-        config: Box::new(|_| {}),
-        clock: None,
-    }
+    AppBuilder { backend: Backend::Sqlite, database_url: None, config: Box::new(|_| {}), clock: None }
 }
 
 /// The server on a fresh SQLite database.
@@ -118,9 +106,7 @@ impl AppBuilder {
     pub async fn spawn(self) -> TestApp {
         let database_url = match self.database_url {
             Some(u) => u,
-            None => tessera_store::testing::fresh_database_url(self.backend)
-                .await
-                .expect("test database"),
+            None => tessera_store::testing::fresh_database_url(self.backend).await.expect("test database"),
         };
         let api_key = "tsk_test_admin_key_0123456789".to_owned();
         let mut config = Config::defaults().expect("default config");
@@ -132,13 +118,9 @@ impl AppBuilder {
         (self.config)(&mut config);
 
         let clock = self.clock.unwrap_or_default();
-        let prepared = tessera_server::prepare(&config, clock.clone())
-            .await
-            .expect("server starts");
+        let prepared = tessera_server::prepare(&config, clock.clone()).await.expect("server starts");
         let state = prepared.state.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -183,10 +165,7 @@ impl TestApp {
 
     /// An admin call with the app's API key.
     pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Reply {
-        let mut req = self
-            .client
-            .request(method, self.url(path))
-            .header("Authorization", &self.api_key);
+        let mut req = self.client.request(method, self.url(path)).header("Authorization", &self.api_key);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -194,28 +173,19 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> Reply {
-        self.send(self.client.post(self.url(path)).json(&body))
-            .await
+        self.send(self.client.post(self.url(path)).json(&body)).await
     }
 
     /// Creates a user and returns its id.
     pub async fn create_user(&self, email: &str, password: &str) -> String {
         let r = self
-            .admin(
-                reqwest::Method::POST,
-                "/api/user",
-                Some(json!({"user": {"email": email, "password": password}})),
-            )
+            .admin(reqwest::Method::POST, "/api/user", Some(json!({"user": {"email": email, "password": password}})))
             .await;
         assert_eq!(r.status, 200, "create user: {}", r.text);
         r.json["user"]["id"].as_str().expect("id").to_owned()
     }
 
     pub async fn login(&self, login_id: &str, password: &str) -> Reply {
-        self.post_json(
-            "/api/login",
-            json!({"loginId": login_id, "password": password}),
-        )
-        .await
+        self.post_json("/api/login", json!({"loginId": login_id, "password": password})).await
     }
 }

@@ -13,17 +13,9 @@ use crate::error::ApiError;
 use crate::extract::{AdminAuth, Caller, bearer, cookie};
 
 /// `GET /api/jwt/validate` with `Authorization: Bearer <jwt>`: 200 with the claims or 401.
-pub async fn validate(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let token = bearer(&headers)
-        .or_else(|| cookie(&headers, "access_token"))
-        .ok_or(ApiError::Unauthorized)?;
-    let claims = s
-        .identity
-        .validate_jwt(token, s.clock.now())
-        .map_err(|_| ApiError::Unauthorized)?;
+pub async fn validate(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let token = bearer(&headers).or_else(|| cookie(&headers, "access_token")).ok_or(ApiError::Unauthorized)?;
+    let claims = s.identity.validate_jwt(token, s.clock.now()).map_err(|_| ApiError::Unauthorized)?;
     Ok(Json(json!({"jwt": claims})))
 }
 
@@ -49,12 +41,7 @@ pub async fn refresh(
         .refresh_token
         .or_else(|| cookie(&headers, "refresh_token").map(str::to_owned))
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            ApiError::general(
-                "[blank]refreshToken",
-                "You must specify the [refreshToken] property.",
-            )
-        })?;
+        .ok_or_else(|| ApiError::general("[blank]refreshToken", "You must specify the [refreshToken] property."))?;
     let secret = Secret::new(token);
     match s.identity.refresh(&secret, &ctx, s.clock.now()).await? {
         Some((jwt, _user)) => Ok(Json(json!({"token": jwt, "refreshToken": secret.expose()}))),
@@ -81,16 +68,9 @@ pub async fn revoke(
             let id = user.parse().map_err(|_| ApiError::NotFound)?;
             s.identity.revoke_user_tokens(&admin, id, now).await?;
         }
-        (None, Some(token)) => {
-            s.identity
-                .revoke_refresh_token(&admin, &Secret::new(token), now)
-                .await?
-        }
+        (None, Some(token)) => s.identity.revoke_refresh_token(&admin, &Secret::new(token), now).await?,
         (None, None) => {
-            return Err(ApiError::general(
-                "[missing]userId",
-                "Give userId or token to say what to revoke.",
-            ));
+            return Err(ApiError::general("[missing]userId", "Give userId or token to say what to revoke."));
         }
     }
     Ok(StatusCode::OK)
@@ -113,14 +93,10 @@ pub async fn logout(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let parsed: LogoutBody = optional_json(&body)?;
-    let refresh = parsed
-        .refresh_token
-        .or_else(|| cookie(&headers, "refresh_token").map(str::to_owned))
-        .map(Secret::new);
+    let refresh =
+        parsed.refresh_token.or_else(|| cookie(&headers, "refresh_token").map(str::to_owned)).map(Secret::new);
     let access = bearer(&headers).or_else(|| cookie(&headers, "access_token"));
-    s.identity
-        .logout(refresh.as_ref(), access, parsed.global, &ctx, s.clock.now())
-        .await?;
+    s.identity.logout(refresh.as_ref(), access, parsed.global, &ctx, s.clock.now()).await?;
     Ok(StatusCode::OK)
 }
 
@@ -129,10 +105,6 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Resu
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::general(
-            "[invalidJSON]",
-            format!("The request body is not valid JSON: {e}"),
-        )
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::general("[invalidJSON]", format!("The request body is not valid JSON: {e}")))
 }

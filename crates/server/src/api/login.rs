@@ -26,9 +26,7 @@ pub async fn login(
         }
     };
     // FusionAuth lets a trusted backend pass the end user's address in the body.
-    let ctx = RequestContext {
-        ip: input.ip_address.clone().or(caller.ip),
-    };
+    let ctx = RequestContext { ip: input.ip_address.clone().or(caller.ip) };
     let request = match input.validate() {
         Ok(r) => r,
         Err(e) => {

@@ -17,19 +17,13 @@ pub async fn status(State(s): State<AppState>) -> impl IntoResponse {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))),
         Err(e) => {
             tracing::warn!(error = %e, "status check: database unavailable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable"})),
-            )
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"})))
         }
     }
 }
 
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
 }
 
 #[derive(Deserialize)]
@@ -51,10 +45,7 @@ pub async fn audit_log(
     AdminAuth(admin): AdminAuth,
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    let (records, total) = s
-        .identity
-        .audit_page(&admin, page.start_row, page.number_of_results)
-        .await?;
+    let (records, total) = s.identity.audit_page(&admin, page.start_row, page.number_of_results).await?;
     let logs: Vec<Value> = records
         .iter()
         .map(|r| {

@@ -67,10 +67,7 @@ pub async fn create(
     ApiJson(body): ApiJson<UserRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let input = body.user.ok_or_else(missing_user)?;
-    let user = s
-        .identity
-        .create_user(&admin, None, input, &ctx, s.clock.now())
-        .await?;
+    let user = s.identity.create_user(&admin, None, input, &ctx, s.clock.now()).await?;
     Ok(envelope(&user))
 }
 
@@ -81,17 +78,10 @@ pub async fn create_with_id(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UserRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let id: UserId = id.parse().map_err(|_| {
-        ApiError::general(
-            "[invalid]userId",
-            "The user id in the URL is not a valid UUID.",
-        )
-    })?;
+    let id: UserId =
+        id.parse().map_err(|_| ApiError::general("[invalid]userId", "The user id in the URL is not a valid UUID."))?;
     let input = body.user.ok_or_else(missing_user)?;
-    let user = s
-        .identity
-        .create_user(&admin, Some(id), input, &ctx, s.clock.now())
-        .await?;
+    let user = s.identity.create_user(&admin, Some(id), input, &ctx, s.clock.now()).await?;
     Ok(envelope(&user))
 }
 
@@ -100,9 +90,7 @@ pub async fn get(
     AdminAuth(admin): AdminAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(envelope(
-        &s.identity.get_user(&admin, parse_id(&id)?).await?,
-    ))
+    Ok(envelope(&s.identity.get_user(&admin, parse_id(&id)?).await?))
 }
 
 #[derive(Deserialize)]
@@ -120,10 +108,7 @@ pub async fn search(
     Query(q): Query<SearchQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let login_id = q.login_id.or(q.email).or(q.username).ok_or_else(|| {
-        ApiError::general(
-            "[missing]loginId",
-            "Give a user id in the path, or loginId, email or username.",
-        )
+        ApiError::general("[missing]loginId", "Give a user id in the path, or loginId, email or username.")
     })?;
     Ok(envelope(&s.identity.find_user(&admin, &login_id).await?))
 }
@@ -136,10 +121,7 @@ pub async fn replace(
     ApiJson(body): ApiJson<UserRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let input = body.user.ok_or_else(missing_user)?;
-    let user = s
-        .identity
-        .replace_user(&admin, parse_id(&id)?, input, &ctx, s.clock.now())
-        .await?;
+    let user = s.identity.replace_user(&admin, parse_id(&id)?, input, &ctx, s.clock.now()).await?;
     Ok(envelope(&user))
 }
 
@@ -150,14 +132,8 @@ pub async fn patch(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let patch = body
-        .get("user")
-        .filter(|u| u.is_object())
-        .ok_or_else(missing_user)?;
-    let user = s
-        .identity
-        .patch_user(&admin, parse_id(&id)?, patch, &ctx, s.clock.now())
-        .await?;
+    let patch = body.get("user").filter(|u| u.is_object()).ok_or_else(missing_user)?;
+    let user = s.identity.patch_user(&admin, parse_id(&id)?, patch, &ctx, s.clock.now()).await?;
     Ok(envelope(&user))
 }
 
@@ -175,8 +151,6 @@ pub async fn delete(
     Path(id): Path<String>,
     Query(q): Query<DeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
-    s.identity
-        .delete_user(&admin, parse_id(&id)?, q.hard_delete, &ctx, s.clock.now())
-        .await?;
+    s.identity.delete_user(&admin, parse_id(&id)?, q.hard_delete, &ctx, s.clock.now()).await?;
     Ok(StatusCode::OK)
 }

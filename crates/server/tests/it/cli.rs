@@ -19,9 +19,7 @@ fn temp_dir() -> PathBuf {
 
 fn tessera(dir: &Path) -> Command {
     let mut c = Command::new(BIN);
-    c.current_dir(dir)
-        .env_clear()
-        .env("TESSERA_LOG_LEVEL", "warn");
+    c.current_dir(dir).env_clear().env("TESSERA_LOG_LEVEL", "warn");
     c
 }
 
@@ -35,10 +33,7 @@ struct Running {
 impl Running {
     fn start(dir: &Path, extra_env: &[(&str, &str)]) -> Running {
         let mut cmd = tessera(dir);
-        cmd.arg("serve")
-            .env("TESSERA_LISTEN", "127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+        cmd.arg("serve").env("TESSERA_LISTEN", "127.0.0.1:0").stdout(Stdio::piped()).stderr(Stdio::null());
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -52,39 +47,30 @@ impl Running {
         });
         let mut printed_key = None;
         loop {
-            let line = lines
-                .recv_timeout(DEADLINE)
-                .expect("server printed its address in time");
+            let Ok(line) = lines.recv_timeout(DEADLINE) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("server did not print its address in time");
+            };
             if let Some(k) = line.strip_prefix("Admin API key (shown once, keep it safe): ") {
                 printed_key = Some(k.to_owned());
             }
             if let Some(addr) = line.strip_prefix("Tessera listening on ") {
-                return Running {
-                    child,
-                    lines,
-                    base: addr.to_owned(),
-                    printed_key,
-                };
+                return Running { child, lines, base: addr.to_owned(), printed_key };
             }
         }
     }
 
     /// SIGTERM, then wait (with a deadline) for a clean exit.
     fn stop(mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         let deadline = std::time::Instant::now() + DEADLINE;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 drop(self.lines);
                 return status;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "server did not stop after SIGTERM"
-            );
+            assert!(std::time::Instant::now() < deadline, "server did not stop after SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -94,22 +80,12 @@ impl Running {
 async fn first_start_prints_a_working_key_and_sigterm_stops_cleanly() {
     let dir = temp_dir();
     let server = Running::start(&dir, &[]);
-    let key = server
-        .printed_key
-        .clone()
-        .expect("first start prints the admin key");
+    let key = server.printed_key.clone().expect("first start prints the admin key");
     assert!(key.starts_with("tsk_"));
-    assert!(
-        dir.join("tessera-data/tessera.db").exists(),
-        "SQLite file under ./tessera-data/"
-    );
+    assert!(dir.join("tessera-data/tessera.db").exists(), "SQLite file under ./tessera-data/");
 
     let client = reqwest::Client::new();
-    let status = client
-        .get(format!("{}/api/status", server.base))
-        .send()
-        .await
-        .unwrap();
+    let status = client.get(format!("{}/api/status", server.base)).send().await.unwrap();
     assert_eq!(status.status(), 200);
     let created = client
         .post(format!("{}/api/user", server.base))
@@ -140,15 +116,8 @@ async fn first_start_prints_a_working_key_and_sigterm_stops_cleanly() {
     assert_eq!(r.status(), 200);
 
     // `api-key create` against the same database yields another working key.
-    let out = tessera(&dir)
-        .args(["api-key", "create", "--description", "ci"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = tessera(&dir).args(["api-key", "create", "--description", "ci"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let second_key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(second_key.starts_with("tsk_") && second_key != key);
     let r = client
@@ -167,10 +136,7 @@ async fn an_operator_key_from_a_file_is_used_instead_of_a_generated_one() {
     std::fs::write(dir.join("key"), "tsk_operator_chosen_key_123\n").unwrap();
     let key_file = dir.join("key").display().to_string();
     let server = Running::start(&dir, &[("TESSERA_API_KEY_FILE", &key_file)]);
-    assert_eq!(
-        server.printed_key, None,
-        "nothing to print: the operator chose the key"
-    );
+    assert_eq!(server.printed_key, None, "nothing to print: the operator chose the key");
     let r = reqwest::Client::new()
         .get(format!("{}/api/system/audit-log", server.base))
         .header("Authorization", "tsk_operator_chosen_key_123")
@@ -186,24 +152,13 @@ fn migrate_and_config_errors() {
     let dir = temp_dir();
     let out = tessera(&dir).arg("migrate").output().unwrap();
     assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "Migrations applied."
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Migrations applied.");
 
-    let out = tessera(&dir)
-        .arg("serve")
-        .env("TESSERA_LISTN", "127.0.0.1:1")
-        .output()
-        .unwrap();
+    let out = tessera(&dir).arg("serve").env("TESSERA_LISTN", "127.0.0.1:1").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown variable TESSERA_LISTN"));
 
-    std::fs::write(
-        dir.join("tessera.toml"),
-        "listen = \"127.0.0.1:0\"\ndatabase = \"x\"\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join("tessera.toml"), "listen = \"127.0.0.1:0\"\ndatabase = \"x\"\n").unwrap();
     let out = tessera(&dir).arg("migrate").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(

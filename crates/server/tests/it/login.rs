@@ -12,29 +12,19 @@ async fn login_returns_token_refresh_token_and_user() {
     let id = app.create_user("ann@example.com", "correct horse").await;
     let app_id = app.state.identity.default_application().id.to_string();
     let r = app
-        .post_json("/api/login", json!({"loginId": "ANN@example.com", "password": "correct horse", "applicationId": app_id}))
+        .post_json(
+            "/api/login",
+            json!({"loginId": "ANN@example.com", "password": "correct horse", "applicationId": app_id}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["user"]["id"], id.as_str());
-    assert!(
-        r.json["refreshToken"]
-            .as_str()
-            .is_some_and(|t| t.len() >= 43)
-    );
+    assert!(r.json["refreshToken"].as_str().is_some_and(|t| t.len() >= 43));
     let token = r.json["token"].as_str().unwrap();
-    let v = app
-        .send(
-            app.client
-                .get(app.url("/api/jwt/validate"))
-                .bearer_auth(token),
-        )
-        .await;
+    let v = app.send(app.client.get(app.url("/api/jwt/validate")).bearer_auth(token)).await;
     assert_eq!(v.json["jwt"]["sub"], id.as_str());
     assert_eq!(v.json["jwt"]["aud"], app_id.as_str());
-    assert_eq!(
-        r.json["tokenExpirationInstant"],
-        json!(v.json["jwt"]["exp"].as_i64().unwrap() * 1000)
-    );
+    assert_eq!(r.json["tokenExpirationInstant"], json!(v.json["jwt"]["exp"].as_i64().unwrap() * 1000));
 }
 
 #[tokio::test]
@@ -42,17 +32,10 @@ async fn no_jwt_signs_in_without_tokens() {
     let app = spawn_app().await;
     app.create_user("ann@example.com", "correct horse").await;
     let r = app
-        .post_json(
-            "/api/login",
-            json!({"loginId": "ann@example.com", "password": "correct horse", "noJWT": true}),
-        )
+        .post_json("/api/login", json!({"loginId": "ann@example.com", "password": "correct horse", "noJWT": true}))
         .await;
     assert_eq!(r.status, 200);
-    assert!(
-        r.json.get("token").is_none() && r.json.get("refreshToken").is_none(),
-        "{}",
-        r.text
-    );
+    assert!(r.json.get("token").is_none() && r.json.get("refreshToken").is_none(), "{}", r.text);
     assert_eq!(r.json["user"]["email"], "ann@example.com");
 }
 
@@ -80,47 +63,21 @@ async fn unknown_user_and_wrong_password_look_the_same() {
 async fn malformed_requests_get_400() {
     let app = spawn_app().await;
     let r = app.post_json("/api/login", json!({"password": "x"})).await;
-    assert_eq!(
-        (r.status, &r.json["fieldErrors"]["loginId"][0]["code"]),
-        (400, &json!("[blank]loginId"))
-    );
+    assert_eq!((r.status, &r.json["fieldErrors"]["loginId"][0]["code"]), (400, &json!("[blank]loginId")));
     let r = app.post_json("/api/login", json!({"loginId": "ann"})).await;
-    assert_eq!(
-        r.json["fieldErrors"]["password"][0]["code"],
-        "[blank]password"
-    );
+    assert_eq!(r.json["fieldErrors"]["password"][0]["code"], "[blank]password");
+    let r = app.post_json("/api/login", json!({"loginId": "ann", "password": "x", "applicationId": "nope"})).await;
+    assert_eq!(r.json["fieldErrors"]["applicationId"][0]["code"], "[invalid]applicationId");
     let r = app
         .post_json(
             "/api/login",
-            json!({"loginId": "ann", "password": "x", "applicationId": "nope"}),
+            json!({"loginId": "ann", "password": "x", "applicationId": "3f6c9a2e-1b2d-4c3e-9f00-0a1b2c3d4e5f"}),
         )
         .await;
-    assert_eq!(
-        r.json["fieldErrors"]["applicationId"][0]["code"],
-        "[invalid]applicationId"
-    );
-    let r = app
-        .post_json("/api/login", json!({"loginId": "ann", "password": "x", "applicationId": "3f6c9a2e-1b2d-4c3e-9f00-0a1b2c3d4e5f"}))
-        .await;
-    assert_eq!(
-        (r.status, &r.json["fieldErrors"]["applicationId"][0]["code"]),
-        (400, &json!("[invalid]applicationId"))
-    );
-    let r = app
-        .send(
-            app.client
-                .post(app.url("/api/login"))
-                .header("content-type", "application/json")
-                .body("["),
-        )
-        .await;
-    assert_eq!(
-        (r.status, &r.json["generalErrors"][0]["code"]),
-        (400, &json!("[invalidJSON]"))
-    );
-    let r = app
-        .send(app.client.post(app.url("/api/login")).body("loginId=a"))
-        .await;
+    assert_eq!((r.status, &r.json["fieldErrors"]["applicationId"][0]["code"]), (400, &json!("[invalid]applicationId")));
+    let r = app.send(app.client.post(app.url("/api/login")).header("content-type", "application/json").body("[")).await;
+    assert_eq!((r.status, &r.json["generalErrors"][0]["code"]), (400, &json!("[invalidJSON]")));
+    let r = app.send(app.client.post(app.url("/api/login")).body("loginId=a")).await;
     assert_eq!(r.status, 400, "no JSON content type");
 }
 
@@ -129,34 +86,17 @@ async fn five_failures_lock_until_the_lock_expires() {
     let app = spawn_app().await;
     app.create_user("ann@example.com", "correct horse").await;
     for i in 1..=4 {
-        assert_eq!(
-            app.login("ann@example.com", "wrong").await.status,
-            404,
-            "attempt {i}"
-        );
+        assert_eq!(app.login("ann@example.com", "wrong").await.status, 404, "attempt {i}");
     }
     let fifth = app.login("ann@example.com", "wrong").await;
     assert_eq!(fifth.status, 409, "{}", fifth.text);
-    assert_eq!(
-        fifth.json["generalErrors"][0]["code"],
-        "[LoginPreventedException]"
-    );
+    assert_eq!(fifth.json["generalErrors"][0]["code"], "[LoginPreventedException]");
     // Locked means locked, even with the right password.
-    assert_eq!(
-        app.login("ann@example.com", "correct horse").await.status,
-        409
-    );
+    assert_eq!(app.login("ann@example.com", "correct horse").await.status, 409);
     app.clock.advance(Duration::from_secs(179));
-    assert_eq!(
-        app.login("ann@example.com", "correct horse").await.status,
-        409
-    );
+    assert_eq!(app.login("ann@example.com", "correct horse").await.status, 409);
     app.clock.advance(Duration::from_secs(2));
-    assert_eq!(
-        app.login("ann@example.com", "correct horse").await.status,
-        200,
-        "the lock expired"
-    );
+    assert_eq!(app.login("ann@example.com", "correct horse").await.status, 200, "the lock expired");
 }
 
 #[tokio::test]
@@ -174,34 +114,19 @@ async fn unknown_login_ids_lock_like_known_ones() {
 
 #[tokio::test]
 async fn only_consecutive_failures_inside_the_window_count() {
-    let app = app()
-        .configure(|c| c.policies.lockout.max_failures = 3)
-        .spawn()
-        .await;
+    let app = app().configure(|c| c.policies.lockout.max_failures = 3).spawn().await;
     app.create_user("ann@example.com", "correct horse").await;
     for _ in 0..2 {
         assert_eq!(app.login("ann@example.com", "wrong").await.status, 404);
     }
-    assert_eq!(
-        app.login("ann@example.com", "correct horse").await.status,
-        200,
-        "success resets the count"
-    );
+    assert_eq!(app.login("ann@example.com", "correct horse").await.status, 200, "success resets the count");
     for _ in 0..2 {
         assert_eq!(app.login("ann@example.com", "wrong").await.status, 404);
     }
     app.clock.advance(Duration::from_secs(61));
-    assert_eq!(
-        app.login("ann@example.com", "wrong").await.status,
-        404,
-        "the window restarted"
-    );
+    assert_eq!(app.login("ann@example.com", "wrong").await.status, 404, "the window restarted");
     assert_eq!(app.login("ann@example.com", "wrong").await.status, 404);
-    assert_eq!(
-        app.login("ann@example.com", "wrong").await.status,
-        409,
-        "configured limit of 3"
-    );
+    assert_eq!(app.login("ann@example.com", "wrong").await.status, 409, "configured limit of 3");
 }
 
 #[tokio::test]
@@ -211,113 +136,41 @@ async fn hashes_are_upgraded_when_the_policy_changes() {
     let url = first.database_url.clone();
     let login_id = LoginId::parse("ann@example.com").unwrap();
     let tenant = first.state.identity.default_application().tenant_id;
-    let stored = first
-        .state
-        .store
-        .find_user_by_login_id(tenant, &login_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = first.state.store.find_user_by_login_id(tenant, &login_id).await.unwrap().unwrap();
     assert_eq!(stored.password_hash.unwrap().params(), TEST_HASH);
     drop(first);
 
-    let stronger = HashParams {
-        memory_kib: 2048,
-        iterations: 2,
-        parallelism: 1,
-    };
-    let second = app()
-        .database_url(&url)
-        .configure(move |c| c.policies.hash = stronger)
-        .spawn()
-        .await;
+    let stronger = HashParams { memory_kib: 2048, iterations: 2, parallelism: 1 };
+    let second = app().database_url(&url).configure(move |c| c.policies.hash = stronger).spawn().await;
     assert_eq!(second.login("ann@example.com", "wrong").await.status, 404);
-    let still_old = second
-        .state
-        .store
-        .find_user_by_login_id(tenant, &login_id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        still_old.password_hash.unwrap().params(),
-        TEST_HASH,
-        "a failed login changes nothing"
-    );
+    let still_old = second.state.store.find_user_by_login_id(tenant, &login_id).await.unwrap().unwrap();
+    assert_eq!(still_old.password_hash.unwrap().params(), TEST_HASH, "a failed login changes nothing");
 
-    assert_eq!(
-        second
-            .login("ann@example.com", "correct horse")
-            .await
-            .status,
-        200
-    );
-    let upgraded = second
-        .state
-        .store
-        .find_user_by_login_id(tenant, &login_id)
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(second.login("ann@example.com", "correct horse").await.status, 200);
+    let upgraded = second.state.store.find_user_by_login_id(tenant, &login_id).await.unwrap().unwrap();
     let hash = upgraded.password_hash.unwrap();
     assert_eq!(hash.params(), stronger);
     assert!(hash.as_phc().starts_with("$argon2id$v=19$m=2048,t=2,p=1$"));
-    assert_eq!(
-        second
-            .login("ann@example.com", "correct horse")
-            .await
-            .status,
-        200,
-        "the new hash verifies"
-    );
+    assert_eq!(second.login("ann@example.com", "correct horse").await.status, 200, "the new hash verifies");
 }
 
 #[tokio::test]
 async fn the_default_policy_is_owasp_argon2id() {
-    let app = app()
-        .configure(|c| c.policies.hash = HashParams::default())
-        .spawn()
-        .await;
+    let app = app().configure(|c| c.policies.hash = HashParams::default()).spawn().await;
     let id = app.create_user("ann@example.com", "correct horse").await;
-    let user = app
-        .state
-        .store
-        .get_user(
-            app.state.identity.default_application().tenant_id,
-            id.parse().unwrap(),
-        )
-        .await;
-    let phc = user
-        .unwrap()
-        .unwrap()
-        .password_hash
-        .unwrap()
-        .as_phc()
-        .to_owned();
+    let user = app.state.store.get_user(app.state.identity.default_application().tenant_id, id.parse().unwrap()).await;
+    let phc = user.unwrap().unwrap().password_hash.unwrap().as_phc().to_owned();
     assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
-    assert_eq!(
-        app.login("ann@example.com", "correct horse").await.status,
-        200
-    );
+    assert_eq!(app.login("ann@example.com", "correct horse").await.status, 200);
 }
 
 #[tokio::test]
 async fn login_and_lockout_work_on_postgres() {
-    let app = app()
-        .backend(Backend::Postgres)
-        .configure(|c| c.policies.lockout.max_failures = 2)
-        .spawn()
-        .await;
+    let app = app().backend(Backend::Postgres).configure(|c| c.policies.lockout.max_failures = 2).spawn().await;
     app.create_user("ann@example.com", "correct horse").await;
-    assert_eq!(
-        app.login("ann@example.com", "correct horse").await.status,
-        200
-    );
+    assert_eq!(app.login("ann@example.com", "correct horse").await.status, 200);
     assert_eq!(app.login("ann@example.com", "wrong").await.status, 404);
     assert_eq!(app.login("ann@example.com", "wrong").await.status, 409);
     app.clock.advance(Duration::from_secs(181));
-    assert_eq!(
-        app.login("ann@example.com", "correct horse").await.status,
-        200
-    );
+    assert_eq!(app.login("ann@example.com", "correct horse").await.status, 200);
 }

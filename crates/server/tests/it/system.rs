@@ -17,28 +17,15 @@ async fn metrics_count_requests_and_logins_by_outcome() {
     app.login("ann@example.com", "wrong").await;
     app.post_json("/api/login", json!({})).await;
     let text = app.send(app.client.get(app.url("/metrics"))).await.text;
+    assert!(text.contains("tessera_logins_total{outcome=\"success\"} 1"), "{text}");
+    assert!(text.contains("tessera_logins_total{outcome=\"failure\"} 1"), "{text}");
+    assert!(text.contains("tessera_logins_total{outcome=\"invalid\"} 1"), "{text}");
     assert!(
-        text.contains("tessera_logins_total{outcome=\"success\"} 1"),
+        text.contains("tessera_http_requests_total{method=\"POST\",route=\"/api/login\",status=\"404\"} 1"),
         "{text}"
     );
     assert!(
-        text.contains("tessera_logins_total{outcome=\"failure\"} 1"),
-        "{text}"
-    );
-    assert!(
-        text.contains("tessera_logins_total{outcome=\"invalid\"} 1"),
-        "{text}"
-    );
-    assert!(
-        text.contains(
-            "tessera_http_requests_total{method=\"POST\",route=\"/api/login\",status=\"404\"} 1"
-        ),
-        "{text}"
-    );
-    assert!(
-        text.contains(
-            "tessera_http_request_duration_seconds_count{method=\"POST\",route=\"/api/user\"} 1"
-        ),
+        text.contains("tessera_http_request_duration_seconds_count{method=\"POST\",route=\"/api/user\"} 1"),
         "{text}"
     );
 }
@@ -55,36 +42,15 @@ async fn audit_log_records_security_events_with_paging() {
     )
     .await;
     app.login("ann@example.com", "correct horse").await;
-    app.admin(
-        Method::PATCH,
-        &format!("/api/user/{id}"),
-        Some(json!({"user": {"firstName": "Ann"}})),
-    )
-    .await;
+    app.admin(Method::PATCH, &format!("/api/user/{id}"), Some(json!({"user": {"firstName": "Ann"}}))).await;
 
-    let r = app
-        .admin(
-            Method::GET,
-            "/api/system/audit-log?startRow=0&numberOfResults=2",
-            None,
-        )
-        .await;
+    let r = app.admin(Method::GET, "/api/system/audit-log?startRow=0&numberOfResults=2", None).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json["total"], 4);
-    let events: Vec<&str> = r.json["auditLogs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
+    let events: Vec<&str> =
+        r.json["auditLogs"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
     assert_eq!(events, ["user.updated", "login.success"]);
-    let rest = app
-        .admin(
-            Method::GET,
-            "/api/system/audit-log?startRow=2&numberOfResults=2",
-            None,
-        )
-        .await;
+    let rest = app.admin(Method::GET, "/api/system/audit-log?startRow=2&numberOfResults=2", None).await;
     let older = rest.json["auditLogs"].as_array().unwrap();
     assert_eq!(older[0]["event"], "login.failure");
     assert_eq!(older[0]["ipAddress"], "203.0.113.9");
@@ -92,8 +58,5 @@ async fn audit_log_records_security_events_with_paging() {
     assert_eq!(older[1]["event"], "user.created");
     assert_eq!(older[1]["userId"], id.as_str());
     assert!(older[1]["insertInstant"].as_i64().is_some());
-    assert!(
-        !rest.text.contains("wrong") && !rest.text.contains("horse"),
-        "no passwords in the audit log"
-    );
+    assert!(!rest.text.contains("wrong") && !rest.text.contains("horse"), "no passwords in the audit log");
 }

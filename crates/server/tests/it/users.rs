@@ -20,20 +20,12 @@ async fn create_returns_the_fusionauth_user_shape() {
     assert_eq!(u["data"], json!({"plan": "pro"}));
     assert_eq!(u["active"], true);
     assert!(u["id"].as_str().is_some_and(|id| id.len() == 36));
-    assert!(
-        u.get("password").is_none() && !r.text.contains("argon2"),
-        "no password material: {}",
-        r.text
-    );
+    assert!(u.get("password").is_none() && !r.text.contains("argon2"), "no password material: {}", r.text);
 
     let id = u["id"].as_str().unwrap();
-    let got = app
-        .admin(Method::GET, &format!("/api/user/{id}"), None)
-        .await;
+    let got = app.admin(Method::GET, &format!("/api/user/{id}"), None).await;
     assert_eq!((got.status, &got.json["user"]), (200, u));
-    let found = app
-        .admin(Method::GET, "/api/user?loginId=ANN@example.com", None)
-        .await;
+    let found = app.admin(Method::GET, "/api/user?loginId=ANN@example.com", None).await;
     assert_eq!(found.json["user"]["id"], u["id"]);
     let by_name = app.admin(Method::GET, "/api/user?username=ANN", None).await;
     assert_eq!(by_name.json["user"]["id"], u["id"]);
@@ -59,10 +51,7 @@ async fn create_with_a_chosen_id() {
         )
         .await;
     assert_eq!(again.status, 400);
-    assert_eq!(
-        again.json["fieldErrors"]["user.id"][0]["code"],
-        "[duplicate]user.id"
-    );
+    assert_eq!(again.json["fieldErrors"]["user.id"][0]["code"], "[duplicate]user.id");
 }
 
 #[tokio::test]
@@ -79,51 +68,16 @@ async fn validation_errors_use_stable_codes() {
     let f = &r.json["fieldErrors"];
     assert_eq!(f["user.email"][0]["code"], "[notEmail]user.email");
     assert_eq!(f["user.password"][0]["code"], "[tooShort]user.password");
-    assert_eq!(
-        f["user.mobilePhone"][0]["code"],
-        "[invalid]user.mobilePhone"
-    );
-    assert!(
-        f["user.mobilePhone"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("E.164")
-    );
+    assert_eq!(f["user.mobilePhone"][0]["code"], "[invalid]user.mobilePhone");
+    assert!(f["user.mobilePhone"][0]["message"].as_str().unwrap().contains("E.164"));
     assert_eq!(r.json["generalErrors"], json!([]));
 
-    let blank = app
-        .admin(
-            Method::POST,
-            "/api/user",
-            Some(json!({"user": {"password": "long enough"}})),
-        )
-        .await;
-    assert_eq!(
-        blank.json["fieldErrors"]["user.email"][0]["code"],
-        "[blank]user.email"
-    );
-    let no_password = app
-        .admin(
-            Method::POST,
-            "/api/user",
-            Some(json!({"user": {"email": "a@example.com"}})),
-        )
-        .await;
-    assert_eq!(
-        no_password.json["fieldErrors"]["user.password"][0]["code"],
-        "[blank]user.password"
-    );
-    let no_user = app
-        .admin(
-            Method::POST,
-            "/api/user",
-            Some(json!({"email": "a@example.com"})),
-        )
-        .await;
-    assert_eq!(
-        (no_user.status, &no_user.json["generalErrors"][0]["code"]),
-        (400, &json!("[missing]user"))
-    );
+    let blank = app.admin(Method::POST, "/api/user", Some(json!({"user": {"password": "long enough"}}))).await;
+    assert_eq!(blank.json["fieldErrors"]["user.email"][0]["code"], "[blank]user.email");
+    let no_password = app.admin(Method::POST, "/api/user", Some(json!({"user": {"email": "a@example.com"}}))).await;
+    assert_eq!(no_password.json["fieldErrors"]["user.password"][0]["code"], "[blank]user.password");
+    let no_user = app.admin(Method::POST, "/api/user", Some(json!({"email": "a@example.com"}))).await;
+    assert_eq!((no_user.status, &no_user.json["generalErrors"][0]["code"]), (400, &json!("[missing]user")));
 
     let bad_json = app
         .send(
@@ -134,24 +88,9 @@ async fn validation_errors_use_stable_codes() {
                 .body("{nope"),
         )
         .await;
-    assert_eq!(
-        (bad_json.status, &bad_json.json["generalErrors"][0]["code"]),
-        (400, &json!("[invalidJSON]"))
-    );
-    let wrong_type = app
-        .admin(
-            Method::POST,
-            "/api/user",
-            Some(json!({"user": {"email": 42}})),
-        )
-        .await;
-    assert_eq!(
-        (
-            wrong_type.status,
-            &wrong_type.json["generalErrors"][0]["code"]
-        ),
-        (400, &json!("[invalidJSON]"))
-    );
+    assert_eq!((bad_json.status, &bad_json.json["generalErrors"][0]["code"]), (400, &json!("[invalidJSON]")));
+    let wrong_type = app.admin(Method::POST, "/api/user", Some(json!({"user": {"email": 42}}))).await;
+    assert_eq!((wrong_type.status, &wrong_type.json["generalErrors"][0]["code"]), (400, &json!("[invalidJSON]")));
 }
 
 #[tokio::test]
@@ -159,17 +98,10 @@ async fn duplicates_are_refused_without_half_writes() {
     let app = spawn_app().await;
     app.create_user("ann@example.com", "password1").await;
     let r = app
-        .admin(
-            Method::POST,
-            "/api/user",
-            Some(json!({"user": {"email": "ANN@example.com", "password": "password2"}})),
-        )
+        .admin(Method::POST, "/api/user", Some(json!({"user": {"email": "ANN@example.com", "password": "password2"}})))
         .await;
     assert_eq!(r.status, 400);
-    assert_eq!(
-        r.json["fieldErrors"]["user.email"][0]["code"],
-        "[duplicate]user.email"
-    );
+    assert_eq!(r.json["fieldErrors"]["user.email"][0]["code"], "[duplicate]user.email");
     // The first user's password still works: nothing was overwritten.
     assert_eq!(app.login("ann@example.com", "password1").await.status, 200);
 }
@@ -178,25 +110,12 @@ async fn duplicates_are_refused_without_half_writes() {
 async fn admin_routes_need_a_valid_api_key() {
     let app = spawn_app().await;
     let body = json!({"user": {"email": "a@example.com", "password": "password1"}});
-    let none = app
-        .send(app.client.post(app.url("/api/user")).json(&body))
-        .await;
+    let none = app.send(app.client.post(app.url("/api/user")).json(&body)).await;
     assert_eq!((none.status, none.text.as_str()), (401, ""));
-    let wrong = app
-        .send(
-            app.client
-                .post(app.url("/api/user"))
-                .header("Authorization", "tsk_wrong")
-                .json(&body),
-        )
-        .await;
+    let wrong = app.send(app.client.post(app.url("/api/user")).header("Authorization", "tsk_wrong").json(&body)).await;
     assert_eq!(wrong.status, 401);
     for path in ["/api/user?loginId=a@example.com", "/api/system/audit-log"] {
-        assert_eq!(
-            app.send(app.client.get(app.url(path))).await.status,
-            401,
-            "{path}"
-        );
+        assert_eq!(app.send(app.client.get(app.url(path))).await.status, 401, "{path}");
     }
 }
 
@@ -209,57 +128,27 @@ async fn put_replaces_and_patch_merges() {
     let id = r.json["user"]["id"].as_str().unwrap().to_owned();
     let path = format!("/api/user/{id}");
 
-    let patched = app
-        .admin(
-            Method::PATCH,
-            &path,
-            Some(json!({"user": {"lastName": "B", "data": {"y": null, "z": 3}}})),
-        )
-        .await;
+    let patched =
+        app.admin(Method::PATCH, &path, Some(json!({"user": {"lastName": "B", "data": {"y": null, "z": 3}}}))).await;
     assert_eq!(patched.status, 200, "{}", patched.text);
     assert_eq!(patched.json["user"]["firstName"], "A");
     assert_eq!(patched.json["user"]["lastName"], "B");
     assert_eq!(patched.json["user"]["data"], json!({"x": 1, "z": 3}));
-    assert_eq!(
-        app.login("a@example.com", "password1").await.status,
-        200,
-        "PATCH kept the password"
-    );
+    assert_eq!(app.login("a@example.com", "password1").await.status, 200, "PATCH kept the password");
 
     let put = app
-        .admin(
-            Method::PUT,
-            &path,
-            Some(json!({"user": {"email": "a@example.com", "password": "new password"}})),
-        )
+        .admin(Method::PUT, &path, Some(json!({"user": {"email": "a@example.com", "password": "new password"}})))
         .await;
     assert_eq!(put.status, 200);
-    assert!(
-        put.json["user"].get("firstName").is_none(),
-        "PUT replaces: {}",
-        put.text
-    );
+    assert!(put.json["user"].get("firstName").is_none(), "PUT replaces: {}", put.text);
     assert_eq!(put.json["user"]["data"], json!({}));
     assert_eq!(app.login("a@example.com", "password1").await.status, 404);
     assert_eq!(app.login("a@example.com", "new password").await.status, 200);
 
-    let bad = app
-        .admin(
-            Method::PATCH,
-            &path,
-            Some(json!({"user": {"mobilePhone": "call me"}})),
-        )
-        .await;
-    assert_eq!(
-        bad.json["fieldErrors"]["user.mobilePhone"][0]["code"],
-        "[invalid]user.mobilePhone"
-    );
+    let bad = app.admin(Method::PATCH, &path, Some(json!({"user": {"mobilePhone": "call me"}}))).await;
+    assert_eq!(bad.json["fieldErrors"]["user.mobilePhone"][0]["code"], "[invalid]user.mobilePhone");
     let ghost = app
-        .admin(
-            Method::PUT,
-            "/api/user/3f6c9a2e-1b2d-4c3e-9f00-0a1b2c3d4e5f",
-            Some(json!({"user": {"username": "x"}})),
-        )
+        .admin(Method::PUT, "/api/user/3f6c9a2e-1b2d-4c3e-9f00-0a1b2c3d4e5f", Some(json!({"user": {"username": "x"}})))
         .await;
     assert_eq!(ghost.status, 404);
 }
@@ -273,24 +162,10 @@ async fn delete_deactivates_and_hard_delete_removes() {
     let got = app.admin(Method::GET, &path, None).await;
     assert_eq!(got.json["user"]["active"], false);
     let login = app.login("a@example.com", "password1").await;
-    assert_eq!(
-        (login.status, login.text.as_str()),
-        (404, ""),
-        "a deactivated user cannot sign in"
-    );
+    assert_eq!((login.status, login.text.as_str()), (404, ""), "a deactivated user cannot sign in");
 
-    assert_eq!(
-        app.admin(Method::DELETE, &format!("{path}?hardDelete=true"), None)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(app.admin(Method::DELETE, &format!("{path}?hardDelete=true"), None).await.status, 200);
     assert_eq!(app.admin(Method::GET, &path, None).await.status, 404);
     assert_eq!(app.admin(Method::DELETE, &path, None).await.status, 404);
-    assert_eq!(
-        app.admin(Method::GET, "/api/user/not-a-uuid", None)
-            .await
-            .status,
-        404
-    );
+    assert_eq!(app.admin(Method::GET, "/api/user/not-a-uuid", None).await.status, 404);
 }

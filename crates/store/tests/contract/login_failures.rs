@@ -10,50 +10,26 @@ contract!(failures_count_within_a_window_and_restart_after_it, |c| {
     let window = Duration::from_secs(60);
     let at = |s: u64| T0.plus(Duration::from_secs(s));
     for (i, s) in [0u64, 10, 20].into_iter().enumerate() {
-        let n = c
-            .store
-            .record_login_failure(c.tenant, &id, at(s), at(s).minus(window))
-            .await
-            .unwrap();
+        let n = c.store.record_login_failure(c.tenant, &id, at(s), at(s).minus(window)).await.unwrap();
         assert_eq!(n as usize, i + 1);
     }
     // 61 s after the window opened, counting starts again.
-    let n = c
-        .store
-        .record_login_failure(c.tenant, &id, at(61), at(61).minus(window))
-        .await
-        .unwrap();
+    let n = c.store.record_login_failure(c.tenant, &id, at(61), at(61).minus(window)).await.unwrap();
     assert_eq!(n, 1);
     c.store.clear_login_failures(c.tenant, &id).await.unwrap();
-    let n = c
-        .store
-        .record_login_failure(c.tenant, &id, at(62), at(62).minus(window))
-        .await
-        .unwrap();
+    let n = c.store.record_login_failure(c.tenant, &id, at(62), at(62).minus(window)).await.unwrap();
     assert_eq!(n, 1);
 });
 
 contract!(locks_are_kept_and_cleared, |c| {
     let id = LoginId::parse("bob").unwrap();
-    assert_eq!(
-        c.store.login_locked_until(c.tenant, &id).await.unwrap(),
-        None
-    );
-    c.store
-        .record_login_failure(c.tenant, &id, T0, T0)
-        .await
-        .unwrap();
+    assert_eq!(c.store.login_locked_until(c.tenant, &id).await.unwrap(), None);
+    c.store.record_login_failure(c.tenant, &id, T0, T0).await.unwrap();
     let until = T0.plus(Duration::from_secs(180));
     c.store.lock_login(c.tenant, &id, until).await.unwrap();
-    assert_eq!(
-        c.store.login_locked_until(c.tenant, &id).await.unwrap(),
-        Some(until)
-    );
+    assert_eq!(c.store.login_locked_until(c.tenant, &id).await.unwrap(), Some(until));
     c.store.clear_login_failures(c.tenant, &id).await.unwrap();
-    assert_eq!(
-        c.store.login_locked_until(c.tenant, &id).await.unwrap(),
-        None
-    );
+    assert_eq!(c.store.login_locked_until(c.tenant, &id).await.unwrap(), None);
 });
 
 contract!(concurrent_failures_are_all_counted, |c| {
@@ -61,12 +37,7 @@ contract!(concurrent_failures_are_all_counted, |c| {
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let (store, tenant, id) = (c.store.clone(), c.tenant, id.clone());
-        tasks.push(tokio::spawn(async move {
-            store
-                .record_login_failure(tenant, &id, T0, T0)
-                .await
-                .unwrap()
-        }));
+        tasks.push(tokio::spawn(async move { store.record_login_failure(tenant, &id, T0, T0).await.unwrap() }));
     }
     let mut seen = Vec::new();
     for t in tasks {

@@ -14,41 +14,15 @@ pub struct Ctx {
 }
 
 async fn open(backend: Backend) -> Ctx {
-    let url = tessera_store::testing::fresh_database_url(backend)
-        .await
-        .unwrap();
-    let store = tessera_store::open(&url, &StoreOptions::default())
-        .await
-        .unwrap();
+    let url = tessera_store::testing::fresh_database_url(backend).await.unwrap();
+    let store = tessera_store::open(&url, &StoreOptions::default()).await.unwrap();
     store.migrate().await.unwrap();
-    let tenant = Tenant {
-        id: TenantId::random(),
-        name: "t".into(),
-        created_at: T0,
-    };
-    let app = Application {
-        id: ApplicationId::random(),
-        tenant_id: tenant.id,
-        name: "a".into(),
-        created_at: T0,
-    };
+    let tenant = Tenant { id: TenantId::random(), name: "t".into(), created_at: T0 };
+    let app = Application { id: ApplicationId::random(), tenant_id: tenant.id, name: "a".into(), created_at: T0 };
     let (_, api_key) = ApiKey::generate(tenant.id, "k", T0).unwrap();
     let (tenant_id, app_id) = (tenant.id, app.id);
-    assert!(
-        store
-            .bootstrap(&Bootstrap {
-                tenant,
-                application: app,
-                api_key
-            })
-            .await
-            .unwrap()
-    );
-    Ctx {
-        store,
-        tenant: tenant_id,
-        app: app_id,
-    }
+    assert!(store.bootstrap(&Bootstrap { tenant, application: app, api_key }).await.unwrap());
+    Ctx { store, tenant: tenant_id, app: app_id }
 }
 
 /// Runs the body once per backend, naming the backend in any failure.

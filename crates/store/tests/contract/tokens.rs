@@ -5,73 +5,30 @@ use tessera_core::apikey::ApiKey;
 use tessera_core::audit::{AuditEvent, AuditKind};
 use tessera_core::ids::{ApplicationId, TenantId};
 use tessera_core::store::{
-    ApiKeyStore, Application, ApplicationStore, AuditStore, Bootstrap, Store, Tenant, TenantStore,
-    TokenStore, UserStore,
+    ApiKeyStore, Application, ApplicationStore, AuditStore, Bootstrap, Store, Tenant, TenantStore, TokenStore,
+    UserStore,
 };
 use tessera_core::tokens::{JwtAlgorithm, RefreshToken, SigningKey};
 
 use crate::support::*;
 
 contract!(bootstrap_happens_once, |c| {
-    let tenant = Tenant {
-        id: TenantId::random(),
-        name: "second".into(),
-        created_at: T0,
-    };
-    let application = Application {
-        id: ApplicationId::random(),
-        tenant_id: tenant.id,
-        name: "x".into(),
-        created_at: T0,
-    };
+    let tenant = Tenant { id: TenantId::random(), name: "second".into(), created_at: T0 };
+    let application =
+        Application { id: ApplicationId::random(), tenant_id: tenant.id, name: "x".into(), created_at: T0 };
     let (_, api_key) = ApiKey::generate(tenant.id, "k", T0).unwrap();
-    assert!(
-        !c.store
-            .bootstrap(&Bootstrap {
-                tenant,
-                application,
-                api_key
-            })
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        c.store.default_tenant().await.unwrap().map(|t| t.id),
-        Some(c.tenant)
-    );
-    assert_eq!(
-        c.store
-            .default_application(c.tenant)
-            .await
-            .unwrap()
-            .map(|a| a.id),
-        Some(c.app)
-    );
-    assert_eq!(
-        c.store
-            .get_application(c.app)
-            .await
-            .unwrap()
-            .map(|a| a.tenant_id),
-        Some(c.tenant)
-    );
-    assert!(
-        c.store
-            .get_application(ApplicationId::random())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!c.store.bootstrap(&Bootstrap { tenant, application, api_key }).await.unwrap());
+    assert_eq!(c.store.default_tenant().await.unwrap().map(|t| t.id), Some(c.tenant));
+    assert_eq!(c.store.default_application(c.tenant).await.unwrap().map(|a| a.id), Some(c.app));
+    assert_eq!(c.store.get_application(c.app).await.unwrap().map(|a| a.tenant_id), Some(c.tenant));
+    assert!(c.store.get_application(ApplicationId::random()).await.unwrap().is_none());
     c.store.ping().await.unwrap();
 });
 
 contract!(api_keys_are_found_by_digest, |c| {
     let (secret, key) = ApiKey::generate(c.tenant, "ops", T0).unwrap();
     c.store.insert_api_key(&key).await.unwrap();
-    assert_eq!(
-        c.store.find_api_key(&secret.digest()).await.unwrap(),
-        Some(key)
-    );
+    assert_eq!(c.store.find_api_key(&secret.digest()).await.unwrap(), Some(key));
     assert_eq!(c.store.find_api_key("0000").await.unwrap(), None);
 });
 
@@ -83,43 +40,16 @@ contract!(refresh_tokens_revoke_one_or_all, |c| {
     let (s2, t2) = RefreshToken::generate(&u, c.app, ttl, T0).unwrap();
     c.store.insert_refresh_token(&t1).await.unwrap();
     c.store.insert_refresh_token(&t2).await.unwrap();
-    assert_eq!(
-        c.store.find_refresh_token(&s1.digest()).await.unwrap(),
-        Some(t1.clone())
-    );
+    assert_eq!(c.store.find_refresh_token(&s1.digest()).await.unwrap(), Some(t1.clone()));
     assert!(c.store.revoke_refresh_token(t1.id, T0).await.unwrap());
-    assert!(
-        !c.store.revoke_refresh_token(t1.id, T0).await.unwrap(),
-        "already revoked"
-    );
-    let got = c
-        .store
-        .find_refresh_token(&s1.digest())
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(!c.store.revoke_refresh_token(t1.id, T0).await.unwrap(), "already revoked");
+    let got = c.store.find_refresh_token(&s1.digest()).await.unwrap().unwrap();
     assert!(!got.is_live(T0));
-    assert_eq!(
-        c.store.revoke_user_refresh_tokens(u.id, T0).await.unwrap(),
-        1
-    );
-    assert!(
-        !c.store
-            .find_refresh_token(&s2.digest())
-            .await
-            .unwrap()
-            .unwrap()
-            .is_live(T0)
-    );
+    assert_eq!(c.store.revoke_user_refresh_tokens(u.id, T0).await.unwrap(), 1);
+    assert!(!c.store.find_refresh_token(&s2.digest()).await.unwrap().unwrap().is_live(T0));
     // Deleting the user takes their tokens with them.
     c.store.delete_user(c.tenant, u.id).await.unwrap();
-    assert!(
-        c.store
-            .find_refresh_token(&s2.digest())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(c.store.find_refresh_token(&s2.digest()).await.unwrap().is_none());
 });
 
 contract!(signing_keys_round_trip_oldest_first, |c| {
@@ -128,15 +58,9 @@ contract!(signing_keys_round_trip_oldest_first, |c| {
     assert!(c.store.insert_signing_key(&newer).await.unwrap());
     assert!(c.store.insert_signing_key(&older).await.unwrap());
     let rival = SigningKey::generate(JwtAlgorithm::EdDSA, T0).unwrap();
-    assert!(
-        !c.store.insert_signing_key(&rival).await.unwrap(),
-        "one signer per algorithm"
-    );
+    assert!(!c.store.insert_signing_key(&rival).await.unwrap(), "one signer per algorithm");
     let keys = c.store.signing_keys().await.unwrap();
-    assert_eq!(
-        keys.iter().map(|k| k.kid.clone()).collect::<Vec<_>>(),
-        [older.kid.clone(), newer.kid.clone()]
-    );
+    assert_eq!(keys.iter().map(|k| k.kid.clone()).collect::<Vec<_>>(), [older.kid.clone(), newer.kid.clone()]);
     assert_eq!(keys[0].private_der, older.private_der);
     assert_eq!(keys[1].public_jwk, newer.public_jwk);
 });
@@ -156,12 +80,7 @@ contract!(audit_log_pages_newest_first, |c| {
     }
     let (page, total) = c.store.audit_page(c.tenant, 1, 2).await.unwrap();
     assert_eq!(total, 5);
-    assert_eq!(
-        page.iter()
-            .map(|r| r.detail["i"].clone())
-            .collect::<Vec<_>>(),
-        [json!(3), json!(2)]
-    );
+    assert_eq!(page.iter().map(|r| r.detail["i"].clone()).collect::<Vec<_>>(), [json!(3), json!(2)]);
     assert_eq!(page[0].event, "login.failure");
     assert_eq!(page[0].ip.as_deref(), Some("10.0.0.1"));
     let (other, n) = c.store.audit_page(TenantId::random(), 0, 10).await.unwrap();
