@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::apikey::{Admin, ApiKey};
 use crate::audit::{AuditEvent, AuditKind, AuditRecord};
-use crate::ids::{ApplicationId, TenantId, UserId};
+use crate::ids::{ApiKeyId, ApplicationId, TenantId, UserId};
 use crate::login::{LockoutPolicy, LoginOutcome, LoginRequest, LoginSuccess};
 use crate::password::{HashParams, Password, PasswordHash, PasswordHasher};
 use crate::secret::Secret;
@@ -77,16 +77,21 @@ pub async fn bootstrap(
                 (Some(s), k)
             }
         };
+        let (tenant_id, key_id) = (tenant.id, api_key.id);
         if store.bootstrap(&Bootstrap { tenant, application, api_key }).await? {
             generated_key = secret;
+            audit_key_created(store, tenant_id, key_id, "initial admin key", now).await?;
         }
     }
     if let Some(key) = configured_key {
         let tenant =
             store.default_tenant().await?.ok_or_else(|| CoreError::Internal("no tenant after bootstrap".into()))?;
         if store.find_api_key(&key.digest()).await?.is_none() {
-            match store.insert_api_key(&ApiKey::for_secret(tenant.id, key, "admin key (configured)", now)).await {
-                Ok(()) | Err(StoreError::Conflict(_)) => {}
+            let record = ApiKey::for_secret(tenant.id, key, "admin key (configured)", now);
+            match store.insert_api_key(&record).await {
+                Ok(()) => audit_key_created(store, tenant.id, record.id, &record.description, now).await?,
+                // Another server inserted the same key a moment ago.
+                Err(StoreError::Conflict(_)) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -101,17 +106,27 @@ pub async fn issue_api_key(store: &dyn Store, description: &str, now: Timestamp)
         store.default_tenant().await?.ok_or_else(|| CoreError::Internal("database not bootstrapped".into()))?;
     let (secret, key) = ApiKey::generate(tenant.id, description, now)?;
     store.insert_api_key(&key).await?;
+    audit_key_created(store, tenant.id, key.id, description, now).await?;
+    Ok(secret)
+}
+
+async fn audit_key_created(
+    store: &dyn Store,
+    tenant_id: TenantId,
+    key_id: ApiKeyId,
+    description: &str,
+    now: Timestamp,
+) -> Result<(), CoreError> {
     let event = AuditEvent {
-        tenant_id: tenant.id,
+        tenant_id,
         at: now,
         kind: AuditKind::ApiKeyCreated,
         user_id: None,
         ip: None,
         outcome: "success",
-        detail: json!({"keyId": key.id.to_string(), "description": description}),
+        detail: json!({"keyId": key_id.to_string(), "description": description}),
     };
-    store.append_audit(&event).await?;
-    Ok(secret)
+    Ok(store.append_audit(&event).await?)
 }
 
 pub struct Identity {

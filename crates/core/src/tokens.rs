@@ -340,7 +340,8 @@ mod tests {
         let now = Timestamp::from_millis(0);
         let a = SigningKey::generate(JwtAlgorithm::EdDSA, now)?;
         let b = SigningKey::generate(JwtAlgorithm::EdDSA, now)?;
-        let ia = TokenIssuer::new("tessera".into(), Duration::from_secs(60), JwtAlgorithm::EdDSA, std::slice::from_ref(&a))?;
+        let ia =
+            TokenIssuer::new("tessera".into(), Duration::from_secs(60), JwtAlgorithm::EdDSA, std::slice::from_ref(&a))?;
         let ib = TokenIssuer::new("tessera".into(), Duration::from_secs(60), JwtAlgorithm::EdDSA, &[b])?;
         let other = TokenIssuer::new("other".into(), Duration::from_secs(60), JwtAlgorithm::EdDSA, &[a])?;
         let (jwt, _) = ia.issue(&user(), ApplicationId::random(), now, now)?;

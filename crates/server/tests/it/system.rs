@@ -46,7 +46,7 @@ async fn audit_log_records_security_events_with_paging() {
 
     let r = app.admin(Method::GET, "/api/system/audit-log?startRow=0&numberOfResults=2", None).await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.json["total"], 4);
+    assert_eq!(r.json["total"], 5);
     let events: Vec<&str> =
         r.json["auditLogs"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
     assert_eq!(events, ["user.updated", "login.success"]);
@@ -58,5 +58,7 @@ async fn audit_log_records_security_events_with_paging() {
     assert_eq!(older[1]["event"], "user.created");
     assert_eq!(older[1]["userId"], id.as_str());
     assert!(older[1]["insertInstant"].as_i64().is_some());
+    let first = app.admin(Method::GET, "/api/system/audit-log?startRow=4", None).await;
+    assert_eq!(first.json["auditLogs"][0]["event"], "api_key.created", "the bootstrap key is audited too");
     assert!(!rest.text.contains("wrong") && !rest.text.contains("horse"), "no passwords in the audit log");
 }
