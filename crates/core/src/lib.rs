@@ -6,17 +6,22 @@
 
 pub mod apikey;
 pub mod audit;
+pub mod base32;
 pub mod error;
 pub mod ids;
 pub mod login;
+pub mod messaging;
 pub mod password;
 pub mod phone;
 pub mod random;
+pub mod seal;
 pub mod secret;
 pub mod service;
 pub mod store;
 pub mod time;
 pub mod tokens;
+pub mod totp;
+pub mod twofactor;
 pub mod user;
 pub mod validation;
 

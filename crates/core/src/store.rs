@@ -9,6 +9,7 @@ use crate::audit::{AuditEvent, AuditRecord};
 use crate::ids::{ApplicationId, RefreshTokenId, TenantId, UserId};
 use crate::password::PasswordHash;
 use crate::tokens::{RefreshToken, SigningKey};
+use crate::twofactor::{Challenge, MethodId, PendingCode, TrustToken, TwoFactorMethod, UserCode};
 use crate::user::{LoginId, User};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -123,8 +124,55 @@ pub trait AuditStore: Send + Sync {
 }
 
 #[async_trait]
+pub trait TwoFactorStore: Send + Sync {
+    /// Fails with `Conflict("methodId")` when the user has a method with that id.
+    async fn insert_method(&self, method: &TwoFactorMethod) -> StoreResult<()>;
+    /// The user's methods, oldest first.
+    async fn methods(&self, user: UserId) -> StoreResult<Vec<TwoFactorMethod>>;
+    async fn delete_method(&self, user: UserId, id: &MethodId) -> StoreResult<bool>;
+    /// Records `step` as used if it is later than the last one used; false means the
+    /// step (or a later one) was used already: a replay.
+    async fn advance_totp_step(&self, user: UserId, id: &MethodId, step: i64) -> StoreResult<bool>;
+    /// Every sealed TOTP secret, for re-sealing under a new key.
+    async fn sealed_secrets(&self) -> StoreResult<Vec<(UserId, MethodId, String)>>;
+    /// Replaces a sealed secret if it is still `old`.
+    async fn replace_sealed_secret(&self, user: UserId, id: &MethodId, old: &str, new: &str) -> StoreResult<bool>;
+
+    async fn insert_challenge(&self, challenge: &Challenge) -> StoreResult<()>;
+    async fn challenge(&self, digest: &str) -> StoreResult<Option<Challenge>>;
+    /// Sets the challenge's outstanding code, replacing (invalidating) any earlier one.
+    async fn set_challenge_code(&self, digest: &str, code: &PendingCode) -> StoreResult<()>;
+    /// Removes the outstanding code if its hash is still `hash`; true when it did.
+    async fn take_challenge_code(&self, digest: &str, hash: &str) -> StoreResult<bool>;
+    /// Counts a wrong code; returns the failures so far.
+    async fn record_challenge_failure(&self, digest: &str) -> StoreResult<u32>;
+    /// Marks the challenge used; false when it was used already.
+    async fn spend_challenge(&self, digest: &str) -> StoreResult<bool>;
+
+    async fn replace_recovery_codes(&self, user: UserId, hashes: &[String], now: Timestamp) -> StoreResult<()>;
+    /// Deletes the code with one of these hashes; true when one existed.
+    async fn use_recovery_code(&self, user: UserId, hashes: &[String]) -> StoreResult<bool>;
+    async fn recovery_code_count(&self, user: UserId) -> StoreResult<u32>;
+
+    /// Stores the code for (user, purpose), replacing an earlier one.
+    async fn put_user_code(&self, code: &UserCode) -> StoreResult<()>;
+    async fn user_code(&self, user: UserId, purpose: &str) -> StoreResult<Option<UserCode>>;
+    async fn record_user_code_failure(&self, user: UserId, purpose: &str) -> StoreResult<u32>;
+    /// Deletes the code if its hash is still `hash`; true when it did (single use).
+    async fn take_user_code(&self, user: UserId, purpose: &str, hash: &str) -> StoreResult<bool>;
+
+    /// Records a message sent to the user at `now` and returns how many were sent
+    /// since `since`, this one included.
+    async fn record_send(&self, user: UserId, now: Timestamp, since: Timestamp) -> StoreResult<u32>;
+
+    async fn insert_trust_token(&self, token: &TrustToken) -> StoreResult<()>;
+    async fn trust_token(&self, digest: &str) -> StoreResult<Option<TrustToken>>;
+    async fn delete_trust_tokens(&self, user: UserId) -> StoreResult<u64>;
+}
+
+#[async_trait]
 pub trait Store:
-    TenantStore + ApplicationStore + ApiKeyStore + UserStore + LoginAttemptStore + TokenStore + AuditStore
+    TenantStore + ApplicationStore + ApiKeyStore + UserStore + LoginAttemptStore + TokenStore + AuditStore + TwoFactorStore
 {
     /// Whether the database answers; what `/api/status` reports.
     async fn ping(&self) -> StoreResult<()>;

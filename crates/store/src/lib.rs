@@ -10,6 +10,7 @@ mod queries;
 mod rows;
 mod sqlite;
 pub mod testing;
+mod twofactor;
 
 use sqlx::AnyPool;
 use tessera_core::store::StoreError;
@@ -56,6 +57,17 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<SqlStore, StoreEr
         Backend::Postgres => postgres::connect(url, options).await?,
     };
     Ok(SqlStore::new(pool, backend))
+}
+
+pub(crate) fn migration(version: i64, description: &'static str, sql: &'static str) -> sqlx::migrate::Migration {
+    use sqlx::migrate::{Migration, MigrationType};
+    Migration::new(
+        version,
+        std::borrow::Cow::Borrowed(description),
+        MigrationType::Simple,
+        sqlx::SqlStr::from_static(sql),
+        false,
+    )
 }
 
 pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {

@@ -1,14 +1,12 @@
 //! PostgreSQL: for several Tessera processes behind a load balancer. All shared
 //! state (lockouts, tokens, keys) lives in the database, so they act as one server.
 
-use std::borrow::Cow;
-
+use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, SqlStr};
+use sqlx::migrate::Migrator;
 use tessera_core::store::StoreError;
 
-use crate::{StoreOptions, unavailable};
+use crate::{StoreOptions, migration, unavailable};
 
 pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<AnyPool, StoreError> {
     AnyPoolOptions::new()
@@ -20,11 +18,8 @@ pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<AnyPool
 }
 
 pub(crate) fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("init"),
-        MigrationType::Simple,
-        SqlStr::from_static(include_str!("../migrations/postgres/0001_init.sql")),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        migration(1, "init", include_str!("../migrations/postgres/0001_init.sql")),
+        migration(2, "two factor", include_str!("../migrations/postgres/0002_two_factor.sql")),
+    ])
 }

@@ -23,7 +23,7 @@ use crate::{Backend, postgres, rows, sqlite, unavailable};
 
 #[derive(Clone, Debug)]
 pub struct SqlStore {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     backend: Backend,
 }
 
@@ -54,7 +54,7 @@ impl SqlStore {
 type Q = Query<'static, Any, AnyArguments>;
 
 /// Maps a uniqueness violation to the field the user would recognise.
-fn write_error(e: sqlx::Error) -> StoreError {
+pub(crate) fn write_error(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &e
         && db.is_unique_violation()
     {
@@ -65,6 +65,8 @@ fn write_error(e: sqlx::Error) -> StoreError {
             "user.username"
         } else if what.contains("digest") {
             "digest"
+        } else if what.contains("two_factor_methods") {
+            "methodId"
         } else {
             "id"
         };

@@ -1,14 +1,13 @@
 //! SQLite: a file beside the server, WAL mode so readers never wait for the writer.
 
-use std::borrow::Cow;
 use std::path::Path;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Executor, SqlStr};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
 use tessera_core::store::StoreError;
 
-use crate::{StoreOptions, unavailable};
+use crate::{StoreOptions, migration, unavailable};
 
 pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<AnyPool, StoreError> {
     let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
@@ -42,11 +41,8 @@ pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<AnyPool
 }
 
 pub(crate) fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("init"),
-        MigrationType::Simple,
-        SqlStr::from_static(include_str!("../migrations/sqlite/0001_init.sql")),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        migration(1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
+        migration(2, "two factor", include_str!("../migrations/sqlite/0002_two_factor.sql")),
+    ])
 }

@@ -1,0 +1,432 @@
+//! Second-factor storage. Counters and single-use values change in one statement each
+//! (`UPDATE … WHERE`, `DELETE … WHERE`), so concurrent requests on several servers
+//! cannot both use the same code.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tessera_core::Timestamp;
+use tessera_core::ids::UserId;
+use tessera_core::phone::PhoneNumber;
+use tessera_core::store::{StoreError, StoreResult, TwoFactorStore};
+use tessera_core::totp::{OtpAlgorithm, TotpParams};
+use tessera_core::twofactor::{
+    Authenticator, Challenge, MethodId, MethodKind, PendingCode, TrustToken, TwoFactorMethod, UserCode,
+};
+
+use crate::queries::{SqlStore, write_error};
+use crate::unavailable;
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn get<T>(row: &AnyRow, col: &str) -> StoreResult<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get::<T, _>(col).map_err(|e| corrupt(format!("{col}: {e}")))
+}
+
+fn method_id(s: String) -> StoreResult<MethodId> {
+    MethodId::parse(&s).ok_or_else(|| corrupt("method id"))
+}
+
+fn user_id(s: String) -> StoreResult<UserId> {
+    s.parse().map_err(|_| corrupt("user id"))
+}
+
+fn count(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+fn method(row: &AnyRow) -> StoreResult<TwoFactorMethod> {
+    let kind = match get::<String>(row, "kind")?.as_str() {
+        "sms" => MethodKind::Sms { phone: PhoneNumber::from_trusted(get(row, "phone")?) },
+        "authenticator" => {
+            let algorithm =
+                OtpAlgorithm::parse(&get::<String>(row, "algorithm")?).ok_or_else(|| corrupt("algorithm"))?;
+            let digits = u32::try_from(get::<i64>(row, "digits")?).map_err(corrupt)?;
+            let period = u64::try_from(get::<i64>(row, "period")?).map_err(corrupt)?;
+            MethodKind::Authenticator(Authenticator {
+                sealed_secret: get(row, "secret_sealed")?,
+                params: TotpParams { algorithm, digits, period },
+                last_step: get(row, "last_step")?,
+            })
+        }
+        other => return Err(corrupt(format!("method kind {other}"))),
+    };
+    Ok(TwoFactorMethod {
+        id: method_id(get(row, "id")?)?,
+        user_id: user_id(get(row, "user_id")?)?,
+        kind,
+        created_at: Timestamp::from_millis(get(row, "created_at")?),
+    })
+}
+
+const CHALLENGE_COLUMNS: &str = "digest, user_id, application_id, created_at, expires_at, failures, spent, code_method_id, code_hash, code_expires_at";
+
+fn challenge(row: &AnyRow) -> StoreResult<Challenge> {
+    let code = match (
+        get::<Option<String>>(row, "code_method_id")?,
+        get::<Option<String>>(row, "code_hash")?,
+        get::<Option<i64>>(row, "code_expires_at")?,
+    ) {
+        (Some(m), Some(hash), Some(exp)) => {
+            Some(PendingCode { method_id: method_id(m)?, hash, expires_at: Timestamp::from_millis(exp) })
+        }
+        _ => None,
+    };
+    Ok(Challenge {
+        digest: get(row, "digest")?,
+        user_id: user_id(get(row, "user_id")?)?,
+        application_id: get::<String>(row, "application_id")?.parse().map_err(|_| corrupt("application id"))?,
+        created_at: Timestamp::from_millis(get(row, "created_at")?),
+        expires_at: Timestamp::from_millis(get(row, "expires_at")?),
+        failures: count(get(row, "failures")?),
+        spent: get::<i64>(row, "spent")? != 0,
+        code,
+    })
+}
+
+#[async_trait]
+impl TwoFactorStore for SqlStore {
+    async fn insert_method(&self, m: &TwoFactorMethod) -> StoreResult<()> {
+        let (phone, sealed, algorithm, digits, period, last_step) = match &m.kind {
+            MethodKind::Sms { phone } => (Some(phone.as_str().to_owned()), None, None, None, None, None),
+            MethodKind::Authenticator(a) => (
+                None,
+                Some(a.sealed_secret.clone()),
+                Some(a.params.algorithm.as_str().to_owned()),
+                Some(i64::from(a.params.digits)),
+                Some(i64::try_from(a.params.period).unwrap_or(30)),
+                a.last_step,
+            ),
+        };
+        sqlx::query(
+            "INSERT INTO two_factor_methods (user_id, id, kind, phone, secret_sealed, algorithm, digits, period, \
+             last_step, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(m.user_id.to_string())
+        .bind(m.id.as_str().to_owned())
+        .bind(m.method_name().to_owned())
+        .bind(phone)
+        .bind(sealed)
+        .bind(algorithm)
+        .bind(digits)
+        .bind(period)
+        .bind(last_step)
+        .bind(m.created_at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn methods(&self, user: UserId) -> StoreResult<Vec<TwoFactorMethod>> {
+        sqlx::query(
+            "SELECT user_id, id, kind, phone, secret_sealed, algorithm, digits, period, last_step, created_at \
+             FROM two_factor_methods WHERE user_id = $1 ORDER BY created_at, id",
+        )
+        .bind(user.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(method)
+        .collect()
+    }
+
+    async fn delete_method(&self, user: UserId, id: &MethodId) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM two_factor_methods WHERE user_id = $1 AND id = $2")
+            .bind(user.to_string())
+            .bind(id.as_str().to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn advance_totp_step(&self, user: UserId, id: &MethodId, step: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE two_factor_methods SET last_step = $3 \
+             WHERE user_id = $1 AND id = $2 AND (last_step IS NULL OR last_step < $3)",
+        )
+        .bind(user.to_string())
+        .bind(id.as_str().to_owned())
+        .bind(step)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn sealed_secrets(&self) -> StoreResult<Vec<(UserId, MethodId, String)>> {
+        let rows = sqlx::query(
+            "SELECT user_id, id, secret_sealed FROM two_factor_methods WHERE secret_sealed IS NOT NULL ORDER BY user_id, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|r| Ok((user_id(get(r, "user_id")?)?, method_id(get(r, "id")?)?, get(r, "secret_sealed")?)))
+            .collect()
+    }
+
+    async fn replace_sealed_secret(&self, user: UserId, id: &MethodId, old: &str, new: &str) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE two_factor_methods SET secret_sealed = $4 WHERE user_id = $1 AND id = $2 AND secret_sealed = $3",
+        )
+        .bind(user.to_string())
+        .bind(id.as_str().to_owned())
+        .bind(old.to_owned())
+        .bind(new.to_owned())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_challenge(&self, c: &Challenge) -> StoreResult<()> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO two_factor_challenges ({CHALLENGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        )))
+        .bind(c.digest.clone())
+        .bind(c.user_id.to_string())
+        .bind(c.application_id.to_string())
+        .bind(c.created_at.millis())
+        .bind(c.expires_at.millis())
+        .bind(i64::from(c.failures))
+        .bind(i64::from(c.spent))
+        .bind(c.code.as_ref().map(|p| p.method_id.as_str().to_owned()))
+        .bind(c.code.as_ref().map(|p| p.hash.clone()))
+        .bind(c.code.as_ref().map(|p| p.expires_at.millis()))
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn challenge(&self, digest: &str) -> StoreResult<Option<Challenge>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CHALLENGE_COLUMNS} FROM two_factor_challenges WHERE digest = $1"
+        )))
+        .bind(digest.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .map(|r| challenge(&r))
+        .transpose()
+    }
+
+    async fn set_challenge_code(&self, digest: &str, code: &PendingCode) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE two_factor_challenges SET code_method_id = $2, code_hash = $3, code_expires_at = $4 WHERE digest = $1",
+        )
+        .bind(digest.to_owned())
+        .bind(code.method_id.as_str().to_owned())
+        .bind(code.hash.clone())
+        .bind(code.expires_at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn take_challenge_code(&self, digest: &str, hash: &str) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE two_factor_challenges SET code_method_id = NULL, code_hash = NULL, code_expires_at = NULL \
+             WHERE digest = $1 AND code_hash = $2",
+        )
+        .bind(digest.to_owned())
+        .bind(hash.to_owned())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_challenge_failure(&self, digest: &str) -> StoreResult<u32> {
+        let row = sqlx::query(
+            "UPDATE two_factor_challenges SET failures = failures + 1 WHERE digest = $1 RETURNING failures",
+        )
+        .bind(digest.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(match row {
+            Some(r) => count(get(&r, "failures")?),
+            None => u32::MAX,
+        })
+    }
+
+    async fn spend_challenge(&self, digest: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE two_factor_challenges SET spent = 1 WHERE digest = $1 AND spent = 0")
+            .bind(digest.to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn replace_recovery_codes(&self, user: UserId, hashes: &[String], now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        for h in hashes {
+            sqlx::query("INSERT INTO recovery_codes (user_id, hash, created_at) VALUES ($1, $2, $3)")
+                .bind(user.to_string())
+                .bind(h.clone())
+                .bind(now.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn use_recovery_code(&self, user: UserId, hashes: &[String]) -> StoreResult<bool> {
+        for h in hashes {
+            let done = sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1 AND hash = $2")
+                .bind(user.to_string())
+                .bind(h.clone())
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            if done.rows_affected() == 1 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn recovery_code_count(&self, user: UserId) -> StoreResult<u32> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM recovery_codes WHERE user_id = $1")
+            .bind(user.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(count(get(&row, "n")?))
+    }
+
+    async fn put_user_code(&self, c: &UserCode) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO user_codes (user_id, purpose, hash, expires_at, failures) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (user_id, purpose) DO UPDATE SET hash = $3, expires_at = $4, failures = $5",
+        )
+        .bind(c.user_id.to_string())
+        .bind(c.purpose.clone())
+        .bind(c.hash.clone())
+        .bind(c.expires_at.millis())
+        .bind(i64::from(c.failures))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn user_code(&self, user: UserId, purpose: &str) -> StoreResult<Option<UserCode>> {
+        let row = sqlx::query(
+            "SELECT user_id, purpose, hash, expires_at, failures FROM user_codes WHERE user_id = $1 AND purpose = $2",
+        )
+        .bind(user.to_string())
+        .bind(purpose.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.map(|r| {
+            Ok(UserCode {
+                user_id: user_id(get(&r, "user_id")?)?,
+                purpose: get(&r, "purpose")?,
+                hash: get(&r, "hash")?,
+                expires_at: Timestamp::from_millis(get(&r, "expires_at")?),
+                failures: count(get(&r, "failures")?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn record_user_code_failure(&self, user: UserId, purpose: &str) -> StoreResult<u32> {
+        let row = sqlx::query(
+            "UPDATE user_codes SET failures = failures + 1 WHERE user_id = $1 AND purpose = $2 RETURNING failures",
+        )
+        .bind(user.to_string())
+        .bind(purpose.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(match row {
+            Some(r) => count(get(&r, "failures")?),
+            None => u32::MAX,
+        })
+    }
+
+    async fn take_user_code(&self, user: UserId, purpose: &str, hash: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM user_codes WHERE user_id = $1 AND purpose = $2 AND hash = $3")
+            .bind(user.to_string())
+            .bind(purpose.to_owned())
+            .bind(hash.to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_send(&self, user: UserId, now: Timestamp, since: Timestamp) -> StoreResult<u32> {
+        sqlx::query("INSERT INTO message_sends (user_id, at) VALUES ($1, $2)")
+            .bind(user.to_string())
+            .bind(now.millis())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM message_sends WHERE user_id = $1 AND at > $2")
+            .bind(user.to_string())
+            .bind(since.millis())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(count(get(&row, "n")?))
+    }
+
+    async fn insert_trust_token(&self, t: &TrustToken) -> StoreResult<()> {
+        sqlx::query("INSERT INTO trust_tokens (digest, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(t.digest.clone())
+            .bind(t.user_id.to_string())
+            .bind(t.created_at.millis())
+            .bind(t.expires_at.millis())
+            .execute(&self.pool)
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn trust_token(&self, digest: &str) -> StoreResult<Option<TrustToken>> {
+        let row = sqlx::query("SELECT digest, user_id, created_at, expires_at FROM trust_tokens WHERE digest = $1")
+            .bind(digest.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| {
+            Ok(TrustToken {
+                digest: get(&r, "digest")?,
+                user_id: user_id(get(&r, "user_id")?)?,
+                created_at: Timestamp::from_millis(get(&r, "created_at")?),
+                expires_at: Timestamp::from_millis(get(&r, "expires_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_trust_tokens(&self, user: UserId) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM trust_tokens WHERE user_id = $1")
+            .bind(user.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected())
+    }
+}
