@@ -16,6 +16,15 @@ pub enum AuditKind {
     ApiKeyCreated,
     TokenRefreshed,
     Logout,
+    TwoFactorChallenge,
+    TwoFactorCodeSent,
+    TwoFactorSuccess,
+    TwoFactorFailure,
+    FactorEnabled,
+    FactorDisabled,
+    RecoveryCodeUsed,
+    RecoveryCodesRegenerated,
+    TrustTokenIssued,
 }
 
 impl AuditKind {
@@ -30,6 +39,15 @@ impl AuditKind {
             AuditKind::ApiKeyCreated => "api_key.created",
             AuditKind::TokenRefreshed => "token.refreshed",
             AuditKind::Logout => "logout",
+            AuditKind::TwoFactorChallenge => "two_factor.challenge",
+            AuditKind::TwoFactorCodeSent => "two_factor.code_sent",
+            AuditKind::TwoFactorSuccess => "two_factor.success",
+            AuditKind::TwoFactorFailure => "two_factor.failure",
+            AuditKind::FactorEnabled => "two_factor.enabled",
+            AuditKind::FactorDisabled => "two_factor.disabled",
+            AuditKind::RecoveryCodeUsed => "two_factor.recovery_code_used",
+            AuditKind::RecoveryCodesRegenerated => "two_factor.recovery_codes_regenerated",
+            AuditKind::TrustTokenIssued => "two_factor.trust_issued",
         }
     }
 }

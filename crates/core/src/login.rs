@@ -9,6 +9,7 @@ use crate::ids::ApplicationId;
 use crate::password::Password;
 use crate::secret::Secret;
 use crate::tokens::Claims;
+use crate::twofactor::TwoFactorMethod;
 use crate::user::{LoginId, User};
 use crate::validation::ValidationErrors;
 
@@ -37,6 +38,8 @@ pub struct LoginInput {
     pub ip_address: Option<String>,
     #[serde(default, rename = "noJWT")]
     pub no_jwt: bool,
+    /// A remembered device's token; the `fusionauth.trust` cookie takes precedence.
+    pub two_factor_trust_id: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -45,6 +48,7 @@ pub struct LoginRequest {
     pub password: Password,
     pub application_id: Option<ApplicationId>,
     pub no_jwt: bool,
+    pub trust_token: Option<Secret>,
 }
 
 impl LoginInput {
@@ -70,7 +74,8 @@ impl LoginInput {
         };
         match (login_id, password) {
             (Some(login_id), Some(password)) if errors.is_empty() => {
-                Ok(LoginRequest { login_id, password, application_id, no_jwt: self.no_jwt })
+                let trust_token = self.two_factor_trust_id.filter(|t| !t.is_empty()).map(Secret::new);
+                Ok(LoginRequest { login_id, password, application_id, no_jwt: self.no_jwt, trust_token })
             }
             _ => Err(errors),
         }
@@ -85,6 +90,11 @@ pub enum LoginOutcome {
     Locked {
         until: Timestamp,
     },
+    /// The password was right and the user has second factors: FusionAuth's 242.
+    TwoFactorRequired {
+        challenge_id: Secret,
+        methods: Vec<TwoFactorMethod>,
+    },
 }
 
 #[derive(Debug)]
@@ -94,4 +104,6 @@ pub struct LoginSuccess {
     /// Absent when the client asked for `noJWT`.
     pub token: Option<(String, Claims)>,
     pub refresh_token: Option<Secret>,
+    /// Issued when the second factor was passed with "trust this computer".
+    pub trust_token: Option<Secret>,
 }

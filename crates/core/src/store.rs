@@ -161,9 +161,10 @@ pub trait TwoFactorStore: Send + Sync {
     /// Deletes the code if its hash is still `hash`; true when it did (single use).
     async fn take_user_code(&self, user: UserId, purpose: &str, hash: &str) -> StoreResult<bool>;
 
-    /// Records a message sent to the user at `now` and returns how many were sent
-    /// since `since`, this one included.
-    async fn record_send(&self, user: UserId, now: Timestamp, since: Timestamp) -> StoreResult<u32>;
+    /// Records a message to the user at `now` unless `limit` were recorded since
+    /// `since`; true when recorded (the send may go ahead). Refused sends are not
+    /// recorded, so a client that keeps retrying gets through once the window passes.
+    async fn try_record_send(&self, user: UserId, now: Timestamp, since: Timestamp, limit: u32) -> StoreResult<bool>;
 
     async fn insert_trust_token(&self, token: &TrustToken) -> StoreResult<()>;
     async fn trust_token(&self, digest: &str) -> StoreResult<Option<TrustToken>>;

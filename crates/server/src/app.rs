@@ -11,9 +11,11 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use tessera_core::service::{BootstrapReport, Identity, bootstrap};
+use tessera_core::audit::AuditKind;
+use tessera_core::service::{BootstrapReport, Deps, Identity, bootstrap};
 use tessera_core::store::Store;
 use tessera_core::{CoreError, store::StoreError};
+use tessera_providers::ConsoleMessenger;
 use tessera_store::StoreOptions;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -29,6 +31,8 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub struct AppState {
     pub identity: Arc<Identity>,
+    /// The development messenger; tests read codes from it.
+    pub console: Arc<ConsoleMessenger>,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
@@ -48,6 +52,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Core(#[from] CoreError),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Opens and migrates the database, bootstraps it on first start, and starts the
@@ -59,8 +65,19 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
     let store: Arc<dyn Store> = Arc::new(store);
     let report = bootstrap(store.as_ref(), config.api_key.as_ref(), clock.now()).await?;
     let hasher = Arc::new(HashPool::new(config.password_hash_threads, config.policies.hash)?);
-    let identity = Identity::start(Arc::clone(&store), hasher.clone(), config.policies.clone(), clock.now()).await?;
-    let state = AppState { identity: Arc::new(identity), store, clock, metrics: Arc::default(), hasher };
+    let sealer = crate::sealing::sealer(config).map_err(StartError::Config)?;
+    let console = Arc::new(if config.quiet_console { ConsoleMessenger::quiet() } else { ConsoleMessenger::default() });
+    let metrics = Arc::new(Metrics::default());
+    let events = Arc::clone(&metrics);
+    let deps = Deps {
+        store: Arc::clone(&store),
+        hasher: hasher.clone(),
+        sealer,
+        messenger: console.clone(),
+        on_event: Some(Arc::new(move |kind: AuditKind, outcome| events.record_event(kind.as_str(), outcome))),
+    };
+    let identity = Identity::start(deps, config.policies.clone(), clock.now()).await?;
+    let state = AppState { identity: Arc::new(identity), console, store, clock, metrics, hasher };
     Ok(Prepared { state, bootstrap: report, request_timeout: config.request_timeout })
 }
 
@@ -76,6 +93,12 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
                 .patch(api::users::patch)
                 .delete(api::users::delete),
         )
+        .route("/api/two-factor/send/{two_factor_id}", post(api::two_factor::send_for_challenge))
+        .route("/api/two-factor/send", post(api::two_factor::send_for_user))
+        .route("/api/two-factor/login", post(api::two_factor::login))
+        .route("/api/two-factor/secret", get(api::two_factor::secret))
+        .route("/api/user/two-factor/{user_id}", post(api::two_factor::enable).delete(api::two_factor::disable))
+        .route("/api/user/two-factor/recovery-code/{user_id}", post(api::two_factor::regenerate_recovery_codes))
         .route("/api/jwt/validate", get(api::jwt::validate))
         .route("/api/jwt/refresh", post(api::jwt::refresh).delete(api::jwt::revoke))
         .route("/api/logout", post(api::jwt::logout))

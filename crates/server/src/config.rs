@@ -11,9 +11,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use tessera_core::login::LockoutPolicy;
 use tessera_core::password::HashParams;
+use tessera_core::seal::SealKey;
 use tessera_core::secret::Secret;
 use tessera_core::service::Policies;
 use tessera_core::tokens::JwtAlgorithm;
+use tessera_core::twofactor::TwoFactorPolicy;
 use tessera_core::user::PasswordRules;
 use toml::Value;
 
@@ -42,6 +44,21 @@ const KEYS: &[(&str, Kind, &str, &str)] = &[
     ("login_max_failures", Kind::Integer, "5", "failed logins that lock a login id"),
     ("login_failure_window_seconds", Kind::Integer, "60", "window in which failures count"),
     ("login_lock_seconds", Kind::Integer, "180", "how long a lock lasts"),
+    ("two_factor_ttl_seconds", Kind::Integer, "300", "how long a two-factor challenge (twoFactorId) lives"),
+    ("two_factor_max_attempts", Kind::Integer, "5", "wrong codes that spend a challenge"),
+    ("two_factor_code_ttl_seconds", Kind::Integer, "300", "how long an SMS or voice code is valid"),
+    ("two_factor_send_limit", Kind::Integer, "5", "codes sent to one user per window"),
+    ("two_factor_send_window_seconds", Kind::Integer, "60", "window of the send limit"),
+    ("totp_window_steps", Kind::Integer, "1", "TOTP steps accepted either side of now"),
+    ("totp_issuer", Kind::Text, "\"Tessera\"", "issuer name authenticator apps show"),
+    ("trust_token_ttl_seconds", Kind::Integer, "2592000", "how long a remembered device skips the challenge"),
+    (
+        "seal_key",
+        Kind::Text,
+        "",
+        "AES-256-GCM key `kid:base64` for secrets at rest (SQLite: generated into seal.key beside the database if absent)",
+    ),
+    ("seal_keys_previous", Kind::Text, "", "earlier seal keys, comma-separated, still accepted for reading"),
     ("request_timeout_seconds", Kind::Integer, "30", "longest a request may take"),
     ("log_format", Kind::Text, "\"text\"", "text or json"),
     ("log_level", Kind::Text, "\"info\"", "tracing filter, e.g. info,tessera=debug"),
@@ -70,6 +87,16 @@ struct Raw {
     login_max_failures: u32,
     login_failure_window_seconds: u64,
     login_lock_seconds: u64,
+    two_factor_ttl_seconds: u64,
+    two_factor_max_attempts: u32,
+    two_factor_code_ttl_seconds: u64,
+    two_factor_send_limit: u32,
+    two_factor_send_window_seconds: u64,
+    totp_window_steps: u32,
+    totp_issuer: String,
+    trust_token_ttl_seconds: u64,
+    seal_key: Option<String>,
+    seal_keys_previous: Option<String>,
     request_timeout_seconds: u64,
     log_format: String,
     log_level: String,
@@ -90,9 +117,14 @@ pub struct Config {
     pub policies: Policies,
     /// Threads that run argon2; at most this many hashes are in memory at once.
     pub password_hash_threads: usize,
+    /// `None`: generate or load `seal.key` beside a SQLite database.
+    pub seal_key: Option<SealKey>,
+    pub seal_keys_previous: Vec<SealKey>,
     pub request_timeout: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// Keep console messages in memory only (tests); not a configuration key.
+    pub quiet_console: bool,
 }
 
 impl Config {
@@ -208,6 +240,18 @@ impl Raw {
         if self.login_max_failures == 0 {
             return Err(ConfigError("login_max_failures must be at least 1".into()));
         }
+        let seal_key = match self.seal_key.as_deref().filter(|k| !k.is_empty()) {
+            Some(k) => Some(SealKey::parse(k).map_err(|e| ConfigError(format!("seal_key: {e}")))?),
+            None => None,
+        };
+        let seal_keys_previous = self
+            .seal_keys_previous
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| SealKey::parse(k).map_err(|e| ConfigError(format!("seal_keys_previous: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
         let threads = match self.password_hash_threads {
             0 => std::thread::available_parallelism().map(usize::from).unwrap_or(1),
             n => n,
@@ -229,11 +273,25 @@ impl Raw {
                 jwt_algorithm,
                 jwt_ttl: Duration::from_secs(self.jwt_ttl_seconds),
                 refresh_ttl: Duration::from_secs(self.refresh_token_ttl_seconds),
+                two_factor: TwoFactorPolicy {
+                    challenge_ttl: Duration::from_secs(self.two_factor_ttl_seconds),
+                    max_attempts: self.two_factor_max_attempts.max(1),
+                    code_ttl: Duration::from_secs(self.two_factor_code_ttl_seconds),
+                    send_limit: self.two_factor_send_limit,
+                    send_window: Duration::from_secs(self.two_factor_send_window_seconds),
+                    totp_window: self.totp_window_steps,
+                    trust_ttl: Duration::from_secs(self.trust_token_ttl_seconds),
+                    issuer: self.totp_issuer,
+                    ..TwoFactorPolicy::default()
+                },
             },
             password_hash_threads: threads,
+            seal_key,
+            seal_keys_previous,
             request_timeout: Duration::from_secs(self.request_timeout_seconds.max(1)),
             log_format,
             log_level: self.log_level,
+            quiet_console: false,
         })
     }
 }

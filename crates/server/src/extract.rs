@@ -94,3 +94,13 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
 }
+
+/// A JSON body that may be empty (some endpoints take their input from a cookie or
+/// have only optional fields).
+pub fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::general("[invalidJSON]", format!("The request body is not valid JSON: {e}")))
+}

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod hashing;
 pub mod metrics;
+pub mod sealing;
 pub mod telemetry;
 
 pub use app::{AppState, Prepared, prepare, serve};

@@ -33,6 +33,20 @@ enum Command {
     },
     /// Print the configuration keys as a Markdown table.
     ConfigReference,
+    /// Manage the key that seals secrets at rest.
+    SealKey {
+        #[command(subcommand)]
+        action: SealKeyAction,
+    },
+    /// Re-seal every stored secret under the current seal key (after rotating it:
+    /// set the new `seal_key`, move the old one to `seal_keys_previous`, run this).
+    Reseal,
+}
+
+#[derive(Subcommand)]
+enum SealKeyAction {
+    /// Print a new random key (`kid:base64`) for `seal_key`.
+    Generate,
 }
 
 #[derive(Subcommand)]
@@ -46,9 +60,24 @@ enum ApiKeyAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::ConfigReference = cli.command {
-        print!("{}", Config::reference());
-        return ExitCode::SUCCESS;
+    match cli.command {
+        Command::ConfigReference => {
+            print!("{}", Config::reference());
+            return ExitCode::SUCCESS;
+        }
+        Command::SealKey { action: SealKeyAction::Generate } => {
+            return match tessera_core::seal::SealKey::generate() {
+                Ok(k) => {
+                    println!("{}", k.expose());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tessera: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
     }
     let file = cli.config.clone().or_else(|| {
         let default = PathBuf::from("tessera.toml");
@@ -106,7 +135,17 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             let key = tessera_core::service::issue_api_key(&store, &description, clock.now()).await?;
             println!("{}", key.expose());
         }
-        Command::ConfigReference => {}
+        Command::Reseal => {
+            let store = open(&config).await?;
+            store.migrate().await?;
+            let sealer = tessera_server::sealing::sealer(&config)?;
+            let n = tessera_core::service::reseal(&store, &sealer).await?;
+            println!(
+                "Re-sealed {n} secrets under key {}.",
+                config.seal_key.as_ref().map_or("from seal.key", |k| k.id())
+            );
+        }
+        Command::ConfigReference | Command::SealKey { .. } => {}
     }
     Ok(())
 }

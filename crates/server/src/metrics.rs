@@ -20,6 +20,7 @@ struct Inner {
     requests: BTreeMap<(String, String, u16), u64>,
     latency: BTreeMap<(String, String), Histogram>,
     logins: BTreeMap<&'static str, u64>,
+    events: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 #[derive(Default)]
@@ -46,6 +47,13 @@ impl Metrics {
     pub fn record_login(&self, outcome: &'static str) {
         if let Ok(mut m) = self.inner.lock() {
             *m.logins.entry(outcome).or_default() += 1;
+        }
+    }
+
+    /// Every audited security event, by name and outcome.
+    pub fn record_event(&self, event: &'static str, outcome: &'static str) {
+        if let Ok(mut m) = self.inner.lock() {
+            *m.events.entry((event, outcome)).or_default() += 1;
         }
     }
 
@@ -77,6 +85,11 @@ impl Metrics {
         out.push_str("# TYPE tessera_logins_total counter\n");
         for (outcome, n) in &m.logins {
             let _ = writeln!(out, "tessera_logins_total{{outcome=\"{outcome}\"}} {n}");
+        }
+        out.push_str("# HELP tessera_security_events_total Audited security events by event and outcome.\n");
+        out.push_str("# TYPE tessera_security_events_total counter\n");
+        for ((event, outcome), n) in &m.events {
+            let _ = writeln!(out, "tessera_security_events_total{{event=\"{event}\",outcome=\"{outcome}\"}} {n}");
         }
         out
     }

@@ -376,20 +376,19 @@ impl TwoFactorStore for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn record_send(&self, user: UserId, now: Timestamp, since: Timestamp) -> StoreResult<u32> {
-        sqlx::query("INSERT INTO message_sends (user_id, at) VALUES ($1, $2)")
-            .bind(user.to_string())
-            .bind(now.millis())
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM message_sends WHERE user_id = $1 AND at > $2")
-            .bind(user.to_string())
-            .bind(since.millis())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(count(get(&row, "n")?))
+    async fn try_record_send(&self, user: UserId, now: Timestamp, since: Timestamp, limit: u32) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO message_sends (user_id, at) SELECT $1, $2 \
+             WHERE (SELECT COUNT(*) FROM message_sends WHERE user_id = $1 AND at > $3) < $4",
+        )
+        .bind(user.to_string())
+        .bind(now.millis())
+        .bind(since.millis())
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn insert_trust_token(&self, t: &TrustToken) -> StoreResult<()> {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tessera_core::Timestamp;
 use tessera_core::password::HashParams;
+use tessera_core::seal::SealKey;
 use tessera_core::secret::Secret;
 use tessera_server::clock::Clock;
 use tessera_server::{AppState, Config};
@@ -42,6 +43,8 @@ impl Clock for FakeClock {
         Timestamp::from_millis(self.0.load(Ordering::SeqCst))
     }
 }
+
+pub const TEST_SEAL_KEY: &str = "test:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /// Cheap argon2 settings so suites stay fast; tests about the real policy set their own.
 pub const TEST_HASH: HashParams = HashParams { memory_kib: 1024, iterations: 1, parallelism: 1 };
@@ -115,6 +118,9 @@ impl AppBuilder {
         config.policies.hash = TEST_HASH;
         config.password_hash_threads = 2;
         config.database_max_connections = 5;
+        config.quiet_console = true;
+        // One key for every app in a test, so instances sharing a database agree.
+        config.seal_key = Some(SealKey::parse(TEST_SEAL_KEY).expect("test seal key"));
         (self.config)(&mut config);
 
         let clock = self.clock.unwrap_or_default();
@@ -187,5 +193,22 @@ impl TestApp {
 
     pub async fn login(&self, login_id: &str, password: &str) -> Reply {
         self.post_json("/api/login", json!({"loginId": login_id, "password": password})).await
+    }
+
+    /// The text of the last message the console messenger sent to `phone`.
+    pub fn last_message_to(&self, phone: &str) -> Option<String> {
+        self.state.console.last_to(phone).map(|m| m.text)
+    }
+
+    /// The code in the last message to `phone` (the first run of digits).
+    pub fn last_code_to(&self, phone: &str) -> Option<String> {
+        let text = self.last_message_to(phone)?;
+        let code: String = text.chars().skip_while(|c| !c.is_ascii_digit()).take_while(char::is_ascii_digit).collect();
+        (!code.is_empty()).then_some(code)
+    }
+
+    /// How many messages the console messenger has sent.
+    pub fn messages_sent(&self) -> usize {
+        self.state.console.sent().len()
     }
 }

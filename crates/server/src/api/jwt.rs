@@ -10,7 +10,7 @@ use tessera_core::secret::Secret;
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{AdminAuth, Caller, bearer, cookie};
+use crate::extract::{AdminAuth, Caller, bearer, cookie, optional_json};
 
 /// `GET /api/jwt/validate` with `Authorization: Bearer <jwt>`: 200 with the claims or 401.
 pub async fn validate(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
@@ -98,13 +98,4 @@ pub async fn logout(
     let access = bearer(&headers).or_else(|| cookie(&headers, "access_token"));
     s.identity.logout(refresh.as_ref(), access, parsed.global, &ctx, s.clock.now()).await?;
     Ok(StatusCode::OK)
-}
-
-/// These endpoints accept an empty body (a cookie may carry the token).
-fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::general("[invalidJSON]", format!("The request body is not valid JSON: {e}")))
 }

@@ -2,29 +2,53 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tessera_core::login::{LoginInput, LoginOutcome};
+use tessera_core::login::{LoginInput, LoginOutcome, LoginSuccess};
+use tessera_core::secret::Secret;
 use tessera_core::service::RequestContext;
+use tessera_core::twofactor::TwoFactorMethod;
 
+use crate::api::two_factor::method_json;
 use crate::api::users::user_json;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Caller};
+use crate::extract::{ApiJson, Caller, cookie};
+
+/// The 200 body of a completed sign-in (password alone, or after the second factor).
+pub fn success_response(ok: &LoginSuccess, methods: &[TwoFactorMethod]) -> Response {
+    let mut body = json!({"user": user_json(&ok.user, methods)});
+    if let Some((token, claims)) = &ok.token {
+        body["token"] = json!(token);
+        body["tokenExpirationInstant"] = json!(claims.exp * 1000);
+    }
+    if let Some(refresh) = &ok.refresh_token {
+        body["refreshToken"] = json!(refresh.expose());
+    }
+    if let Some(trust) = &ok.trust_token {
+        body["trustToken"] = json!(trust.expose());
+    }
+    (StatusCode::OK, Json(body)).into_response()
+}
 
 pub async fn login(
     State(s): State<AppState>,
     Caller(caller): Caller,
+    headers: HeaderMap,
     body: Result<ApiJson<LoginInput>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let input = match body {
+    let mut input = match body {
         Ok(ApiJson(input)) => input,
         Err(e) => {
             s.metrics.record_login("invalid");
             return Err(e);
         }
     };
+    // FusionAuth: the trust cookie overrides `twoFactorTrustId`.
+    if let Some(trust) = cookie(&headers, "fusionauth.trust") {
+        input.two_factor_trust_id = Some(trust.to_owned());
+    }
     // FusionAuth lets a trusted backend pass the end user's address in the body.
     let ctx = RequestContext { ip: input.ip_address.clone().or(caller.ip) };
     let request = match input.validate() {
@@ -34,25 +58,28 @@ pub async fn login(
             return Err(ApiError::Invalid(e));
         }
     };
-    let outcome = s.identity.login(request, &ctx, s.clock.now()).await;
-    let response = match outcome {
-        Ok(LoginOutcome::Success(ok)) => {
-            s.metrics.record_login("success");
-            let mut body = json!({"user": user_json(&ok.user)});
-            if let Some((token, claims)) = &ok.token {
-                body["token"] = json!(token);
-                body["tokenExpirationInstant"] = json!(claims.exp * 1000);
-            }
-            if let Some(refresh) = &ok.refresh_token {
-                body["refreshToken"] = json!(refresh.expose());
-            }
-            (StatusCode::OK, Json(body)).into_response()
+    let outcome = match s.identity.login(request, &ctx, s.clock.now()).await {
+        Ok(o) => o,
+        Err(e) => {
+            s.metrics.record_login("invalid");
+            return Err(e.into());
         }
-        Ok(LoginOutcome::InvalidCredentials) => {
+    };
+    Ok(match outcome {
+        LoginOutcome::Success(ok) => {
+            s.metrics.record_login("success");
+            let methods = s.identity.methods(ok.user.id).await?;
+            success_response(&ok, &methods)
+        }
+        LoginOutcome::TwoFactorRequired { challenge_id, methods } => {
+            s.metrics.record_login("two_factor_required");
+            two_factor_required(&challenge_id, &methods)
+        }
+        LoginOutcome::InvalidCredentials => {
             s.metrics.record_login("failure");
             StatusCode::NOT_FOUND.into_response()
         }
-        Ok(LoginOutcome::Locked { until }) => {
+        LoginOutcome::Locked { until } => {
             s.metrics.record_login("locked");
             let body = json!({"generalErrors": [{
                 "code": "[LoginPreventedException]",
@@ -60,10 +87,15 @@ pub async fn login(
             }], "lockedUntilInstant": until.millis()});
             (StatusCode::CONFLICT, Json(body)).into_response()
         }
-        Err(e) => {
-            s.metrics.record_login("invalid");
-            return Err(e.into());
-        }
-    };
-    Ok(response)
+    })
+}
+
+/// FusionAuth's 242: the password was right, a second factor is needed.
+fn two_factor_required(challenge_id: &Secret, methods: &[TwoFactorMethod]) -> Response {
+    let body = json!({
+        "twoFactorId": challenge_id.expose(),
+        "methods": methods.iter().map(|m| method_json(m, true)).collect::<Vec<_>>(),
+    });
+    let status = StatusCode::from_u16(242).unwrap_or(StatusCode::ACCEPTED);
+    (status, Json(body)).into_response()
 }

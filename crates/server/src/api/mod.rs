@@ -4,4 +4,5 @@
 pub mod jwt;
 pub mod login;
 pub mod system;
+pub mod two_factor;
 pub mod users;

@@ -6,8 +6,10 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tessera_core::ids::UserId;
+use tessera_core::twofactor::TwoFactorMethod;
 use tessera_core::user::{User, UserInput};
 
+use crate::api::two_factor::method_json;
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{AdminAuth, ApiJson, Caller};
@@ -22,7 +24,7 @@ fn missing_user() -> ApiError {
     ApiError::general("[missing]user", "The request must contain a [user] object.")
 }
 
-pub fn user_json(u: &User) -> Value {
+pub fn user_json(u: &User, methods: &[TwoFactorMethod]) -> Value {
     let mut v = json!({
         "id": u.id.to_string(),
         "tenantId": u.tenant_id.to_string(),
@@ -32,7 +34,7 @@ pub fn user_json(u: &User) -> Value {
         "lastUpdateInstant": u.updated_at.millis(),
         "passwordChangeRequired": false,
         "verified": true,
-        "twoFactor": {"methods": []},
+        "twoFactor": {"methods": methods.iter().map(|m| method_json(m, false)).collect::<Vec<_>>()},
     });
     let fields = [
         ("email", u.email.as_ref().map(|e| e.as_str())),
@@ -51,8 +53,9 @@ pub fn user_json(u: &User) -> Value {
     v
 }
 
-fn envelope(u: &User) -> Json<Value> {
-    Json(json!({"user": user_json(u)}))
+async fn envelope(s: &AppState, u: &User) -> Result<Json<Value>, ApiError> {
+    let methods = s.identity.methods(u.id).await?;
+    Ok(Json(json!({"user": user_json(u, &methods)})))
 }
 
 fn parse_id(id: &str) -> Result<UserId, ApiError> {
@@ -68,7 +71,7 @@ pub async fn create(
 ) -> Result<Json<Value>, ApiError> {
     let input = body.user.ok_or_else(missing_user)?;
     let user = s.identity.create_user(&admin, None, input, &ctx, s.clock.now()).await?;
-    Ok(envelope(&user))
+    envelope(&s, &user).await
 }
 
 pub async fn create_with_id(
@@ -82,7 +85,7 @@ pub async fn create_with_id(
         id.parse().map_err(|_| ApiError::general("[invalid]userId", "The user id in the URL is not a valid UUID."))?;
     let input = body.user.ok_or_else(missing_user)?;
     let user = s.identity.create_user(&admin, Some(id), input, &ctx, s.clock.now()).await?;
-    Ok(envelope(&user))
+    envelope(&s, &user).await
 }
 
 pub async fn get(
@@ -90,7 +93,7 @@ pub async fn get(
     AdminAuth(admin): AdminAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(envelope(&s.identity.get_user(&admin, parse_id(&id)?).await?))
+    envelope(&s, &s.identity.get_user(&admin, parse_id(&id)?).await?).await
 }
 
 #[derive(Deserialize)]
@@ -110,7 +113,7 @@ pub async fn search(
     let login_id = q.login_id.or(q.email).or(q.username).ok_or_else(|| {
         ApiError::general("[missing]loginId", "Give a user id in the path, or loginId, email or username.")
     })?;
-    Ok(envelope(&s.identity.find_user(&admin, &login_id).await?))
+    envelope(&s, &s.identity.find_user(&admin, &login_id).await?).await
 }
 
 pub async fn replace(
@@ -122,7 +125,7 @@ pub async fn replace(
 ) -> Result<Json<Value>, ApiError> {
     let input = body.user.ok_or_else(missing_user)?;
     let user = s.identity.replace_user(&admin, parse_id(&id)?, input, &ctx, s.clock.now()).await?;
-    Ok(envelope(&user))
+    envelope(&s, &user).await
 }
 
 pub async fn patch(
@@ -134,7 +137,7 @@ pub async fn patch(
 ) -> Result<Json<Value>, ApiError> {
     let patch = body.get("user").filter(|u| u.is_object()).ok_or_else(missing_user)?;
     let user = s.identity.patch_user(&admin, parse_id(&id)?, patch, &ctx, s.clock.now()).await?;
-    Ok(envelope(&user))
+    envelope(&s, &user).await
 }
 
 #[derive(Deserialize)]

@@ -6,4 +6,5 @@ mod login;
 mod multi_instance;
 mod system;
 mod tokens;
+mod two_factor;
 mod users;

@@ -1,0 +1,238 @@
+//! `Identity`: the use cases the HTTP API exposes, each taking `now` and returning a
+//! domain outcome for the server to put into wire shape.
+
+mod sessions;
+mod twofactor;
+mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+pub use self::twofactor::{
+    DisableOutcome, EnableOutcome, SendOutcome, TwoFactorLoginOutcome, TwoFactorLoginRequest, UserScope, reseal,
+};
+use crate::apikey::{Admin, ApiKey};
+use crate::audit::{AuditEvent, AuditKind};
+use crate::ids::{ApiKeyId, ApplicationId, TenantId, UserId};
+use crate::login::LockoutPolicy;
+use crate::messaging::Messenger;
+use crate::password::{HashParams, Password, PasswordHash, PasswordHasher};
+use crate::seal::Sealer;
+use crate::secret::Secret;
+use crate::store::{Application, Bootstrap, Store, StoreError, Tenant};
+use crate::tokens::{JwtAlgorithm, SigningKey, TokenIssuer};
+use crate::twofactor::TwoFactorPolicy;
+use crate::user::PasswordRules;
+use crate::{CoreError, Timestamp, random};
+
+/// Everything tunable about identity, with FusionAuth-like defaults.
+#[derive(Clone, Debug)]
+pub struct Policies {
+    pub hash: HashParams,
+    pub password: PasswordRules,
+    pub lockout: LockoutPolicy,
+    pub issuer: String,
+    pub jwt_algorithm: JwtAlgorithm,
+    pub jwt_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub two_factor: TwoFactorPolicy,
+}
+
+impl Default for Policies {
+    fn default() -> Self {
+        Policies {
+            hash: HashParams::default(),
+            password: PasswordRules::default(),
+            lockout: LockoutPolicy::default(),
+            issuer: "tessera".into(),
+            jwt_algorithm: JwtAlgorithm::EdDSA,
+            jwt_ttl: Duration::from_secs(3600),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            two_factor: TwoFactorPolicy::default(),
+        }
+    }
+}
+
+/// Who is asking, for the audit log.
+#[derive(Clone, Debug, Default)]
+pub struct RequestContext {
+    pub ip: Option<String>,
+}
+
+/// What a first start did.
+#[derive(Debug)]
+pub struct BootstrapReport {
+    /// The admin key generated on this start, to print once. `None` when the database
+    /// was set up already or the operator supplied the key.
+    pub generated_key: Option<Secret>,
+}
+
+/// Creates the default tenant, application and admin key on an empty database, and
+/// makes sure an operator-supplied key (`TESSERA_API_KEY`) is valid.
+pub async fn bootstrap(
+    store: &dyn Store,
+    configured_key: Option<&Secret>,
+    now: Timestamp,
+) -> Result<BootstrapReport, CoreError> {
+    let mut generated_key = None;
+    if store.default_tenant().await?.is_none() {
+        let tenant = Tenant { id: TenantId::random(), name: "Default".into(), created_at: now };
+        let application =
+            Application { id: ApplicationId::random(), tenant_id: tenant.id, name: "Default".into(), created_at: now };
+        let (secret, api_key) = match configured_key {
+            Some(s) => (None, ApiKey::for_secret(tenant.id, s, "initial admin key (configured)", now)),
+            None => {
+                let (s, k) = ApiKey::generate(tenant.id, "initial admin key", now)?;
+                (Some(s), k)
+            }
+        };
+        let (tenant_id, key_id) = (tenant.id, api_key.id);
+        if store.bootstrap(&Bootstrap { tenant, application, api_key }).await? {
+            generated_key = secret;
+            audit_key_created(store, tenant_id, key_id, "initial admin key", now).await?;
+        }
+    }
+    if let Some(key) = configured_key {
+        let tenant =
+            store.default_tenant().await?.ok_or_else(|| CoreError::Internal("no tenant after bootstrap".into()))?;
+        if store.find_api_key(&key.digest()).await?.is_none() {
+            let record = ApiKey::for_secret(tenant.id, key, "admin key (configured)", now);
+            match store.insert_api_key(&record).await {
+                Ok(()) => audit_key_created(store, tenant.id, record.id, &record.description, now).await?,
+                // Another server inserted the same key a moment ago.
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(BootstrapReport { generated_key })
+}
+
+/// A new admin key for the default tenant (`tessera api-key create`). Returns the key,
+/// which is shown once and stored only as a digest.
+pub async fn issue_api_key(store: &dyn Store, description: &str, now: Timestamp) -> Result<Secret, CoreError> {
+    let tenant =
+        store.default_tenant().await?.ok_or_else(|| CoreError::Internal("database not bootstrapped".into()))?;
+    let (secret, key) = ApiKey::generate(tenant.id, description, now)?;
+    store.insert_api_key(&key).await?;
+    audit_key_created(store, tenant.id, key.id, description, now).await?;
+    Ok(secret)
+}
+
+async fn audit_key_created(
+    store: &dyn Store,
+    tenant_id: TenantId,
+    key_id: ApiKeyId,
+    description: &str,
+    now: Timestamp,
+) -> Result<(), CoreError> {
+    let event = AuditEvent {
+        tenant_id,
+        at: now,
+        kind: AuditKind::ApiKeyCreated,
+        user_id: None,
+        ip: None,
+        outcome: "success",
+        detail: json!({"keyId": key_id.to_string(), "description": description}),
+    };
+    Ok(store.append_audit(&event).await?)
+}
+
+/// Called with every audited event; the server counts them as metrics.
+pub type EventHook = Arc<dyn Fn(AuditKind, &'static str) + Send + Sync>;
+
+/// What `Identity` works with.
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub hasher: Arc<dyn PasswordHasher>,
+    pub sealer: Sealer,
+    pub messenger: Arc<dyn Messenger>,
+    pub on_event: Option<EventHook>,
+}
+
+pub struct Identity {
+    store: Arc<dyn Store>,
+    hasher: Arc<dyn PasswordHasher>,
+    sealer: Sealer,
+    messenger: Arc<dyn Messenger>,
+    on_event: Option<EventHook>,
+    tokens: TokenIssuer,
+    policies: Policies,
+    tenant: Tenant,
+    default_application: Application,
+    /// Verified against when the login id is unknown, so that answer costs what a
+    /// wrong password costs.
+    dummy_hash: PasswordHash,
+}
+
+impl Identity {
+    /// Loads (or on first use generates) the signing key and prepares the dummy hash.
+    /// Expects [`bootstrap`] to have run.
+    pub async fn start(deps: Deps, policies: Policies, now: Timestamp) -> Result<Self, CoreError> {
+        let Deps { store, hasher, sealer, messenger, on_event } = deps;
+        let tenant =
+            store.default_tenant().await?.ok_or_else(|| CoreError::Internal("database not bootstrapped".into()))?;
+        let default_application = store
+            .default_application(tenant.id)
+            .await?
+            .ok_or_else(|| CoreError::Internal("tenant has no application".into()))?;
+        let mut keys = store.signing_keys().await?;
+        if !keys.iter().any(|k| k.algorithm == policies.jwt_algorithm) {
+            // Another server starting at the same moment may win; then its key is used.
+            store.insert_signing_key(&SigningKey::generate(policies.jwt_algorithm, now)?).await?;
+            keys = store.signing_keys().await?;
+        }
+        let tokens = TokenIssuer::new(policies.issuer.clone(), policies.jwt_ttl, policies.jwt_algorithm, &keys)?;
+        let dummy_hash = hasher.hash(Password::new(random::token(24)?)).await?;
+        Ok(Identity {
+            store,
+            hasher,
+            sealer,
+            messenger,
+            on_event,
+            tokens,
+            policies,
+            tenant,
+            default_application,
+            dummy_hash,
+        })
+    }
+
+    pub fn policies(&self) -> &Policies {
+        &self.policies
+    }
+
+    pub fn jwks(&self) -> &Value {
+        self.tokens.jwks()
+    }
+
+    pub fn default_application(&self) -> &Application {
+        &self.default_application
+    }
+
+    async fn audit(
+        &self,
+        kind: AuditKind,
+        user_id: Option<UserId>,
+        outcome: &'static str,
+        ctx: &RequestContext,
+        detail: Value,
+        now: Timestamp,
+    ) -> Result<(), CoreError> {
+        let event =
+            AuditEvent { tenant_id: self.tenant.id, at: now, kind, user_id, ip: ctx.ip.clone(), outcome, detail };
+        self.store.append_audit(&event).await?;
+        if let Some(hook) = &self.on_event {
+            hook(kind, outcome);
+        }
+        Ok(())
+    }
+
+    // ---- admin keys ----
+
+    pub async fn authenticate_admin(&self, key: &Secret) -> Result<Option<Admin>, CoreError> {
+        Ok(self.store.find_api_key(&key.digest()).await?.map(|k| Admin { tenant_id: k.tenant_id, key_id: k.id }))
+    }
+}

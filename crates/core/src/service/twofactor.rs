@@ -1,0 +1,545 @@
+//! Second factors: the challenge after the password, enrolling and removing factors,
+//! recovery codes and remembered devices.
+
+use serde_json::json;
+
+use super::{Identity, RequestContext};
+use crate::apikey::Admin;
+use crate::audit::AuditKind;
+use crate::ids::{TenantId, UserId};
+use crate::login::LoginSuccess;
+use crate::messaging::{self, Channel, OutboundMessage, Purpose};
+use crate::phone::PhoneNumber;
+use crate::seal::Sealer;
+use crate::secret::Secret;
+use crate::store::Store;
+use crate::totp::{self, TotpParams};
+use crate::twofactor::{
+    self as tf, Authenticator, Challenge, MethodId, MethodKind, OtpCode, PendingCode, TrustToken, TwoFactorMethod,
+    UserCode,
+};
+use crate::user::User;
+use crate::validation::ValidationErrors;
+use crate::{CoreError, Timestamp, random};
+
+/// Permission to manage one user's factors: an admin key for the user's tenant, or
+/// the user's own access token. Only `Identity` makes one.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct UserScope {
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
+}
+
+pub struct TwoFactorLoginRequest {
+    pub challenge_id: Secret,
+    pub code: String,
+    pub trust_computer: bool,
+    pub no_jwt: bool,
+}
+
+#[derive(Debug)]
+pub enum TwoFactorLoginOutcome {
+    Success(Box<LoginSuccess>),
+    /// FusionAuth's 421.
+    WrongCode,
+    /// Unknown, expired or spent challenge.
+    NotFound,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    Sent,
+    NotFound,
+    RateLimited,
+    /// The messenger could not deliver; the text is for the log and the admin.
+    Failed(String),
+}
+
+#[derive(Debug)]
+pub enum EnableOutcome {
+    /// `recovery_codes` when this was the user's first factor.
+    Enabled {
+        method: TwoFactorMethod,
+        recovery_codes: Option<Vec<String>>,
+    },
+    WrongCode,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum DisableOutcome {
+    Disabled,
+    WrongCode,
+    NotFound,
+}
+
+const CHALLENGE_PURPOSE: &str = "challenge";
+const RECOVERY_PURPOSE: &str = "recovery";
+const MANAGE_PURPOSE: &str = "manage";
+
+fn enable_purpose(phone: &PhoneNumber) -> String {
+    format!("enable:{}", phone.as_str())
+}
+
+impl Identity {
+    // ---- who may manage a user's factors ----
+
+    pub async fn scope_admin(&self, admin: &Admin, user: UserId) -> Result<UserScope, CoreError> {
+        self.get_user(admin, user).await?;
+        Ok(UserScope { tenant_id: admin.tenant_id, user_id: user })
+    }
+
+    /// The user's own access token grants access to their own factors only.
+    pub fn scope_bearer(&self, jwt: &str, user: UserId, now: Timestamp) -> Option<UserScope> {
+        let claims = self.validate_jwt(jwt, now).ok()?;
+        let sub: UserId = claims.get("sub")?.as_str()?.parse().ok()?;
+        let tenant_id: TenantId = claims.get("tid")?.as_str()?.parse().ok()?;
+        (sub == user).then_some(UserScope { tenant_id, user_id: user })
+    }
+
+    pub async fn methods(&self, user: UserId) -> Result<Vec<TwoFactorMethod>, CoreError> {
+        Ok(self.store.methods(user).await?)
+    }
+
+    pub async fn recovery_code_count(&self, scope: &UserScope) -> Result<u32, CoreError> {
+        Ok(self.store.recovery_code_count(scope.user_id).await?)
+    }
+
+    /// The TOTP settings new authenticators get, and the issuer apps show.
+    pub fn totp_params(&self) -> TotpParams {
+        TotpParams::default()
+    }
+
+    pub fn totp_issuer(&self) -> &str {
+        &self.policies.two_factor.issuer
+    }
+
+    pub(super) async fn is_trusted(
+        &self,
+        user: &User,
+        token: Option<&Secret>,
+        now: Timestamp,
+    ) -> Result<bool, CoreError> {
+        let Some(token) = token else { return Ok(false) };
+        Ok(self.store.trust_token(&token.digest()).await?.is_some_and(|t| t.user_id == user.id && now < t.expires_at))
+    }
+
+    async fn live_challenge(&self, id: &Secret, now: Timestamp) -> Result<Option<Challenge>, CoreError> {
+        let max = self.policies.two_factor.max_attempts;
+        Ok(self.store.challenge(&id.digest()).await?.filter(|c| !c.spent && now < c.expires_at && c.failures < max))
+    }
+
+    async fn challenge_user(&self, c: &Challenge) -> Result<Option<User>, CoreError> {
+        let Some(app) = self.store.get_application(c.application_id).await? else { return Ok(None) };
+        Ok(self.store.get_user(app.tenant_id, c.user_id).await?.filter(|u| u.active))
+    }
+
+    // ---- sending codes ----
+
+    /// Rate limit, then deliver. The code is already stored (hashed) by the caller, so
+    /// whatever arrives is what will be accepted.
+    #[allow(clippy::too_many_arguments)]
+    async fn deliver(
+        &self,
+        user: UserId,
+        to: &PhoneNumber,
+        purpose: Purpose,
+        channel: Channel,
+        locale: &str,
+        code: &str,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<SendOutcome, CoreError> {
+        let p = &self.policies.two_factor;
+        if !self.store.try_record_send(user, now, now.minus(p.send_window), p.send_limit).await? {
+            let detail = json!({"channel": channel.as_str()});
+            self.audit(AuditKind::TwoFactorCodeSent, Some(user), "rate_limited", ctx, detail, now).await?;
+            return Ok(SendOutcome::RateLimited);
+        }
+        let message = OutboundMessage {
+            to: to.clone(),
+            channel,
+            purpose,
+            locale: locale.to_owned(),
+            text: messaging::render(purpose, channel, locale, code, &self.default_application.name),
+            code: Secret::new(code),
+        };
+        let outcome = match self.messenger.send(&message).await {
+            Ok(receipt) => {
+                let detail =
+                    json!({"channel": channel.as_str(), "purpose": purpose.as_str(), "provider": receipt.provider});
+                self.audit(AuditKind::TwoFactorCodeSent, Some(user), "sent", ctx, detail, now).await?;
+                SendOutcome::Sent
+            }
+            Err(e) => {
+                let detail = json!({"channel": channel.as_str(), "error": e.to_string()});
+                self.audit(AuditKind::TwoFactorCodeSent, Some(user), "failed", ctx, detail, now).await?;
+                SendOutcome::Failed(e.to_string())
+            }
+        };
+        Ok(outcome)
+    }
+
+    /// `POST /api/two-factor/send/{twoFactorId}`: a fresh code for an SMS method of the
+    /// challenge's user. It replaces the previous code; failures are not reset.
+    pub async fn send_challenge_code(
+        &self,
+        challenge_id: &Secret,
+        method_id: Option<&MethodId>,
+        channel: Channel,
+        locale: &str,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<SendOutcome, CoreError> {
+        let Some(challenge) = self.live_challenge(challenge_id, now).await? else { return Ok(SendOutcome::NotFound) };
+        let Some(user) = self.challenge_user(&challenge).await? else { return Ok(SendOutcome::NotFound) };
+        let methods = self.store.methods(user.id).await?;
+        let method = methods.iter().filter(|m| m.phone().is_some()).find(|m| method_id.is_none_or(|id| &m.id == id));
+        let Some(method) = method else { return Ok(SendOutcome::NotFound) };
+        let Some(phone) = method.phone() else { return Ok(SendOutcome::NotFound) };
+        let code = tf::numeric_code(self.policies.two_factor.code_digits)?;
+        let pending = PendingCode {
+            method_id: method.id.clone(),
+            hash: self.sealer.hash_code(CHALLENGE_PURPOSE, &code),
+            expires_at: now.plus(self.policies.two_factor.code_ttl),
+        };
+        self.store.set_challenge_code(&challenge.digest, &pending).await?;
+        self.deliver(user.id, phone, Purpose::SecondFactor, channel, locale, &code, ctx, now).await
+    }
+
+    /// `POST /api/two-factor/send` with a phone: the code that proves the phone before
+    /// it becomes a factor.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn send_enrollment_code(
+        &self,
+        scope: &UserScope,
+        phone: &PhoneNumber,
+        channel: Channel,
+        locale: &str,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<SendOutcome, CoreError> {
+        self.put_user_code_and_send(
+            scope.user_id,
+            enable_purpose(phone),
+            phone,
+            Purpose::Enrollment,
+            channel,
+            locale,
+            ctx,
+            now,
+        )
+        .await
+    }
+
+    /// `POST /api/two-factor/send` with a method id: a code to an existing SMS method,
+    /// used to prove possession before disabling it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn send_method_code(
+        &self,
+        scope: &UserScope,
+        method_id: &MethodId,
+        channel: Channel,
+        locale: &str,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<SendOutcome, CoreError> {
+        let methods = self.store.methods(scope.user_id).await?;
+        let Some(phone) = methods.iter().find(|m| &m.id == method_id).and_then(|m| m.phone().cloned()) else {
+            return Ok(SendOutcome::NotFound);
+        };
+        self.put_user_code_and_send(
+            scope.user_id,
+            MANAGE_PURPOSE.into(),
+            &phone,
+            Purpose::SecondFactor,
+            channel,
+            locale,
+            ctx,
+            now,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn put_user_code_and_send(
+        &self,
+        user: UserId,
+        purpose: String,
+        phone: &PhoneNumber,
+        message_purpose: Purpose,
+        channel: Channel,
+        locale: &str,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<SendOutcome, CoreError> {
+        let code = tf::numeric_code(self.policies.two_factor.code_digits)?;
+        let record = UserCode {
+            user_id: user,
+            hash: self.sealer.hash_code(&purpose, &code),
+            purpose,
+            expires_at: now.plus(self.policies.two_factor.code_ttl),
+            failures: 0,
+        };
+        self.store.put_user_code(&record).await?;
+        self.deliver(user, phone, message_purpose, channel, locale, &code, ctx, now).await
+    }
+
+    /// Checks and consumes a user code; counts a failure otherwise and drops the code
+    /// after too many.
+    async fn take_user_code(&self, user: UserId, purpose: &str, code: &str, now: Timestamp) -> Result<bool, CoreError> {
+        let Some(stored) = self.store.user_code(user, purpose).await? else { return Ok(false) };
+        if now < stored.expires_at && self.sealer.verify_code(&stored.hash, purpose, code) {
+            return Ok(self.store.take_user_code(user, purpose, &stored.hash).await?);
+        }
+        if self.store.record_user_code_failure(user, purpose).await? >= self.policies.two_factor.max_attempts {
+            self.store.take_user_code(user, purpose, &stored.hash).await?;
+        }
+        Ok(false)
+    }
+
+    // ---- checking codes ----
+
+    /// A TOTP code from any of the user's authenticators, each step accepted once.
+    async fn check_totp(
+        &self,
+        user: UserId,
+        methods: &[TwoFactorMethod],
+        code: &str,
+        now: Timestamp,
+    ) -> Result<bool, CoreError> {
+        for m in methods {
+            let MethodKind::Authenticator(a) = &m.kind else { continue };
+            let Some(otp) = OtpCode::parse(code, a.params.digits) else { continue };
+            let secret = self.sealer.open(&a.sealed_secret, &tf::secret_context(user, &m.id))?;
+            let window = self.policies.two_factor.totp_window;
+            if let Some(step) = totp::matching_step(&a.params, &secret, otp.as_str(), now, window)
+                && self.store.advance_totp_step(user, &m.id, step).await?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn use_recovery_code(&self, user: UserId, code: &str) -> Result<bool, CoreError> {
+        let normalized = tf::normalize_recovery_code(code);
+        if normalized.len() != 10 {
+            return Ok(false);
+        }
+        Ok(self.store.use_recovery_code(user, &self.sealer.code_hashes(RECOVERY_PURPOSE, &normalized)).await?)
+    }
+
+    /// `POST /api/two-factor/login`.
+    pub async fn two_factor_login(
+        &self,
+        req: TwoFactorLoginRequest,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<TwoFactorLoginOutcome, CoreError> {
+        let Some(challenge) = self.live_challenge(&req.challenge_id, now).await? else {
+            return Ok(TwoFactorLoginOutcome::NotFound);
+        };
+        let Some(user) = self.challenge_user(&challenge).await? else { return Ok(TwoFactorLoginOutcome::NotFound) };
+        let code = req.code.trim();
+        let methods = self.store.methods(user.id).await?;
+
+        let mut used = None;
+        if self.check_totp(user.id, &methods, code, now).await? {
+            used = Some("otp");
+        }
+        if used.is_none()
+            && let Some(pending) = &challenge.code
+            && now < pending.expires_at
+            && self.sealer.verify_code(&pending.hash, CHALLENGE_PURPOSE, code)
+            && self.store.take_challenge_code(&challenge.digest, &pending.hash).await?
+        {
+            used = Some("sms");
+        }
+        if used.is_none() && self.use_recovery_code(user.id, code).await? {
+            self.audit(AuditKind::RecoveryCodeUsed, Some(user.id), "success", ctx, json!({}), now).await?;
+            used = Some("recovery-code");
+        }
+
+        let Some(method) = used else {
+            let failures = self.store.record_challenge_failure(&challenge.digest).await?;
+            let spent = failures >= self.policies.two_factor.max_attempts;
+            if spent {
+                self.store.spend_challenge(&challenge.digest).await?;
+            }
+            let detail = json!({"failures": failures, "challengeSpent": spent});
+            self.audit(AuditKind::TwoFactorFailure, Some(user.id), "failure", ctx, detail, now).await?;
+            return Ok(TwoFactorLoginOutcome::WrongCode);
+        };
+        if !self.store.spend_challenge(&challenge.digest).await? {
+            // Another request with a valid code finished this challenge first.
+            return Ok(TwoFactorLoginOutcome::NotFound);
+        }
+        self.audit(AuditKind::TwoFactorSuccess, Some(user.id), "success", ctx, json!({"method": method}), now).await?;
+        let user_id = user.id;
+        let mut success = self.complete_login(user, challenge.application_id, req.no_jwt, method, ctx, now).await?;
+        if req.trust_computer {
+            let token = Secret::new(random::token(32)?);
+            let record = TrustToken {
+                digest: token.digest(),
+                user_id,
+                created_at: now,
+                expires_at: now.plus(self.policies.two_factor.trust_ttl),
+            };
+            self.store.insert_trust_token(&record).await?;
+            self.audit(AuditKind::TrustTokenIssued, Some(user_id), "success", ctx, json!({}), now).await?;
+            success.trust_token = Some(token);
+        }
+        Ok(TwoFactorLoginOutcome::Success(Box::new(success)))
+    }
+
+    // ---- enabling and disabling ----
+
+    /// Recovery codes for a user who just got their first factor (or asked for new
+    /// ones): the old ones die.
+    async fn new_recovery_codes(&self, user: UserId, now: Timestamp) -> Result<Vec<String>, CoreError> {
+        let codes = tf::recovery_codes()?;
+        let hashes: Vec<String> =
+            codes.iter().map(|c| self.sealer.hash_code(RECOVERY_PURPOSE, &tf::normalize_recovery_code(c))).collect();
+        self.store.replace_recovery_codes(user, &hashes, now).await?;
+        Ok(codes)
+    }
+
+    async fn add_method(
+        &self,
+        user: UserId,
+        id: MethodId,
+        kind: MethodKind,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<EnableOutcome, CoreError> {
+        let first = self.store.methods(user).await?.is_empty();
+        let method = TwoFactorMethod { id, user_id: user, kind, created_at: now };
+        self.store.insert_method(&method).await?;
+        // Methods changed: remembered devices must pass the new factor set again.
+        self.store.delete_trust_tokens(user).await?;
+        let recovery_codes = if first { Some(self.new_recovery_codes(user, now).await?) } else { None };
+        let detail = json!({"method": method.method_name(), "methodId": method.id.as_str()});
+        self.audit(AuditKind::FactorEnabled, Some(user), "success", ctx, detail, now).await?;
+        Ok(EnableOutcome::Enabled { method, recovery_codes })
+    }
+
+    /// Enables an authenticator app after checking a code it produced from `secret`.
+    pub async fn enable_authenticator(
+        &self,
+        scope: &UserScope,
+        secret: &[u8],
+        code: &str,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<EnableOutcome, CoreError> {
+        if secret.len() < 16 {
+            let msg = "The [secret] must be at least 128 bits.";
+            return Err(ValidationErrors::field("secret", "tooShort", msg).into());
+        }
+        let params = self.totp_params();
+        let window = self.policies.two_factor.totp_window;
+        let step = OtpCode::parse(code, params.digits)
+            .and_then(|otp| totp::matching_step(&params, secret, otp.as_str(), now, window));
+        let Some(step) = step else {
+            let detail = json!({"method": "authenticator", "stage": "enable"});
+            self.audit(AuditKind::TwoFactorFailure, Some(scope.user_id), "failure", ctx, detail, now).await?;
+            return Ok(EnableOutcome::WrongCode);
+        };
+        let id = MethodId::generate()?;
+        let sealed_secret = self.sealer.seal(secret, &tf::secret_context(scope.user_id, &id))?;
+        // The enrolment code's step counts as used: it cannot sign in a second time.
+        let kind = MethodKind::Authenticator(Authenticator { sealed_secret, params, last_step: Some(step) });
+        self.add_method(scope.user_id, id, kind, ctx, now).await
+    }
+
+    /// Enables an SMS factor with the code sent by [`Self::send_enrollment_code`].
+    pub async fn enable_sms(
+        &self,
+        scope: &UserScope,
+        phone: PhoneNumber,
+        code: &str,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<EnableOutcome, CoreError> {
+        let methods = self.store.methods(scope.user_id).await?;
+        if methods.iter().any(|m| m.phone() == Some(&phone)) {
+            let msg = "This phone number is already a two-factor method of the user.";
+            return Err(ValidationErrors::field("mobilePhone", "duplicate", msg).into());
+        }
+        if !self.take_user_code(scope.user_id, &enable_purpose(&phone), code.trim(), now).await? {
+            let detail = json!({"method": "sms", "stage": "enable"});
+            self.audit(AuditKind::TwoFactorFailure, Some(scope.user_id), "failure", ctx, detail, now).await?;
+            return Ok(EnableOutcome::WrongCode);
+        }
+        self.add_method(scope.user_id, MethodId::generate()?, MethodKind::Sms { phone }, ctx, now).await
+    }
+
+    /// Disables a method; `code` must be a current code of the user (TOTP, an SMS code
+    /// from [`Self::send_method_code`], or a recovery code).
+    pub async fn disable_method(
+        &self,
+        scope: &UserScope,
+        method_id: &MethodId,
+        code: &str,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<DisableOutcome, CoreError> {
+        let user = scope.user_id;
+        let methods = self.store.methods(user).await?;
+        if !methods.iter().any(|m| &m.id == method_id) {
+            return Ok(DisableOutcome::NotFound);
+        }
+        let code = code.trim();
+        let proven = self.check_totp(user, &methods, code, now).await?
+            || self.take_user_code(user, MANAGE_PURPOSE, code, now).await?
+            || self.use_recovery_code(user, code).await?;
+        if !proven {
+            let detail = json!({"stage": "disable"});
+            self.audit(AuditKind::TwoFactorFailure, Some(user), "failure", ctx, detail, now).await?;
+            return Ok(DisableOutcome::WrongCode);
+        }
+        self.store.delete_method(user, method_id).await?;
+        self.store.delete_trust_tokens(user).await?;
+        if methods.len() == 1 {
+            // No factor left: recovery codes would be a way in with nothing to recover.
+            self.store.replace_recovery_codes(user, &[], now).await?;
+        }
+        let detail = json!({"methodId": method_id.as_str()});
+        self.audit(AuditKind::FactorDisabled, Some(user), "success", ctx, detail, now).await?;
+        Ok(DisableOutcome::Disabled)
+    }
+
+    /// New recovery codes; `None` when the user has no factor to recover.
+    pub async fn regenerate_recovery_codes(
+        &self,
+        scope: &UserScope,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<Option<Vec<String>>, CoreError> {
+        if self.store.methods(scope.user_id).await?.is_empty() {
+            return Ok(None);
+        }
+        let codes = self.new_recovery_codes(scope.user_id, now).await?;
+        self.audit(AuditKind::RecoveryCodesRegenerated, Some(scope.user_id), "success", ctx, json!({}), now).await?;
+        Ok(Some(codes))
+    }
+}
+
+/// Re-seals every TOTP secret not sealed under the current key (after a key
+/// rotation). Returns how many were re-sealed.
+pub async fn reseal(store: &dyn Store, sealer: &Sealer) -> Result<u64, CoreError> {
+    let mut n = 0;
+    for (user, id, sealed) in store.sealed_secrets().await? {
+        if !sealer.is_stale(&sealed) {
+            continue;
+        }
+        let context = tf::secret_context(user, &id);
+        let plain = sealer.open(&sealed, &context)?;
+        let fresh = sealer.seal(&plain, &context)?;
+        if store.replace_sealed_secret(user, &id, &sealed, &fresh).await? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,150 @@
+//! User administration.
+
+use serde_json::{Value, json};
+
+use super::{Identity, RequestContext};
+use crate::apikey::Admin;
+use crate::audit::AuditKind;
+use crate::ids::{TenantId, UserId};
+use crate::password::PasswordHash;
+use crate::store::StoreError;
+use crate::user::{LoginId, User, UserInput, ValidUser, merge_patch};
+use crate::validation::ValidationErrors;
+use crate::{CoreError, Timestamp};
+
+impl Identity {
+    pub async fn create_user(
+        &self,
+        admin: &Admin,
+        id: Option<UserId>,
+        input: UserInput,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<User, CoreError> {
+        let valid = input.validate(&self.policies.password, true)?;
+        let password_hash = match &valid.password {
+            Some(p) => Some(self.hasher.hash(p.clone()).await?),
+            None => None,
+        };
+        let user = build_user(id.unwrap_or_else(UserId::random), admin.tenant_id, valid, password_hash, now, now);
+        self.store.insert_user(&user).await.map_err(conflict_to_validation)?;
+        self.audit(AuditKind::UserCreated, Some(user.id), "success", ctx, json!({}), now).await?;
+        Ok(user)
+    }
+
+    pub async fn get_user(&self, admin: &Admin, id: UserId) -> Result<User, CoreError> {
+        self.store.get_user(admin.tenant_id, id).await?.ok_or(CoreError::NotFound)
+    }
+
+    pub async fn find_user(&self, admin: &Admin, login_id: &str) -> Result<User, CoreError> {
+        let login_id = LoginId::parse(login_id).ok_or(CoreError::NotFound)?;
+        self.store.find_user_by_login_id(admin.tenant_id, &login_id).await?.ok_or(CoreError::NotFound)
+    }
+
+    /// PUT: the body describes the whole user; a missing password leaves it unchanged.
+    pub async fn replace_user(
+        &self,
+        admin: &Admin,
+        id: UserId,
+        input: UserInput,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<User, CoreError> {
+        let existing = self.get_user(admin, id).await?;
+        let valid = input.validate(&self.policies.password, false)?;
+        let password_changed = valid.password.is_some();
+        let password_hash = match &valid.password {
+            Some(p) => Some(self.hasher.hash(p.clone()).await?),
+            None => existing.password_hash.clone(),
+        };
+        let user = build_user(id, admin.tenant_id, valid, password_hash, existing.created_at, now);
+        if !self.store.update_user(&user).await.map_err(conflict_to_validation)? {
+            return Err(CoreError::NotFound);
+        }
+        if password_changed || (existing.active && !user.active) {
+            self.store.revoke_user_refresh_tokens(id, now).await?;
+        }
+        let detail = json!({"passwordChanged": password_changed});
+        self.audit(AuditKind::UserUpdated, Some(id), "success", ctx, detail, now).await?;
+        Ok(user)
+    }
+
+    /// PATCH: RFC 7396 merge of the body into the user as it is.
+    pub async fn patch_user(
+        &self,
+        admin: &Admin,
+        id: UserId,
+        patch: &Value,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<User, CoreError> {
+        let existing = self.get_user(admin, id).await?;
+        let mut current =
+            serde_json::to_value(UserInput::from_user(&existing)).map_err(|e| CoreError::Internal(e.to_string()))?;
+        merge_patch(&mut current, patch);
+        let input: UserInput = serde_json::from_value(current).map_err(|e| {
+            CoreError::Invalid(ValidationErrors::field(
+                "user",
+                "invalid",
+                format!("The [user] object is malformed: {e}"),
+            ))
+        })?;
+        self.replace_user(admin, id, input, ctx, now).await
+    }
+
+    /// FusionAuth semantics: a plain delete deactivates; `hard` removes the user.
+    pub async fn delete_user(
+        &self,
+        admin: &Admin,
+        id: UserId,
+        hard: bool,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<(), CoreError> {
+        let mut user = self.get_user(admin, id).await?;
+        self.store.revoke_user_refresh_tokens(id, now).await?;
+        if hard {
+            self.store.delete_user(admin.tenant_id, id).await?;
+        } else {
+            user.active = false;
+            user.updated_at = now;
+            self.store.update_user(&user).await?;
+        }
+        self.audit(AuditKind::UserDeleted, Some(id), "success", ctx, json!({"hardDelete": hard}), now).await
+    }
+}
+
+fn build_user(
+    id: UserId,
+    tenant_id: TenantId,
+    v: ValidUser,
+    password_hash: Option<PasswordHash>,
+    created_at: Timestamp,
+    now: Timestamp,
+) -> User {
+    User {
+        id,
+        tenant_id,
+        email: v.email,
+        username: v.username,
+        mobile_phone: v.mobile_phone,
+        first_name: v.first_name,
+        last_name: v.last_name,
+        data: v.data,
+        active: v.active,
+        password_hash,
+        created_at,
+        updated_at: now,
+    }
+}
+
+fn conflict_to_validation(e: StoreError) -> CoreError {
+    match e {
+        StoreError::Conflict(field) => {
+            let msg = format!("A user with this [{field}] already exists.");
+            let key = if field.starts_with("user.") { field } else { "user.id".to_owned() };
+            ValidationErrors::field(&key, "duplicate", msg).into()
+        }
+        other => other.into(),
+    }
+}

@@ -1,0 +1,364 @@
+//! The FusionAuth two-factor API: the challenge after the password
+//! (`/api/two-factor/send/{id}`, `/api/two-factor/login`) and managing a user's
+//! factors (`/api/two-factor/secret`, `/api/two-factor/send`, `/api/user/two-factor`).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tessera_core::base32;
+use tessera_core::ids::UserId;
+use tessera_core::messaging::Channel;
+use tessera_core::phone::PhoneNumber;
+use tessera_core::secret::Secret;
+use tessera_core::service::{
+    DisableOutcome, EnableOutcome, SendOutcome, TwoFactorLoginOutcome, TwoFactorLoginRequest, UserScope,
+};
+use tessera_core::totp::{otpauth_uri, qr_svg};
+use tessera_core::twofactor::{self as tf, MethodId, MethodKind, TwoFactorMethod};
+use tessera_core::validation::ValidationErrors;
+
+use crate::api::login::success_response;
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{Caller, bearer, optional_json};
+
+/// A method as FusionAuth shows it; `mask` hides most of a phone number (in the 242
+/// answer, which anyone with the password sees).
+pub fn method_json(m: &TwoFactorMethod, mask: bool) -> Value {
+    match &m.kind {
+        MethodKind::Authenticator(a) => json!({
+            "id": m.id.as_str(),
+            "method": "authenticator",
+            "authenticator": {"algorithm": a.params.algorithm, "codeLength": a.params.digits, "timeStep": a.params.period},
+        }),
+        MethodKind::Sms { phone } => json!({
+            "id": m.id.as_str(),
+            "method": "sms",
+            "mobilePhone": if mask { tf::mask_phone(phone) } else { phone.as_str().to_owned() },
+        }),
+    }
+}
+
+/// An admin key, or the user's own access token.
+async fn scope_for(s: &AppState, headers: &HeaderMap, user: &str) -> Result<UserScope, ApiError> {
+    let user: UserId = user.parse().map_err(|_| ApiError::NotFound)?;
+    let raw = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(ApiError::Unauthorized)?;
+    // JWTs have dots; API keys do not.
+    if let Some(jwt) = bearer(headers).filter(|t| t.contains('.')) {
+        return s.identity.scope_bearer(jwt, user, s.clock.now()).ok_or(ApiError::Unauthorized);
+    }
+    let key = raw.strip_prefix("Bearer ").unwrap_or(raw).trim();
+    let admin = s.identity.authenticate_admin(&Secret::new(key)).await?.ok_or(ApiError::Unauthorized)?;
+    Ok(s.identity.scope_admin(&admin, user).await?)
+}
+
+fn locale(headers: &HeaderMap, explicit: Option<String>) -> String {
+    explicit
+        .or_else(|| {
+            let v = headers.get(header::ACCEPT_LANGUAGE)?.to_str().ok()?;
+            Some(v.split([',', ';']).next()?.trim().to_owned())
+        })
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| "en".into())
+}
+
+fn channel(message_type: Option<&str>) -> Result<Channel, ApiError> {
+    match message_type {
+        None => Ok(Channel::Sms),
+        Some(t) => Channel::parse(t)
+            .ok_or_else(|| invalid("messageType", "invalid", "The [messageType] must be SMS or Voice.")),
+    }
+}
+
+fn invalid(field: &str, kind: &str, message: &str) -> ApiError {
+    ApiError::Invalid(ValidationErrors::field(field, kind, message))
+}
+
+fn send_response(outcome: SendOutcome) -> Response {
+    match outcome {
+        SendOutcome::Sent => StatusCode::OK.into_response(),
+        SendOutcome::NotFound => StatusCode::NOT_FOUND.into_response(),
+        SendOutcome::RateLimited => {
+            let body = json!({"generalErrors": [{"code": "[TooManyRequests]", "message": "Too many codes were sent recently. Try again in a minute."}]});
+            (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response()
+        }
+        SendOutcome::Failed(detail) => {
+            tracing::warn!(%detail, "messenger failed");
+            let body = json!({"generalErrors": [{"code": "[MessengerFailure]", "message": "The code could not be sent. Try again, or use another method."}]});
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ChallengeSendBody {
+    method_id: Option<String>,
+    message_type: Option<String>,
+    locale: Option<String>,
+}
+
+/// `POST /api/two-factor/send/{twoFactorId}` `{methodId, messageType?}`.
+pub async fn send_for_challenge(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    Path(two_factor_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let b: ChallengeSendBody = optional_json(&body)?;
+    let method_id = match b.method_id.as_deref().filter(|m| !m.is_empty()) {
+        Some(m) => Some(MethodId::parse(m).ok_or(ApiError::NotFound)?),
+        None => None,
+    };
+    let channel = channel(b.message_type.as_deref())?;
+    let locale = locale(&headers, b.locale);
+    let outcome = s
+        .identity
+        .send_challenge_code(&Secret::new(two_factor_id), method_id.as_ref(), channel, &locale, &ctx, s.clock.now())
+        .await?;
+    Ok(send_response(outcome))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserSendBody {
+    user_id: Option<String>,
+    mobile_phone: Option<String>,
+    method_id: Option<String>,
+    message_type: Option<String>,
+    locale: Option<String>,
+}
+
+/// `POST /api/two-factor/send` `{userId, mobilePhone}` (a code to enable SMS) or
+/// `{userId, methodId}` (a code to an existing SMS method, to disable it).
+pub async fn send_for_user(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let b: UserSendBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::general("[invalidJSON]", format!("Invalid request body: {e}")))?;
+    let user = b.user_id.ok_or_else(|| invalid("userId", "blank", "You must specify the [userId] property."))?;
+    let scope = scope_for(&s, &headers, &user).await?;
+    let channel = channel(b.message_type.as_deref())?;
+    let locale = locale(&headers, b.locale);
+    let now = s.clock.now();
+    let outcome = match (b.method_id.filter(|m| !m.is_empty()), b.mobile_phone.filter(|p| !p.trim().is_empty())) {
+        (Some(method), _) => {
+            let id = MethodId::parse(&method).ok_or(ApiError::NotFound)?;
+            s.identity.send_method_code(&scope, &id, channel, &locale, &ctx, now).await?
+        }
+        (None, Some(phone)) => {
+            let phone = PhoneNumber::parse(&phone)
+                .map_err(|e| invalid("mobilePhone", "invalid", &format!("The [mobilePhone] property is {e}.")))?;
+            s.identity.send_enrollment_code(&scope, &phone, channel, &locale, &ctx, now).await?
+        }
+        (None, None) => {
+            return Err(invalid("mobilePhone", "blank", "You must specify the [mobilePhone] or [methodId] property."));
+        }
+    };
+    Ok(send_response(outcome))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TwoFactorLoginBody {
+    two_factor_id: Option<String>,
+    code: Option<String>,
+    #[serde(default)]
+    trust_computer: bool,
+    #[serde(default, rename = "noJWT")]
+    no_jwt: bool,
+    ip_address: Option<String>,
+}
+
+/// `POST /api/two-factor/login`: 200 with tokens, 421 for a wrong code, 404 for an
+/// unknown, expired or spent `twoFactorId`.
+pub async fn login(State(s): State<AppState>, Caller(caller): Caller, body: Bytes) -> Result<Response, ApiError> {
+    let b: TwoFactorLoginBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::general("[invalidJSON]", format!("Invalid request body: {e}")))?;
+    let mut errors = ValidationErrors::default();
+    let id = b.two_factor_id.filter(|v| !v.is_empty());
+    let code = b.code.filter(|v| !v.trim().is_empty());
+    if id.is_none() {
+        errors.add("twoFactorId", "blank", "You must specify the [twoFactorId] property.");
+    }
+    if code.is_none() {
+        errors.add("code", "blank", "You must specify the [code] property.");
+    }
+    let (Some(id), Some(code)) = (id, code) else { return Err(ApiError::Invalid(errors)) };
+    let ctx = tessera_core::service::RequestContext { ip: b.ip_address.or(caller.ip) };
+    let req = TwoFactorLoginRequest {
+        challenge_id: Secret::new(id),
+        code,
+        trust_computer: b.trust_computer,
+        no_jwt: b.no_jwt,
+    };
+    match s.identity.two_factor_login(req, &ctx, s.clock.now()).await? {
+        TwoFactorLoginOutcome::Success(ok) => {
+            let methods = s.identity.methods(ok.user.id).await?;
+            let mut response = success_response(&ok, &methods);
+            if let Some(trust) = &ok.trust_token {
+                let ttl = s.identity.policies().two_factor.trust_ttl.as_secs();
+                let cookie =
+                    format!("fusionauth.trust={}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Lax", trust.expose());
+                if let Ok(v) = HeaderValue::from_str(&cookie) {
+                    response.headers_mut().append(header::SET_COOKIE, v);
+                }
+            }
+            Ok(response)
+        }
+        TwoFactorLoginOutcome::WrongCode => {
+            s.metrics.record_login("two_factor_failure");
+            Ok(StatusCode::from_u16(421).unwrap_or(StatusCode::BAD_REQUEST).into_response())
+        }
+        TwoFactorLoginOutcome::NotFound => Ok(StatusCode::NOT_FOUND.into_response()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SecretQuery {
+    account: Option<String>,
+}
+
+/// `GET /api/two-factor/secret`: a fresh 160-bit secret, as base64 (FusionAuth's
+/// `secret`), base32 (what people type), hex, and the `otpauth://` URI with its QR code.
+pub async fn secret(State(s): State<AppState>, Query(q): Query<SecretQuery>) -> Result<Json<Value>, ApiError> {
+    let secret = tf::new_totp_secret()?;
+    let b32 = base32::encode(&secret);
+    let account = q.account.filter(|a| !a.is_empty()).unwrap_or_else(|| "user".into());
+    let uri = otpauth_uri(s.identity.totp_issuer(), &account, &b32, &s.identity.totp_params());
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Json(json!({
+        "secret": STANDARD.encode(&secret),
+        "secretBase32Encoded": b32,
+        "secretHex": hex,
+        "otpauthUri": uri,
+        "qrCodeSvg": qr_svg(&uri),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnableBody {
+    method: Option<String>,
+    code: Option<String>,
+    secret: Option<String>,
+    secret_base32_encoded: Option<String>,
+    mobile_phone: Option<String>,
+}
+
+/// `secretBase32Encoded` first; `secret` is base64 (FusionAuth), or 40 hex digits.
+fn secret_bytes(b: &EnableBody) -> Result<Vec<u8>, ApiError> {
+    if let Some(b32) = b.secret_base32_encoded.as_deref().filter(|s| !s.is_empty()) {
+        return base32::decode(b32).ok_or_else(|| {
+            invalid("secretBase32Encoded", "invalid", "The [secretBase32Encoded] property is not base32.")
+        });
+    }
+    let Some(s) = b.secret.as_deref().filter(|s| !s.is_empty()) else {
+        return Err(invalid("secret", "blank", "You must specify the [secret] or [secretBase32Encoded] property."));
+    };
+    if s.len() == 40 && s.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Ok((0..20).filter_map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()).collect());
+    }
+    STANDARD.decode(s).map_err(|_| invalid("secret", "invalid", "The [secret] property is not base64."))
+}
+
+/// `POST /api/user/two-factor/{userId}`: enable an authenticator or an SMS number.
+/// 200 with `recoveryCodes` when it is the user's first factor; 421 for a wrong code.
+pub async fn enable(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let scope = scope_for(&s, &headers, &user).await?;
+    let b: EnableBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::general("[invalidJSON]", format!("Invalid request body: {e}")))?;
+    let code = b.code.clone().filter(|c| !c.trim().is_empty());
+    let Some(code) = code else { return Err(invalid("code", "blank", "You must specify the [code] property.")) };
+    let now = s.clock.now();
+    let outcome = match b.method.as_deref() {
+        Some("authenticator") => {
+            let secret = secret_bytes(&b)?;
+            s.identity.enable_authenticator(&scope, &secret, &code, &ctx, now).await?
+        }
+        Some("sms") => {
+            let raw = b.mobile_phone.as_deref().filter(|p| !p.trim().is_empty());
+            let raw =
+                raw.ok_or_else(|| invalid("mobilePhone", "blank", "You must specify the [mobilePhone] property."))?;
+            let phone = PhoneNumber::parse(raw)
+                .map_err(|e| invalid("mobilePhone", "invalid", &format!("The [mobilePhone] property is {e}.")))?;
+            s.identity.enable_sms(&scope, phone, &code, &ctx, now).await?
+        }
+        _ => return Err(invalid("method", "invalid", "The [method] must be authenticator or sms.")),
+    };
+    Ok(match outcome {
+        EnableOutcome::Enabled { method, recovery_codes } => {
+            let mut body = json!({"method": method_json(&method, false)});
+            if let Some(codes) = recovery_codes {
+                body["recoveryCodes"] = json!(codes);
+            }
+            (StatusCode::OK, Json(body)).into_response()
+        }
+        EnableOutcome::WrongCode => StatusCode::from_u16(421).unwrap_or(StatusCode::BAD_REQUEST).into_response(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DisableQuery {
+    method_id: Option<String>,
+    code: Option<String>,
+}
+
+/// `DELETE /api/user/two-factor/{userId}?methodId=…&code=…`.
+pub async fn disable(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<DisableQuery>,
+) -> Result<Response, ApiError> {
+    let scope = scope_for(&s, &headers, &user).await?;
+    let mut errors = ValidationErrors::default();
+    if q.method_id.as_deref().is_none_or(str::is_empty) {
+        errors.add("methodId", "blank", "You must specify the [methodId] parameter.");
+    }
+    if q.code.as_deref().is_none_or(|c| c.trim().is_empty()) {
+        errors.add("code", "blank", "You must specify the [code] parameter.");
+    }
+    let (Some(method), Some(code)) = (q.method_id, q.code) else { return Err(ApiError::Invalid(errors)) };
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let id = MethodId::parse(&method).ok_or(ApiError::NotFound)?;
+    Ok(match s.identity.disable_method(&scope, &id, &code, &ctx, s.clock.now()).await? {
+        DisableOutcome::Disabled => StatusCode::OK.into_response(),
+        DisableOutcome::WrongCode => StatusCode::from_u16(421).unwrap_or(StatusCode::BAD_REQUEST).into_response(),
+        DisableOutcome::NotFound => StatusCode::NOT_FOUND.into_response(),
+    })
+}
+
+/// `POST /api/user/two-factor/recovery-code/{userId}`: ten new codes; the old ones die.
+pub async fn regenerate_recovery_codes(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let scope = scope_for(&s, &headers, &user).await?;
+    match s.identity.regenerate_recovery_codes(&scope, &ctx, s.clock.now()).await? {
+        Some(codes) => Ok(Json(json!({"recoveryCodes": codes}))),
+        None => Err(ApiError::general("[TwoFactorNotEnabled]", "The user has no two-factor method to recover.")),
+    }
+}
