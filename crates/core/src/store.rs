@@ -169,6 +169,11 @@ pub trait TwoFactorStore: Send + Sync {
     async fn insert_trust_token(&self, token: &TrustToken) -> StoreResult<()>;
     async fn trust_token(&self, digest: &str) -> StoreResult<Option<TrustToken>>;
     async fn delete_trust_tokens(&self, user: UserId) -> StoreResult<u64>;
+
+    /// Deletes what can no longer be used at `now`: expired challenges, codes, trust
+    /// tokens and refresh tokens, send records older than `sends_before`, and lapsed
+    /// login-failure windows. Returns how many rows went.
+    async fn purge_expired(&self, now: Timestamp, sends_before: Timestamp) -> StoreResult<u64>;
 }
 
 #[async_trait]

@@ -129,8 +129,27 @@ pub async fn serve(
     prepared: Prepared,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let purger = tokio::spawn(purge_periodically(prepared.state.clone()));
     let app = router(prepared.state, prepared.request_timeout);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+    let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    purger.abort();
+    result
+}
+
+/// Expired challenges, codes and tokens are refused on read anyway; this only keeps
+/// the tables small. Any server may run it; the deletes are idempotent.
+async fn purge_periodically(state: AppState) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        let now = state.clock.now();
+        let day_ago = now.minus(std::time::Duration::from_secs(24 * 3600));
+        match state.store.purge_expired(now, day_ago).await {
+            Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired records"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
+        }
+    }
 }

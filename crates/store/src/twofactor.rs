@@ -428,4 +428,25 @@ impl TwoFactorStore for SqlStore {
             .map_err(unavailable)?;
         Ok(done.rows_affected())
     }
+
+    async fn purge_expired(&self, now: Timestamp, sends_before: Timestamp) -> StoreResult<u64> {
+        let statements: [(&'static str, i64); 6] = [
+            ("DELETE FROM two_factor_challenges WHERE expires_at < $1", now.millis()),
+            ("DELETE FROM user_codes WHERE expires_at < $1", now.millis()),
+            ("DELETE FROM trust_tokens WHERE expires_at < $1", now.millis()),
+            ("DELETE FROM refresh_tokens WHERE expires_at < $1", now.millis()),
+            ("DELETE FROM message_sends WHERE at < $1", sends_before.millis()),
+            // A failure window is over once it is older than any lock it set.
+            (
+                "DELETE FROM login_failures WHERE (locked_until IS NULL OR locked_until < $1) \
+                 AND window_started_at < $1 - 86400000",
+                now.millis(),
+            ),
+        ];
+        let mut n = 0;
+        for (sql, at) in statements {
+            n += sqlx::query(sql).bind(at).execute(&self.pool).await.map_err(unavailable)?.rows_affected();
+        }
+        Ok(n)
+    }
 }

@@ -4,4 +4,5 @@ mod support;
 
 mod login_failures;
 mod tokens;
+mod two_factor;
 mod users;

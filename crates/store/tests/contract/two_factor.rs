@@ -1,0 +1,170 @@
+use std::time::Duration;
+
+use tessera_core::ids::{ApplicationId, UserId};
+use tessera_core::phone::PhoneNumber;
+use tessera_core::store::{StoreError, TwoFactorStore, UserStore};
+use tessera_core::totp::TotpParams;
+use tessera_core::twofactor::{
+    Authenticator, Challenge, MethodId, MethodKind, PendingCode, TrustToken, TwoFactorMethod, UserCode,
+};
+
+use crate::support::*;
+
+async fn a_user(c: &Ctx) -> UserId {
+    let u = user(c.tenant, &format!("{}@example.com", UserId::random()));
+    c.store.insert_user(&u).await.unwrap();
+    u.id
+}
+
+fn totp(user: UserId, id: &str, at: u64) -> TwoFactorMethod {
+    TwoFactorMethod {
+        id: MethodId::parse(id).unwrap(),
+        user_id: user,
+        kind: MethodKind::Authenticator(Authenticator {
+            sealed_secret: format!("v1.k.{id}"),
+            params: TotpParams::default(),
+            last_step: Some(10),
+        }),
+        created_at: T0.plus(Duration::from_secs(at)),
+    }
+}
+
+fn challenge(user: UserId, app: ApplicationId, digest: &str) -> Challenge {
+    Challenge {
+        digest: digest.into(),
+        user_id: user,
+        application_id: app,
+        created_at: T0,
+        expires_at: T0.plus(Duration::from_secs(300)),
+        failures: 0,
+        spent: false,
+        code: None,
+    }
+}
+
+contract!(methods_round_trip_in_order_and_ids_are_unique_per_user, |c| {
+    let u = a_user(&c).await;
+    let sms = TwoFactorMethod {
+        id: MethodId::parse("SMS1").unwrap(),
+        user_id: u,
+        kind: MethodKind::Sms { phone: PhoneNumber::parse("+15554443232").unwrap() },
+        created_at: T0.plus(Duration::from_secs(5)),
+    };
+    c.store.insert_method(&sms).await.unwrap();
+    c.store.insert_method(&totp(u, "TOTP1", 1)).await.unwrap();
+    let got = c.store.methods(u).await.unwrap();
+    assert_eq!(got, vec![totp(u, "TOTP1", 1), sms.clone()]);
+    assert_eq!(c.store.insert_method(&totp(u, "TOTP1", 9)).await, Err(StoreError::Conflict("methodId".into())));
+    let other = a_user(&c).await;
+    c.store.insert_method(&totp(other, "TOTP1", 1)).await.unwrap();
+    assert!(c.store.delete_method(u, &sms.id).await.unwrap());
+    assert!(!c.store.delete_method(u, &sms.id).await.unwrap());
+    assert_eq!(c.store.methods(u).await.unwrap().len(), 1);
+});
+
+contract!(totp_steps_only_move_forward, |c| {
+    let u = a_user(&c).await;
+    let id = MethodId::parse("T").unwrap();
+    c.store.insert_method(&totp(u, "T", 0)).await.unwrap();
+    assert!(!c.store.advance_totp_step(u, &id, 10).await.unwrap(), "step 10 was used at enrolment");
+    assert!(!c.store.advance_totp_step(u, &id, 9).await.unwrap());
+    assert!(c.store.advance_totp_step(u, &id, 11).await.unwrap());
+    assert!(!c.store.advance_totp_step(u, &id, 11).await.unwrap(), "replay");
+    assert!(c.store.advance_totp_step(u, &id, 13).await.unwrap());
+});
+
+contract!(sealed_secrets_are_replaced_only_if_unchanged, |c| {
+    let u = a_user(&c).await;
+    c.store.insert_method(&totp(u, "T", 0)).await.unwrap();
+    let all = c.store.sealed_secrets().await.unwrap();
+    assert_eq!(all, vec![(u, MethodId::parse("T").unwrap(), "v1.k.T".to_owned())]);
+    let id = MethodId::parse("T").unwrap();
+    assert!(!c.store.replace_sealed_secret(u, &id, "stale", "new").await.unwrap());
+    assert!(c.store.replace_sealed_secret(u, &id, "v1.k.T", "v1.k2.T").await.unwrap());
+    assert_eq!(c.store.sealed_secrets().await.unwrap()[0].2, "v1.k2.T");
+});
+
+contract!(challenges_count_failures_hold_one_code_and_spend_once, |c| {
+    let u = a_user(&c).await;
+    c.store.insert_challenge(&challenge(u, c.app, "d1")).await.unwrap();
+    assert_eq!(c.store.challenge("d1").await.unwrap(), Some(challenge(u, c.app, "d1")));
+    assert_eq!(c.store.challenge("nope").await.unwrap(), None);
+    let code = |h: &str| PendingCode { method_id: MethodId::parse("S").unwrap(), hash: h.into(), expires_at: T0 };
+    c.store.set_challenge_code("d1", &code("h1")).await.unwrap();
+    c.store.set_challenge_code("d1", &code("h2")).await.unwrap();
+    assert!(!c.store.take_challenge_code("d1", "h1").await.unwrap(), "replaced by the resend");
+    assert!(c.store.take_challenge_code("d1", "h2").await.unwrap());
+    assert!(!c.store.take_challenge_code("d1", "h2").await.unwrap(), "single use");
+    assert_eq!(c.store.record_challenge_failure("d1").await.unwrap(), 1);
+    assert_eq!(c.store.record_challenge_failure("d1").await.unwrap(), 2);
+    assert!(c.store.spend_challenge("d1").await.unwrap());
+    assert!(!c.store.spend_challenge("d1").await.unwrap());
+    let got = c.store.challenge("d1").await.unwrap().unwrap();
+    assert!(got.spent && got.failures == 2 && got.code.is_none());
+});
+
+contract!(recovery_codes_are_replaced_and_used_once, |c| {
+    let u = a_user(&c).await;
+    let hashes: Vec<String> = (0..10).map(|i| format!("k.{i}")).collect();
+    c.store.replace_recovery_codes(u, &hashes, T0).await.unwrap();
+    assert_eq!(c.store.recovery_code_count(u).await.unwrap(), 10);
+    assert!(c.store.use_recovery_code(u, &["x".into(), "k.3".into()]).await.unwrap());
+    assert!(!c.store.use_recovery_code(u, &["k.3".into()]).await.unwrap());
+    let other = a_user(&c).await;
+    assert!(!c.store.use_recovery_code(other, &["k.4".into()]).await.unwrap(), "codes belong to their user");
+    c.store.replace_recovery_codes(u, &["n.1".into()], T0).await.unwrap();
+    assert!(!c.store.use_recovery_code(u, &["k.4".into()]).await.unwrap(), "old codes died");
+    assert_eq!(c.store.recovery_code_count(u).await.unwrap(), 1);
+});
+
+contract!(user_codes_are_single_use_and_count_failures, |c| {
+    let u = a_user(&c).await;
+    let code =
+        |h: &str| UserCode { user_id: u, purpose: "enable:+1".into(), hash: h.into(), expires_at: T0, failures: 0 };
+    c.store.put_user_code(&code("h1")).await.unwrap();
+    assert_eq!(c.store.record_user_code_failure(u, "enable:+1").await.unwrap(), 1);
+    c.store.put_user_code(&code("h2")).await.unwrap();
+    let got = c.store.user_code(u, "enable:+1").await.unwrap().unwrap();
+    assert_eq!((got.hash.as_str(), got.failures), ("h2", 0), "a new code resets its own count");
+    assert!(!c.store.take_user_code(u, "enable:+1", "h1").await.unwrap());
+    assert!(c.store.take_user_code(u, "enable:+1", "h2").await.unwrap());
+    assert!(c.store.user_code(u, "enable:+1").await.unwrap().is_none());
+});
+
+contract!(sends_are_limited_in_a_sliding_window, |c| {
+    let u = a_user(&c).await;
+    let at = |s: u64| T0.plus(Duration::from_secs(s));
+    for s in 0..3 {
+        assert!(c.store.try_record_send(u, at(s), at(s).minus(Duration::from_secs(60)), 3).await.unwrap());
+    }
+    assert!(!c.store.try_record_send(u, at(10), at(10).minus(Duration::from_secs(60)), 3).await.unwrap());
+    assert!(!c.store.try_record_send(u, at(59), at(59).minus(Duration::from_secs(60)), 3).await.unwrap());
+    assert!(
+        c.store.try_record_send(u, at(60), at(60).minus(Duration::from_secs(60)), 3).await.unwrap(),
+        "the first slid out"
+    );
+    assert!(
+        !c.store.try_record_send(u, at(60), at(60).minus(Duration::from_secs(60)), 3).await.unwrap(),
+        "and the window is full again"
+    );
+    let other = a_user(&c).await;
+    assert!(c.store.try_record_send(other, at(10), at(0), 3).await.unwrap());
+});
+
+contract!(trust_tokens_and_purging, |c| {
+    let u = a_user(&c).await;
+    let t =
+        TrustToken { digest: "t1".into(), user_id: u, created_at: T0, expires_at: T0.plus(Duration::from_secs(10)) };
+    c.store.insert_trust_token(&t).await.unwrap();
+    assert_eq!(c.store.trust_token("t1").await.unwrap(), Some(t));
+    c.store.insert_challenge(&challenge(u, c.app, "old")).await.unwrap();
+    let purged = c.store.purge_expired(T0.plus(Duration::from_secs(5)), T0).await.unwrap();
+    assert_eq!(purged, 0, "nothing has expired yet");
+    let purged = c.store.purge_expired(T0.plus(Duration::from_secs(301)), T0).await.unwrap();
+    assert_eq!(purged, 2, "the challenge and the trust token");
+    assert!(c.store.challenge("old").await.unwrap().is_none());
+    let t2 =
+        TrustToken { digest: "t2".into(), user_id: u, created_at: T0, expires_at: T0.plus(Duration::from_secs(999)) };
+    c.store.insert_trust_token(&t2).await.unwrap();
+    assert_eq!(c.store.delete_trust_tokens(u).await.unwrap(), 1);
+});
