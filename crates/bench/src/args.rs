@@ -10,12 +10,14 @@ pub struct Args {
     pub url: Option<String>,
     pub api_key: Option<String>,
     pub server: Option<String>,
+    /// Users to set up (two-factor scenarios); 0 picks a size that never runs dry.
+    pub users: usize,
 }
 
 impl Args {
     pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         let scenario = it.next().ok_or("name a scenario")?;
-        let mut a = Args { scenario, connections: 64, seconds: 10, url: None, api_key: None, server: None };
+        let mut a = Args { scenario, connections: 64, seconds: 10, url: None, api_key: None, server: None, users: 0 };
         while let Some(flag) = it.next() {
             let mut value = || it.next().ok_or(format!("{flag} needs a value"));
             match flag.as_str() {
@@ -24,6 +26,7 @@ impl Args {
                 "--url" => a.url = Some(value()?),
                 "--api-key" => a.api_key = Some(value()?),
                 "--server" => a.server = Some(value()?),
+                "--users" => a.users = value()?.parse().map_err(|_| "--users: a number")?,
                 other => return Err(format!("unknown flag {other}")),
             }
         }

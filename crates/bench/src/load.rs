@@ -11,6 +11,8 @@ use crate::server::Target;
 pub struct Stats {
     pub ok: u64,
     pub errors: u64,
+    /// Times a connection had to wait for input (e.g. a fresh TOTP step).
+    pub waits: u64,
     pub latencies_us: Vec<u64>,
     pub elapsed: Duration,
 }

@@ -11,6 +11,7 @@
 mod args;
 mod load;
 mod server;
+mod two_factor;
 
 use std::time::Duration;
 
@@ -39,6 +40,8 @@ async fn main() {
 async fn run(args: Args) -> Result<(), String> {
     match args.scenario.as_str() {
         "login" => login(&args).await,
+        "two-factor" => two_factor::full(&args).await,
+        "code-check" => two_factor::code_check(&args).await,
         other => Err(format!("unknown scenario {other:?}")),
     }
 }
@@ -98,7 +101,7 @@ async fn login(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-fn print_stats(name: &str, s: &Stats) {
+pub(crate) fn print_stats(name: &str, s: &Stats) {
     println!(
         "{name}: {} ok, {} errors, {:.1}/s, p50 {:.1} ms, p99 {:.1} ms",
         s.ok,
@@ -133,7 +136,7 @@ async fn sequential(client: &reqwest::Client, target: &Target, login_id: &str, n
 }
 
 /// Raw argon2id hashes per second on `threads` threads: the ceiling for logins.
-fn argon2_limit(threads: usize, params: HashParams, duration: Duration) -> f64 {
+pub(crate) fn argon2_limit(threads: usize, params: HashParams, duration: Duration) -> f64 {
     let started = std::time::Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|_| {

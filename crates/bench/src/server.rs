@@ -64,6 +64,20 @@ impl Target {
         })
     }
 
+    /// A handle on an already running server (for tasks that need their own).
+    pub fn remote(base: &str, api_key: &str) -> Target {
+        Target {
+            base: base.trim_end_matches('/').to_owned(),
+            api_key: api_key.to_owned(),
+            hash_threads: 0,
+            cold_start: None,
+            child: None,
+            pid: None,
+            sampling: Arc::default(),
+            peak_rss_kb: Arc::default(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
