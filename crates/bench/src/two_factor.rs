@@ -51,7 +51,13 @@ impl TotpUser {
     }
 }
 
-async fn post(client: &reqwest::Client, target: &Target, path: &str, admin: bool, body: &Value) -> Result<(u16, Value), String> {
+async fn post(
+    client: &reqwest::Client,
+    target: &Target,
+    path: &str,
+    admin: bool,
+    body: &Value,
+) -> Result<(u16, Value), String> {
     let mut req = client.post(target.url(path)).json(body);
     if admin {
         req = req.header("Authorization", &target.api_key);
@@ -63,7 +69,13 @@ async fn post(client: &reqwest::Client, target: &Target, path: &str, admin: bool
 }
 
 /// Creates `n` users, each with an authenticator, `connections` at a time.
-async fn setup_users(client: &reqwest::Client, target: &Target, prefix: &str, n: usize, connections: usize) -> Result<Vec<TotpUser>, String> {
+async fn setup_users(
+    client: &reqwest::Client,
+    target: &Target,
+    prefix: &str,
+    n: usize,
+    connections: usize,
+) -> Result<Vec<TotpUser>, String> {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..connections.min(n).max(1) {
@@ -79,7 +91,8 @@ async fn setup_users(client: &reqwest::Client, target: &Target, prefix: &str, n:
                 }
                 let login_id = format!("{prefix}{i}@example.com");
                 let (status, body) =
-                    post(&client, &t, "/api/user", true, &json!({"user": {"email": login_id, "password": PASSWORD}})).await?;
+                    post(&client, &t, "/api/user", true, &json!({"user": {"email": login_id, "password": PASSWORD}}))
+                        .await?;
                 if status != 200 {
                     return Err(format!("creating a user: {status} {body}"));
                 }
@@ -89,7 +102,8 @@ async fn setup_users(client: &reqwest::Client, target: &Target, prefix: &str, n:
                 // this step and the next for logins.
                 let step = now_step() - 1;
                 let code = totp_at_step(&TotpParams::default(), &secret, step);
-                let body = json!({"method": "authenticator", "secretBase32Encoded": base32::encode(&secret), "code": code});
+                let body =
+                    json!({"method": "authenticator", "secretBase32Encoded": base32::encode(&secret), "code": code});
                 let (status, answer) = post(&client, &t, &format!("/api/user/two-factor/{id}"), true, &body).await?;
                 if status != 200 {
                     return Err(format!("enabling TOTP: {status} {answer}"));
@@ -107,17 +121,22 @@ async fn setup_users(client: &reqwest::Client, target: &Target, prefix: &str, n:
 
 /// Password login that must answer 242; returns the twoFactorId.
 async fn password_step(client: &reqwest::Client, target: &Target, login_id: &str) -> Option<String> {
-    let (status, body) = post(client, target, "/api/login", false, &json!({"loginId": login_id, "password": PASSWORD})).await.ok()?;
+    let (status, body) =
+        post(client, target, "/api/login", false, &json!({"loginId": login_id, "password": PASSWORD})).await.ok()?;
     (status == 242).then(|| body["twoFactorId"].as_str().map(str::to_owned)).flatten()
 }
 
 async fn code_step(client: &reqwest::Client, target: &Target, id: &str, code: &str) -> bool {
-    matches!(post(client, target, "/api/two-factor/login", false, &json!({"twoFactorId": id, "code": code})).await, Ok((200, _)))
+    matches!(
+        post(client, target, "/api/two-factor/login", false, &json!({"twoFactorId": id, "code": code})).await,
+        Ok((200, _))
+    )
 }
 
 pub async fn full(args: &Args) -> Result<(), String> {
     let target = Target::start(args).await?;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build().map_err(|e| e.to_string())?;
+    let client =
+        reqwest::Client::builder().pool_max_idle_per_host(args.connections).build().map_err(|e| e.to_string())?;
     // ~100 logins/s at most, two per user per step, plus a margin.
     let n = if args.users > 0 { args.users } else { (args.seconds as usize * 60).max(args.connections * 4) };
     // (~100 logins/s at most; each user has two codes per 30 s step.)
@@ -179,7 +198,8 @@ pub async fn full(args: &Args) -> Result<(), String> {
 
 pub async fn code_check(args: &Args) -> Result<(), String> {
     let target = Target::start(args).await?;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build().map_err(|e| e.to_string())?;
+    let client =
+        reqwest::Client::builder().pool_max_idle_per_host(args.connections).build().map_err(|e| e.to_string())?;
     let n = if args.users > 0 { args.users } else { 600 };
     let users = setup_users(&client, &target, "cc", n, args.connections).await?;
 

@@ -50,3 +50,8 @@ uuid_id!(
 uuid_id!(UserId);
 uuid_id!(ApiKeyId);
 uuid_id!(RefreshTokenId);
+uuid_id!(
+    /// A configured messenger (a Twilio account, a Plivo account, a webhook, …).
+    MessengerId
+);
+uuid_id!(DeliveryId);

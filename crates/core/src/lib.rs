@@ -11,6 +11,7 @@ pub mod error;
 pub mod ids;
 pub mod login;
 pub mod messaging;
+pub mod messengers;
 pub mod password;
 pub mod phone;
 pub mod random;

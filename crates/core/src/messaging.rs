@@ -61,20 +61,86 @@ pub struct OutboundMessage {
 pub struct Receipt {
     pub provider: String,
     pub message_id: Option<String>,
+    /// The provider's status word (`queued`, `sent`, …) when it gave one.
+    pub status: Option<String>,
+    /// Cost as the provider reported it, e.g. ("-0.0075", "USD").
+    pub price: Option<(String, String)>,
+}
+
+impl Receipt {
+    pub fn new(provider: &str, message_id: Option<String>) -> Self {
+        Receipt { provider: provider.to_owned(), message_id, status: None, price: None }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{provider}: {message}")]
 pub struct MessengerError {
     pub provider: String,
+    /// The provider's own error code (Twilio `21211`, HTTP status, …).
+    pub code: Option<String>,
+    /// What went wrong, in words an administrator can act on.
     pub message: String,
     /// A later attempt may succeed (timeouts, 5xx, 429).
     pub retryable: bool,
+    /// How long the provider asked us to wait (429 `Retry-After`).
+    pub retry_after: Option<std::time::Duration>,
+}
+
+impl MessengerError {
+    pub fn permanent(provider: &str, code: Option<String>, message: impl Into<String>) -> Self {
+        MessengerError { provider: provider.into(), code, message: message.into(), retryable: false, retry_after: None }
+    }
+
+    pub fn retryable(provider: &str, code: Option<String>, message: impl Into<String>) -> Self {
+        MessengerError { provider: provider.into(), code, message: message.into(), retryable: true, retry_after: None }
+    }
+}
+
+/// A verification service that owns the codes (Twilio Verify): it makes and sends
+/// the code and checks it; Tessera keeps only the verification's id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verification {
+    /// Which configured messenger owns it.
+    pub owner: String,
+    /// The service's id for it (`VE…`).
+    pub id: String,
+}
+
+impl Verification {
+    const PREFIX: &'static str = "verify:";
+
+    /// How a pending code owned by a service is stored in place of a code hash.
+    pub fn to_marker(&self) -> String {
+        format!("{}{}:{}", Self::PREFIX, self.owner, self.id)
+    }
+
+    pub fn from_marker(marker: &str) -> Option<Self> {
+        let (owner, id) = marker.strip_prefix(Self::PREFIX)?.split_once(':')?;
+        Some(Verification { owner: owner.to_owned(), id: id.to_owned() })
+    }
 }
 
 #[async_trait]
 pub trait Messenger: Send + Sync {
     async fn send(&self, message: &OutboundMessage) -> Result<Receipt, MessengerError>;
+
+    /// When a verification service owns the codes for `to`, starts a verification
+    /// there instead of Tessera sending its own code. `None`: send our own.
+    async fn start_verification(&self, _message: &OutboundMessage) -> Result<Option<Verification>, MessengerError> {
+        Ok(None)
+    }
+
+    /// Checks a code with the service that owns the verification.
+    async fn check_verification(&self, _v: &Verification, _code: &str) -> Result<bool, MessengerError> {
+        Ok(false)
+    }
+
+    /// Tells the service the verification led to a successful sign-in (Twilio
+    /// Verify's `Status=approved` feedback, which its fraud protection learns from).
+    async fn approve_verification(&self, _v: &Verification) -> Result<(), MessengerError> {
+        Ok(())
+    }
 }
 
 /// The message text for a code, in the requested locale (falling back to English).

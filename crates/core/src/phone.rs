@@ -45,6 +45,11 @@ impl PhoneNumber {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The country calling code (`1` for +1…, `91` for +91…), for routing.
+    pub fn country_code(&self) -> Option<u16> {
+        phonenumber::parse(None, &self.0).ok().map(|n| n.code().value())
+    }
 }
 
 impl fmt::Debug for PhoneNumber {
@@ -63,6 +68,12 @@ mod tests {
     fn normalises_punctuation_to_e164() {
         assert_eq!(PhoneNumber::parse("+1 (555) 444-3232").map(|p| p.0), Ok("+15554443232".into()));
         assert_eq!(PhoneNumber::parse("+44 20 7946 0958").map(|p| p.0), Ok("+442079460958".into()));
+    }
+
+    #[test]
+    fn knows_its_country_code() {
+        assert_eq!(PhoneNumber::parse("+919876543210").ok().and_then(|p| p.country_code()), Some(91));
+        assert_eq!(PhoneNumber::parse("+15554443232").ok().and_then(|p| p.country_code()), Some(1));
     }
 
     #[test]

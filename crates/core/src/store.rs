@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use crate::Timestamp;
 use crate::apikey::ApiKey;
 use crate::audit::{AuditEvent, AuditRecord};
-use crate::ids::{ApplicationId, RefreshTokenId, TenantId, UserId};
+use crate::ids::{ApplicationId, MessengerId, RefreshTokenId, TenantId, UserId};
+use crate::messengers::{Delivery, MessengerConfig};
 use crate::password::PasswordHash;
 use crate::tokens::{RefreshToken, SigningKey};
 use crate::twofactor::{Challenge, MethodId, PendingCode, TrustToken, TwoFactorMethod, UserCode};
@@ -174,6 +175,29 @@ pub trait TwoFactorStore: Send + Sync {
     /// tokens and refresh tokens, send records older than `sends_before`, and lapsed
     /// login-failure windows. Returns how many rows went.
     async fn purge_expired(&self, now: Timestamp, sends_before: Timestamp) -> StoreResult<u64>;
+}
+
+#[async_trait]
+pub trait MessengerStore: Send + Sync {
+    async fn insert_messenger(&self, m: &MessengerConfig) -> StoreResult<()>;
+    async fn messenger(&self, tenant: TenantId, id: MessengerId) -> StoreResult<Option<MessengerConfig>>;
+    /// The tenant's messengers, oldest first.
+    async fn messengers(&self, tenant: TenantId) -> StoreResult<Vec<MessengerConfig>>;
+    async fn update_messenger(&self, m: &MessengerConfig) -> StoreResult<bool>;
+    async fn delete_messenger(&self, tenant: TenantId, id: MessengerId) -> StoreResult<bool>;
+
+    async fn insert_delivery(&self, d: &Delivery) -> StoreResult<()>;
+    /// Applies a provider's status callback; false when no delivery has that id.
+    async fn update_delivery_status(
+        &self,
+        provider: &str,
+        provider_message_id: &str,
+        status: &str,
+        error_code: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Newest first, with the total.
+    async fn deliveries(&self, tenant: TenantId, offset: u64, limit: u64) -> StoreResult<(Vec<Delivery>, u64)>;
 }
 
 #[async_trait]

@@ -45,6 +45,6 @@ impl Messenger for ConsoleMessenger {
             }
             sent.push_back(message.clone());
         }
-        Ok(Receipt { provider: "console".into(), message_id: None })
+        Ok(Receipt::new("console", None))
     }
 }

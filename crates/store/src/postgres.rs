@@ -21,5 +21,6 @@ pub(crate) fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
         migration(1, "init", include_str!("../migrations/postgres/0001_init.sql")),
         migration(2, "two factor", include_str!("../migrations/postgres/0002_two_factor.sql")),
+        migration(3, "messengers", include_str!("../migrations/postgres/0003_messengers.sql")),
     ])
 }

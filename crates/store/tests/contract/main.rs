@@ -3,6 +3,7 @@
 mod support;
 
 mod login_failures;
+mod messengers;
 mod tokens;
 mod two_factor;
 mod users;
