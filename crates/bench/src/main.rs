@@ -24,6 +24,7 @@ use crate::server::Target;
 
 #[tokio::main]
 async fn main() {
+    tessera_providers::install_tls();
     let args = match Args::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {

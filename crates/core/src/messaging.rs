@@ -35,6 +35,8 @@ impl Channel {
 pub enum Purpose {
     Enrollment,
     SecondFactor,
+    /// "Send test message" from the messenger configuration.
+    Test,
 }
 
 impl Purpose {
@@ -42,6 +44,7 @@ impl Purpose {
         match self {
             Purpose::Enrollment => "enrollment",
             Purpose::SecondFactor => "second-factor-authentication",
+            Purpose::Test => "test",
         }
     }
 }
@@ -178,6 +181,7 @@ pub fn render(purpose: Purpose, channel: Channel, locale: &str, code: &str, appl
         }
         (_, Purpose::Enrollment) => format!("{code} is your code to set up two-step verification for {application}."),
         (_, Purpose::SecondFactor) => format!("{code} is your {application} sign-in code. Don't share it with anyone."),
+        (_, Purpose::Test) => format!("Tessera test message for {application}."),
     }
 }
 

@@ -202,7 +202,15 @@ pub trait MessengerStore: Send + Sync {
 
 #[async_trait]
 pub trait Store:
-    TenantStore + ApplicationStore + ApiKeyStore + UserStore + LoginAttemptStore + TokenStore + AuditStore + TwoFactorStore
+    TenantStore
+    + ApplicationStore
+    + ApiKeyStore
+    + UserStore
+    + LoginAttemptStore
+    + TokenStore
+    + AuditStore
+    + TwoFactorStore
+    + MessengerStore
 {
     /// Whether the database answers; what `/api/status` reports.
     async fn ping(&self) -> StoreResult<()>;

@@ -15,7 +15,7 @@ use tessera_core::audit::AuditKind;
 use tessera_core::service::{BootstrapReport, Deps, Identity, bootstrap};
 use tessera_core::store::Store;
 use tessera_core::{CoreError, store::StoreError};
-use tessera_providers::ConsoleMessenger;
+use tessera_providers::{ConsoleMessenger, Router as MessageRouter};
 use tessera_store::StoreOptions;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -33,6 +33,10 @@ pub struct AppState {
     pub identity: Arc<Identity>,
     /// The development messenger; tests read codes from it.
     pub console: Arc<ConsoleMessenger>,
+    /// Delivers messages through the configured messengers.
+    pub router: Arc<MessageRouter>,
+    /// Tessera's public base URL, for checking webhook signatures.
+    pub public_url: Option<String>,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
@@ -69,15 +73,29 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
     let console = Arc::new(if config.quiet_console { ConsoleMessenger::quiet() } else { ConsoleMessenger::default() });
     let metrics = Arc::new(Metrics::default());
     let events = Arc::clone(&metrics);
+    let tenant = store.default_tenant().await?.ok_or_else(|| StartError::Config("database has no tenant".into()))?;
+    let now_clock = Arc::clone(&clock);
+    let router = Arc::new(
+        MessageRouter::new(
+            Arc::clone(&store),
+            sealer.clone(),
+            tenant.id,
+            console.clone(),
+            Arc::new(move || now_clock.now()),
+            config.messaging.clone(),
+        )
+        .map_err(StartError::Config)?,
+    );
     let deps = Deps {
         store: Arc::clone(&store),
         hasher: hasher.clone(),
         sealer,
-        messenger: console.clone(),
+        messenger: router.clone(),
         on_event: Some(Arc::new(move |kind: AuditKind, outcome| events.record_event(kind.as_str(), outcome))),
     };
     let identity = Identity::start(deps, config.policies.clone(), clock.now()).await?;
-    let state = AppState { identity: Arc::new(identity), console, store, clock, metrics, hasher };
+    let public_url = config.messaging.public_url.clone();
+    let state = AppState { identity: Arc::new(identity), console, router, public_url, store, clock, metrics, hasher };
     Ok(Prepared { state, bootstrap: report, request_timeout: config.request_timeout })
 }
 
@@ -99,6 +117,19 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/api/two-factor/secret", get(api::two_factor::secret))
         .route("/api/user/two-factor/{user_id}", post(api::two_factor::enable).delete(api::two_factor::disable))
         .route("/api/user/two-factor/recovery-code/{user_id}", post(api::two_factor::regenerate_recovery_codes))
+        .route("/api/messenger", post(api::messengers::create).get(api::messengers::list))
+        .route("/api/messenger/deliveries", get(api::messengers::deliveries))
+        .route(
+            "/api/messenger/{id}",
+            post(api::messengers::create_with_id)
+                .get(api::messengers::get)
+                .put(api::messengers::replace)
+                .patch(api::messengers::patch)
+                .delete(api::messengers::delete),
+        )
+        .route("/api/messenger/{id}/test", post(api::messengers::test))
+        .route("/webhooks/twilio/status/{id}", post(api::webhooks::twilio_status))
+        .route("/webhooks/plivo/status/{id}", post(api::webhooks::plivo_status))
         .route("/api/jwt/validate", get(api::jwt::validate))
         .route("/api/jwt/refresh", post(api::jwt::refresh).delete(api::jwt::revoke))
         .route("/api/logout", post(api::jwt::logout))

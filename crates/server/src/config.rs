@@ -17,6 +17,7 @@ use tessera_core::service::Policies;
 use tessera_core::tokens::JwtAlgorithm;
 use tessera_core::twofactor::TwoFactorPolicy;
 use tessera_core::user::PasswordRules;
+use tessera_providers::RouterSettings;
 use toml::Value;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +60,15 @@ const KEYS: &[(&str, Kind, &str, &str)] = &[
         "AES-256-GCM key `kid:base64` for secrets at rest (SQLite: generated into seal.key beside the database if absent)",
     ),
     ("seal_keys_previous", Kind::Text, "", "earlier seal keys, comma-separated, still accepted for reading"),
+    (
+        "public_url",
+        Kind::Text,
+        "",
+        "Tessera's public base URL (e.g. https://auth.example.com); enables provider status callbacks",
+    ),
+    ("messenger_deadline_ms", Kind::Integer, "5000", "longest one message may take, retries and failover included"),
+    ("messenger_attempt_timeout_ms", Kind::Integer, "2000", "longest one call to one provider may take"),
+    ("messenger_attempts", Kind::Integer, "3", "calls per messenger before failing over (first try included)"),
     ("request_timeout_seconds", Kind::Integer, "30", "longest a request may take"),
     ("log_format", Kind::Text, "\"text\"", "text or json"),
     ("log_level", Kind::Text, "\"info\"", "tracing filter, e.g. info,tessera=debug"),
@@ -97,6 +107,10 @@ struct Raw {
     trust_token_ttl_seconds: u64,
     seal_key: Option<String>,
     seal_keys_previous: Option<String>,
+    public_url: Option<String>,
+    messenger_deadline_ms: u64,
+    messenger_attempt_timeout_ms: u64,
+    messenger_attempts: u32,
     request_timeout_seconds: u64,
     log_format: String,
     log_level: String,
@@ -120,6 +134,7 @@ pub struct Config {
     /// `None`: generate or load `seal.key` beside a SQLite database.
     pub seal_key: Option<SealKey>,
     pub seal_keys_previous: Vec<SealKey>,
+    pub messaging: RouterSettings,
     pub request_timeout: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -252,6 +267,12 @@ impl Raw {
             .filter(|k| !k.trim().is_empty())
             .map(|k| SealKey::parse(k).map_err(|e| ConfigError(format!("seal_keys_previous: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
+        let public_url = self.public_url.filter(|u| !u.is_empty()).map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(u) = &public_url
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            return Err(ConfigError(format!("public_url: {u:?} must start with https:// or http://")));
+        }
         let threads = match self.password_hash_threads {
             0 => std::thread::available_parallelism().map(usize::from).unwrap_or(1),
             n => n,
@@ -288,6 +309,13 @@ impl Raw {
             password_hash_threads: threads,
             seal_key,
             seal_keys_previous,
+            messaging: RouterSettings {
+                deadline: Duration::from_millis(self.messenger_deadline_ms),
+                attempt_timeout: Duration::from_millis(self.messenger_attempt_timeout_ms),
+                max_attempts: self.messenger_attempts.max(1),
+                public_url,
+                ..RouterSettings::default()
+            },
             request_timeout: Duration::from_secs(self.request_timeout_seconds.max(1)),
             log_format,
             log_level: self.log_level,

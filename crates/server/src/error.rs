@@ -47,6 +47,12 @@ impl From<CoreError> for ApiError {
     }
 }
 
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        CoreError::from(e).into()
+    }
+}
+
 fn problems(list: &[Problem]) -> Value {
     Value::Array(list.iter().map(|p| json!({"code": p.code, "message": p.message})).collect())
 }

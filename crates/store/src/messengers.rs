@@ -73,7 +73,7 @@ fn bind_messenger<'q>(
 }
 
 fn purpose(s: &str) -> Purpose {
-    if s == Purpose::Enrollment.as_str() { Purpose::Enrollment } else { Purpose::SecondFactor }
+    [Purpose::Enrollment, Purpose::Test].into_iter().find(|p| p.as_str() == s).unwrap_or(Purpose::SecondFactor)
 }
 
 fn delivery(row: &AnyRow) -> StoreResult<Delivery> {

@@ -68,6 +68,12 @@ impl Drop for TestApp {
     }
 }
 
+/// An HTTP client for tests (TLS provider chosen first, as reqwest requires).
+pub fn http_client() -> reqwest::Client {
+    tessera_providers::install_tls();
+    reqwest::Client::new()
+}
+
 pub struct AppBuilder {
     backend: Backend,
     database_url: Option<String>,
@@ -140,7 +146,7 @@ impl AppBuilder {
             base: format!("http://{addr}"),
             api_key,
             database_url,
-            client: reqwest::Client::new(),
+            client: http_client(),
             clock,
             state,
             shutdown: Some(tx),

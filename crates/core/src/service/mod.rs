@@ -1,6 +1,7 @@
 //! `Identity`: the use cases the HTTP API exposes, each taking `now` and returning a
 //! domain outcome for the server to put into wire shape.
 
+mod messengers;
 mod sessions;
 mod twofactor;
 mod users;
@@ -206,6 +207,10 @@ impl Identity {
 
     pub fn jwks(&self) -> &Value {
         self.tokens.jwks()
+    }
+
+    pub fn tenant(&self) -> &Tenant {
+        &self.tenant
     }
 
     pub fn default_application(&self) -> &Application {

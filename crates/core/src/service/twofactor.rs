@@ -8,7 +8,7 @@ use crate::apikey::Admin;
 use crate::audit::AuditKind;
 use crate::ids::{TenantId, UserId};
 use crate::login::LoginSuccess;
-use crate::messaging::{self, Channel, OutboundMessage, Purpose};
+use crate::messaging::{self, Channel, OutboundMessage, Purpose, Verification};
 use crate::phone::PhoneNumber;
 use crate::seal::Sealer;
 use crate::secret::Secret;
@@ -71,6 +71,23 @@ pub enum DisableOutcome {
     Disabled,
     WrongCode,
     NotFound,
+}
+
+/// Where a code goes and why.
+struct CodeRequest<'a> {
+    user: UserId,
+    to: &'a PhoneNumber,
+    purpose: Purpose,
+    channel: Channel,
+    locale: &'a str,
+}
+
+enum Prepared {
+    /// A verification service owns the code; store its marker.
+    Verification(Verification),
+    /// Our own code: store its hash, then send it.
+    Own(String),
+    Refused(SendOutcome),
 }
 
 const CHALLENGE_PURPOSE: &str = "challenge";
@@ -136,44 +153,64 @@ impl Identity {
 
     // ---- sending codes ----
 
-    /// Rate limit, then deliver. The code is already stored (hashed) by the caller, so
-    /// whatever arrives is what will be accepted.
-    #[allow(clippy::too_many_arguments)]
+    /// Rate limit, then either a verification service (Twilio Verify) takes over and
+    /// its marker is returned, or a fresh code of our own is. The caller stores what it
+    /// gets *before* anything is delivered, so whatever arrives is what is accepted.
+    async fn prepare_code(
+        &self,
+        req: &CodeRequest<'_>,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<Prepared, CoreError> {
+        let p = &self.policies.two_factor;
+        if !self.store.try_record_send(req.user, now, now.minus(p.send_window), p.send_limit).await? {
+            let detail = json!({"channel": req.channel.as_str()});
+            self.audit(AuditKind::TwoFactorCodeSent, Some(req.user), "rate_limited", ctx, detail, now).await?;
+            return Ok(Prepared::Refused(SendOutcome::RateLimited));
+        }
+        match self.messenger.start_verification(&self.message(req, "")).await {
+            Ok(Some(v)) => {
+                let detail = json!({"channel": req.channel.as_str(), "purpose": req.purpose.as_str(), "provider": "twilio-verify"});
+                self.audit(AuditKind::TwoFactorCodeSent, Some(req.user), "sent", ctx, detail, now).await?;
+                Ok(Prepared::Verification(v))
+            }
+            Ok(None) => Ok(Prepared::Own(tf::numeric_code(p.code_digits)?)),
+            Err(e) => {
+                let detail = json!({"channel": req.channel.as_str(), "error": e.to_string()});
+                self.audit(AuditKind::TwoFactorCodeSent, Some(req.user), "failed", ctx, detail, now).await?;
+                Ok(Prepared::Refused(SendOutcome::Failed(e.to_string())))
+            }
+        }
+    }
+
+    fn message(&self, req: &CodeRequest<'_>, code: &str) -> OutboundMessage {
+        OutboundMessage {
+            to: req.to.clone(),
+            channel: req.channel,
+            purpose: req.purpose,
+            locale: req.locale.to_owned(),
+            text: messaging::render(req.purpose, req.channel, req.locale, code, &self.default_application.name),
+            code: Secret::new(code),
+        }
+    }
+
+    /// Sends our own (already stored) code.
     async fn deliver(
         &self,
-        user: UserId,
-        to: &PhoneNumber,
-        purpose: Purpose,
-        channel: Channel,
-        locale: &str,
+        req: &CodeRequest<'_>,
         code: &str,
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<SendOutcome, CoreError> {
-        let p = &self.policies.two_factor;
-        if !self.store.try_record_send(user, now, now.minus(p.send_window), p.send_limit).await? {
-            let detail = json!({"channel": channel.as_str()});
-            self.audit(AuditKind::TwoFactorCodeSent, Some(user), "rate_limited", ctx, detail, now).await?;
-            return Ok(SendOutcome::RateLimited);
-        }
-        let message = OutboundMessage {
-            to: to.clone(),
-            channel,
-            purpose,
-            locale: locale.to_owned(),
-            text: messaging::render(purpose, channel, locale, code, &self.default_application.name),
-            code: Secret::new(code),
-        };
-        let outcome = match self.messenger.send(&message).await {
+        let outcome = match self.messenger.send(&self.message(req, code)).await {
             Ok(receipt) => {
-                let detail =
-                    json!({"channel": channel.as_str(), "purpose": purpose.as_str(), "provider": receipt.provider});
-                self.audit(AuditKind::TwoFactorCodeSent, Some(user), "sent", ctx, detail, now).await?;
+                let detail = json!({"channel": req.channel.as_str(), "purpose": req.purpose.as_str(), "provider": receipt.provider});
+                self.audit(AuditKind::TwoFactorCodeSent, Some(req.user), "sent", ctx, detail, now).await?;
                 SendOutcome::Sent
             }
             Err(e) => {
-                let detail = json!({"channel": channel.as_str(), "error": e.to_string()});
-                self.audit(AuditKind::TwoFactorCodeSent, Some(user), "failed", ctx, detail, now).await?;
+                let detail = json!({"channel": req.channel.as_str(), "error": e.to_string()});
+                self.audit(AuditKind::TwoFactorCodeSent, Some(req.user), "failed", ctx, detail, now).await?;
                 SendOutcome::Failed(e.to_string())
             }
         };
@@ -197,19 +234,23 @@ impl Identity {
         let method = methods.iter().filter(|m| m.phone().is_some()).find(|m| method_id.is_none_or(|id| &m.id == id));
         let Some(method) = method else { return Ok(SendOutcome::NotFound) };
         let Some(phone) = method.phone() else { return Ok(SendOutcome::NotFound) };
-        let code = tf::numeric_code(self.policies.two_factor.code_digits)?;
-        let pending = PendingCode {
-            method_id: method.id.clone(),
-            hash: self.sealer.hash_code(CHALLENGE_PURPOSE, &code),
-            expires_at: now.plus(self.policies.two_factor.code_ttl),
+        let req = CodeRequest { user: user.id, to: phone, purpose: Purpose::SecondFactor, channel, locale };
+        let (hash, own) = match self.prepare_code(&req, ctx, now).await? {
+            Prepared::Refused(outcome) => return Ok(outcome),
+            Prepared::Verification(v) => (v.to_marker(), None),
+            Prepared::Own(code) => (self.sealer.hash_code(CHALLENGE_PURPOSE, &code), Some(code)),
         };
+        let pending =
+            PendingCode { method_id: method.id.clone(), hash, expires_at: now.plus(self.policies.two_factor.code_ttl) };
         self.store.set_challenge_code(&challenge.digest, &pending).await?;
-        self.deliver(user.id, phone, Purpose::SecondFactor, channel, locale, &code, ctx, now).await
+        match own {
+            Some(code) => self.deliver(&req, &code, ctx, now).await,
+            None => Ok(SendOutcome::Sent),
+        }
     }
 
     /// `POST /api/two-factor/send` with a phone: the code that proves the phone before
     /// it becomes a factor.
-    #[allow(clippy::too_many_arguments)]
     pub async fn send_enrollment_code(
         &self,
         scope: &UserScope,
@@ -219,22 +260,12 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<SendOutcome, CoreError> {
-        self.put_user_code_and_send(
-            scope.user_id,
-            enable_purpose(phone),
-            phone,
-            Purpose::Enrollment,
-            channel,
-            locale,
-            ctx,
-            now,
-        )
-        .await
+        let req = CodeRequest { user: scope.user_id, to: phone, purpose: Purpose::Enrollment, channel, locale };
+        self.put_user_code_and_send(enable_purpose(phone), &req, ctx, now).await
     }
 
     /// `POST /api/two-factor/send` with a method id: a code to an existing SMS method,
     /// used to prove possession before disabling it.
-    #[allow(clippy::too_many_arguments)]
     pub async fn send_method_code(
         &self,
         scope: &UserScope,
@@ -248,49 +279,72 @@ impl Identity {
         let Some(phone) = methods.iter().find(|m| &m.id == method_id).and_then(|m| m.phone().cloned()) else {
             return Ok(SendOutcome::NotFound);
         };
-        self.put_user_code_and_send(
-            scope.user_id,
-            MANAGE_PURPOSE.into(),
-            &phone,
-            Purpose::SecondFactor,
-            channel,
-            locale,
-            ctx,
-            now,
-        )
-        .await
+        let req = CodeRequest { user: scope.user_id, to: &phone, purpose: Purpose::SecondFactor, channel, locale };
+        self.put_user_code_and_send(MANAGE_PURPOSE.into(), &req, ctx, now).await
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn put_user_code_and_send(
         &self,
-        user: UserId,
         purpose: String,
-        phone: &PhoneNumber,
-        message_purpose: Purpose,
-        channel: Channel,
-        locale: &str,
+        req: &CodeRequest<'_>,
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<SendOutcome, CoreError> {
-        let code = tf::numeric_code(self.policies.two_factor.code_digits)?;
+        let (hash, own) = match self.prepare_code(req, ctx, now).await? {
+            Prepared::Refused(outcome) => return Ok(outcome),
+            Prepared::Verification(v) => (v.to_marker(), None),
+            Prepared::Own(code) => (self.sealer.hash_code(&purpose, &code), Some(code)),
+        };
         let record = UserCode {
-            user_id: user,
-            hash: self.sealer.hash_code(&purpose, &code),
+            user_id: req.user,
+            hash,
             purpose,
             expires_at: now.plus(self.policies.two_factor.code_ttl),
             failures: 0,
         };
         self.store.put_user_code(&record).await?;
-        self.deliver(user, phone, message_purpose, channel, locale, &code, ctx, now).await
+        match own {
+            Some(code) => self.deliver(req, &code, ctx, now).await,
+            None => Ok(SendOutcome::Sent),
+        }
+    }
+
+    /// Whether `code` matches a stored code hash, or (for a code owned by a
+    /// verification service) whether the service approves it.
+    async fn code_matches(&self, stored: &str, purpose: &str, code: &str) -> bool {
+        match Verification::from_marker(stored) {
+            None => self.sealer.verify_code(stored, purpose, code),
+            // Only digits are worth one of the service's limited checks.
+            Some(_) if !code.bytes().all(|b| b.is_ascii_digit()) || code.is_empty() => false,
+            Some(v) => match self.messenger.check_verification(&v, code).await {
+                Ok(ok) => ok,
+                Err(e) => {
+                    tracing::warn!(error = %e, "verification check failed");
+                    false
+                }
+            },
+        }
+    }
+
+    /// Feedback to a verification service that its code led to a sign-in.
+    async fn approve_if_owned(&self, stored: &str) {
+        if let Some(v) = Verification::from_marker(stored)
+            && let Err(e) = self.messenger.approve_verification(&v).await
+        {
+            tracing::warn!(error = %e, "could not send verification feedback");
+        }
     }
 
     /// Checks and consumes a user code; counts a failure otherwise and drops the code
     /// after too many.
     async fn take_user_code(&self, user: UserId, purpose: &str, code: &str, now: Timestamp) -> Result<bool, CoreError> {
         let Some(stored) = self.store.user_code(user, purpose).await? else { return Ok(false) };
-        if now < stored.expires_at && self.sealer.verify_code(&stored.hash, purpose, code) {
-            return Ok(self.store.take_user_code(user, purpose, &stored.hash).await?);
+        if now < stored.expires_at && self.code_matches(&stored.hash, purpose, code).await {
+            let taken = self.store.take_user_code(user, purpose, &stored.hash).await?;
+            if taken {
+                self.approve_if_owned(&stored.hash).await;
+            }
+            return Ok(taken);
         }
         if self.store.record_user_code_failure(user, purpose).await? >= self.policies.two_factor.max_attempts {
             self.store.take_user_code(user, purpose, &stored.hash).await?;
@@ -345,16 +399,18 @@ impl Identity {
         let methods = self.store.methods(user.id).await?;
 
         let mut used = None;
+        let mut owned_by_service = None;
         if self.check_totp(user.id, &methods, code, now).await? {
             used = Some("otp");
         }
         if used.is_none()
             && let Some(pending) = &challenge.code
             && now < pending.expires_at
-            && self.sealer.verify_code(&pending.hash, CHALLENGE_PURPOSE, code)
+            && self.code_matches(&pending.hash, CHALLENGE_PURPOSE, code).await
             && self.store.take_challenge_code(&challenge.digest, &pending.hash).await?
         {
             used = Some("sms");
+            owned_by_service = Some(pending.hash.clone());
         }
         if used.is_none() && self.use_recovery_code(user.id, code).await? {
             self.audit(AuditKind::RecoveryCodeUsed, Some(user.id), "success", ctx, json!({}), now).await?;
@@ -378,6 +434,9 @@ impl Identity {
         self.audit(AuditKind::TwoFactorSuccess, Some(user.id), "success", ctx, json!({"method": method}), now).await?;
         let user_id = user.id;
         let mut success = self.complete_login(user, challenge.application_id, req.no_jwt, method, ctx, now).await?;
+        if let Some(stored) = owned_by_service {
+            self.approve_if_owned(&stored).await;
+        }
         if req.trust_computer {
             let token = Secret::new(random::token(32)?);
             let record = TrustToken {

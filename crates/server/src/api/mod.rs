@@ -3,6 +3,8 @@
 
 pub mod jwt;
 pub mod login;
+pub mod messengers;
 pub mod system;
 pub mod two_factor;
 pub mod users;
+pub mod webhooks;

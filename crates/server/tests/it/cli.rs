@@ -84,7 +84,7 @@ async fn first_start_prints_a_working_key_and_sigterm_stops_cleanly() {
     assert!(key.starts_with("tsk_"));
     assert!(dir.join("tessera-data/tessera.db").exists(), "SQLite file under ./tessera-data/");
 
-    let client = reqwest::Client::new();
+    let client = tessera_testkit::http_client();
     let status = client.get(format!("{}/api/status", server.base)).send().await.unwrap();
     assert_eq!(status.status(), 200);
     let created = client
@@ -137,7 +137,7 @@ async fn an_operator_key_from_a_file_is_used_instead_of_a_generated_one() {
     let key_file = dir.join("key").display().to_string();
     let server = Running::start(&dir, &[("TESSERA_API_KEY_FILE", &key_file)]);
     assert_eq!(server.printed_key, None, "nothing to print: the operator chose the key");
-    let r = reqwest::Client::new()
+    let r = tessera_testkit::http_client()
         .get(format!("{}/api/system/audit-log", server.base))
         .header("Authorization", "tsk_operator_chosen_key_123")
         .send()

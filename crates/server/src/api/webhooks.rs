@@ -1,0 +1,93 @@
+//! Delivery status callbacks from providers. Each is checked against the messenger's
+//! auth token before it may change a record; a missing or wrong signature is a 403.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use tessera_core::messengers::MessengerType;
+use tessera_providers::signature;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// `application/x-www-form-urlencoded` into pairs, in the order sent.
+fn form(body: &[u8]) -> Vec<(String, String)> {
+    serde_urlencoded::from_bytes(body).unwrap_or_default()
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+}
+
+/// The URL the provider signed: our public URL with the request's path and query.
+fn signed_url(s: &AppState, uri: &Uri) -> Option<String> {
+    let base = s.public_url.as_deref()?;
+    Some(format!("{base}{}", uri.path_and_query().map_or(uri.path(), |p| p.as_str())))
+}
+
+async fn auth_token(s: &AppState, id: &str, kind: MessengerType) -> Result<Option<String>, ApiError> {
+    let Ok(id) = id.parse() else { return Ok(None) };
+    let Some(m) = s.store.messenger(s.identity.tenant().id, id).await? else { return Ok(None) };
+    if m.kind != kind {
+        return Ok(None);
+    }
+    let secrets = s.router.secrets(&m).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(secrets.get("authToken").and_then(|v| v.as_str()).map(str::to_owned))
+}
+
+/// Twilio `StatusCallback`: `MessageSid`, `MessageStatus`, `ErrorCode`, signed with
+/// `X-Twilio-Signature`.
+pub async fn twilio_status(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let params = form(&body);
+    let header = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok());
+    let (Some(token), Some(url), Some(header)) =
+        (auth_token(&s, &id, MessengerType::Twilio).await?, signed_url(&s, &uri), header)
+    else {
+        return Ok(StatusCode::FORBIDDEN);
+    };
+    if !signature::verify_twilio(&token, &url, &params, header) {
+        tracing::warn!(messenger = %id, "rejected a Twilio callback with a bad signature");
+        return Ok(StatusCode::FORBIDDEN);
+    }
+    let (Some(sid), Some(status)) = (param(&params, "MessageSid"), param(&params, "MessageStatus")) else {
+        return Ok(StatusCode::BAD_REQUEST);
+    };
+    s.store.update_delivery_status("twilio", sid, status, param(&params, "ErrorCode"), s.clock.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Plivo message `url` callback: `MessageUUID`, `Status`, `ErrorCode`, signed with
+/// `X-Plivo-Signature-V3` and its nonce.
+pub async fn plivo_status(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let params = form(&body);
+    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
+    let (Some(token), Some(url), Some(sig), Some(nonce)) = (
+        auth_token(&s, &id, MessengerType::Plivo).await?,
+        signed_url(&s, &uri),
+        get("x-plivo-signature-v3"),
+        get("x-plivo-signature-v3-nonce"),
+    ) else {
+        return Ok(StatusCode::FORBIDDEN);
+    };
+    if !signature::verify_plivo_v3(&token, &url, nonce, &params, sig) {
+        tracing::warn!(messenger = %id, "rejected a Plivo callback with a bad signature");
+        return Ok(StatusCode::FORBIDDEN);
+    }
+    let (Some(uuid), Some(status)) = (param(&params, "MessageUUID"), param(&params, "Status")) else {
+        return Ok(StatusCode::BAD_REQUEST);
+    };
+    s.store.update_delivery_status("plivo", uuid, status, param(&params, "ErrorCode"), s.clock.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
