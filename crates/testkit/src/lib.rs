@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+
+pub mod mock;
+pub use mock::{Captured, MockVendor};
 use tessera_core::Timestamp;
 use tessera_core::password::HashParams;
 use tessera_core::seal::SealKey;

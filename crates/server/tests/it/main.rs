@@ -3,6 +3,7 @@
 
 mod cli;
 mod login;
+mod messengers;
 mod multi_instance;
 mod system;
 mod tokens;
