@@ -94,6 +94,22 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
         on_event: Some(Arc::new(move |kind: AuditKind, outcome| events.record_event(kind.as_str(), outcome))),
     };
     let identity = Identity::start(deps, config.policies.clone(), clock.now()).await?;
+    for (i, m) in config.messengers.iter().enumerate() {
+        let id = m.get("id").and_then(|v| v.as_str()).and_then(|v| v.parse().ok()).ok_or_else(|| {
+            StartError::Config(format!(
+                "messengers[{i}]: give each configured messenger an `id` (a UUID) so restarts update it"
+            ))
+        })?;
+        let input =
+            serde_json::from_value(m.clone()).map_err(|e| StartError::Config(format!("messengers[{i}]: {e}")))?;
+        identity.seed_messenger(id, input, clock.now()).await.map_err(|e| match e {
+            CoreError::Invalid(v) => {
+                let detail: Vec<String> = v.fields.values().flatten().map(|p| p.message.clone()).collect();
+                StartError::Config(format!("messengers[{i}]: {}", detail.join(" ")))
+            }
+            other => StartError::Core(other),
+        })?;
+    }
     let public_url = config.messaging.public_url.clone();
     let state = AppState { identity: Arc::new(identity), console, router, public_url, store, clock, metrics, hasher };
     Ok(Prepared { state, bootstrap: report, request_timeout: config.request_timeout })

@@ -24,6 +24,8 @@ use toml::Value;
 enum Kind {
     Text,
     Integer,
+    /// `[[messengers]]` tables in TOML, or a JSON array in the environment.
+    Messengers,
 }
 
 /// Every key: its type, its default (as TOML) and what it does. The README's
@@ -60,6 +62,12 @@ const KEYS: &[(&str, Kind, &str, &str)] = &[
         "AES-256-GCM key `kid:base64` for secrets at rest (SQLite: generated into seal.key beside the database if absent)",
     ),
     ("seal_keys_previous", Kind::Text, "", "earlier seal keys, comma-separated, still accepted for reading"),
+    (
+        "messengers",
+        Kind::Messengers,
+        "",
+        "messengers to create or update at start: `[[messengers]]` tables with `id` and the /api/messenger fields (a JSON array in the variable)",
+    ),
     (
         "public_url",
         Kind::Text,
@@ -107,6 +115,7 @@ struct Raw {
     trust_token_ttl_seconds: u64,
     seal_key: Option<String>,
     seal_keys_previous: Option<String>,
+    messengers: Option<Vec<toml::Table>>,
     public_url: Option<String>,
     messenger_deadline_ms: u64,
     messenger_attempt_timeout_ms: u64,
@@ -135,6 +144,8 @@ pub struct Config {
     pub seal_key: Option<SealKey>,
     pub seal_keys_previous: Vec<SealKey>,
     pub messaging: RouterSettings,
+    /// Messengers to create or update at start (each with an `id`).
+    pub messengers: Vec<serde_json::Value>,
     pub request_timeout: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -229,6 +240,11 @@ fn typed(kind: Kind, name: &str, value: &str) -> Result<Value, ConfigError> {
             .parse::<i64>()
             .map(Value::Integer)
             .map_err(|_| ConfigError(format!("{name} must be a whole number, got {value:?}"))),
+        Kind::Messengers => {
+            let json: serde_json::Value =
+                serde_json::from_str(value).map_err(|e| ConfigError(format!("{name} must be a JSON array: {e}")))?;
+            Value::try_from(json).map_err(|e| ConfigError(format!("{name}: {e}")))
+        }
     }
 }
 
@@ -309,6 +325,12 @@ impl Raw {
             password_hash_threads: threads,
             seal_key,
             seal_keys_previous,
+            messengers: self
+                .messengers
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| serde_json::to_value(t).map_err(|e| ConfigError(format!("messengers: {e}"))))
+                .collect::<Result<_, _>>()?,
             messaging: RouterSettings {
                 deadline: Duration::from_millis(self.messenger_deadline_ms),
                 attempt_timeout: Duration::from_millis(self.messenger_attempt_timeout_ms),
@@ -386,6 +408,24 @@ mod tests {
         for row in Config::reference().lines() {
             assert!(readme.contains(row), "README.md lacks the row (run `tessera config-reference`):\n{row}");
         }
+    }
+
+    #[test]
+    fn messengers_come_from_toml_tables_or_a_json_variable() {
+        let toml = temp_file(
+            "tessera.toml",
+            "[[messengers]]\nid = \"3f6c9a2e-1b2d-4c3e-9f00-0a1b2c3d4e5f\"\ntype = \"Twilio\"\nname = \"main\"\npriority = 1\n",
+        );
+        let c = Config::load(Some(&toml), env(&[])).unwrap();
+        assert_eq!(c.messengers.len(), 1);
+        assert_eq!(c.messengers[0]["type"], "Twilio");
+        assert_eq!(c.messengers[0]["priority"], 1);
+        let c =
+            Config::load(None, env(&[("TESSERA_MESSENGERS", r#"[{"id": "x", "type": "Console", "name": "dev"}]"#)]))
+                .unwrap();
+        assert_eq!(c.messengers[0]["name"], "dev");
+        let e = Config::load(None, env(&[("TESSERA_MESSENGERS", "nope")])).unwrap_err();
+        assert!(e.0.contains("JSON array"), "{e}");
     }
 
     #[test]

@@ -162,6 +162,20 @@ impl Identity {
         self.replace_messenger(admin, id, input, now).await
     }
 
+    /// A messenger from configuration at start: created, or updated if it exists.
+    pub async fn seed_messenger(
+        &self,
+        id: MessengerId,
+        input: MessengerInput,
+        now: Timestamp,
+    ) -> Result<MessengerConfig, CoreError> {
+        let admin = Admin { tenant_id: self.tenant.id, key_id: crate::ids::ApiKeyId::from_uuid(uuid::Uuid::nil()) };
+        match self.store.messenger(self.tenant.id, id).await? {
+            Some(_) => self.replace_messenger(&admin, id, input, now).await,
+            None => self.create_messenger(&admin, Some(id), input, now).await,
+        }
+    }
+
     pub async fn delete_messenger(&self, admin: &Admin, id: MessengerId) -> Result<(), CoreError> {
         if self.store.delete_messenger(admin.tenant_id, id).await? { Ok(()) } else { Err(CoreError::NotFound) }
     }

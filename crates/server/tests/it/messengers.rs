@@ -549,3 +549,38 @@ async fn the_configuration_api_validates_masks_and_keeps_secrets() {
     assert_eq!(app.admin(Method::DELETE, &format!("/api/messenger/{id}"), None).await.status, 200);
     assert_eq!(app.admin(Method::GET, &format!("/api/messenger/{id}"), None).await.status, 404);
 }
+
+#[tokio::test]
+async fn messengers_from_configuration_are_created_then_updated_at_each_start() {
+    let mock = MockVendor::start().await;
+    mock.default_reply(twilio_ok("SM-CONF"));
+    let id = "0d7c2f5e-5a86-4d55-9c6f-2f0f3c8c1a11";
+    let mut seeded = twilio(&mock);
+    seeded["id"] = json!(id);
+    let first_seed = seeded.clone();
+    let first = app().configure(move |c| c.messengers = vec![first_seed]).spawn().await;
+    let got = first.admin(Method::GET, &format!("/api/messenger/{id}"), None).await;
+    assert_eq!((got.status, &got.json["messenger"]["name"]), (200, &json!("twilio")));
+    assert_eq!(test_send(&first, id, PHONE).await.status, 200);
+    let url = first.database_url.clone();
+    drop(first);
+
+    seeded["name"] = json!("renamed in tessera.toml");
+    let second = app().database_url(&url).configure(move |c| c.messengers = vec![seeded]).spawn().await;
+    let list = second.admin(Method::GET, "/api/messenger", None).await;
+    let all = list.json["messengers"].as_array().unwrap();
+    assert_eq!(all.len(), 1, "updated, not duplicated");
+    assert_eq!(all[0]["name"], "renamed in tessera.toml");
+
+    let mut config = tessera_server::Config::defaults().unwrap();
+    config.database_url = url;
+    config.seal_key = Some(tessera_core::seal::SealKey::parse(tessera_testkit::TEST_SEAL_KEY).unwrap());
+    config.messengers = vec![json!({"type": "Twilio", "name": "no id"})];
+    let clock: std::sync::Arc<dyn tessera_server::clock::Clock> =
+        std::sync::Arc::new(tessera_testkit::FakeClock::new());
+    let err = tessera_server::prepare(&config, clock.clone()).await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("messengers[0]: give each configured messenger an `id`"), "{err}");
+    config.messengers = vec![json!({"id": id, "type": "Twilio", "name": "broken", "accountSID": "AC1"})];
+    let err = tessera_server::prepare(&config, clock).await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("messengers[0]:") && err.contains("fromPhoneNumber"), "{err}");
+}
