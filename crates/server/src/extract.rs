@@ -104,3 +104,17 @@ pub fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> R
     serde_json::from_slice(body)
         .map_err(|e| ApiError::general("[invalidJSON]", format!("The request body is not valid JSON: {e}")))
 }
+
+/// `?startRow=&numberOfResults=` paging, FusionAuth's names; 25 rows by default.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page {
+    #[serde(default)]
+    pub start_row: u64,
+    #[serde(default = "default_page_size")]
+    pub number_of_results: u64,
+}
+
+fn default_page_size() -> u64 {
+    25
+}

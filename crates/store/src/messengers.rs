@@ -1,27 +1,16 @@
 //! Messenger configurations and delivery records.
 
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::any::AnyRow;
 use tessera_core::Timestamp;
 use tessera_core::ids::{MessengerId, TenantId};
 use tessera_core::messaging::{Channel, Purpose};
 use tessera_core::messengers::{Delivery, MessengerConfig, MessengerType};
-use tessera_core::store::{MessengerStore, StoreError, StoreResult};
+use tessera_core::store::{MessengerStore, StoreResult};
 
 use crate::queries::{SqlStore, write_error};
+use crate::rows::{corrupt, get};
 use crate::unavailable;
-
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-fn get<T>(row: &AnyRow, col: &str) -> StoreResult<T>
-where
-    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
-{
-    row.try_get::<T, _>(col).map_err(|e| corrupt(format!("{col}: {e}")))
-}
 
 fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> StoreResult<T> {
     serde_json::from_str(&get::<String>(row, col)?).map_err(|e| corrupt(format!("{col}: {e}")))

@@ -17,8 +17,16 @@ use tessera_core::store::{Application, StoreError, StoreResult, Tenant};
 use tessera_core::tokens::{RefreshToken, SigningKey};
 use tessera_core::user::{Email, User, Username};
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
+}
+
+/// A column of any type both backends decode alike; a failure names the column.
+pub(crate) fn get<T>(row: &AnyRow, col: &str) -> StoreResult<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get::<T, _>(col).map_err(|e| corrupt(format!("{col}: {e}")))
 }
 
 fn text(row: &AnyRow, col: &str) -> StoreResult<String> {

@@ -3,30 +3,19 @@
 //! cannot both use the same code.
 
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::any::AnyRow;
 use tessera_core::Timestamp;
 use tessera_core::ids::UserId;
 use tessera_core::phone::PhoneNumber;
-use tessera_core::store::{StoreError, StoreResult, TwoFactorStore};
+use tessera_core::store::{StoreResult, TwoFactorStore};
 use tessera_core::totp::{OtpAlgorithm, TotpParams};
 use tessera_core::twofactor::{
     Authenticator, Challenge, MethodId, MethodKind, PendingCode, TrustToken, TwoFactorMethod, UserCode,
 };
 
 use crate::queries::{SqlStore, write_error};
+use crate::rows::{corrupt, get};
 use crate::unavailable;
-
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-fn get<T>(row: &AnyRow, col: &str) -> StoreResult<T>
-where
-    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
-{
-    row.try_get::<T, _>(col).map_err(|e| corrupt(format!("{col}: {e}")))
-}
 
 fn method_id(s: String) -> StoreResult<MethodId> {
     MethodId::parse(&s).ok_or_else(|| corrupt("method id"))

@@ -14,7 +14,7 @@ use tessera_core::validation::ValidationErrors;
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{AdminAuth, ApiJson};
+use crate::extract::{AdminAuth, ApiJson, Page};
 
 #[derive(Deserialize)]
 pub struct MessengerRequest {
@@ -153,19 +153,6 @@ pub async fn test(
             Err(ApiError::Invalid(errors))
         }
     }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Page {
-    #[serde(default)]
-    start_row: u64,
-    #[serde(default = "default_page")]
-    number_of_results: u64,
-}
-
-fn default_page() -> u64 {
-    25
 }
 
 /// `GET /api/messenger/deliveries`: what was sent, through whom, and what became of it.

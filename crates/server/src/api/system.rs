@@ -4,12 +4,11 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::AdminAuth;
+use crate::extract::{AdminAuth, Page};
 
 /// Healthy once the server runs (it migrates before it listens) and the database answers.
 pub async fn status(State(s): State<AppState>) -> impl IntoResponse {
@@ -24,19 +23,6 @@ pub async fn status(State(s): State<AppState>) -> impl IntoResponse {
 
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Page {
-    #[serde(default)]
-    start_row: u64,
-    #[serde(default = "default_page")]
-    number_of_results: u64,
-}
-
-fn default_page() -> u64 {
-    25
 }
 
 /// `GET /api/system/audit-log?startRow=0&numberOfResults=25`, newest first.
