@@ -196,6 +196,11 @@ pub trait MessengerStore: Send + Sync {
         error_code: Option<&str>,
         now: Timestamp,
     ) -> StoreResult<bool>;
+    /// Keeps the text a voice call should speak until the provider fetches it
+    /// (Plivo asks an answer URL); stored sealed, by the digest of its token.
+    async fn put_voice_prompt(&self, digest: &str, sealed_text: &str, expires_at: Timestamp) -> StoreResult<()>;
+    /// Returns and deletes the prompt: it is spoken once.
+    async fn take_voice_prompt(&self, digest: &str, now: Timestamp) -> StoreResult<Option<String>>;
     /// Newest first, with the total.
     async fn deliveries(&self, tenant: TenantId, offset: u64, limit: u64) -> StoreResult<(Vec<Delivery>, u64)>;
 }

@@ -28,31 +28,34 @@ impl Plivo {
         })
     }
 
-    pub async fn send(
+    /// A call whose answer URL (served by Tessera, see the router) speaks the text.
+    pub async fn call(
         &self,
         client: &reqwest::Client,
         msg: &OutboundMessage,
-        status_callback: Option<&str>,
+        answer_url: &str,
     ) -> Result<Receipt, MessengerError> {
-        if msg.channel == Channel::Voice {
-            // A Plivo call needs an answer URL serving XML; Tessera does not host one yet.
-            return Err(MessengerError::permanent(PROVIDER, None, "voice through Plivo is not supported yet"));
-        }
-        // Plivo numbers go without the leading '+'.
-        let mut body = json!({"dst": msg.to.as_str().trim_start_matches('+'), "text": msg.text, "type": "sms"});
-        match (&self.powerpack, &self.src) {
-            (Some(pp), _) => body["powerpack_uuid"] = json!(pp),
-            (None, Some(src)) => body["src"] = json!(src.trim_start_matches('+')),
-            (None, None) => return Err(MessengerError::permanent(PROVIDER, None, "no src number or Powerpack")),
-        }
-        if let Some(cb) = status_callback {
-            body["url"] = json!(cb);
-            body["method"] = json!("POST");
-        }
+        let Some(from) = &self.src else {
+            return Err(MessengerError::permanent(PROVIDER, None, "voice calls need a src number"));
+        };
+        let body = json!({
+            "from": from.trim_start_matches('+'),
+            "to": msg.to.as_str().trim_start_matches('+'),
+            "answer_url": answer_url,
+            "answer_method": "POST",
+        });
+        let answer = self.post(client, "Call/", &body).await?;
+        let id = answer.get("request_uuid").and_then(Value::as_str).map(str::to_owned);
+        let mut receipt = Receipt::new(PROVIDER, id);
+        receipt.status = Some("queued".into());
+        Ok(receipt)
+    }
+
+    async fn post(&self, client: &reqwest::Client, resource: &str, body: &Value) -> Result<Value, MessengerError> {
         let resp = client
-            .post(format!("{}/v1/Account/{}/Message/", self.base, self.auth_id))
+            .post(format!("{}/v1/Account/{}/{resource}", self.base, self.auth_id))
             .basic_auth(&self.auth_id, Some(&self.auth_token))
-            .json(&body)
+            .json(body)
             .send()
             .await
             .map_err(|e| http::transport(PROVIDER, &e))?;
@@ -66,6 +69,34 @@ impl Plivo {
             };
             return Err(status_error(PROVIDER, status, &headers, None, message));
         }
+        Ok(answer)
+    }
+
+    pub async fn send(
+        &self,
+        client: &reqwest::Client,
+        msg: &OutboundMessage,
+        status_callback: Option<&str>,
+    ) -> Result<Receipt, MessengerError> {
+        if msg.channel == Channel::Voice {
+            return Err(MessengerError::permanent(
+                PROVIDER,
+                None,
+                "voice through Plivo needs public_url (Plivo fetches what to say from Tessera)",
+            ));
+        }
+        // Plivo numbers go without the leading '+'.
+        let mut body = json!({"dst": msg.to.as_str().trim_start_matches('+'), "text": msg.text, "type": "sms"});
+        match (&self.powerpack, &self.src) {
+            (Some(pp), _) => body["powerpack_uuid"] = json!(pp),
+            (None, Some(src)) => body["src"] = json!(src.trim_start_matches('+')),
+            (None, None) => return Err(MessengerError::permanent(PROVIDER, None, "no src number or Powerpack")),
+        }
+        if let Some(cb) = status_callback {
+            body["url"] = json!(cb);
+            body["method"] = json!("POST");
+        }
+        let answer = self.post(client, "Message/", &body).await?;
         let id = answer.get("message_uuid").and_then(|v| v.get(0)).and_then(Value::as_str).map(str::to_owned);
         let mut receipt = Receipt::new(PROVIDER, id);
         receipt.status = Some("queued".into());

@@ -10,9 +10,11 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use tessera_core::Timestamp;
 use tessera_core::ids::{DeliveryId, MessengerId, TenantId};
-use tessera_core::messaging::{Messenger, MessengerError, OutboundMessage, Receipt, Verification};
+use tessera_core::messaging::{Channel, Messenger, MessengerError, OutboundMessage, Receipt, Verification};
 use tessera_core::messengers::{Delivery, MessengerConfig, MessengerType, route};
+use tessera_core::random;
 use tessera_core::seal::Sealer;
+use tessera_core::secret::Secret;
 use tessera_core::store::Store;
 use tokio::time::Instant;
 
@@ -120,6 +122,32 @@ impl Router {
         Some(format!("{base}/webhooks/{vendor}/status/{}", m.id))
     }
 
+    /// Stores what a Plivo call should say and returns the answer URL Plivo will
+    /// fetch it from (`None` without a public URL).
+    async fn voice_prompt(&self, m: &MessengerConfig, msg: &OutboundMessage) -> Result<Option<String>, MessengerError> {
+        let Some(base) = self.settings.public_url.as_deref() else { return Ok(None) };
+        let fail = |e: String| MessengerError::retryable("tessera", None, e);
+        let token = Secret::new(random::token(24).map_err(|e| fail(e.to_string()))?);
+        let digest = token.digest();
+        let sealed = self.sealer.seal(msg.text.as_bytes(), &voice_context(&digest)).map_err(|e| fail(e.to_string()))?;
+        let expires = (self.now)().plus(Duration::from_secs(600));
+        self.store.put_voice_prompt(&digest, &sealed, expires).await.map_err(|e| fail(e.to_string()))?;
+        Ok(Some(format!("{}/webhooks/plivo/answer/{}/{}", base.trim_end_matches('/'), m.id, token.expose())))
+    }
+
+    /// The text a call should speak, once, for the answer-URL token Plivo presents.
+    pub async fn take_voice_prompt(&self, token: &str) -> Result<Option<String>, MessengerError> {
+        let digest = Secret::new(token).digest();
+        let fail = |e: String| MessengerError::retryable("tessera", None, e);
+        let Some(sealed) =
+            self.store.take_voice_prompt(&digest, (self.now)()).await.map_err(|e| fail(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        let text = self.sealer.open(&sealed, &voice_context(&digest)).map_err(|e| fail(e.to_string()))?;
+        Ok(Some(String::from_utf8_lossy(&text).into_owned()))
+    }
+
     async fn configs(&self) -> Result<Vec<MessengerConfig>, MessengerError> {
         self.store
             .messengers(self.tenant)
@@ -136,6 +164,10 @@ impl Router {
         let cb = self.status_callback(m);
         match vendor {
             Vendor::Twilio(t) => t.send(&self.http, msg, cb.as_deref()).await,
+            Vendor::Plivo(p) if msg.channel == Channel::Voice => match self.voice_prompt(m, msg).await? {
+                Some(answer_url) => p.call(&self.http, msg, &answer_url).await,
+                None => p.send(&self.http, msg, cb.as_deref()).await,
+            },
             Vendor::Plivo(p) => p.send(&self.http, msg, cb.as_deref()).await,
             Vendor::Generic(g) => g.send(&self.http, msg, (self.now)()).await,
             Vendor::Slack(s) => s.send(&self.http, msg).await,
@@ -280,6 +312,10 @@ impl Router {
             _ => Err(unusable(m, "not a Verify service")),
         }
     }
+}
+
+fn voice_context(digest: &str) -> Vec<u8> {
+    format!("voice:{digest}").into_bytes()
 }
 
 fn provider_name(kind: MessengerType) -> &'static str {

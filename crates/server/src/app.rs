@@ -146,6 +146,7 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/api/messenger/{id}/test", post(api::messengers::test))
         .route("/webhooks/twilio/status/{id}", post(api::webhooks::twilio_status))
         .route("/webhooks/plivo/status/{id}", post(api::webhooks::plivo_status))
+        .route("/webhooks/plivo/answer/{id}/{token}", post(api::webhooks::plivo_answer))
         .route("/api/jwt/validate", get(api::jwt::validate))
         .route("/api/jwt/refresh", post(api::jwt::refresh).delete(api::jwt::revoke))
         .route("/api/logout", post(api::jwt::logout))

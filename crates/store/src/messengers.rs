@@ -190,6 +190,29 @@ impl MessengerStore for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn put_voice_prompt(&self, digest: &str, sealed_text: &str, expires_at: Timestamp) -> StoreResult<()> {
+        sqlx::query("INSERT INTO voice_prompts (digest, sealed_text, expires_at) VALUES ($1, $2, $3)")
+            .bind(digest.to_owned())
+            .bind(sealed_text.to_owned())
+            .bind(expires_at.millis())
+            .execute(&self.pool)
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn take_voice_prompt(&self, digest: &str, now: Timestamp) -> StoreResult<Option<String>> {
+        let row = sqlx::query("DELETE FROM voice_prompts WHERE digest = $1 RETURNING sealed_text, expires_at")
+            .bind(digest.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        match row {
+            Some(r) if get::<i64>(&r, "expires_at")? > now.millis() => Ok(Some(get(&r, "sealed_text")?)),
+            _ => Ok(None),
+        }
+    }
+
     async fn deliveries(&self, tenant: TenantId, offset: u64, limit: u64) -> StoreResult<(Vec<Delivery>, u64)> {
         let rows = sqlx::query(
             "SELECT * FROM deliveries WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",

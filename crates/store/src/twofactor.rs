@@ -419,12 +419,13 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn purge_expired(&self, now: Timestamp, sends_before: Timestamp) -> StoreResult<u64> {
-        let statements: [(&'static str, i64); 6] = [
+        let statements: [(&'static str, i64); 7] = [
             ("DELETE FROM two_factor_challenges WHERE expires_at < $1", now.millis()),
             ("DELETE FROM user_codes WHERE expires_at < $1", now.millis()),
             ("DELETE FROM trust_tokens WHERE expires_at < $1", now.millis()),
             ("DELETE FROM refresh_tokens WHERE expires_at < $1", now.millis()),
             ("DELETE FROM message_sends WHERE at < $1", sends_before.millis()),
+            ("DELETE FROM voice_prompts WHERE expires_at < $1", now.millis()),
             // A failure window is over once it is older than any lock it set.
             (
                 "DELETE FROM login_failures WHERE (locked_until IS NULL OR locked_until < $1) \

@@ -3,7 +3,8 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use tessera_core::messengers::MessengerType;
 use tessera_providers::signature;
 
@@ -90,4 +91,37 @@ pub async fn plivo_status(
     };
     s.store.update_delivery_status("plivo", uuid, status, param(&params, "ErrorCode"), s.clock.now()).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Plivo's answer URL for a voice code: Plivo fetches what to say when the call is
+/// answered. Signed like the status callbacks; the prompt is spoken once.
+pub async fn plivo_answer(
+    State(s): State<AppState>,
+    Path((id, token)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = form(&body);
+    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
+    let (Some(auth), Some(url), Some(sig), Some(nonce)) = (
+        auth_token(&s, &id, MessengerType::Plivo).await?,
+        signed_url(&s, &uri),
+        get("x-plivo-signature-v3"),
+        get("x-plivo-signature-v3-nonce"),
+    ) else {
+        return Ok(StatusCode::FORBIDDEN.into_response());
+    };
+    if !signature::verify_plivo_v3(&auth, &url, nonce, &params, sig) {
+        return Ok(StatusCode::FORBIDDEN.into_response());
+    }
+    let xml = match s.router.take_voice_prompt(&token).await.map_err(|e| ApiError::Internal(e.to_string()))? {
+        Some(text) => format!("<Response><Speak>{}</Speak></Response>", xml_escape(&text)),
+        None => "<Response><Hangup/></Response>".to_owned(),
+    };
+    Ok(([(header::CONTENT_TYPE, "application/xml")], xml).into_response())
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }

@@ -74,6 +74,7 @@ async fn twilio_sms_speaks_the_messages_api_and_delivers_the_login_code() {
     assert_eq!(req.field("To").as_deref(), Some(PHONE));
     assert_eq!(req.field("From").as_deref(), Some("+15550001111"));
 
+    app.clock.advance(Duration::from_secs(1)); // so the deliveries sort by time
     let r = app.login("ann@example.com", "correct horse").await;
     let id = r.json["twoFactorId"].as_str().unwrap().to_owned();
     assert_eq!(app.post_json(&format!("/api/two-factor/send/{id}"), json!({})).await.status, 200);
@@ -583,4 +584,64 @@ async fn messengers_from_configuration_are_created_then_updated_at_each_start() 
     config.messengers = vec![json!({"id": id, "type": "Twilio", "name": "broken", "accountSID": "AC1"})];
     let err = tessera_server::prepare(&config, clock).await.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("messengers[0]:") && err.contains("fromPhoneNumber"), "{err}");
+}
+
+#[tokio::test]
+async fn plivo_voice_calls_fetch_what_to_say_from_tessera_once() {
+    let public = "https://tessera.example.com";
+    let app = app().configure(move |c| c.messaging.public_url = Some(public.into())).spawn().await;
+    let mock = MockVendor::start().await;
+    mock.on(
+        "/v1/Account/MA999/Call/",
+        Reply::json(201, json!({"api_id": "a", "message": "call fired", "request_uuid": "call-1"})),
+    );
+    let m = add(&app, plivo(&mock)).await;
+    let id = m["id"].as_str().unwrap().to_owned();
+    let user = app.create_user("ann@example.com", "correct horse").await;
+    let r = app
+        .admin(
+            Method::POST,
+            "/api/two-factor/send",
+            Some(json!({"userId": user, "mobilePhone": PHONE, "messageType": "Voice"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let call = mock.last().unwrap();
+    assert_eq!((call.method.as_str(), call.path.as_str()), ("POST", "/v1/Account/MA999/Call/"));
+    assert_eq!(call.basic_auth(), Some(("MA999".into(), "plivo_token_5678".into())));
+    let body = call.json();
+    assert_eq!(
+        (body["from"].as_str(), body["to"].as_str(), body["answer_method"].as_str()),
+        (Some("15550002222"), Some("15554443232"), Some("POST"))
+    );
+    let answer_url = body["answer_url"].as_str().unwrap().to_owned();
+    let prefix = format!("{public}/webhooks/plivo/answer/{id}/");
+    assert!(answer_url.starts_with(&prefix), "{answer_url}");
+
+    let path = answer_url.trim_start_matches(public).to_owned();
+    let params = vec![("CallUUID".to_owned(), "call-1".to_owned()), ("From".to_owned(), "15550002222".to_owned())];
+    let fetch = |sig: String| {
+        app.client
+            .post(app.url(&path))
+            .header("X-Plivo-Signature-V3", sig)
+            .header("X-Plivo-Signature-V3-Nonce", "n1")
+            .form(&params)
+    };
+    assert_eq!(app.send(fetch("forged".into())).await.status, 403);
+    let sig = signature::plivo_v3("plivo_token_5678", &answer_url, "n1", &params);
+    let xml = app.send(fetch(sig.clone())).await;
+    assert_eq!(xml.status, 200);
+    assert!(xml.text.starts_with("<Response><Speak>Your Default code is "), "{}", xml.text);
+    let code: String =
+        xml.text.split("</Speak>").next().unwrap().chars().filter(char::is_ascii_digit).take(6).collect();
+    let again = app.send(fetch(sig)).await;
+    assert_eq!(again.text, "<Response><Hangup/></Response>", "the prompt is spoken once");
+    let r = app
+        .admin(
+            Method::POST,
+            &format!("/api/user/two-factor/{user}"),
+            Some(json!({"method": "sms", "mobilePhone": PHONE, "code": code})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "the spoken code enables the factor: {}", r.text);
 }

@@ -72,3 +72,12 @@ contract!(deliveries_record_and_take_status_callbacks, |c| {
     assert_eq!((got.status.as_str(), got.error_code.as_deref(), got.updated_at), ("undelivered", Some("30003"), later));
     assert_eq!((got.attempts, got.price.as_deref(), got.purpose), (2, Some("-0.0075"), Purpose::SecondFactor));
 });
+
+contract!(voice_prompts_are_taken_once_and_expire, |c| {
+    let later = T0.plus(std::time::Duration::from_secs(600));
+    c.store.put_voice_prompt("d1", "v1.k.text", later).await.unwrap();
+    assert_eq!(c.store.take_voice_prompt("d1", T0).await.unwrap().as_deref(), Some("v1.k.text"));
+    assert_eq!(c.store.take_voice_prompt("d1", T0).await.unwrap(), None, "spoken once");
+    c.store.put_voice_prompt("d2", "v1.k.old", T0).await.unwrap();
+    assert_eq!(c.store.take_voice_prompt("d2", later).await.unwrap(), None, "expired");
+});

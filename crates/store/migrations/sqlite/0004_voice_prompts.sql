@@ -1,0 +1,6 @@
+-- What a voice call speaks, until the provider fetches it. SQLite dialect.
+CREATE TABLE voice_prompts (
+    digest TEXT PRIMARY KEY,
+    sealed_text TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
