@@ -25,6 +25,12 @@ pub enum AuditKind {
     RecoveryCodeUsed,
     RecoveryCodesRegenerated,
     TrustTokenIssued,
+    VerifyPending,
+    VerifyApproved,
+    VerifyCanceled,
+    VerifyExpired,
+    VerifyMaxAttempts,
+    VerifyBlocked,
 }
 
 impl AuditKind {
@@ -48,6 +54,12 @@ impl AuditKind {
             AuditKind::RecoveryCodeUsed => "two_factor.recovery_code_used",
             AuditKind::RecoveryCodesRegenerated => "two_factor.recovery_codes_regenerated",
             AuditKind::TrustTokenIssued => "two_factor.trust_issued",
+            AuditKind::VerifyPending => "verify.pending",
+            AuditKind::VerifyApproved => "verify.approved",
+            AuditKind::VerifyCanceled => "verify.canceled",
+            AuditKind::VerifyExpired => "verify.expired",
+            AuditKind::VerifyMaxAttempts => "verify.max_attempts_reached",
+            AuditKind::VerifyBlocked => "verify.blocked",
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod totp;
 pub mod twofactor;
 pub mod user;
 pub mod validation;
+pub mod verify;
 
 pub use error::CoreError;
 pub use time::Timestamp;

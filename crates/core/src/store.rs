@@ -12,6 +12,7 @@ use crate::password::PasswordHash;
 use crate::tokens::{RefreshToken, SigningKey};
 use crate::twofactor::{Challenge, MethodId, PendingCode, TrustToken, TwoFactorMethod, UserCode};
 use crate::user::{LoginId, User};
+use crate::verify::{Block, Verification, VerifyAccount, VerifyService};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -205,6 +206,60 @@ pub trait MessengerStore: Send + Sync {
     async fn deliveries(&self, tenant: TenantId, offset: u64, limit: u64) -> StoreResult<(Vec<Delivery>, u64)>;
 }
 
+/// What a fraud-guard window counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendKey {
+    Number,
+    Prefix,
+    Ip,
+    Service,
+}
+
+#[async_trait]
+pub trait VerifyStore: Send + Sync {
+    async fn insert_verify_account(&self, a: &VerifyAccount) -> StoreResult<()>;
+    async fn verify_account(&self, sid: &str) -> StoreResult<Option<VerifyAccount>>;
+
+    async fn insert_verify_service(&self, s: &VerifyService) -> StoreResult<()>;
+    async fn verify_service(&self, account_sid: &str, sid: &str) -> StoreResult<Option<VerifyService>>;
+    async fn verify_services(&self, account_sid: &str) -> StoreResult<Vec<VerifyService>>;
+    async fn update_verify_service(&self, s: &VerifyService) -> StoreResult<bool>;
+    async fn delete_verify_service(&self, account_sid: &str, sid: &str) -> StoreResult<bool>;
+
+    async fn insert_verification(&self, v: &Verification) -> StoreResult<()>;
+    async fn verification(&self, service_sid: &str, sid: &str) -> StoreResult<Option<Verification>>;
+    /// The newest pending verification of a number in a service.
+    async fn pending_verification(&self, service_sid: &str, to: &str) -> StoreResult<Option<Verification>>;
+    /// Saves status, checks and sends, if the row still has `expected_checks` checks
+    /// (so two concurrent checks cannot both pass as the fifth).
+    async fn update_verification(&self, v: &Verification, expected_checks: u32) -> StoreResult<bool>;
+
+    /// Records one send for the fraud guard's windows.
+    async fn record_verify_send(
+        &self,
+        service_sid: &str,
+        number: &str,
+        prefix: &str,
+        ip: Option<&str>,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+    /// Sends recorded since `since` for one key (a number, a prefix, an IP, or the service).
+    async fn count_verify_sends(
+        &self,
+        service_sid: &str,
+        key: SendKey,
+        value: &str,
+        since: Timestamp,
+    ) -> StoreResult<u32>;
+    /// Verifications started and approved since `since` for a prefix.
+    async fn prefix_conversion(&self, service_sid: &str, prefix: &str, since: Timestamp) -> StoreResult<(u32, u32)>;
+
+    async fn insert_block(&self, b: &Block) -> StoreResult<()>;
+    async fn active_block(&self, service_sid: &str, prefix: &str, now: Timestamp) -> StoreResult<Option<Block>>;
+    /// Newest first.
+    async fn blocks(&self, service_sid: &str, limit: u64) -> StoreResult<Vec<Block>>;
+}
+
 #[async_trait]
 pub trait Store:
     TenantStore
@@ -216,6 +271,7 @@ pub trait Store:
     + AuditStore
     + TwoFactorStore
     + MessengerStore
+    + VerifyStore
 {
     /// Whether the database answers; what `/api/status` reports.
     async fn ping(&self) -> StoreResult<()>;

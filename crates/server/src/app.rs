@@ -147,6 +147,17 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/webhooks/twilio/status/{id}", post(api::webhooks::twilio_status))
         .route("/webhooks/plivo/status/{id}", post(api::webhooks::plivo_status))
         .route("/webhooks/plivo/answer/{id}/{token}", post(api::webhooks::plivo_answer))
+        .route("/v2/Services", post(api::verify::create_service).get(api::verify::list_services))
+        .route(
+            "/v2/Services/{sid}",
+            get(api::verify::get_service).post(api::verify::update_service).delete(api::verify::delete_service),
+        )
+        .route("/v2/Services/{sid}/Verifications", post(api::verify::start))
+        .route("/v2/Services/{sid}/Verifications/{target}", get(api::verify::fetch).post(api::verify::update))
+        .route("/v2/Services/{sid}/VerificationCheck", post(api::verify::check))
+        .route("/api/verify/account", post(api::verify::create_account))
+        .route("/api/verify/{account}/services/{sid}/fraud-guard", axum::routing::put(api::verify::set_fraud_guard))
+        .route("/api/verify/{account}/services/{sid}/blocks", get(api::verify::blocks))
         .route("/api/jwt/validate", get(api::jwt::validate))
         .route("/api/jwt/refresh", post(api::jwt::refresh).delete(api::jwt::revoke))
         .route("/api/logout", post(api::jwt::logout))

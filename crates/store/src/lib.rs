@@ -12,6 +12,7 @@ mod rows;
 mod sqlite;
 pub mod testing;
 mod twofactor;
+mod verify;
 
 use sqlx::AnyPool;
 use tessera_core::store::StoreError;

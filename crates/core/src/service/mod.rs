@@ -5,6 +5,7 @@ mod messengers;
 mod sessions;
 mod twofactor;
 mod users;
+mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 pub use self::twofactor::{
     DisableOutcome, EnableOutcome, SendOutcome, TwoFactorLoginOutcome, TwoFactorLoginRequest, UserScope, reseal,
 };
+pub use self::verify::{CheckInput, ServiceInput, StartInput, VerifyError, VerifyFailure, VerifyResult};
 use crate::apikey::{Admin, ApiKey};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::ids::{ApiKeyId, ApplicationId, TenantId, UserId};

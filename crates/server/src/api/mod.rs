@@ -7,4 +7,5 @@ pub mod messengers;
 pub mod system;
 pub mod two_factor;
 pub mod users;
+pub mod verify;
 pub mod webhooks;

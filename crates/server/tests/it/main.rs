@@ -9,3 +9,4 @@ mod system;
 mod tokens;
 mod two_factor;
 mod users;
+mod verify;

@@ -1,0 +1,565 @@
+//! The Verify API's use cases (Twilio Verify v2 semantics) and its fraud guard.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{Identity, RequestContext};
+use crate::apikey::Admin;
+use crate::audit::AuditKind;
+use crate::messaging::{self, Channel, OutboundMessage, Purpose};
+use crate::phone::PhoneNumber;
+use crate::secret::Secret;
+use crate::store::SendKey;
+use crate::twofactor::numeric_code;
+use crate::verify::{
+    Block, FraudGuard, MAX_CHECKS, Status, Verification, VerifyAccount, VerifyService, is_sid, new_sid, prefix_of,
+};
+use crate::{CoreError, Timestamp, random};
+
+/// Why a Verify request was refused, in Twilio's terms (the server maps each to its
+/// code and status once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyError {
+    /// 60200: names the parameter.
+    InvalidParameter(&'static str),
+    /// 20404.
+    NotFound,
+    /// 60202.
+    MaxChecks,
+    /// 60203.
+    MaxSends,
+    /// 60410: the fraud guard refused; the reason is for the operator.
+    Blocked(String),
+    /// 60605.
+    GeoDenied,
+    /// The code could not be delivered.
+    Delivery(String),
+}
+
+#[derive(Debug)]
+pub enum VerifyFailure {
+    Verify(VerifyError),
+    Core(CoreError),
+}
+
+impl From<CoreError> for VerifyFailure {
+    fn from(e: CoreError) -> Self {
+        VerifyFailure::Core(e)
+    }
+}
+
+impl From<crate::store::StoreError> for VerifyFailure {
+    fn from(e: crate::store::StoreError) -> Self {
+        VerifyFailure::Core(e.into())
+    }
+}
+
+impl From<VerifyError> for VerifyFailure {
+    fn from(e: VerifyError) -> Self {
+        VerifyFailure::Verify(e)
+    }
+}
+
+pub type VerifyResult<T> = Result<T, VerifyFailure>;
+
+/// `POST /v2/Services` parameters, as sent.
+#[derive(Debug, Default, Clone)]
+pub struct ServiceInput {
+    pub friendly_name: Option<String>,
+    pub code_length: Option<String>,
+    pub custom_code_enabled: Option<String>,
+    /// Seconds a code stays valid (Twilio's is fixed at 10 minutes; ours is settable).
+    pub ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct StartInput {
+    pub to: Option<String>,
+    pub channel: Option<String>,
+    pub locale: Option<String>,
+    pub custom_code: Option<String>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct CheckInput {
+    pub code: Option<String>,
+    pub to: Option<String>,
+    pub verification_sid: Option<String>,
+}
+
+const VERIFY_PURPOSE: &str = "verify";
+
+fn flag(v: &Option<String>) -> Result<Option<bool>, VerifyError> {
+    match v.as_deref() {
+        None => Ok(None),
+        Some(s) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Some(s) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+        Some(_) => Err(VerifyError::InvalidParameter("CustomCodeEnabled")),
+    }
+}
+
+impl ServiceInput {
+    /// Applies the parameters to `base` (a new service's defaults, or the service to update).
+    fn apply(&self, mut base: VerifyService) -> Result<VerifyService, VerifyError> {
+        if let Some(name) = &self.friendly_name {
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > 32 {
+                return Err(VerifyError::InvalidParameter("FriendlyName"));
+            }
+            name.clone_into(&mut base.friendly_name);
+        }
+        if let Some(len) = &self.code_length {
+            match len.trim().parse::<u32>() {
+                Ok(n) if (4..=10).contains(&n) => base.code_length = n,
+                _ => return Err(VerifyError::InvalidParameter("CodeLength")),
+            }
+        }
+        if let Some(f) = flag(&self.custom_code_enabled)? {
+            base.custom_code_enabled = f;
+        }
+        if let Some(ttl) = &self.ttl {
+            match ttl.trim().parse::<u64>() {
+                Ok(n) if (60..=86_400).contains(&n) => base.ttl = Duration::from_secs(n),
+                _ => return Err(VerifyError::InvalidParameter("Ttl")),
+            }
+        }
+        Ok(base)
+    }
+}
+
+impl Identity {
+    // ---- credentials ----
+
+    /// A new Verify API credential for the admin's tenant; the token is shown once.
+    pub async fn create_verify_account(&self, admin: &Admin, now: Timestamp) -> Result<(String, Secret), CoreError> {
+        let sid = new_sid("AC")?;
+        let token = Secret::new(random::token(24)?);
+        let account = VerifyAccount {
+            sid: sid.clone(),
+            tenant_id: admin.tenant_id,
+            token_digest: token.digest(),
+            created_at: now,
+        };
+        self.store.insert_verify_account(&account).await?;
+        Ok((sid, token))
+    }
+
+    /// HTTP Basic for `/v2`: the account sid and its token. The token is compared by
+    /// digest (it carries 192 bits, so the digest lookup reveals nothing useful).
+    pub async fn verify_auth(&self, sid: &str, token: &Secret) -> Result<Option<VerifyAccount>, CoreError> {
+        let Some(account) = self.store.verify_account(sid).await? else { return Ok(None) };
+        let ok = crate::secret::constant_time_eq(account.token_digest.as_bytes(), token.digest().as_bytes());
+        Ok(ok.then_some(account))
+    }
+
+    // ---- services ----
+
+    pub async fn create_verify_service(
+        &self,
+        account: &VerifyAccount,
+        input: &ServiceInput,
+        now: Timestamp,
+    ) -> VerifyResult<VerifyService> {
+        if input.friendly_name.as_deref().is_none_or(|n| n.trim().is_empty()) {
+            return Err(VerifyError::InvalidParameter("FriendlyName").into());
+        }
+        let base = VerifyService {
+            sid: new_sid("VA")?,
+            tenant_id: account.tenant_id,
+            account_sid: account.sid.clone(),
+            friendly_name: String::new(),
+            code_length: 6,
+            custom_code_enabled: false,
+            ttl: Duration::from_secs(600),
+            guard: FraudGuard::default(),
+            created_at: now,
+            updated_at: now,
+        };
+        let service = input.apply(base)?;
+        self.store.insert_verify_service(&service).await?;
+        Ok(service)
+    }
+
+    pub async fn verify_service(&self, account: &VerifyAccount, sid: &str) -> VerifyResult<VerifyService> {
+        Ok(self.store.verify_service(&account.sid, sid).await?.ok_or(VerifyError::NotFound)?)
+    }
+
+    pub async fn verify_services(&self, account: &VerifyAccount) -> VerifyResult<Vec<VerifyService>> {
+        Ok(self.store.verify_services(&account.sid).await?)
+    }
+
+    pub async fn update_verify_service(
+        &self,
+        account: &VerifyAccount,
+        sid: &str,
+        input: &ServiceInput,
+        now: Timestamp,
+    ) -> VerifyResult<VerifyService> {
+        let mut service = input.apply(self.verify_service(account, sid).await?)?;
+        service.updated_at = now;
+        self.store.update_verify_service(&service).await?;
+        Ok(service)
+    }
+
+    pub async fn delete_verify_service(&self, account: &VerifyAccount, sid: &str) -> VerifyResult<()> {
+        if self.store.delete_verify_service(&account.sid, sid).await? {
+            Ok(())
+        } else {
+            Err(VerifyError::NotFound.into())
+        }
+    }
+
+    /// Admin: the service's fraud guard settings (not part of Twilio's API).
+    pub async fn set_fraud_guard(
+        &self,
+        admin: &Admin,
+        account_sid: &str,
+        sid: &str,
+        guard: FraudGuard,
+        now: Timestamp,
+    ) -> Result<VerifyService, CoreError> {
+        let mut service = self
+            .store
+            .verify_service(account_sid, sid)
+            .await?
+            .filter(|s| s.tenant_id == admin.tenant_id)
+            .ok_or(CoreError::NotFound)?;
+        service.guard = guard;
+        service.updated_at = now;
+        self.store.update_verify_service(&service).await?;
+        Ok(service)
+    }
+
+    /// Admin: the service's recent blocks, newest first.
+    pub async fn fraud_blocks(&self, admin: &Admin, account_sid: &str, sid: &str) -> Result<Vec<Block>, CoreError> {
+        self.store
+            .verify_service(account_sid, sid)
+            .await?
+            .filter(|s| s.tenant_id == admin.tenant_id)
+            .ok_or(CoreError::NotFound)?;
+        Ok(self.store.blocks(sid, 100).await?)
+    }
+
+    // ---- verifications ----
+
+    async fn verify_audit(
+        &self,
+        kind: AuditKind,
+        outcome: &'static str,
+        v: &Verification,
+        detail: serde_json::Value,
+        now: Timestamp,
+    ) -> Result<(), CoreError> {
+        let mut d = json!({"serviceSid": v.service_sid, "verificationSid": v.sid, "prefix": v.prefix});
+        if let (serde_json::Value::Object(a), serde_json::Value::Object(b)) = (&mut d, detail) {
+            a.extend(b);
+        }
+        self.audit(kind, None, outcome, &RequestContext::default(), d, now).await
+    }
+
+    async fn refuse(
+        &self,
+        service: &VerifyService,
+        to: &PhoneNumber,
+        reason: &'static str,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<(), CoreError> {
+        let detail = json!({"serviceSid": service.sid, "prefix": prefix_of(to), "reason": reason});
+        self.audit(AuditKind::VerifyBlocked, None, reason, ctx, detail, now).await
+    }
+
+    /// The fraud guard for a new verification: blocks, windows and conversion.
+    async fn guard_new(
+        &self,
+        service: &VerifyService,
+        to: &PhoneNumber,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> VerifyResult<()> {
+        let g = &service.guard;
+        let prefix = prefix_of(to);
+        if let Some(block) = self.store.active_block(&service.sid, &prefix, now).await? {
+            self.refuse(service, to, "prefix_blocked", ctx, now).await?;
+            return Err(VerifyError::Blocked(block.reason).into());
+        }
+        let windows: [(SendKey, Option<&str>, &crate::verify::Limit, &'static str); 3] = [
+            (SendKey::Prefix, Some(prefix.as_str()), &g.per_prefix, "prefix_rate"),
+            (SendKey::Ip, ctx.ip.as_deref(), &g.per_ip, "ip_rate"),
+            (SendKey::Service, Some(service.sid.as_str()), &g.per_service, "service_rate"),
+        ];
+        for (key, value, limit, reason) in windows {
+            let Some(value) = value else { continue };
+            if self.store.count_verify_sends(&service.sid, key, value, now.minus(limit.window())).await? >= limit.max {
+                self.refuse(service, to, reason, ctx, now).await?;
+                return Err(VerifyError::Blocked(format!(
+                    "{reason}: more than {} in {} s",
+                    limit.max, limit.window_seconds
+                ))
+                .into());
+            }
+        }
+        let since = now.minus(Duration::from_secs(g.conversion_window_seconds));
+        let (started, approved) = self.store.prefix_conversion(&service.sid, &prefix, since).await?;
+        if g.low_conversion(started, approved) {
+            let reason = format!("low_conversion: {approved} of {started} approved for {prefix}");
+            let block = Block {
+                service_sid: service.sid.clone(),
+                prefix: prefix.clone(),
+                reason: reason.clone(),
+                created_at: now,
+                expires_at: now.plus(Duration::from_secs(g.block_seconds)),
+            };
+            self.store.insert_block(&block).await?;
+            self.refuse(service, to, "low_conversion", ctx, now).await?;
+            return Err(VerifyError::Blocked(reason).into());
+        }
+        Ok(())
+    }
+
+    /// Marks a pending verification past its validity as expired.
+    async fn settle(&self, mut v: Verification, now: Timestamp) -> Result<Verification, CoreError> {
+        if v.status == Status::Pending && now >= v.expires_at {
+            let checks = v.checks;
+            v.status = Status::Expired;
+            v.updated_at = now;
+            if self.store.update_verification(&v, checks).await? {
+                self.verify_audit(AuditKind::VerifyExpired, "expired", &v, json!({}), now).await?;
+            }
+        }
+        Ok(v)
+    }
+
+    /// `POST /v2/Services/{sid}/Verifications`. A second request for the same number
+    /// while a verification is pending resends the same code.
+    pub async fn start_verification(
+        &self,
+        account: &VerifyAccount,
+        service_sid: &str,
+        input: &StartInput,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> VerifyResult<Verification> {
+        let service = self.verify_service(account, service_sid).await?;
+        let to =
+            input.to.as_deref().and_then(|t| PhoneNumber::parse(t).ok()).ok_or(VerifyError::InvalidParameter("To"))?;
+        let channel = match input.channel.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            Some("sms") => Channel::Sms,
+            Some("call") => Channel::Voice,
+            _ => return Err(VerifyError::InvalidParameter("Channel").into()),
+        };
+        let custom = match input.custom_code.as_deref().filter(|c| !c.is_empty()) {
+            None => None,
+            Some(_) if !service.custom_code_enabled => return Err(VerifyError::InvalidParameter("CustomCode").into()),
+            Some(c) if (4..=10).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit()) => Some(c.to_owned()),
+            Some(_) => return Err(VerifyError::InvalidParameter("CustomCode").into()),
+        };
+        let locale = input.locale.clone().filter(|l| !l.is_empty()).unwrap_or_else(|| "en".into());
+        let country = to.country_code();
+        if !service.guard.allows_country(country) {
+            self.refuse(&service, &to, "geo", ctx, now).await?;
+            return Err(VerifyError::GeoDenied.into());
+        }
+        let per_number = service.guard.per_number;
+        let sent = self
+            .store
+            .count_verify_sends(&service.sid, SendKey::Number, to.as_str(), now.minus(per_number.window()))
+            .await?;
+        if sent >= per_number.max {
+            self.refuse(&service, &to, "number_rate", ctx, now).await?;
+            return Err(VerifyError::MaxSends.into());
+        }
+
+        let existing = match self.store.pending_verification(&service.sid, to.as_str()).await? {
+            Some(v) => Some(self.settle(v, now).await?).filter(|v| v.is_open(now)),
+            None => None,
+        };
+        let (mut v, code, resend) = match existing {
+            Some(v) => {
+                let code = String::from_utf8_lossy(&self.sealer.open(&v.sealed_code, v.sid.as_bytes())?).into_owned();
+                (v, code, true)
+            }
+            None => {
+                self.guard_new(&service, &to, ctx, now).await?;
+                let code = match custom {
+                    Some(c) => c,
+                    None => numeric_code(service.code_length)?,
+                };
+                let sid = new_sid("VE")?;
+                let v = Verification {
+                    code_hash: self.sealer.hash_code(VERIFY_PURPOSE, &code),
+                    sealed_code: self.sealer.seal(code.as_bytes(), sid.as_bytes())?,
+                    sid,
+                    service_sid: service.sid.clone(),
+                    account_sid: account.sid.clone(),
+                    prefix: prefix_of(&to),
+                    to: to.clone(),
+                    channel,
+                    status: Status::Pending,
+                    checks: 0,
+                    sends: Vec::new(),
+                    country,
+                    created_at: now,
+                    updated_at: now,
+                    expires_at: now.plus(service.ttl),
+                };
+                (v, code, false)
+            }
+        };
+        v.sends.push((now, channel));
+        v.channel = channel;
+        v.updated_at = now;
+        if resend {
+            self.store.update_verification(&v, v.checks).await?;
+        } else {
+            self.store.insert_verification(&v).await?;
+            self.verify_audit(AuditKind::VerifyPending, "pending", &v, json!({"channel": channel.as_str()}), now)
+                .await?;
+        }
+        self.store.record_verify_send(&service.sid, to.as_str(), &v.prefix, ctx.ip.as_deref(), now).await?;
+
+        let text = match channel {
+            Channel::Sms => format!("Your {} verification code is: {code}", service.friendly_name),
+            Channel::Voice => {
+                messaging::render(Purpose::SecondFactor, Channel::Voice, &locale, &code, &service.friendly_name)
+            }
+        };
+        let message =
+            OutboundMessage { to, channel, purpose: Purpose::SecondFactor, locale, text, code: Secret::new(code) };
+        if let Err(e) = self.messenger.send(&message).await {
+            if !resend {
+                let checks = v.checks;
+                v.status = Status::Failed;
+                self.store.update_verification(&v, checks).await?;
+            }
+            return Err(VerifyError::Delivery(e.message).into());
+        }
+        Ok(v)
+    }
+
+    /// `GET /v2/Services/{sid}/Verifications/{VE…}`.
+    pub async fn fetch_verification(
+        &self,
+        account: &VerifyAccount,
+        service_sid: &str,
+        sid: &str,
+        now: Timestamp,
+    ) -> VerifyResult<Verification> {
+        let service = self.verify_service(account, service_sid).await?;
+        let v = self.store.verification(&service.sid, sid).await?.ok_or(VerifyError::NotFound)?;
+        Ok(self.settle(v, now).await?)
+    }
+
+    async fn find(
+        &self,
+        service: &VerifyService,
+        sid: Option<&str>,
+        to: Option<&str>,
+        now: Timestamp,
+    ) -> VerifyResult<Verification> {
+        let found = match (sid.filter(|s| !s.is_empty()), to.filter(|t| !t.is_empty())) {
+            (Some(sid), _) if is_sid(sid, "VE") => self.store.verification(&service.sid, sid).await?,
+            (Some(_), _) => None,
+            (None, Some(to)) => {
+                let to = PhoneNumber::parse(to).map_err(|_| VerifyError::InvalidParameter("To"))?;
+                self.store.pending_verification(&service.sid, to.as_str()).await?
+            }
+            (None, None) => return Err(VerifyError::InvalidParameter("To").into()),
+        };
+        let v = found.ok_or(VerifyError::NotFound)?;
+        Ok(self.settle(v, now).await?)
+    }
+
+    /// `POST /v2/Services/{sid}/VerificationCheck`: 200 `approved`, or 200 `pending` for a
+    /// wrong code; the sixth check of a verification is refused with 60202.
+    pub async fn check_verification(
+        &self,
+        account: &VerifyAccount,
+        service_sid: &str,
+        input: &CheckInput,
+        now: Timestamp,
+    ) -> VerifyResult<Verification> {
+        let code = input
+            .code
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .ok_or(VerifyError::InvalidParameter("Code"))?;
+        let service = self.verify_service(account, service_sid).await?;
+        // A concurrent check may win the row; re-read and try again a few times.
+        for _ in 0..3 {
+            let mut v = self.find(&service, input.verification_sid.as_deref(), input.to.as_deref(), now).await?;
+            match v.status {
+                Status::Pending => {}
+                Status::MaxAttemptsReached => return Err(VerifyError::MaxChecks.into()),
+                _ => return Err(VerifyError::NotFound.into()),
+            }
+            if v.checks >= MAX_CHECKS {
+                return Err(VerifyError::MaxChecks.into());
+            }
+            let before = v.checks;
+            v.checks += 1;
+            v.updated_at = now;
+            let approved = self.sealer.verify_code(&v.code_hash, VERIFY_PURPOSE, code);
+            if approved {
+                v.status = Status::Approved;
+            } else if v.checks >= MAX_CHECKS {
+                v.status = Status::MaxAttemptsReached;
+            }
+            if !self.store.update_verification(&v, before).await? {
+                continue;
+            }
+            match v.status {
+                Status::Approved => {
+                    self.verify_audit(AuditKind::VerifyApproved, "approved", &v, json!({"via": "check"}), now).await?
+                }
+                Status::MaxAttemptsReached => {
+                    self.verify_audit(AuditKind::VerifyMaxAttempts, "max_attempts_reached", &v, json!({}), now).await?;
+                }
+                _ => {}
+            }
+            // The fifth wrong check still answers `pending`, as Twilio does.
+            if v.status == Status::MaxAttemptsReached {
+                v.status = Status::Pending;
+            }
+            return Ok(v);
+        }
+        Err(VerifyError::NotFound.into())
+    }
+
+    /// `POST /v2/Services/{sid}/Verifications/{VE… or To}` with `Status=approved|canceled`:
+    /// feedback from the app (what conversion tracking learns from) or a cancellation.
+    pub async fn set_verification_status(
+        &self,
+        account: &VerifyAccount,
+        service_sid: &str,
+        target: &str,
+        status: Option<&str>,
+        now: Timestamp,
+    ) -> VerifyResult<Verification> {
+        let new = match status {
+            Some("approved") => Status::Approved,
+            Some("canceled") => Status::Canceled,
+            _ => return Err(VerifyError::InvalidParameter("Status").into()),
+        };
+        let service = self.verify_service(account, service_sid).await?;
+        let (sid, to) = if target.starts_with("VE") { (Some(target), None) } else { (None, Some(target)) };
+        let mut v = self.find(&service, sid, to, now).await?;
+        if v.status != Status::Pending {
+            return Err(VerifyError::NotFound.into());
+        }
+        let checks = v.checks;
+        v.status = new;
+        v.updated_at = now;
+        if !self.store.update_verification(&v, checks).await? {
+            return Err(VerifyError::NotFound.into());
+        }
+        let (kind, outcome) = match new {
+            Status::Approved => (AuditKind::VerifyApproved, "approved"),
+            _ => (AuditKind::VerifyCanceled, "canceled"),
+        };
+        self.verify_audit(kind, outcome, &v, json!({"via": "feedback"}), now).await?;
+        Ok(v)
+    }
+}

@@ -1,0 +1,253 @@
+//! Phone verification in the shape of Twilio Verify v2: services, verifications and
+//! their statuses, and the fraud guard's rules. Pure rules here; the use cases are in
+//! `service::verify`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::TenantId;
+use crate::messaging::Channel;
+use crate::phone::PhoneNumber;
+use crate::{CoreError, Timestamp, random};
+
+/// Twilio-style ids: two letters and 32 hex digits (`VA…`, `VE…`, `AC…`).
+pub fn new_sid(prefix: &str) -> Result<String, CoreError> {
+    let mut b = [0u8; 16];
+    random::fill(&mut b)?;
+    Ok(format!("{prefix}{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()))
+}
+
+pub fn is_sid(s: &str, prefix: &str) -> bool {
+    s.len() == 34 && s.starts_with(prefix) && s[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// ISO 8601 in UTC, as Twilio writes dates (`2026-11-23T05:20:00Z`).
+pub fn iso8601(t: Timestamp) -> String {
+    let secs = t.seconds();
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// A Verify API credential: the account sid is the user name, the token the password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyAccount {
+    pub sid: String,
+    pub tenant_id: TenantId,
+    pub token_digest: String,
+    pub created_at: Timestamp,
+}
+
+/// A sliding-window limit: at most `max` in `window`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Limit {
+    pub max: u32,
+    pub window_seconds: u64,
+}
+
+impl Limit {
+    pub fn window(&self) -> Duration {
+        Duration::from_secs(self.window_seconds)
+    }
+}
+
+/// The fraud guard of one service. Defaults follow Twilio's published ones where it
+/// has them (5 sends per number per 10 minutes) and are conservative elsewhere.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FraudGuard {
+    /// Country calling codes verifications may go to; empty means all.
+    pub allowed_countries: Vec<u16>,
+    pub per_number: Limit,
+    pub per_prefix: Limit,
+    pub per_ip: Limit,
+    pub per_service: Limit,
+    /// Conversion tracking: look back this far…
+    pub conversion_window_seconds: u64,
+    /// …and once a prefix has at least this many verifications…
+    pub min_sample: u32,
+    /// …block it when fewer than this share were approved…
+    pub min_conversion: f64,
+    /// …for this long.
+    pub block_seconds: u64,
+}
+
+impl Default for FraudGuard {
+    fn default() -> Self {
+        FraudGuard {
+            allowed_countries: Vec::new(),
+            per_number: Limit { max: 5, window_seconds: 600 },
+            per_prefix: Limit { max: 100, window_seconds: 3600 },
+            per_ip: Limit { max: 50, window_seconds: 3600 },
+            per_service: Limit { max: 10_000, window_seconds: 3600 },
+            conversion_window_seconds: 3600,
+            min_sample: 20,
+            min_conversion: 0.2,
+            block_seconds: 3600,
+        }
+    }
+}
+
+impl FraudGuard {
+    pub fn allows_country(&self, country: Option<u16>) -> bool {
+        self.allowed_countries.is_empty() || country.is_some_and(|c| self.allowed_countries.contains(&c))
+    }
+
+    /// Whether a prefix's history says "pumping": enough volume, too few approvals.
+    pub fn low_conversion(&self, started: u32, approved: u32) -> bool {
+        started >= self.min_sample && f64::from(approved) < self.min_conversion * f64::from(started)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerifyService {
+    pub sid: String,
+    pub tenant_id: TenantId,
+    pub account_sid: String,
+    pub friendly_name: String,
+    pub code_length: u32,
+    pub custom_code_enabled: bool,
+    /// How long a code is valid (Twilio: 10 minutes).
+    pub ttl: Duration,
+    pub guard: FraudGuard,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    Approved,
+    Canceled,
+    MaxAttemptsReached,
+    Expired,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Approved => "approved",
+            Status::Canceled => "canceled",
+            Status::MaxAttemptsReached => "max_attempts_reached",
+            Status::Expired => "expired",
+            Status::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Status::Pending,
+            Status::Approved,
+            Status::Canceled,
+            Status::MaxAttemptsReached,
+            Status::Expired,
+            Status::Failed,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+}
+
+/// Checks allowed per verification, and sends per number per window (Twilio's 5 and 5).
+pub const MAX_CHECKS: u32 = 5;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verification {
+    pub sid: String,
+    pub service_sid: String,
+    pub account_sid: String,
+    pub to: PhoneNumber,
+    pub channel: Channel,
+    pub status: Status,
+    /// Keyed hash, for checking.
+    pub code_hash: String,
+    /// The code sealed, so a resend within the validity window sends the same code.
+    pub sealed_code: String,
+    pub checks: u32,
+    /// When each code delivery was attempted, and through which channel.
+    pub sends: Vec<(Timestamp, Channel)>,
+    pub prefix: String,
+    pub country: Option<u16>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+impl Verification {
+    /// Pending and within its validity window at `now`.
+    pub fn is_open(&self, now: Timestamp) -> bool {
+        self.status == Status::Pending && now < self.expires_at
+    }
+}
+
+/// The number without its last four digits: the unit fraud guard counts and blocks.
+pub fn prefix_of(phone: &PhoneNumber) -> String {
+    let s = phone.as_str();
+    s[..s.len().saturating_sub(4)].to_owned()
+}
+
+/// A recorded block: which prefix (or number, or IP), why, until when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    pub service_sid: String,
+    pub prefix: String,
+    pub reason: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_iso8601_utc() {
+        assert_eq!(iso8601(Timestamp::from_millis(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(Timestamp::from_millis(1_795_412_109_346)), "2026-11-23T05:35:09Z");
+        assert_eq!(iso8601(Timestamp::from_millis(951_782_400_000)), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn sids_look_like_twilio_ones() {
+        let sid = new_sid("VA").unwrap_or_default();
+        assert!(is_sid(&sid, "VA"), "{sid}");
+        assert!(!is_sid(&sid, "VE"));
+        assert!(!is_sid("VA123", "VA"));
+    }
+
+    #[test]
+    fn conversion_blocks_only_with_enough_sample() {
+        let g = FraudGuard::default();
+        assert!(!g.low_conversion(19, 0), "too few to judge");
+        assert!(g.low_conversion(20, 3));
+        assert!(!g.low_conversion(20, 4), "20% is enough");
+        assert!(!g.low_conversion(100, 50));
+    }
+
+    #[test]
+    fn prefixes_drop_the_last_four_digits() {
+        let p = PhoneNumber::parse("+15554443232").unwrap_or_else(|_| PhoneNumber::from_trusted(String::new()));
+        assert_eq!(prefix_of(&p), "+1555444");
+    }
+
+    #[test]
+    fn geo_permissions() {
+        let g = FraudGuard { allowed_countries: vec![1, 44], ..FraudGuard::default() };
+        assert!(g.allows_country(Some(44)));
+        assert!(!g.allows_country(Some(91)));
+        assert!(FraudGuard::default().allows_country(Some(91)));
+    }
+}

@@ -1,0 +1,363 @@
+//! The Twilio Verify v2 API under `/v2`: form-encoded requests, HTTP Basic with a
+//! Verify credential, JSON answers with Twilio's field names and error bodies
+//! (`{code, message, more_info, status}`). Twilio's SDKs work against it unchanged.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use tessera_core::CoreError;
+use tessera_core::secret::{Secret, sha256_hex};
+use tessera_core::service::{CheckInput, ServiceInput, StartInput, VerifyError, VerifyFailure};
+use tessera_core::verify::{Status, Verification, VerifyAccount, VerifyService, iso8601};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{AdminAuth, ApiJson, Caller};
+
+/// A Twilio-shaped error answer.
+pub struct TwilioError {
+    code: u32,
+    message: String,
+    status: StatusCode,
+}
+
+impl TwilioError {
+    fn new(code: u32, status: StatusCode, message: impl Into<String>) -> Self {
+        TwilioError { code, message: message.into(), status }
+    }
+}
+
+impl IntoResponse for TwilioError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "code": self.code,
+            "message": self.message,
+            "more_info": format!("https://www.twilio.com/docs/errors/{}", self.code),
+            "status": self.status.as_u16(),
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<VerifyFailure> for TwilioError {
+    fn from(f: VerifyFailure) -> Self {
+        match f {
+            VerifyFailure::Verify(e) => match e {
+                VerifyError::InvalidParameter(p) => {
+                    TwilioError::new(60200, StatusCode::BAD_REQUEST, format!("Invalid parameter: {p}"))
+                }
+                VerifyError::NotFound => {
+                    TwilioError::new(20404, StatusCode::NOT_FOUND, "The requested resource was not found")
+                }
+                VerifyError::MaxChecks => {
+                    TwilioError::new(60202, StatusCode::TOO_MANY_REQUESTS, "Max check attempts reached")
+                }
+                VerifyError::MaxSends => {
+                    TwilioError::new(60203, StatusCode::TOO_MANY_REQUESTS, "Max send attempts reached")
+                }
+                VerifyError::Blocked(reason) => {
+                    tracing::info!(%reason, "fraud guard blocked a verification");
+                    TwilioError::new(
+                        60410,
+                        StatusCode::FORBIDDEN,
+                        "Verification delivery attempt blocked: the destination prefix is blocked by fraud protection",
+                    )
+                }
+                VerifyError::GeoDenied => TwilioError::new(
+                    60605,
+                    StatusCode::FORBIDDEN,
+                    "Verification delivery attempt blocked: the destination country is not permitted",
+                ),
+                VerifyError::Delivery(detail) => TwilioError::new(
+                    60001,
+                    StatusCode::BAD_GATEWAY,
+                    format!("The code could not be delivered: {detail}"),
+                ),
+            },
+            VerifyFailure::Core(e) => core(e),
+        }
+    }
+}
+
+fn core(e: CoreError) -> TwilioError {
+    match e {
+        CoreError::NotFound => TwilioError::new(20404, StatusCode::NOT_FOUND, "The requested resource was not found"),
+        other => {
+            let id = uuid::Uuid::new_v4();
+            tracing::error!(error_id = %id, error = %other, "internal error in the Verify API");
+            TwilioError::new(20500, StatusCode::INTERNAL_SERVER_ERROR, format!("Internal Server Error (error id {id})"))
+        }
+    }
+}
+
+/// A caller that presented a valid Verify credential with HTTP Basic.
+pub struct VerifyAuth(pub VerifyAccount);
+
+impl FromRequestParts<AppState> for VerifyAuth {
+    type Rejection = TwilioError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, TwilioError> {
+        let denied = || TwilioError::new(20003, StatusCode::UNAUTHORIZED, "Authentication Error - invalid username");
+        let raw = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(denied)?;
+        let decoded = raw.strip_prefix("Basic ").and_then(|b| STANDARD.decode(b.trim()).ok()).ok_or_else(denied)?;
+        let text = String::from_utf8(decoded).map_err(|_| denied())?;
+        let (sid, token) = text.split_once(':').ok_or_else(denied)?;
+        match s.identity.verify_auth(sid, &Secret::new(token)).await {
+            Ok(Some(account)) => Ok(VerifyAuth(account)),
+            Ok(None) => Err(denied()),
+            Err(e) => Err(core(e)),
+        }
+    }
+}
+
+fn params(body: &[u8]) -> HashMap<String, String> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).unwrap_or_default().into_iter().collect()
+}
+
+/// Where this server is reached, for the `url` fields.
+fn base(s: &AppState, headers: &HeaderMap) -> String {
+    if let Some(u) = &s.public_url {
+        return u.clone();
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+fn service_json(base: &str, s: &VerifyService) -> Value {
+    let url = format!("{base}/v2/Services/{}", s.sid);
+    json!({
+        "sid": s.sid,
+        "account_sid": s.account_sid,
+        "friendly_name": s.friendly_name,
+        "code_length": s.code_length,
+        "lookup_enabled": false,
+        "psd2_enabled": false,
+        "skip_sms_to_landlines": false,
+        "dtmf_input_required": false,
+        "tts_name": null,
+        "do_not_share_warning_enabled": false,
+        "custom_code_enabled": s.custom_code_enabled,
+        "default_template_sid": null,
+        "verify_event_subscription_enabled": false,
+        "date_created": iso8601(s.created_at),
+        "date_updated": iso8601(s.updated_at),
+        "url": url,
+        "links": {
+            "verification_checks": format!("{url}/VerificationCheck"),
+            "verifications": format!("{url}/Verifications"),
+        },
+    })
+}
+
+fn channel_name(v: &Verification) -> &'static str {
+    match v.channel {
+        tessera_core::messaging::Channel::Sms => "sms",
+        tessera_core::messaging::Channel::Voice => "call",
+    }
+}
+
+fn verification_json(base: &str, v: &Verification) -> Value {
+    let attempts: Vec<Value> = v
+        .sends
+        .iter()
+        .enumerate()
+        .map(|(i, (t, c))| {
+            let attempt = format!("VL{}", &sha256_hex(format!("{}:{i}", v.sid).as_bytes())[..32]);
+            let channel = if *c == tessera_core::messaging::Channel::Voice { "call" } else { "sms" };
+            json!({"attempt_sid": attempt, "channel": channel, "time": iso8601(*t)})
+        })
+        .collect();
+    json!({
+        "sid": v.sid,
+        "service_sid": v.service_sid,
+        "account_sid": v.account_sid,
+        "to": v.to.as_str(),
+        "channel": channel_name(v),
+        "status": v.status.as_str(),
+        "valid": v.status == Status::Approved,
+        "lookup": {},
+        "amount": null,
+        "payee": null,
+        "send_code_attempts": attempts,
+        "date_created": iso8601(v.created_at),
+        "date_updated": iso8601(v.updated_at),
+        "sna": null,
+        "url": format!("{base}/v2/Services/{}/Verifications/{}", v.service_sid, v.sid),
+    })
+}
+
+fn check_json(v: &Verification) -> Value {
+    json!({
+        "sid": v.sid,
+        "service_sid": v.service_sid,
+        "account_sid": v.account_sid,
+        "to": v.to.as_str(),
+        "channel": channel_name(v),
+        "status": v.status.as_str(),
+        "valid": v.status == Status::Approved,
+        "amount": null,
+        "payee": null,
+        "date_created": iso8601(v.created_at),
+        "date_updated": iso8601(v.updated_at),
+        "sna_attempts_error_codes": [],
+    })
+}
+
+fn service_input(p: &HashMap<String, String>) -> ServiceInput {
+    ServiceInput {
+        friendly_name: p.get("FriendlyName").cloned(),
+        code_length: p.get("CodeLength").cloned(),
+        custom_code_enabled: p.get("CustomCodeEnabled").cloned(),
+        ttl: p.get("Ttl").cloned(),
+    }
+}
+
+type Answer = Result<Response, TwilioError>;
+
+pub async fn create_service(
+    State(s): State<AppState>,
+    VerifyAuth(a): VerifyAuth,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let svc = s.identity.create_verify_service(&a, &service_input(&params(&body)), s.clock.now()).await?;
+    Ok((StatusCode::CREATED, Json(service_json(&base(&s, &headers), &svc))).into_response())
+}
+
+pub async fn list_services(State(s): State<AppState>, VerifyAuth(a): VerifyAuth, headers: HeaderMap) -> Answer {
+    let b = base(&s, &headers);
+    let all = s.identity.verify_services(&a).await?;
+    let url = format!("{b}/v2/Services?PageSize=50&Page=0");
+    Ok(Json(json!({
+        "services": all.iter().map(|x| service_json(&b, x)).collect::<Vec<_>>(),
+        "meta": {"page": 0, "page_size": 50, "first_page_url": url, "previous_page_url": null, "next_page_url": null, "url": url, "key": "services"},
+    }))
+    .into_response())
+}
+
+pub async fn get_service(
+    State(s): State<AppState>,
+    VerifyAuth(a): VerifyAuth,
+    Path(sid): Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    let svc = s.identity.verify_service(&a, &sid).await?;
+    Ok(Json(service_json(&base(&s, &headers), &svc)).into_response())
+}
+
+pub async fn update_service(
+    State(s): State<AppState>,
+    VerifyAuth(a): VerifyAuth,
+    Path(sid): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let svc = s.identity.update_verify_service(&a, &sid, &service_input(&params(&body)), s.clock.now()).await?;
+    Ok(Json(service_json(&base(&s, &headers), &svc)).into_response())
+}
+
+pub async fn delete_service(State(s): State<AppState>, VerifyAuth(a): VerifyAuth, Path(sid): Path<String>) -> Answer {
+    s.identity.delete_verify_service(&a, &sid).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn start(
+    State(s): State<AppState>,
+    VerifyAuth(a): VerifyAuth,
+    Caller(ctx): Caller,
+    Path(sid): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let p = params(&body);
+    let input = StartInput {
+        to: p.get("To").cloned(),
+        channel: p.get("Channel").cloned(),
+        locale: p.get("Locale").cloned(),
+        custom_code: p.get("CustomCode").cloned(),
+    };
+    let v = s.identity.start_verification(&a, &sid, &input, &ctx, s.clock.now()).await?;
+    Ok((StatusCode::CREATED, Json(verification_json(&base(&s, &headers), &v))).into_response())
+}
+
+pub async fn fetch(
+    State(s): State<AppState>,
+    VerifyAuth(a): VerifyAuth,
+    Path((sid, vsid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    let v = s.identity.fetch_verification(&a, &sid, &vsid, s.clock.now()).await?;
+    Ok(Json(verification_json(&base(&s, &headers), &v)).into_response())
+}
+
+pub async fn update(
+    State(s): State<AppState>,
+    VerifyAuth(a): VerifyAuth,
+    Path((sid, target)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let p = params(&body);
+    let v = s
+        .identity
+        .set_verification_status(&a, &sid, &target, p.get("Status").map(String::as_str), s.clock.now())
+        .await?;
+    Ok(Json(verification_json(&base(&s, &headers), &v)).into_response())
+}
+
+pub async fn check(
+    State(s): State<AppState>,
+    VerifyAuth(a): VerifyAuth,
+    Path(sid): Path<String>,
+    body: Bytes,
+) -> Answer {
+    let p = params(&body);
+    let input = CheckInput {
+        code: p.get("Code").cloned(),
+        to: p.get("To").cloned(),
+        verification_sid: p.get("VerificationSid").cloned(),
+    };
+    let v = s.identity.check_verification(&a, &sid, &input, s.clock.now()).await?;
+    Ok(Json(check_json(&v)).into_response())
+}
+
+// ---- admin (Tessera's own API, not Twilio's) ----
+
+/// `POST /api/verify/account`: a new Verify credential; the token is shown once.
+pub async fn create_account(State(s): State<AppState>, AdminAuth(admin): AdminAuth) -> Result<Json<Value>, ApiError> {
+    let (sid, token) = s.identity.create_verify_account(&admin, s.clock.now()).await?;
+    Ok(Json(json!({"accountSid": sid, "authToken": token.expose()})))
+}
+
+/// `PUT /api/verify/{accountSid}/services/{serviceSid}/fraud-guard`.
+pub async fn set_fraud_guard(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path((account, sid)): Path<(String, String)>,
+    ApiJson(guard): ApiJson<tessera_core::verify::FraudGuard>,
+) -> Result<Json<Value>, ApiError> {
+    let svc = s.identity.set_fraud_guard(&admin, &account, &sid, guard, s.clock.now()).await?;
+    Ok(Json(json!({"fraudGuard": svc.guard})))
+}
+
+/// `GET /api/verify/{accountSid}/services/{serviceSid}/blocks`: why and until when.
+pub async fn blocks(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path((account, sid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let list = s.identity.fraud_blocks(&admin, &account, &sid).await?;
+    let items: Vec<Value> = list
+        .iter()
+        .map(|b| json!({"prefix": b.prefix, "reason": b.reason, "insertInstant": b.created_at.millis(), "expiresInstant": b.expires_at.millis()}))
+        .collect();
+    Ok(Json(json!({"blocks": items})))
+}

@@ -1,0 +1,373 @@
+//! Verify API storage: accounts, services, verifications, the fraud guard's send
+//! windows and its blocks. Every window is a `COUNT` over timestamped rows, so several
+//! servers on one PostgreSQL see the same numbers.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use tessera_core::Timestamp;
+use tessera_core::messaging::Channel;
+use tessera_core::phone::PhoneNumber;
+use tessera_core::store::{SendKey, StoreResult, VerifyStore};
+use tessera_core::verify::{Block, FraudGuard, Status, Verification, VerifyAccount, VerifyService};
+
+use crate::queries::{SqlStore, write_error};
+use crate::rows::{corrupt, get};
+use crate::unavailable;
+
+fn count(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+const SERVICE_COLUMNS: &str = "sid, tenant_id, account_sid, friendly_name, code_length, custom_code_enabled, ttl_seconds, guard, created_at, updated_at";
+
+fn service(row: &AnyRow) -> StoreResult<VerifyService> {
+    let guard: FraudGuard = serde_json::from_str(&get::<String>(row, "guard")?).map_err(corrupt)?;
+    Ok(VerifyService {
+        sid: get(row, "sid")?,
+        tenant_id: get::<String>(row, "tenant_id")?.parse().map_err(|_| corrupt("tenant id"))?,
+        account_sid: get(row, "account_sid")?,
+        friendly_name: get(row, "friendly_name")?,
+        code_length: u32::try_from(get::<i64>(row, "code_length")?).map_err(corrupt)?,
+        custom_code_enabled: get::<i64>(row, "custom_code_enabled")? != 0,
+        ttl: Duration::from_secs(u64::try_from(get::<i64>(row, "ttl_seconds")?).map_err(corrupt)?),
+        guard,
+        created_at: Timestamp::from_millis(get(row, "created_at")?),
+        updated_at: Timestamp::from_millis(get(row, "updated_at")?),
+    })
+}
+
+const VERIFICATION_COLUMNS: &str = "sid, service_sid, account_sid, to_number, channel, status, code_hash, sealed_code, \
+                                    checks, sends, prefix, country, created_at, updated_at, expires_at";
+
+fn sends_text(sends: &[(Timestamp, Channel)]) -> String {
+    serde_json::Value::from(sends.iter().map(|(t, c)| serde_json::json!([t.millis(), c.as_str()])).collect::<Vec<_>>())
+        .to_string()
+}
+
+fn verification(row: &AnyRow) -> StoreResult<Verification> {
+    let sends: Vec<(i64, String)> = serde_json::from_str(&get::<String>(row, "sends")?).map_err(corrupt)?;
+    Ok(Verification {
+        sid: get(row, "sid")?,
+        service_sid: get(row, "service_sid")?,
+        account_sid: get(row, "account_sid")?,
+        to: PhoneNumber::from_trusted(get(row, "to_number")?),
+        channel: Channel::parse(&get::<String>(row, "channel")?).ok_or_else(|| corrupt("channel"))?,
+        status: Status::parse(&get::<String>(row, "status")?).ok_or_else(|| corrupt("status"))?,
+        code_hash: get(row, "code_hash")?,
+        sealed_code: get(row, "sealed_code")?,
+        checks: count(get(row, "checks")?),
+        sends: sends
+            .into_iter()
+            .filter_map(|(t, c)| Channel::parse(&c).map(|c| (Timestamp::from_millis(t), c)))
+            .collect(),
+        prefix: get(row, "prefix")?,
+        country: get::<Option<i64>>(row, "country")?.and_then(|c| u16::try_from(c).ok()),
+        created_at: Timestamp::from_millis(get(row, "created_at")?),
+        updated_at: Timestamp::from_millis(get(row, "updated_at")?),
+        expires_at: Timestamp::from_millis(get(row, "expires_at")?),
+    })
+}
+
+fn block(row: &AnyRow) -> StoreResult<Block> {
+    Ok(Block {
+        service_sid: get(row, "service_sid")?,
+        prefix: get(row, "prefix")?,
+        reason: get(row, "reason")?,
+        created_at: Timestamp::from_millis(get(row, "created_at")?),
+        expires_at: Timestamp::from_millis(get(row, "expires_at")?),
+    })
+}
+
+fn guard_text(g: &FraudGuard) -> String {
+    serde_json::to_string(g).unwrap_or_else(|_| "{}".into())
+}
+
+#[async_trait]
+impl VerifyStore for SqlStore {
+    async fn insert_verify_account(&self, a: &VerifyAccount) -> StoreResult<()> {
+        sqlx::query("INSERT INTO verify_accounts (sid, tenant_id, token_digest, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(a.sid.clone())
+            .bind(a.tenant_id.to_string())
+            .bind(a.token_digest.clone())
+            .bind(a.created_at.millis())
+            .execute(&self.pool)
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn verify_account(&self, sid: &str) -> StoreResult<Option<VerifyAccount>> {
+        let row = sqlx::query("SELECT sid, tenant_id, token_digest, created_at FROM verify_accounts WHERE sid = $1")
+            .bind(sid.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| {
+            Ok(VerifyAccount {
+                sid: get(&r, "sid")?,
+                tenant_id: get::<String>(&r, "tenant_id")?.parse().map_err(|_| corrupt("tenant id"))?,
+                token_digest: get(&r, "token_digest")?,
+                created_at: Timestamp::from_millis(get(&r, "created_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn insert_verify_service(&self, s: &VerifyService) -> StoreResult<()> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO verify_services ({SERVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        )))
+        .bind(s.sid.clone())
+        .bind(s.tenant_id.to_string())
+        .bind(s.account_sid.clone())
+        .bind(s.friendly_name.clone())
+        .bind(i64::from(s.code_length))
+        .bind(i64::from(s.custom_code_enabled))
+        .bind(i64::try_from(s.ttl.as_secs()).unwrap_or(600))
+        .bind(guard_text(&s.guard))
+        .bind(s.created_at.millis())
+        .bind(s.updated_at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn verify_service(&self, account_sid: &str, sid: &str) -> StoreResult<Option<VerifyService>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SERVICE_COLUMNS} FROM verify_services WHERE account_sid = $1 AND sid = $2"
+        )))
+        .bind(account_sid.to_owned())
+        .bind(sid.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .map(|r| service(&r))
+        .transpose()
+    }
+
+    async fn verify_services(&self, account_sid: &str) -> StoreResult<Vec<VerifyService>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SERVICE_COLUMNS} FROM verify_services WHERE account_sid = $1 ORDER BY created_at, sid"
+        )))
+        .bind(account_sid.to_owned())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(service)
+        .collect()
+    }
+
+    async fn update_verify_service(&self, s: &VerifyService) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE verify_services SET friendly_name = $3, code_length = $4, custom_code_enabled = $5, \
+             ttl_seconds = $6, guard = $7, updated_at = $8 WHERE account_sid = $1 AND sid = $2",
+        )
+        .bind(s.account_sid.clone())
+        .bind(s.sid.clone())
+        .bind(s.friendly_name.clone())
+        .bind(i64::from(s.code_length))
+        .bind(i64::from(s.custom_code_enabled))
+        .bind(i64::try_from(s.ttl.as_secs()).unwrap_or(600))
+        .bind(guard_text(&s.guard))
+        .bind(s.updated_at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_verify_service(&self, account_sid: &str, sid: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM verify_services WHERE account_sid = $1 AND sid = $2")
+            .bind(account_sid.to_owned())
+            .bind(sid.to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_verification(&self, v: &Verification) -> StoreResult<()> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO verifications ({VERIFICATION_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        )))
+        .bind(v.sid.clone())
+        .bind(v.service_sid.clone())
+        .bind(v.account_sid.clone())
+        .bind(v.to.as_str().to_owned())
+        .bind(v.channel.as_str().to_owned())
+        .bind(v.status.as_str().to_owned())
+        .bind(v.code_hash.clone())
+        .bind(v.sealed_code.clone())
+        .bind(i64::from(v.checks))
+        .bind(sends_text(&v.sends))
+        .bind(v.prefix.clone())
+        .bind(v.country.map(i64::from))
+        .bind(v.created_at.millis())
+        .bind(v.updated_at.millis())
+        .bind(v.expires_at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn verification(&self, service_sid: &str, sid: &str) -> StoreResult<Option<Verification>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE service_sid = $1 AND sid = $2"
+        )))
+        .bind(service_sid.to_owned())
+        .bind(sid.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .map(|r| verification(&r))
+        .transpose()
+    }
+
+    async fn pending_verification(&self, service_sid: &str, to: &str) -> StoreResult<Option<Verification>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE service_sid = $1 AND to_number = $2 \
+             AND status = 'pending' ORDER BY created_at DESC, sid DESC LIMIT 1"
+        )))
+        .bind(service_sid.to_owned())
+        .bind(to.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .map(|r| verification(&r))
+        .transpose()
+    }
+
+    async fn update_verification(&self, v: &Verification, expected_checks: u32) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE verifications SET status = $3, checks = $4, sends = $5, updated_at = $6 \
+             WHERE service_sid = $1 AND sid = $2 AND checks = $7",
+        )
+        .bind(v.service_sid.clone())
+        .bind(v.sid.clone())
+        .bind(v.status.as_str().to_owned())
+        .bind(i64::from(v.checks))
+        .bind(sends_text(&v.sends))
+        .bind(v.updated_at.millis())
+        .bind(i64::from(expected_checks))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_verify_send(
+        &self,
+        service_sid: &str,
+        number: &str,
+        prefix: &str,
+        ip: Option<&str>,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO verify_sends (service_sid, number, prefix, ip, at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(service_sid.to_owned())
+            .bind(number.to_owned())
+            .bind(prefix.to_owned())
+            .bind(ip.map(str::to_owned))
+            .bind(at.millis())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn count_verify_sends(
+        &self,
+        service_sid: &str,
+        key: SendKey,
+        value: &str,
+        since: Timestamp,
+    ) -> StoreResult<u32> {
+        let column = match key {
+            SendKey::Number => "number",
+            SendKey::Prefix => "prefix",
+            SendKey::Ip => "ip",
+            SendKey::Service => {
+                let row = sqlx::query("SELECT COUNT(*) AS n FROM verify_sends WHERE service_sid = $1 AND at > $2")
+                    .bind(service_sid.to_owned())
+                    .bind(since.millis())
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                return Ok(count(get(&row, "n")?));
+            }
+        };
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) AS n FROM verify_sends WHERE service_sid = $1 AND {column} = $2 AND at > $3"
+        )))
+        .bind(service_sid.to_owned())
+        .bind(value.to_owned())
+        .bind(since.millis())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(count(get(&row, "n")?))
+    }
+
+    async fn prefix_conversion(&self, service_sid: &str, prefix: &str, since: Timestamp) -> StoreResult<(u32, u32)> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS started, COALESCE(SUM(CASE WHEN status = 'approved' THEN 1 ELSE 0 END), 0) AS approved \
+             FROM verifications WHERE service_sid = $1 AND prefix = $2 AND created_at > $3",
+        )
+        .bind(service_sid.to_owned())
+        .bind(prefix.to_owned())
+        .bind(since.millis())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok((count(get(&row, "started")?), count(get(&row, "approved")?)))
+    }
+
+    async fn insert_block(&self, b: &Block) -> StoreResult<()> {
+        sqlx::query("INSERT INTO fraud_blocks (service_sid, prefix, reason, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(b.service_sid.clone())
+            .bind(b.prefix.clone())
+            .bind(b.reason.clone())
+            .bind(b.created_at.millis())
+            .bind(b.expires_at.millis())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn active_block(&self, service_sid: &str, prefix: &str, now: Timestamp) -> StoreResult<Option<Block>> {
+        sqlx::query(
+            "SELECT service_sid, prefix, reason, created_at, expires_at FROM fraud_blocks \
+             WHERE service_sid = $1 AND prefix = $2 AND expires_at > $3 ORDER BY expires_at DESC LIMIT 1",
+        )
+        .bind(service_sid.to_owned())
+        .bind(prefix.to_owned())
+        .bind(now.millis())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .map(|r| block(&r))
+        .transpose()
+    }
+
+    async fn blocks(&self, service_sid: &str, limit: u64) -> StoreResult<Vec<Block>> {
+        sqlx::query(
+            "SELECT service_sid, prefix, reason, created_at, expires_at FROM fraud_blocks WHERE service_sid = $1 \
+             ORDER BY id DESC LIMIT $2",
+        )
+        .bind(service_sid.to_owned())
+        .bind(i64::try_from(limit).unwrap_or(100))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(block)
+        .collect()
+    }
+}
