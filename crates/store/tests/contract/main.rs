@@ -7,3 +7,4 @@ mod messengers;
 mod tokens;
 mod two_factor;
 mod users;
+mod verify;
