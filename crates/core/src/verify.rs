@@ -100,6 +100,12 @@ impl Default for FraudGuard {
 }
 
 impl FraudGuard {
+    /// For second-factor sends, where a per-user limit (5 a minute) already applies:
+    /// the per-number window is looser than Verify's.
+    pub fn mfa_default() -> Self {
+        FraudGuard { per_number: Limit { max: 10, window_seconds: 600 }, ..FraudGuard::default() }
+    }
+
     pub fn allows_country(&self, country: Option<u16>) -> bool {
         self.allowed_countries.is_empty() || country.is_some_and(|c| self.allowed_countries.contains(&c))
     }

@@ -17,6 +17,7 @@ use tessera_core::service::Policies;
 use tessera_core::tokens::JwtAlgorithm;
 use tessera_core::twofactor::TwoFactorPolicy;
 use tessera_core::user::PasswordRules;
+use tessera_core::verify::FraudGuard;
 use tessera_providers::RouterSettings;
 use toml::Value;
 
@@ -62,6 +63,12 @@ const KEYS: &[(&str, Kind, &str, &str)] = &[
         "AES-256-GCM key `kid:base64` for secrets at rest (SQLite: generated into seal.key beside the database if absent)",
     ),
     ("seal_keys_previous", Kind::Text, "", "earlier seal keys, comma-separated, still accepted for reading"),
+    (
+        "mfa_allowed_country_codes",
+        Kind::Text,
+        "",
+        "country calling codes second-factor codes may be sent to, comma-separated (empty: all)",
+    ),
     (
         "messengers",
         Kind::Messengers,
@@ -115,6 +122,7 @@ struct Raw {
     trust_token_ttl_seconds: u64,
     seal_key: Option<String>,
     seal_keys_previous: Option<String>,
+    mfa_allowed_country_codes: Option<String>,
     messengers: Option<Vec<toml::Table>>,
     public_url: Option<String>,
     messenger_deadline_ms: u64,
@@ -289,6 +297,16 @@ impl Raw {
         {
             return Err(ConfigError(format!("public_url: {u:?} must start with https:// or http://")));
         }
+        let mfa_countries = self
+            .mfa_allowed_country_codes
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(|c| c.trim_start_matches('+').parse::<u16>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| ConfigError("mfa_allowed_country_codes: give calling codes like 1,44,91".into()))?;
         let threads = match self.password_hash_threads {
             0 => std::thread::available_parallelism().map(usize::from).unwrap_or(1),
             n => n,
@@ -321,6 +339,7 @@ impl Raw {
                     issuer: self.totp_issuer,
                     ..TwoFactorPolicy::default()
                 },
+                mfa_guard: FraudGuard { allowed_countries: mfa_countries, ..FraudGuard::mfa_default() },
             },
             password_hash_threads: threads,
             seal_key,

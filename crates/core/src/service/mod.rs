@@ -1,6 +1,7 @@
 //! `Identity`: the use cases the HTTP API exposes, each taking `now` and returning a
 //! domain outcome for the server to put into wire shape.
 
+mod fraud;
 mod messengers;
 mod sessions;
 mod twofactor;
@@ -41,6 +42,8 @@ pub struct Policies {
     pub jwt_ttl: Duration,
     pub refresh_ttl: Duration,
     pub two_factor: TwoFactorPolicy,
+    /// The fraud guard on second-factor sends (one per tenant).
+    pub mfa_guard: crate::verify::FraudGuard,
 }
 
 impl Default for Policies {
@@ -54,6 +57,7 @@ impl Default for Policies {
             jwt_ttl: Duration::from_secs(3600),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
             two_factor: TwoFactorPolicy::default(),
+            mfa_guard: crate::verify::FraudGuard::mfa_default(),
         }
     }
 }

@@ -52,6 +52,8 @@ pub enum SendOutcome {
     Sent,
     NotFound,
     RateLimited,
+    /// The fraud guard refused (geo permissions, a blocked prefix, a window).
+    Blocked(String),
     /// The messenger could not deliver; the text is for the log and the admin.
     Failed(String),
 }
@@ -167,6 +169,9 @@ impl Identity {
             let detail = json!({"channel": req.channel.as_str()});
             self.audit(AuditKind::TwoFactorCodeSent, Some(req.user), "rate_limited", ctx, detail, now).await?;
             return Ok(Prepared::Refused(SendOutcome::RateLimited));
+        }
+        if let Some(refusal) = self.guard_mfa_send(req.to, ctx, now).await? {
+            return Ok(Prepared::Refused(SendOutcome::Blocked(refusal.detail)));
         }
         match self.messenger.start_verification(&self.message(req, "")).await {
             Ok(Some(v)) => {

@@ -10,7 +10,6 @@ use crate::audit::AuditKind;
 use crate::messaging::{self, Channel, OutboundMessage, Purpose};
 use crate::phone::PhoneNumber;
 use crate::secret::Secret;
-use crate::store::SendKey;
 use crate::twofactor::numeric_code;
 use crate::verify::{
     Block, FraudGuard, MAX_CHECKS, Status, Verification, VerifyAccount, VerifyService, is_sid, new_sid, prefix_of,
@@ -258,18 +257,6 @@ impl Identity {
         self.audit(kind, None, outcome, &RequestContext::default(), d, now).await
     }
 
-    async fn refuse(
-        &self,
-        service: &VerifyService,
-        to: &PhoneNumber,
-        reason: &'static str,
-        ctx: &RequestContext,
-        now: Timestamp,
-    ) -> Result<(), CoreError> {
-        let detail = json!({"serviceSid": service.sid, "prefix": prefix_of(to), "reason": reason});
-        self.audit(AuditKind::VerifyBlocked, None, reason, ctx, detail, now).await
-    }
-
     /// The fraud guard for a new verification: blocks, windows and conversion.
     async fn guard_new(
         &self,
@@ -278,44 +265,10 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> VerifyResult<()> {
-        let g = &service.guard;
-        let prefix = prefix_of(to);
-        if let Some(block) = self.store.active_block(&service.sid, &prefix, now).await? {
-            self.refuse(service, to, "prefix_blocked", ctx, now).await?;
-            return Err(VerifyError::Blocked(block.reason).into());
+        match self.fraud_check(&service.sid, &service.guard, to, ctx, now, true).await? {
+            Some(refusal) => Err(VerifyError::Blocked(refusal.detail).into()),
+            None => Ok(()),
         }
-        let windows: [(SendKey, Option<&str>, &crate::verify::Limit, &'static str); 3] = [
-            (SendKey::Prefix, Some(prefix.as_str()), &g.per_prefix, "prefix_rate"),
-            (SendKey::Ip, ctx.ip.as_deref(), &g.per_ip, "ip_rate"),
-            (SendKey::Service, Some(service.sid.as_str()), &g.per_service, "service_rate"),
-        ];
-        for (key, value, limit, reason) in windows {
-            let Some(value) = value else { continue };
-            if self.store.count_verify_sends(&service.sid, key, value, now.minus(limit.window())).await? >= limit.max {
-                self.refuse(service, to, reason, ctx, now).await?;
-                return Err(VerifyError::Blocked(format!(
-                    "{reason}: more than {} in {} s",
-                    limit.max, limit.window_seconds
-                ))
-                .into());
-            }
-        }
-        let since = now.minus(Duration::from_secs(g.conversion_window_seconds));
-        let (started, approved) = self.store.prefix_conversion(&service.sid, &prefix, since).await?;
-        if g.low_conversion(started, approved) {
-            let reason = format!("low_conversion: {approved} of {started} approved for {prefix}");
-            let block = Block {
-                service_sid: service.sid.clone(),
-                prefix: prefix.clone(),
-                reason: reason.clone(),
-                created_at: now,
-                expires_at: now.plus(Duration::from_secs(g.block_seconds)),
-            };
-            self.store.insert_block(&block).await?;
-            self.refuse(service, to, "low_conversion", ctx, now).await?;
-            return Err(VerifyError::Blocked(reason).into());
-        }
-        Ok(())
     }
 
     /// Marks a pending verification past its validity as expired.
@@ -357,18 +310,8 @@ impl Identity {
         };
         let locale = input.locale.clone().filter(|l| !l.is_empty()).unwrap_or_else(|| "en".into());
         let country = to.country_code();
-        if !service.guard.allows_country(country) {
-            self.refuse(&service, &to, "geo", ctx, now).await?;
-            return Err(VerifyError::GeoDenied.into());
-        }
-        let per_number = service.guard.per_number;
-        let sent = self
-            .store
-            .count_verify_sends(&service.sid, SendKey::Number, to.as_str(), now.minus(per_number.window()))
-            .await?;
-        if sent >= per_number.max {
-            self.refuse(&service, &to, "number_rate", ctx, now).await?;
-            return Err(VerifyError::MaxSends.into());
+        if let Some(refusal) = self.destination_check(&service.sid, &service.guard, &to, ctx, now).await? {
+            return Err(if refusal.kind == "geo" { VerifyError::GeoDenied } else { VerifyError::MaxSends }.into());
         }
 
         let existing = match self.store.pending_verification(&service.sid, to.as_str()).await? {

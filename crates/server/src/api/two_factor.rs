@@ -88,6 +88,11 @@ fn send_response(outcome: SendOutcome) -> Response {
             let body = json!({"generalErrors": [{"code": "[TooManyRequests]", "message": "Too many codes were sent recently. Try again in a minute."}]});
             (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response()
         }
+        SendOutcome::Blocked(detail) => {
+            tracing::info!(%detail, "fraud guard refused a code");
+            let body = json!({"generalErrors": [{"code": "[Blocked]", "message": "Codes cannot be sent to this number right now."}]});
+            (StatusCode::FORBIDDEN, Json(body)).into_response()
+        }
         SendOutcome::Failed(detail) => {
             tracing::warn!(%detail, "messenger failed");
             let body = json!({"generalErrors": [{"code": "[MessengerFailure]", "message": "The code could not be sent. Try again, or use another method."}]});

@@ -571,3 +571,40 @@ async fn two_factor_on_postgres() {
     assert_eq!(two_factor_login(&app, &b, &code(&app, &secret, 0)).await.status, 421);
     assert_eq!(two_factor_login(&app, &b, codes[3].as_str().unwrap()).await.status, 200);
 }
+
+#[tokio::test]
+async fn the_fraud_guard_also_protects_second_factor_sends() {
+    let app = app()
+        .configure(|c| {
+            c.policies.mfa_guard.allowed_countries = vec![1];
+            c.policies.mfa_guard.per_prefix = tessera_core::verify::Limit { max: 2, window_seconds: 3600 };
+        })
+        .spawn()
+        .await;
+    let id = user(&app).await;
+    let denied = app
+        .admin(Method::POST, "/api/two-factor/send", Some(json!({"userId": id, "mobilePhone": "+442079460958"})))
+        .await;
+    assert_eq!((denied.status, &denied.json["generalErrors"][0]["code"]), (403, &json!("[Blocked]")));
+    assert!(app.last_message_to("+442079460958").is_none(), "nothing went out");
+    for n in ["+15554440001", "+15554440002"] {
+        assert_eq!(
+            app.admin(Method::POST, "/api/two-factor/send", Some(json!({"userId": id, "mobilePhone": n}))).await.status,
+            200
+        );
+    }
+    app.clock.advance(Duration::from_secs(61)); // past the per-user send limit, not the prefix window
+    let pumped = app
+        .admin(Method::POST, "/api/two-factor/send", Some(json!({"userId": id, "mobilePhone": "+15554440003"})))
+        .await;
+    assert_eq!(pumped.status, 403, "third code to one prefix in an hour");
+    let log = app.admin(Method::GET, "/api/system/audit-log?numberOfResults=50", None).await;
+    let outcomes: Vec<&str> = log.json["auditLogs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "verify.blocked")
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["prefix_rate", "geo"]);
+}

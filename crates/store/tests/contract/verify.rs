@@ -8,7 +8,8 @@ use tessera_core::verify::{Block, FraudGuard, Status, Verification, VerifyAccoun
 use crate::support::*;
 
 async fn service(c: &Ctx) -> VerifyService {
-    let account = VerifyAccount { sid: new_sid("AC").unwrap(), tenant_id: c.tenant, token_digest: "d".into(), created_at: T0 };
+    let account =
+        VerifyAccount { sid: new_sid("AC").unwrap(), tenant_id: c.tenant, token_digest: "d".into(), created_at: T0 };
     c.store.insert_verify_account(&account).await.unwrap();
     assert_eq!(c.store.verify_account(&account.sid).await.unwrap(), Some(account.clone()));
     let s = VerifyService {
@@ -81,7 +82,9 @@ contract!(verifications_update_only_from_the_expected_check_count, |c| {
 
 contract!(send_windows_and_conversion_are_counted, |c| {
     let s = service(&c).await;
-    for (i, (n, ip)) in [("+15554440001", "1.1.1.1"), ("+15554440002", "1.1.1.1"), ("+15557770001", "2.2.2.2")].iter().enumerate() {
+    for (i, (n, ip)) in
+        [("+15554440001", "1.1.1.1"), ("+15554440002", "1.1.1.1"), ("+15557770001", "2.2.2.2")].iter().enumerate()
+    {
         let p = PhoneNumber::parse(n).unwrap();
         let at = T0.plus(Duration::from_secs(i as u64 * 10));
         c.store.record_verify_send(&s.sid, n, &tessera_core::verify::prefix_of(&p), Some(ip), at).await.unwrap();
@@ -91,7 +94,11 @@ contract!(send_windows_and_conversion_are_counted, |c| {
     assert_eq!(c.store.count_verify_sends(&s.sid, SendKey::Ip, "1.1.1.1", since(0)).await.unwrap(), 2);
     assert_eq!(c.store.count_verify_sends(&s.sid, SendKey::Number, "+15557770001", since(0)).await.unwrap(), 1);
     assert_eq!(c.store.count_verify_sends(&s.sid, SendKey::Service, &s.sid, since(0)).await.unwrap(), 3);
-    assert_eq!(c.store.count_verify_sends(&s.sid, SendKey::Service, &s.sid, since(65)).await.unwrap(), 2, "the first slid out");
+    assert_eq!(
+        c.store.count_verify_sends(&s.sid, SendKey::Service, &s.sid, since(65)).await.unwrap(),
+        2,
+        "the first slid out"
+    );
 
     let mut approved = verification(&s, "+15554440001", 1);
     approved.status = Status::Approved;
@@ -104,7 +111,13 @@ contract!(send_windows_and_conversion_are_counted, |c| {
 
 contract!(blocks_are_active_until_they_expire, |c| {
     let s = service(&c).await;
-    let b = Block { service_sid: s.sid.clone(), prefix: "+1555444".into(), reason: "low_conversion".into(), created_at: T0, expires_at: T0.plus(Duration::from_secs(60)) };
+    let b = Block {
+        service_sid: s.sid.clone(),
+        prefix: "+1555444".into(),
+        reason: "low_conversion".into(),
+        created_at: T0,
+        expires_at: T0.plus(Duration::from_secs(60)),
+    };
     c.store.insert_block(&b).await.unwrap();
     assert_eq!(c.store.active_block(&s.sid, "+1555444", T0).await.unwrap(), Some(b.clone()));
     assert_eq!(c.store.active_block(&s.sid, "+1555444", T0.plus(Duration::from_secs(61))).await.unwrap(), None);
