@@ -398,3 +398,44 @@ async fn verify_sends_go_through_the_messengers() {
     let failed = v.start(&va, "+15554443299").await;
     assert_eq!((failed.status, failed.json["code"].as_i64()), (502, Some(60001)), "{}", failed.text);
 }
+
+/// A virtualenv with the `twilio` package, made once per target directory.
+fn python_with_twilio() -> std::path::PathBuf {
+    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("twilio-venv");
+    let python = venv.join("bin/python");
+    let ready = python.exists()
+        && std::process::Command::new(&python).args(["-c", "import twilio"]).status().is_ok_and(|s| s.success());
+    if !ready {
+        let made =
+            std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv).status().expect("python3 -m venv");
+        assert!(made.success(), "could not create a virtualenv");
+        let pip = std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "twilio==9.13.0"])
+            .status()
+            .expect("pip");
+        assert!(pip.success(), "could not install the twilio package");
+    }
+    python
+}
+
+#[tokio::test]
+async fn the_official_twilio_python_sdk_works_against_tessera() {
+    let app = spawn_app().await;
+    let v = Verify::new(&app).await;
+    let python = tokio::task::spawn_blocking(python_with_twilio).await.unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/twilio_verify.py");
+    let run = tokio::process::Command::new(python)
+        .arg(script)
+        .env("TESSERA_URL", &app.base)
+        .env("ACCOUNT_SID", &v.account)
+        .env("AUTH_TOKEN", &v.token)
+        .output();
+    let out =
+        tokio::time::timeout(Duration::from_secs(120), run).await.expect("the SDK script finished in time").unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("OK"),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
