@@ -12,6 +12,7 @@ mod args;
 mod load;
 mod server;
 mod two_factor;
+mod verify;
 
 use std::time::Duration;
 
@@ -43,6 +44,7 @@ async fn run(args: Args) -> Result<(), String> {
         "login" => login(&args).await,
         "two-factor" => two_factor::full(&args).await,
         "code-check" => two_factor::code_check(&args).await,
+        "verify" => verify::run(&args).await,
         other => Err(format!("unknown scenario {other:?}")),
     }
 }
