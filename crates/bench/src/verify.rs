@@ -22,7 +22,13 @@ struct Account {
     token: String,
 }
 
-async fn form(client: &reqwest::Client, target: &Target, a: &Account, path: &str, body: &[(&str, &str)]) -> Result<(u16, Value), String> {
+async fn form(
+    client: &reqwest::Client,
+    target: &Target,
+    a: &Account,
+    path: &str,
+    body: &[(&str, &str)],
+) -> Result<(u16, Value), String> {
     let r = client
         .post(target.url(path))
         .basic_auth(&a.sid, Some(&a.token))
@@ -49,7 +55,8 @@ async fn account(client: &reqwest::Client, target: &Target) -> Result<Account, S
 }
 
 async fn service(client: &reqwest::Client, target: &Target, a: &Account, guard: Value) -> Result<String, String> {
-    let (status, body) = form(client, target, a, "/v2/Services", &[("FriendlyName", "Bench"), ("CustomCodeEnabled", "true")]).await?;
+    let (status, body) =
+        form(client, target, a, "/v2/Services", &[("FriendlyName", "Bench"), ("CustomCodeEnabled", "true")]).await?;
     if status != 201 {
         return Err(format!("creating a service: {status} {body}"));
     }
@@ -69,7 +76,8 @@ async fn service(client: &reqwest::Client, target: &Target, a: &Account, guard: 
 
 pub async fn run(args: &Args) -> Result<(), String> {
     let target = Target::start(args).await?;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build().map_err(|e| e.to_string())?;
+    let client =
+        reqwest::Client::builder().pool_max_idle_per_host(args.connections).build().map_err(|e| e.to_string())?;
     let a = Arc::new(account(&client, &target).await?);
 
     // Throughput: limits raised so only the server's speed counts.
@@ -136,7 +144,14 @@ async fn pumping(client: &reqwest::Client, target: &Target, a: &Account) -> Resu
     for i in 0..200u32 {
         // The attacker: premium-rate numbers nobody verifies.
         let bad = format!("+1900555{:04}", i);
-        let (status, body) = form(client, target, a, &format!("/v2/Services/{va}/Verifications"), &[("To", &bad), ("Channel", "sms"), ("CustomCode", "111111")]).await?;
+        let (status, body) = form(
+            client,
+            target,
+            a,
+            &format!("/v2/Services/{va}/Verifications"),
+            &[("To", &bad), ("Channel", "sms"), ("CustomCode", "111111")],
+        )
+        .await?;
         match status {
             201 => pumped_through += 1,
             403 if body["code"] == 60410 => {
@@ -147,11 +162,25 @@ async fn pumping(client: &reqwest::Client, target: &Target, a: &Account) -> Resu
         }
         // Real users: half of them type the code.
         let good = format!("+1202777{:04}", i);
-        let (status, _) = form(client, target, a, &format!("/v2/Services/{va}/Verifications"), &[("To", &good), ("Channel", "sms"), ("CustomCode", "222222")]).await?;
+        let (status, _) = form(
+            client,
+            target,
+            a,
+            &format!("/v2/Services/{va}/Verifications"),
+            &[("To", &good), ("Channel", "sms"), ("CustomCode", "222222")],
+        )
+        .await?;
         if status == 201 {
             honest_through += 1;
             if i % 2 == 0 {
-                form(client, target, a, &format!("/v2/Services/{va}/VerificationCheck"), &[("To", &good), ("Code", "222222")]).await?;
+                form(
+                    client,
+                    target,
+                    a,
+                    &format!("/v2/Services/{va}/VerificationCheck"),
+                    &[("To", &good), ("Code", "222222")],
+                )
+                .await?;
             }
         } else {
             honest_blocked += 1;

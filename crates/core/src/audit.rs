@@ -31,6 +31,8 @@ pub enum AuditKind {
     VerifyExpired,
     VerifyMaxAttempts,
     VerifyBlocked,
+    /// Counted in metrics only: every code sent by the Verify API, resends included.
+    VerifySent,
 }
 
 impl AuditKind {
@@ -60,6 +62,7 @@ impl AuditKind {
             AuditKind::VerifyExpired => "verify.expired",
             AuditKind::VerifyMaxAttempts => "verify.max_attempts_reached",
             AuditKind::VerifyBlocked => "verify.blocked",
+            AuditKind::VerifySent => "verify.sent",
         }
     }
 }

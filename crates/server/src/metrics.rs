@@ -91,6 +91,13 @@ impl Metrics {
         for ((event, outcome), n) in &m.events {
             let _ = writeln!(out, "tessera_security_events_total{{event=\"{event}\",outcome=\"{outcome}\"}} {n}");
         }
+        let started = m.events.get(&("verify.pending", "pending")).copied().unwrap_or(0);
+        if started > 0 {
+            let approved = m.events.get(&("verify.approved", "approved")).copied().unwrap_or(0);
+            out.push_str("# HELP tessera_verify_conversion_ratio Verifications approved per verification started, since start.\n");
+            out.push_str("# TYPE tessera_verify_conversion_ratio gauge\n");
+            let _ = writeln!(out, "tessera_verify_conversion_ratio {}", approved as f64 / started as f64);
+        }
         out
     }
 }

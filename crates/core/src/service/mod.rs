@@ -223,6 +223,13 @@ impl Identity {
         &self.default_application
     }
 
+    /// Counts an event in metrics without writing it to the audit log.
+    fn count(&self, kind: AuditKind, outcome: &'static str) {
+        if let Some(hook) = &self.on_event {
+            hook(kind, outcome);
+        }
+    }
+
     async fn audit(
         &self,
         kind: AuditKind,

@@ -361,6 +361,7 @@ impl Identity {
                 .await?;
         }
         self.store.record_verify_send(&service.sid, to.as_str(), &v.prefix, ctx.ip.as_deref(), now).await?;
+        self.count(AuditKind::VerifySent, if resend { "resend" } else { "new" });
 
         let text = match channel {
             Channel::Sms => format!("Your {} verification code is: {code}", service.friendly_name),

@@ -329,6 +329,8 @@ async fn low_conversion_blocks_a_prefix_until_the_block_expires() {
         metrics.contains("tessera_security_events_total{event=\"verify.approved\",outcome=\"approved\"} 5"),
         "{metrics}"
     );
+    assert!(metrics.contains("tessera_security_events_total{event=\"verify.sent\",outcome=\"new\"} 11"), "{metrics}");
+    assert!(metrics.contains("tessera_verify_conversion_ratio 0.4545"), "5 approved of 11 started: {metrics}");
 
     app.clock.advance(Duration::from_secs(601));
     assert_eq!(v.start(&va, "+15554440099").await.status, 201, "the block expired");
