@@ -8,6 +8,7 @@ pub mod apikey;
 pub mod audit;
 pub mod base32;
 pub mod error;
+pub mod flows;
 pub mod ids;
 pub mod login;
 pub mod messaging;

@@ -37,6 +37,8 @@ pub enum Purpose {
     SecondFactor,
     /// "Send test message" from the messenger configuration.
     Test,
+    /// A message a flow sends.
+    Notification,
 }
 
 impl Purpose {
@@ -45,6 +47,7 @@ impl Purpose {
             Purpose::Enrollment => "enrollment",
             Purpose::SecondFactor => "second-factor-authentication",
             Purpose::Test => "test",
+            Purpose::Notification => "notification",
         }
     }
 }
@@ -182,6 +185,7 @@ pub fn render(purpose: Purpose, channel: Channel, locale: &str, code: &str, appl
         (_, Purpose::Enrollment) => format!("{code} is your code to set up two-step verification for {application}."),
         (_, Purpose::SecondFactor) => format!("{code} is your {application} sign-in code. Don't share it with anyone."),
         (_, Purpose::Test) => format!("Tessera test message for {application}."),
+        (_, Purpose::Notification) => code.to_owned(),
     }
 }
 

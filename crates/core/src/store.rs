@@ -260,6 +260,49 @@ pub trait VerifyStore: Send + Sync {
     async fn blocks(&self, service_sid: &str, limit: u64) -> StoreResult<Vec<Block>>;
 }
 
+/// A stored flow: its Studio definition, exactly as imported.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredFlow {
+    pub sid: String,
+    pub tenant_id: TenantId,
+    pub friendly_name: String,
+    pub definition: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+/// One run of a flow, saved after every step so a restart cannot lose it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlowRun {
+    pub sid: String,
+    pub flow_sid: String,
+    /// `running`, `ended`, `failed`.
+    pub status: String,
+    /// The state to run next while `running`.
+    pub current: Option<String>,
+    pub context: serde_json::Value,
+    pub steps: Vec<serde_json::Value>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[async_trait]
+pub trait FlowStore: Send + Sync {
+    async fn insert_flow(&self, f: &StoredFlow) -> StoreResult<()>;
+    async fn flow(&self, tenant: TenantId, sid: &str) -> StoreResult<Option<StoredFlow>>;
+    async fn flows(&self, tenant: TenantId) -> StoreResult<Vec<StoredFlow>>;
+    async fn delete_flow(&self, tenant: TenantId, sid: &str) -> StoreResult<bool>;
+    /// Binds a number (E.164) to a flow, replacing an earlier binding.
+    async fn bind_number(&self, tenant: TenantId, number: &str, flow_sid: &str) -> StoreResult<()>;
+    async fn flow_for_number(&self, number: &str) -> StoreResult<Option<StoredFlow>>;
+    async fn insert_run(&self, r: &FlowRun) -> StoreResult<()>;
+    async fn update_run(&self, r: &FlowRun) -> StoreResult<()>;
+    async fn run(&self, sid: &str) -> StoreResult<Option<FlowRun>>;
+    /// Newest first.
+    async fn runs(&self, flow_sid: &str, limit: u64) -> StoreResult<Vec<FlowRun>>;
+    /// Runs still `running` (after a restart: interrupted).
+    async fn running_runs(&self) -> StoreResult<Vec<FlowRun>>;
+}
+
 #[async_trait]
 pub trait Store:
     TenantStore
@@ -272,6 +315,7 @@ pub trait Store:
     + TwoFactorStore
     + MessengerStore
     + VerifyStore
+    + FlowStore
 {
     /// Whether the database answers; what `/api/status` reports.
     async fn ping(&self) -> StoreResult<()>;

@@ -6,6 +6,7 @@
 //! and records every delivery.
 
 pub mod console;
+pub mod flow_effects;
 mod generic;
 mod http;
 mod plivo;

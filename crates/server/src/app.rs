@@ -37,6 +37,8 @@ pub struct AppState {
     pub router: Arc<MessageRouter>,
     /// Tessera's public base URL, for checking webhook signatures.
     pub public_url: Option<String>,
+    /// HTTP calls and messages of flows.
+    pub effects: Arc<tessera_providers::flow_effects::Effects>,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
@@ -111,7 +113,16 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
         })?;
     }
     let public_url = config.messaging.public_url.clone();
-    let state = AppState { identity: Arc::new(identity), console, router, public_url, store, clock, metrics, hasher };
+    let effects = Arc::new(
+        tessera_providers::flow_effects::Effects::new(router.clone(), config.flow_http_allowlist.clone())
+            .map_err(StartError::Config)?,
+    );
+    let interrupted = tessera_core::service::flows::fail_interrupted_runs(store.as_ref(), clock.now()).await?;
+    if interrupted > 0 {
+        tracing::warn!(runs = interrupted, "marked flow runs interrupted by the last stop as failed");
+    }
+    let state =
+        AppState { identity: Arc::new(identity), console, router, public_url, effects, store, clock, metrics, hasher };
     Ok(Prepared { state, bootstrap: report, request_timeout: config.request_timeout })
 }
 
@@ -158,6 +169,15 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/api/verify/account", post(api::verify::create_account))
         .route("/api/verify/{account}/services/{sid}/fraud-guard", axum::routing::put(api::verify::set_fraud_guard))
         .route("/api/verify/{account}/services/{sid}/blocks", get(api::verify::blocks))
+        .route("/api/flow", post(api::flows::import).get(api::flows::list))
+        .route("/api/flow/forward-to-slack", post(api::flows::forward_to_slack))
+        .route("/api/flow/run/{id}", get(api::flows::run))
+        .route("/api/flow/{id}", get(api::flows::get).delete(api::flows::delete))
+        .route("/api/flow/{id}/number", post(api::flows::bind))
+        .route("/api/flow/{id}/runs", get(api::flows::runs))
+        .route("/webhooks/twilio/sms", post(api::inbound::twilio_sms))
+        .route("/webhooks/plivo/sms", post(api::inbound::plivo_sms))
+        .route("/webhooks/generic/sms", post(api::inbound::generic_sms))
         .route("/api/jwt/validate", get(api::jwt::validate))
         .route("/api/jwt/refresh", post(api::jwt::refresh).delete(api::jwt::revoke))
         .route("/api/logout", post(api::jwt::logout))

@@ -70,6 +70,12 @@ const KEYS: &[(&str, Kind, &str, &str)] = &[
         "country calling codes second-factor codes may be sent to, comma-separated (empty: all)",
     ),
     (
+        "flow_http_allowlist",
+        Kind::Text,
+        "",
+        "hosts or IPs flows may call although they are private or loopback, comma-separated",
+    ),
+    (
         "messengers",
         Kind::Messengers,
         "",
@@ -123,6 +129,7 @@ struct Raw {
     seal_key: Option<String>,
     seal_keys_previous: Option<String>,
     mfa_allowed_country_codes: Option<String>,
+    flow_http_allowlist: Option<String>,
     messengers: Option<Vec<toml::Table>>,
     public_url: Option<String>,
     messenger_deadline_ms: u64,
@@ -152,6 +159,8 @@ pub struct Config {
     pub seal_key: Option<SealKey>,
     pub seal_keys_previous: Vec<SealKey>,
     pub messaging: RouterSettings,
+    /// Hosts flows may call although private (tests, internal services).
+    pub flow_http_allowlist: Vec<String>,
     /// Messengers to create or update at start (each with an `id`).
     pub messengers: Vec<serde_json::Value>,
     pub request_timeout: Duration,
@@ -344,6 +353,14 @@ impl Raw {
             password_hash_threads: threads,
             seal_key,
             seal_keys_previous,
+            flow_http_allowlist: self
+                .flow_http_allowlist
+                .as_deref()
+                .unwrap_or_default()
+                .split(',')
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .collect(),
             messengers: self
                 .messengers
                 .unwrap_or_default()

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use tessera_core::service::flows;
 use tessera_core::store::Store;
 use tessera_server::clock::{Clock, SystemClock};
 use tessera_server::{Config, prepare, serve};
@@ -38,9 +39,36 @@ enum Command {
         #[command(subcommand)]
         action: SealKeyAction,
     },
+    /// Manage flows (Twilio Studio definitions run on inbound messages).
+    Flow {
+        #[command(subcommand)]
+        action: FlowAction,
+    },
     /// Re-seal every stored secret under the current seal key (after rotating it:
     /// set the new `seal_key`, move the old one to `seal_keys_previous`, run this).
     Reseal,
+}
+
+#[derive(Subcommand)]
+enum FlowAction {
+    /// Import a Studio flow definition (JSON file), optionally binding a number to it.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        number: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Post every SMS that reaches NUMBER to a Slack incoming webhook.
+    ForwardToSlack {
+        #[arg(long)]
+        number: String,
+        #[arg(long)]
+        webhook: String,
+        /// Post only the code found in each message.
+        #[arg(long)]
+        redact: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -145,9 +173,44 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
                 config.seal_key.as_ref().map_or("from seal.key", |k| k.id())
             );
         }
+        Command::Flow { action } => {
+            let store = open(&config).await?;
+            store.migrate().await?;
+            tessera_core::service::bootstrap(&store as &dyn Store, config.api_key.as_ref(), clock.now()).await?;
+            let tenant = tessera_core::store::TenantStore::default_tenant(&store).await?.ok_or("no tenant")?.id;
+            let flow = match action {
+                FlowAction::Import { file, number, name } => {
+                    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+                    let definition: serde_json::Value =
+                        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+                    let flow =
+                        flows::import_flow(&store, tenant, definition, name, clock.now()).await.map_err(explain)?;
+                    if let Some(n) = number {
+                        flows::bind_number(&store, tenant, &flow.sid, &n).await.map_err(explain)?;
+                    }
+                    flow
+                }
+                FlowAction::ForwardToSlack { number, webhook, redact } => {
+                    flows::forward_to_slack(&store, tenant, &number, &webhook, redact, clock.now())
+                        .await
+                        .map_err(explain)?
+                }
+            };
+            println!("{}", flow.sid);
+        }
         Command::ConfigReference | Command::SealKey { .. } => {}
     }
     Ok(())
+}
+
+/// Validation errors as lines a person can read.
+fn explain(e: tessera_core::CoreError) -> String {
+    match e {
+        tessera_core::CoreError::Invalid(v) => {
+            v.fields.values().flatten().chain(&v.general).map(|p| p.message.clone()).collect::<Vec<_>>().join("\n")
+        }
+        other => other.to_string(),
+    }
 }
 
 async fn open(config: &Config) -> Result<tessera_store::SqlStore, tessera_core::store::StoreError> {

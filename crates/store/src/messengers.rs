@@ -62,7 +62,10 @@ fn bind_messenger<'q>(
 }
 
 fn purpose(s: &str) -> Purpose {
-    [Purpose::Enrollment, Purpose::Test].into_iter().find(|p| p.as_str() == s).unwrap_or(Purpose::SecondFactor)
+    [Purpose::Enrollment, Purpose::Test, Purpose::Notification]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+        .unwrap_or(Purpose::SecondFactor)
 }
 
 fn delivery(row: &AnyRow) -> StoreResult<Delivery> {

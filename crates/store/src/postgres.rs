@@ -24,5 +24,6 @@ pub(crate) fn migrator() -> Migrator {
         migration(3, "messengers", include_str!("../migrations/postgres/0003_messengers.sql")),
         migration(4, "voice prompts", include_str!("../migrations/postgres/0004_voice_prompts.sql")),
         migration(5, "verify", include_str!("../migrations/postgres/0005_verify.sql")),
+        migration(6, "flows", include_str!("../migrations/postgres/0006_flows.sql")),
     ])
 }

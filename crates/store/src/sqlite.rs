@@ -47,5 +47,6 @@ pub(crate) fn migrator() -> Migrator {
         migration(3, "messengers", include_str!("../migrations/sqlite/0003_messengers.sql")),
         migration(4, "voice prompts", include_str!("../migrations/sqlite/0004_voice_prompts.sql")),
         migration(5, "verify", include_str!("../migrations/sqlite/0005_verify.sql")),
+        migration(6, "flows", include_str!("../migrations/sqlite/0006_flows.sql")),
     ])
 }

@@ -216,6 +216,22 @@ impl TestApp {
         (!code.is_empty()).then_some(code)
     }
 
+    /// Polls `check` until it returns `Some`, for at most 10 s.
+    pub async fn eventually<T, F, Fut>(&self, what: &str, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            assert!(std::time::Instant::now() < deadline, "gave up waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// How many messages the console messenger has sent.
     pub fn messages_sent(&self) -> usize {
         self.state.console.sent().len()

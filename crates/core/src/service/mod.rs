@@ -1,6 +1,7 @@
 //! `Identity`: the use cases the HTTP API exposes, each taking `now` and returning a
 //! domain outcome for the server to put into wire shape.
 
+pub mod flows;
 mod fraud;
 mod messengers;
 mod sessions;

@@ -1,6 +1,8 @@
 //! HTTP handlers. Each parses its input into domain types, calls one `Identity` use
 //! case with `now`, and puts the outcome into FusionAuth's wire shape.
 
+pub mod flows;
+pub mod inbound;
 pub mod jwt;
 pub mod login;
 pub mod messengers;

@@ -167,3 +167,44 @@ fn migrate_and_config_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn flows_are_imported_and_recipes_made_from_the_command_line() {
+    let dir = temp_dir();
+    let good = dir.join("flow.json");
+    std::fs::write(
+        &good,
+        json!({"description": "d", "initial_state": "Trigger", "states": [
+            {"name": "Trigger", "type": "trigger", "properties": {}, "transitions": [{"event": "incomingMessage"}]}]})
+        .to_string(),
+    )
+    .unwrap();
+    let out = tessera(&dir).args(["flow", "import"]).arg(&good).args(["--number", "+15550001111"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).trim().starts_with("FW"));
+
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, json!({"initial_state": "A", "states": [{"name": "A", "type": "run-function"}]}).to_string())
+        .unwrap();
+    let out = tessera(&dir).args(["flow", "import"]).arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("State [A] has type [run-function]"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = tessera(&dir)
+        .args([
+            "flow",
+            "forward-to-slack",
+            "--number",
+            "+15550002222",
+            "--webhook",
+            "https://hooks.slack.com/services/T/B/X",
+            "--redact",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -2,6 +2,7 @@
 //! (and, in `cli`, as the real binary). One test binary for the whole crate.
 
 mod cli;
+mod flows;
 mod login;
 mod messengers;
 mod multi_instance;

@@ -1,0 +1,157 @@
+//! Flows as use cases: import (validated), bind numbers, start runs from inbound
+//! messages, execute them step by step with every step saved, and fail runs a restart
+//! interrupted rather than lose them.
+
+use serde_json::{Map, Value, json};
+
+use crate::flows::{self, Flow, FlowEffects, MAX_STEPS};
+use crate::ids::TenantId;
+use crate::phone::PhoneNumber;
+use crate::store::{FlowRun, Store, StoredFlow};
+use crate::validation::ValidationErrors;
+use crate::verify::new_sid;
+use crate::{CoreError, Timestamp};
+
+/// Validates and stores a Studio flow definition.
+pub async fn import_flow(
+    store: &dyn Store,
+    tenant: TenantId,
+    definition: Value,
+    name: Option<String>,
+    now: Timestamp,
+) -> Result<StoredFlow, CoreError> {
+    Flow::parse(&definition)?;
+    let friendly_name = name
+        .or_else(|| definition.get("description").and_then(Value::as_str).map(str::to_owned))
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| "Flow".into());
+    let stored = StoredFlow { sid: new_sid("FW")?, tenant_id: tenant, friendly_name, definition, created_at: now };
+    store.insert_flow(&stored).await?;
+    Ok(stored)
+}
+
+pub async fn bind_number(
+    store: &dyn Store,
+    tenant: TenantId,
+    flow_sid: &str,
+    number: &str,
+) -> Result<PhoneNumber, CoreError> {
+    let number = PhoneNumber::parse(number)
+        .map_err(|e| ValidationErrors::field("number", "invalid", format!("The [number] is {e}.")))?;
+    store.flow(tenant, flow_sid).await?.ok_or(CoreError::NotFound)?;
+    store.bind_number(tenant, number.as_str(), flow_sid).await?;
+    Ok(number)
+}
+
+/// The common case as one step: every SMS to `number` posted to a Slack webhook, or
+/// (with `redact`) only the code found in it.
+pub async fn forward_to_slack(
+    store: &dyn Store,
+    tenant: TenantId,
+    number: &str,
+    webhook: &str,
+    redact: bool,
+    now: Timestamp,
+) -> Result<StoredFlow, CoreError> {
+    if !(webhook.starts_with("https://") || webhook.starts_with("http://")) {
+        return Err(ValidationErrors::field("webhook", "invalid", "The [webhook] must be an http(s) URL.").into());
+    }
+    let text = if redact { "{{trigger.message.Code}}" } else { "{{trigger.message.Body}}" };
+    let definition = json!({
+        "description": format!("Forward SMS to {number} to Slack"),
+        "states": [
+            {"name": "Trigger", "type": "trigger", "properties": {"offset": {"x": 0, "y": 0}},
+             "transitions": [{"event": "incomingMessage", "next": "post_to_slack"}, {"event": "incomingCall"}, {"event": "incomingRequest"}]},
+            {"name": "post_to_slack", "type": "make-http-request",
+             "properties": {"offset": {"x": 0, "y": 200}, "method": "POST", "content_type": "application/json;charset=utf-8",
+                            "body": format!("{{\"text\": \"{text}\"}}"), "url": webhook},
+             "transitions": [{"event": "success"}, {"event": "failed"}]}
+        ],
+        "initial_state": "Trigger",
+        "flags": {"allow_concurrent_calls": true}
+    });
+    let flow = import_flow(store, tenant, definition, None, now).await?;
+    bind_number(store, tenant, &flow.sid, number).await?;
+    Ok(flow)
+}
+
+/// A run for an inbound message, saved before anything is done.
+pub async fn start_run(
+    store: &dyn Store,
+    flow: &StoredFlow,
+    message: &Map<String, Value>,
+    now: Timestamp,
+) -> Result<FlowRun, CoreError> {
+    let parsed = Flow::parse(&flow.definition)?;
+    let run = FlowRun {
+        sid: new_sid("FN")?,
+        flow_sid: flow.sid.clone(),
+        status: "running".into(),
+        current: Some(parsed.initial.clone()),
+        context: flows::message_context(&flow.sid, message),
+        steps: Vec::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert_run(&run).await?;
+    Ok(run)
+}
+
+/// Runs a saved run to its end, saving after each step.
+pub async fn execute_run(
+    store: &dyn Store,
+    tenant: TenantId,
+    run_sid: &str,
+    effects: &dyn FlowEffects,
+    now: &(dyn Fn() -> Timestamp + Send + Sync),
+) -> Result<FlowRun, CoreError> {
+    let mut run = store.run(run_sid).await?.ok_or(CoreError::NotFound)?;
+    let stored = store.flow(tenant, &run.flow_sid).await?;
+    let flow = match stored.map(|f| Flow::parse(&f.definition)) {
+        Some(Ok(f)) => f,
+        _ => {
+            run.status = "failed".into();
+            run.steps.push(json!({"error": "the flow was removed or no longer validates"}));
+            run.current = None;
+            run.updated_at = now();
+            store.update_run(&run).await?;
+            return Ok(run);
+        }
+    };
+    while let Some(current) = run.current.clone() {
+        if run.steps.len() >= MAX_STEPS {
+            run.status = "failed".into();
+            run.steps.push(json!({"error": format!("more than {MAX_STEPS} steps: the flow loops")}));
+            run.current = None;
+            break;
+        }
+        let (record, next) = flows::step(&flow, &current, &mut run.context, effects).await;
+        let failed = record.event == "failed" && next.is_none();
+        run.steps.push(record.to_json());
+        run.current = next;
+        if run.current.is_none() {
+            run.status = if failed { "failed" } else { "ended" }.into();
+        }
+        run.updated_at = now();
+        store.update_run(&run).await?;
+    }
+    if run.status == "running" {
+        run.status = "ended".into();
+    }
+    run.updated_at = now();
+    store.update_run(&run).await?;
+    Ok(run)
+}
+
+/// At start: runs a previous process left mid-way are marked failed, with why.
+pub async fn fail_interrupted_runs(store: &dyn Store, now: Timestamp) -> Result<usize, CoreError> {
+    let runs = store.running_runs().await?;
+    for mut run in runs.clone() {
+        run.status = "failed".into();
+        run.steps.push(json!({"error": "interrupted by a restart", "state": run.current}));
+        run.current = None;
+        run.updated_at = now;
+        store.update_run(&run).await?;
+    }
+    Ok(runs.len())
+}

@@ -1,0 +1,168 @@
+//! What flows do outside themselves: HTTP calls (with a timeout, retries for 429 and
+//! 5xx, and a guard against private addresses) and messages through the messengers.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::Router;
+use async_trait::async_trait;
+use tessera_core::flows::{BodyType, FlowEffects, HttpCall, HttpMethod, HttpOutcome};
+use tessera_core::messaging::{Channel, Messenger, OutboundMessage, Purpose};
+use tessera_core::phone::PhoneNumber;
+use tessera_core::secret::Secret;
+
+pub struct Effects {
+    http: reqwest::Client,
+    router: Arc<Router>,
+    /// Hosts or IPs that may be called even though they are private or loopback.
+    allow: Vec<String>,
+    timeout: Duration,
+    attempts: u32,
+}
+
+impl Effects {
+    pub fn new(router: Arc<Router>, allow: Vec<String>) -> Result<Self, String> {
+        crate::install_tls();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Effects { http, router, allow, timeout: Duration::from_secs(5), attempts: 3 })
+    }
+}
+
+fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1])
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.is_unspecified() || v6.is_multicast()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
+                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link local
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+        }
+    }
+}
+
+impl Effects {
+    /// Refuses URLs whose host resolves to a private, loopback or link-local address,
+    /// unless the host is on the allow-list: a flow must not become a way into the
+    /// network Tessera runs in.
+    async fn check_destination(&self, url: &str) -> Result<(), String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad URL {url:?}: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(format!("only http and https URLs may be called, not {}", parsed.scheme()));
+        }
+        let host = parsed.host_str().ok_or("the URL has no host")?.trim_matches(['[', ']']).to_owned();
+        if self.allow.iter().any(|a| a.eq_ignore_ascii_case(&host)) {
+            return Ok(());
+        }
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        let addrs =
+            tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?;
+        for a in addrs {
+            if is_private(a.ip()) {
+                return Err(format!(
+                    "{host} resolves to {}, a private address; add it to flow_http_allowlist to permit it",
+                    a.ip()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn request(&self, call: &HttpCall) -> reqwest::RequestBuilder {
+        let mut req = match call.method {
+            HttpMethod::Get => self.http.get(&call.url).query(&call.form),
+            HttpMethod::Post => self.http.post(&call.url),
+        };
+        if call.method == HttpMethod::Post {
+            req = match (call.body_type, &call.body) {
+                (BodyType::Json, Some(b)) => {
+                    req.header(reqwest::header::CONTENT_TYPE, "application/json").body(b.clone())
+                }
+                (BodyType::Form, Some(b)) if call.form.is_empty() => {
+                    req.header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(b.clone())
+                }
+                (_, _) if !call.form.is_empty() => req.form(&call.form),
+                (_, None) => req,
+                (BodyType::Form, Some(b)) => req.body(b.clone()),
+            };
+        }
+        for (k, v) in &call.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        req.timeout(self.timeout)
+    }
+}
+
+#[async_trait]
+impl FlowEffects for Effects {
+    async fn http(&self, call: HttpCall) -> HttpOutcome {
+        let started = Instant::now();
+        if let Err(e) = self.check_destination(&call.url).await {
+            return HttpOutcome { error: Some(e), ..HttpOutcome::default() };
+        }
+        let mut outcome = HttpOutcome::default();
+        for attempt in 1..=self.attempts {
+            outcome.attempts = attempt;
+            match self.request(&call).send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let retry_after = resp
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    outcome.content_type = resp
+                        .headers()
+                        .get(reqwest::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    outcome.status = Some(status);
+                    outcome.body = resp.text().await.unwrap_or_default();
+                    outcome.error = None;
+                    let retryable = status == 429 || status >= 500;
+                    if !retryable || attempt == self.attempts {
+                        break;
+                    }
+                    let wait =
+                        retry_after.map_or(Duration::from_millis(200 * 2u64.pow(attempt - 1)), Duration::from_secs);
+                    tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
+                }
+                Err(e) => {
+                    outcome.error = Some(if e.is_timeout() { "timed out".into() } else { e.to_string() });
+                    outcome.status = None;
+                    if attempt == self.attempts {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt - 1))).await;
+                }
+            }
+        }
+        outcome.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        outcome
+    }
+
+    async fn send_message(&self, to: &str, _from: Option<&str>, body: &str) -> Result<Option<String>, String> {
+        let to = PhoneNumber::parse(to).map_err(|e| format!("'to' {to:?}: {e}"))?;
+        let msg = OutboundMessage {
+            to,
+            channel: Channel::Sms,
+            purpose: Purpose::Notification,
+            locale: "en".into(),
+            text: body.to_owned(),
+            code: Secret::new(""),
+        };
+        self.router.send(&msg).await.map(|r| r.message_id).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,126 @@
+//! `/api/flow`: import Studio flows, bind numbers, read runs.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tessera_core::service::flows;
+use tessera_core::store::{FlowRun, StoredFlow};
+use tessera_core::validation::ValidationErrors;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{AdminAuth, ApiJson};
+
+fn flow_json(f: &StoredFlow) -> Value {
+    json!({"id": f.sid, "friendlyName": f.friendly_name, "definition": f.definition, "insertInstant": f.created_at.millis()})
+}
+
+pub fn run_json(r: &FlowRun) -> Value {
+    json!({"id": r.sid, "flowId": r.flow_sid, "status": r.status, "currentState": r.current,
+           "trigger": r.context.get("trigger"), "variables": r.context.pointer("/flow/variables"),
+           "steps": r.steps, "insertInstant": r.created_at.millis(), "lastUpdateInstant": r.updated_at.millis()})
+}
+
+/// `POST /api/flow`: the Studio JSON as exported, or `{"flow": {…}, "friendlyName": …}`.
+pub async fn import(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let (definition, name) = match body.get("flow") {
+        Some(f) if f.is_object() => (f.clone(), body.get("friendlyName").and_then(Value::as_str).map(str::to_owned)),
+        _ => (body, None),
+    };
+    let flow = flows::import_flow(s.store.as_ref(), admin.tenant_id, definition, name, s.clock.now()).await?;
+    Ok(Json(json!({"flow": flow_json(&flow)})))
+}
+
+pub async fn list(State(s): State<AppState>, AdminAuth(admin): AdminAuth) -> Result<Json<Value>, ApiError> {
+    let all = s.store.flows(admin.tenant_id).await?;
+    Ok(Json(json!({"flows": all.iter().map(flow_json).collect::<Vec<_>>()})))
+}
+
+pub async fn get(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let f = s.store.flow(admin.tenant_id, &id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(json!({"flow": flow_json(&f)})))
+}
+
+pub async fn delete(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if s.store.delete_flow(admin.tenant_id, &id).await? { Ok(StatusCode::OK) } else { Err(ApiError::NotFound) }
+}
+
+#[derive(Deserialize)]
+pub struct NumberBody {
+    number: Option<String>,
+}
+
+/// `POST /api/flow/{id}/number` `{number}`: messages to that number start this flow.
+pub async fn bind(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<NumberBody>,
+) -> Result<Json<Value>, ApiError> {
+    let number = b.number.ok_or_else(|| {
+        ApiError::Invalid(ValidationErrors::field("number", "blank", "You must specify the [number]."))
+    })?;
+    let n = flows::bind_number(s.store.as_ref(), admin.tenant_id, &id, &number).await?;
+    Ok(Json(json!({"flowId": id, "number": n.as_str()})))
+}
+
+pub async fn runs(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    s.store.flow(admin.tenant_id, &id).await?.ok_or(ApiError::NotFound)?;
+    let runs = s.store.runs(&id, 100).await?;
+    Ok(Json(json!({"runs": runs.iter().map(run_json).collect::<Vec<_>>()})))
+}
+
+pub async fn run(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let r = s.store.run(&id).await?.ok_or(ApiError::NotFound)?;
+    s.store.flow(admin.tenant_id, &r.flow_sid).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(json!({"run": run_json(&r)})))
+}
+
+#[derive(Deserialize)]
+pub struct SlackBody {
+    number: Option<String>,
+    webhook: Option<String>,
+    #[serde(default)]
+    redact: bool,
+}
+
+/// `POST /api/flow/forward-to-slack` `{number, webhook, redact?}`.
+pub async fn forward_to_slack(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    ApiJson(b): ApiJson<SlackBody>,
+) -> Result<Json<Value>, ApiError> {
+    let mut e = ValidationErrors::default();
+    if b.number.is_none() {
+        e.add("number", "blank", "You must specify the [number].");
+    }
+    if b.webhook.is_none() {
+        e.add("webhook", "blank", "You must specify the Slack [webhook] URL.");
+    }
+    let (Some(number), Some(webhook)) = (b.number, b.webhook) else { return Err(ApiError::Invalid(e)) };
+    let f =
+        flows::forward_to_slack(s.store.as_ref(), admin.tenant_id, &number, &webhook, b.redact, s.clock.now()).await?;
+    Ok(Json(json!({"flow": flow_json(&f)})))
+}

@@ -1,0 +1,375 @@
+//! Flows: Studio JSON in, inbound messages signed by the vendor, Slack out.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tessera_providers::signature;
+use tessera_testkit::mock::Reply;
+use tessera_testkit::{MockVendor, TestApp, app};
+
+const PUBLIC: &str = "https://tessera.example.com";
+const NUMBER: &str = "+15550001111";
+
+async fn flows_app(allow_loopback: bool) -> TestApp {
+    app()
+        .configure(move |c| {
+            c.messaging.public_url = Some(PUBLIC.into());
+            if allow_loopback {
+                c.flow_http_allowlist = vec!["127.0.0.1".into()];
+            }
+        })
+        .spawn()
+        .await
+}
+
+/// Exactly what Twilio Studio exports for "incoming message → POST to Slack".
+fn studio_slack_flow(url: &str) -> Value {
+    json!({
+        "description": "SMS to Slack",
+        "states": [
+            {"name": "Trigger", "type": "trigger",
+             "transitions": [{"event": "incomingMessage", "next": "http_slack"}, {"event": "incomingCall"},
+                             {"event": "incomingConversationMessage"}, {"event": "incomingRequest"}, {"event": "incomingParent"}],
+             "properties": {"offset": {"x": 0, "y": 0}}},
+            {"name": "http_slack", "type": "make-http-request",
+             "transitions": [{"event": "success"}, {"event": "failed"}],
+             "properties": {"offset": {"x": 100, "y": 250}, "method": "POST", "content_type": "application/json;charset=utf-8",
+                            "body": "{\"text\": \"{{trigger.message.Body}}\"}", "url": url}}
+        ],
+        "initial_state": "Trigger",
+        "flags": {"allow_concurrent_calls": true}
+    })
+}
+
+async fn import(app: &TestApp, def: Value) -> String {
+    let r = app.admin(Method::POST, "/api/flow", Some(def)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.json["flow"]["id"].as_str().unwrap().to_owned();
+    let b = app.admin(Method::POST, &format!("/api/flow/{id}/number"), Some(json!({"number": NUMBER}))).await;
+    assert_eq!(b.status, 200, "{}", b.text);
+    id
+}
+
+async fn twilio_account(app: &TestApp) {
+    let r = app
+        .admin(
+            Method::POST,
+            "/api/messenger",
+            Some(json!({"messenger": {"type": "Twilio", "name": "t", "accountSID": "AC123",
+            "authToken": "twilio_token", "fromPhoneNumber": NUMBER, "channels": []}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+fn twilio_params(body: &str) -> Vec<(String, String)> {
+    [
+        ("MessageSid", "SM1"),
+        ("AccountSid", "AC123"),
+        ("From", "+15557654321"),
+        ("To", NUMBER),
+        ("Body", body),
+        ("NumMedia", "0"),
+        ("FromCountry", "US"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect()
+}
+
+async fn post_twilio(app: &TestApp, params: &[(String, String)], sig: &str) -> tessera_testkit::Reply {
+    app.send(app.client.post(app.url("/webhooks/twilio/sms")).header("X-Twilio-Signature", sig).form(params)).await
+}
+
+async fn runs(app: &TestApp, flow: &str) -> Vec<Value> {
+    app.admin(Method::GET, &format!("/api/flow/{flow}/runs"), None).await.json["runs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn finished_run(app: &TestApp, flow: &str) -> Value {
+    app.eventually("the run to finish", || async {
+        runs(app, flow).await.into_iter().next().filter(|r| r["status"] != "running")
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_studio_flow_forwards_a_twilio_sms_to_slack() {
+    let app = flows_app(true).await;
+    let slack = MockVendor::start().await;
+    slack.default_reply(Reply::text(200, "ok"));
+    twilio_account(&app).await;
+    let flow = import(&app, studio_slack_flow(&format!("{}/services/T1/B1/X1", slack.url))).await;
+
+    let params = twilio_params("Your Acme code is 482913 \"quoted\"");
+    let url = format!("{PUBLIC}/webhooks/twilio/sms");
+    let forged = post_twilio(&app, &params, "bm90IHRoZSBzaWduYXR1cmU=").await;
+    assert_eq!(forged.status, 403);
+    let unsigned = app.send(app.client.post(app.url("/webhooks/twilio/sms")).form(&params)).await;
+    assert_eq!(unsigned.status, 403);
+    assert!(runs(&app, &flow).await.is_empty(), "nothing ran for forged requests");
+
+    let r = post_twilio(&app, &params, &signature::twilio("twilio_token", &url, &params)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text, "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>");
+    let got = app.eventually("Slack to be called", || async { slack.last() }).await;
+    assert_eq!(got.path, "/services/T1/B1/X1");
+    assert_eq!(got.json(), json!({"text": "Your Acme code is 482913 \"quoted\""}));
+
+    let run = finished_run(&app, &flow).await;
+    assert_eq!(run["status"], "ended");
+    assert_eq!(run["trigger"]["message"]["From"], "+15557654321");
+    let steps = run["steps"].as_array().unwrap();
+    assert_eq!((steps[0]["state"].as_str(), steps[0]["event"].as_str()), (Some("Trigger"), Some("incomingMessage")));
+    assert_eq!((steps[1]["event"].as_str(), steps[1]["httpStatus"].as_u64()), (Some("success"), Some(200)));
+    assert!(steps[1]["latencyMs"].is_u64());
+    let one = app.admin(Method::GET, &format!("/api/flow/run/{}", run["id"].as_str().unwrap()), None).await;
+    assert_eq!(one.json["run"]["id"], run["id"]);
+
+    let mut tampered = params.clone();
+    tampered[4].1 = "Send money to …".into();
+    assert_eq!(post_twilio(&app, &tampered, &signature::twilio("twilio_token", &url, &params)).await.status, 403);
+    assert_eq!(slack.requests().len(), 1, "no Slack call for a tampered request");
+}
+
+#[tokio::test]
+async fn a_plivo_signed_message_runs_the_flow_too() {
+    let app = flows_app(true).await;
+    let slack = MockVendor::start().await;
+    slack.default_reply(Reply::text(200, "ok"));
+    let r = app
+        .admin(
+            Method::POST,
+            "/api/messenger",
+            Some(json!({"messenger": {"type": "Plivo", "name": "p", "authId": "MA1",
+            "authToken": "plivo_token", "src": NUMBER}})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    import(&app, studio_slack_flow(&slack.url)).await;
+    let params: Vec<(String, String)> = [
+        ("From", "15557654321"),
+        ("To", "15550001111"),
+        ("Text", "Code 777111"),
+        ("Type", "sms"),
+        ("MessageUUID", "u1"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let url = format!("{PUBLIC}/webhooks/plivo/sms");
+    let send = |sig: String| {
+        app.client
+            .post(app.url("/webhooks/plivo/sms"))
+            .header("X-Plivo-Signature-V3", sig)
+            .header("X-Plivo-Signature-V3-Nonce", "n9")
+            .form(&params)
+    };
+    assert_eq!(app.send(send("forged".into())).await.status, 403);
+    let r = app.send(send(signature::plivo_v3("plivo_token", &url, "n9", &params))).await;
+    assert_eq!((r.status, r.text.as_str()), (200, "<Response></Response>"));
+    let got = app.eventually("Slack to be called", || async { slack.last() }).await;
+    assert_eq!(got.json(), json!({"text": "Code 777111"}));
+}
+
+#[tokio::test]
+async fn a_slow_slack_does_not_delay_the_answer_to_the_vendor() {
+    let app = flows_app(true).await;
+    let slack = MockVendor::start().await;
+    slack.default_reply(Reply::text(200, "ok").after(Duration::from_millis(1500)));
+    twilio_account(&app).await;
+    let flow = import(&app, studio_slack_flow(&slack.url)).await;
+    let params = twilio_params("hello");
+    let r = post_twilio(
+        &app,
+        &params,
+        &signature::twilio("twilio_token", &format!("{PUBLIC}/webhooks/twilio/sms"), &params),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    // Answered while Slack is still thinking: the run has not finished yet.
+    let now = runs(&app, &flow).await;
+    assert_eq!(now[0]["status"], "running", "the vendor got its answer before Slack answered");
+    assert_eq!(finished_run(&app, &flow).await["status"], "ended");
+}
+
+#[tokio::test]
+async fn every_widget_runs_with_liquid_and_studio_names() {
+    let app = flows_app(true).await;
+    let api = MockVendor::start().await;
+    api.default_reply(Reply::json(200, json!({"ok": true, "user": {"name": "Ann"}})));
+    twilio_account(&app).await;
+    // The Twilio account only signs inbound messages here; replies go to the console.
+    let console =
+        app.admin(Method::POST, "/api/messenger", Some(json!({"messenger": {"type": "Console", "name": "dev"}}))).await;
+    assert_eq!(console.status, 200);
+    let def = json!({
+        "description": "all widgets",
+        "initial_state": "Trigger",
+        "states": [
+            {"name": "Trigger", "type": "trigger", "properties": {}, "transitions": [{"event": "incomingMessage", "next": "remember"}]},
+            {"name": "remember", "type": "set-variables", "properties": {"variables": [{"key": "sender", "value": "{{trigger.message.From}}"}]},
+             "transitions": [{"event": "next", "next": "has_code"}]},
+            {"name": "has_code", "type": "split-based-on", "properties": {"input": "{{trigger.message.Body}}"},
+             "transitions": [{"event": "noMatch", "next": "reply_no"},
+                             {"event": "match", "next": "lookup", "conditions": [{"friendly_name": "six digits", "arguments": ["{{trigger.message.Body}}"], "type": "regex", "value": "\\b\\d{6}\\b"}]}]},
+            {"name": "lookup", "type": "make-http-request",
+             "properties": {"method": "GET", "url": format!("{}/lookup", api.url), "parameters": [{"key": "from", "value": "{{flow.variables.sender}}"}]},
+             "transitions": [{"event": "success", "next": "known"}, {"event": "failed", "next": "reply_no"}]},
+            {"name": "known", "type": "split-based-on", "properties": {"input": "{{widgets.lookup.parsed.user.name}}"},
+             "transitions": [{"event": "noMatch", "next": "reply_no"},
+                             {"event": "match", "next": "reply_yes", "conditions": [{"friendly_name": "ann", "arguments": [], "type": "matches_any_of", "value": "bob, ann"}]}]},
+            {"name": "reply_yes", "type": "send-message", "properties": {"body": "Hi {{widgets.lookup.parsed.user.name}}, got {{trigger.message.Code}}", "to": "{{contact.channel.address}}", "from": "{{flow.channel.address}}"},
+             "transitions": [{"event": "sent"}, {"event": "failed"}]},
+            {"name": "reply_no", "type": "send-message", "properties": {"body": "No code found"}, "transitions": [{"event": "sent"}, {"event": "failed"}]}
+        ]
+    });
+    let flow = import(&app, def).await;
+    let url = format!("{PUBLIC}/webhooks/twilio/sms");
+    for body in ["code 123456 here", "nothing"] {
+        let params = twilio_params(body);
+        assert_eq!(post_twilio(&app, &params, &signature::twilio("twilio_token", &url, &params)).await.status, 200);
+        finished_run(&app, &flow).await;
+        app.clock.advance(Duration::from_secs(1));
+    }
+    let all = runs(&app, &flow).await;
+    let events = |run: &Value| {
+        run["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| format!("{}:{}", s["state"].as_str().unwrap(), s["event"].as_str().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        events(&all[1]),
+        [
+            "Trigger:incomingMessage",
+            "remember:next",
+            "has_code:match",
+            "lookup:success",
+            "known:match",
+            "reply_yes:sent"
+        ]
+    );
+    assert_eq!(events(&all[0]), ["Trigger:incomingMessage", "remember:next", "has_code:noMatch", "reply_no:sent"]);
+    assert_eq!(all[1]["variables"]["sender"], "+15557654321");
+    let lookup = api.last().unwrap();
+    assert_eq!((lookup.method.as_str(), lookup.query.as_deref()), ("GET", Some("from=%2B15557654321")));
+    let texts: Vec<String> = app.state.console.sent().iter().map(|m| m.text.clone()).collect();
+    assert_eq!(texts, ["Hi Ann, got 123456", "No code found"], "through the messengers (console here)");
+    assert_eq!(app.state.console.sent()[0].to.as_str(), "+15557654321");
+}
+
+#[tokio::test]
+async fn imports_are_validated_and_errors_name_the_state() {
+    let app = flows_app(true).await;
+    let mut def = studio_slack_flow("https://hooks.slack.com/services/x");
+    def["states"][1]["type"] = json!("run-function");
+    let r = app.admin(Method::POST, "/api/flow", Some(def)).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json["fieldErrors"]["states.http_slack.type"][0]["code"], "[unsupported]states.http_slack.type");
+    assert!(r.json["fieldErrors"]["states.http_slack.type"][0]["message"].as_str().unwrap().contains("run-function"));
+
+    let mut def = studio_slack_flow("https://hooks.slack.com/services/x");
+    def["states"][0]["transitions"][0]["next"] = json!("ghost");
+    def["initial_state"] = json!("Start");
+    let r = app.admin(Method::POST, "/api/flow", Some(def)).await;
+    assert_eq!(r.json["fieldErrors"]["states.Trigger.transitions"][0]["code"], "[dangling]states.Trigger.transitions");
+    assert_eq!(r.json["fieldErrors"]["initial_state"][0]["code"], "[missing]initial_state");
+
+    let mut def = studio_slack_flow("https://hooks.slack.com/services/x");
+    def["states"][1]["properties"]["body"] = json!("{{ trigger.message.Body ");
+    let r = app.admin(Method::POST, "/api/flow", Some(def)).await;
+    assert_eq!(r.json["fieldErrors"]["states.http_slack.body"][0]["code"], "[invalidTemplate]states.http_slack.body");
+    let r = app.admin(Method::POST, "/api/flow/FWnope/number", Some(json!({"number": NUMBER}))).await;
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_and_private_addresses_refused() {
+    let app = flows_app(true).await;
+    let slack = MockVendor::start().await;
+    slack.then(Reply::text(500, "oops"));
+    slack.then(Reply::text(429, "rate_limited").header("Retry-After", "0"));
+    slack.default_reply(Reply::text(200, "ok"));
+    twilio_account(&app).await;
+    let flow = import(&app, studio_slack_flow(&slack.url)).await;
+    let params = twilio_params("hi");
+    let url = format!("{PUBLIC}/webhooks/twilio/sms");
+    post_twilio(&app, &params, &signature::twilio("twilio_token", &url, &params)).await;
+    let run = finished_run(&app, &flow).await;
+    assert_eq!(run["steps"][1]["event"], "success");
+    assert_eq!(slack.requests().len(), 3, "500 and 429 were retried");
+
+    // Without the allow-list, a flow cannot reach loopback.
+    let strict = flows_app(false).await;
+    let target = MockVendor::start().await;
+    target.default_reply(Reply::text(200, "ok"));
+    twilio_account(&strict).await;
+    let flow = import(&strict, studio_slack_flow(&target.url)).await;
+    post_twilio(&strict, &params, &signature::twilio("twilio_token", &url, &params)).await;
+    let run = finished_run(&strict, &flow).await;
+    assert_eq!(run["steps"][1]["event"], "failed");
+    assert!(run["steps"][1]["error"].as_str().unwrap().contains("private address"), "{run}");
+    assert!(target.requests().is_empty());
+}
+
+#[tokio::test]
+async fn forward_to_slack_in_one_step_optionally_only_the_code() {
+    let app = flows_app(true).await;
+    let slack = MockVendor::start().await;
+    slack.default_reply(Reply::text(200, "ok"));
+    twilio_account(&app).await;
+    let r = app
+        .admin(
+            Method::POST,
+            "/api/flow/forward-to-slack",
+            Some(json!({"number": NUMBER, "webhook": slack.url, "redact": true})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let params = twilio_params("G-482913 is your Google verification code. Account ann@example.com");
+    let url = format!("{PUBLIC}/webhooks/twilio/sms");
+    post_twilio(&app, &params, &signature::twilio("twilio_token", &url, &params)).await;
+    let got = app.eventually("Slack to be called", || async { slack.last() }).await;
+    assert_eq!(got.json(), json!({"text": "482913"}), "everything but the code is redacted");
+}
+
+#[tokio::test]
+async fn runs_interrupted_by_a_restart_are_marked_failed() {
+    let first = flows_app(true).await;
+    let slack = MockVendor::start().await;
+    slack.default_reply(Reply::text(200, "ok"));
+    let flow = import(&first, studio_slack_flow(&slack.url)).await;
+    let stored = first.state.store.flow(first.state.identity.tenant().id, &flow).await.unwrap().unwrap();
+    let msg = serde_json::Map::from_iter([("Body".to_owned(), json!("x")), ("From".to_owned(), json!("+15557654321"))]);
+    let run = tessera_core::service::flows::start_run(
+        first.state.store.as_ref(),
+        &stored,
+        &msg,
+        first.clock.as_ref().now_ts(),
+    )
+    .await
+    .unwrap();
+    let url = first.database_url.clone();
+    drop(first);
+
+    let second = app().database_url(&url).spawn().await;
+    let r = second.admin(Method::GET, &format!("/api/flow/run/{}", run.sid), None).await;
+    assert_eq!(r.json["run"]["status"], "failed");
+    assert_eq!(r.json["run"]["steps"][0]["error"], "interrupted by a restart");
+    assert!(slack.requests().is_empty());
+}
+
+trait NowTs {
+    fn now_ts(&self) -> tessera_core::Timestamp;
+}
+impl NowTs for tessera_testkit::FakeClock {
+    fn now_ts(&self) -> tessera_core::Timestamp {
+        tessera_server::clock::Clock::now(self)
+    }
+}

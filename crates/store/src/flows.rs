@@ -1,0 +1,188 @@
+//! Flows, the numbers bound to them, and their runs.
+
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use tessera_core::Timestamp;
+use tessera_core::ids::TenantId;
+use tessera_core::store::{FlowRun, FlowStore, StoreResult, StoredFlow};
+
+use crate::queries::{SqlStore, write_error};
+use crate::rows::{corrupt, get};
+use crate::unavailable;
+
+fn flow(row: &AnyRow) -> StoreResult<StoredFlow> {
+    Ok(StoredFlow {
+        sid: get(row, "sid")?,
+        tenant_id: get::<String>(row, "tenant_id")?.parse().map_err(|_| corrupt("tenant id"))?,
+        friendly_name: get(row, "friendly_name")?,
+        definition: serde_json::from_str(&get::<String>(row, "definition")?).map_err(corrupt)?,
+        created_at: Timestamp::from_millis(get(row, "created_at")?),
+    })
+}
+
+const RUN_COLUMNS: &str = "sid, flow_sid, status, current_state, context, steps, created_at, updated_at";
+
+fn run(row: &AnyRow) -> StoreResult<FlowRun> {
+    Ok(FlowRun {
+        sid: get(row, "sid")?,
+        flow_sid: get(row, "flow_sid")?,
+        status: get(row, "status")?,
+        current: get(row, "current_state")?,
+        context: serde_json::from_str(&get::<String>(row, "context")?).map_err(corrupt)?,
+        steps: serde_json::from_str(&get::<String>(row, "steps")?).map_err(corrupt)?,
+        created_at: Timestamp::from_millis(get(row, "created_at")?),
+        updated_at: Timestamp::from_millis(get(row, "updated_at")?),
+    })
+}
+
+#[async_trait]
+impl FlowStore for SqlStore {
+    async fn insert_flow(&self, f: &StoredFlow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO flows (sid, tenant_id, friendly_name, definition, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(f.sid.clone())
+        .bind(f.tenant_id.to_string())
+        .bind(f.friendly_name.clone())
+        .bind(f.definition.to_string())
+        .bind(f.created_at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn flow(&self, tenant: TenantId, sid: &str) -> StoreResult<Option<StoredFlow>> {
+        sqlx::query(
+            "SELECT sid, tenant_id, friendly_name, definition, created_at FROM flows WHERE tenant_id = $1 AND sid = $2",
+        )
+        .bind(tenant.to_string())
+        .bind(sid.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .map(|r| flow(&r))
+        .transpose()
+    }
+
+    async fn flows(&self, tenant: TenantId) -> StoreResult<Vec<StoredFlow>> {
+        sqlx::query("SELECT sid, tenant_id, friendly_name, definition, created_at FROM flows WHERE tenant_id = $1 ORDER BY created_at, sid")
+            .bind(tenant.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .map(flow)
+            .collect()
+    }
+
+    async fn delete_flow(&self, tenant: TenantId, sid: &str) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query("DELETE FROM flow_numbers WHERE flow_sid = $1")
+            .bind(sid.to_owned())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let done = sqlx::query("DELETE FROM flows WHERE tenant_id = $1 AND sid = $2")
+            .bind(tenant.to_string())
+            .bind(sid.to_owned())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn bind_number(&self, tenant: TenantId, number: &str, flow_sid: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO flow_numbers (number, tenant_id, flow_sid) VALUES ($1, $2, $3) \
+             ON CONFLICT (number) DO UPDATE SET tenant_id = $2, flow_sid = $3",
+        )
+        .bind(number.to_owned())
+        .bind(tenant.to_string())
+        .bind(flow_sid.to_owned())
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn flow_for_number(&self, number: &str) -> StoreResult<Option<StoredFlow>> {
+        sqlx::query(
+            "SELECT f.sid, f.tenant_id, f.friendly_name, f.definition, f.created_at FROM flows f \
+             JOIN flow_numbers n ON n.flow_sid = f.sid WHERE n.number = $1",
+        )
+        .bind(number.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .map(|r| flow(&r))
+        .transpose()
+    }
+
+    async fn insert_run(&self, r: &FlowRun) -> StoreResult<()> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO flow_runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        )))
+        .bind(r.sid.clone())
+        .bind(r.flow_sid.clone())
+        .bind(r.status.clone())
+        .bind(r.current.clone())
+        .bind(r.context.to_string())
+        .bind(serde_json::Value::from(r.steps.clone()).to_string())
+        .bind(r.created_at.millis())
+        .bind(r.updated_at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn update_run(&self, r: &FlowRun) -> StoreResult<()> {
+        sqlx::query("UPDATE flow_runs SET status = $2, current_state = $3, context = $4, steps = $5, updated_at = $6 WHERE sid = $1")
+            .bind(r.sid.clone())
+            .bind(r.status.clone())
+            .bind(r.current.clone())
+            .bind(r.context.to_string())
+            .bind(serde_json::Value::from(r.steps.clone()).to_string())
+            .bind(r.updated_at.millis())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn run(&self, sid: &str) -> StoreResult<Option<FlowRun>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM flow_runs WHERE sid = $1")))
+            .bind(sid.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .map(|r| run(&r))
+            .transpose()
+    }
+
+    async fn runs(&self, flow_sid: &str, limit: u64) -> StoreResult<Vec<FlowRun>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM flow_runs WHERE flow_sid = $1 ORDER BY created_at DESC, sid DESC LIMIT $2"
+        )))
+        .bind(flow_sid.to_owned())
+        .bind(i64::try_from(limit).unwrap_or(100))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(run)
+        .collect()
+    }
+
+    async fn running_runs(&self) -> StoreResult<Vec<FlowRun>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM flow_runs WHERE status = 'running'")))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .map(run)
+            .collect()
+    }
+}
