@@ -373,3 +373,35 @@ impl NowTs for tessera_testkit::FakeClock {
         tessera_server::clock::Clock::now(self)
     }
 }
+
+#[tokio::test]
+async fn http_requests_send_forms_and_headers() {
+    let app = flows_app(true).await;
+    let api = MockVendor::start().await;
+    api.default_reply(Reply::text(201, "created"));
+    twilio_account(&app).await;
+    let def = json!({
+        "description": "form post",
+        "initial_state": "Trigger",
+        "states": [
+            {"name": "Trigger", "type": "trigger", "properties": {}, "transitions": [{"event": "incomingMessage", "next": "post"}]},
+            {"name": "post", "type": "make-http-request",
+             "properties": {"method": "POST", "url": format!("{}/ticket", api.url), "content_type": "application/x-www-form-urlencoded;charset=utf-8",
+                            "parameters": [{"key": "from", "value": "{{trigger.message.From}}"}, {"key": "text", "value": "{{trigger.message.Body}}"}],
+                            "headers": [{"key": "X-Source", "value": "tessera-{{flow.channel.address}}"}]},
+             "transitions": [{"event": "success"}, {"event": "failed"}]}
+        ]
+    });
+    let flow = import(&app, def).await;
+    let params = twilio_params("a & b = c");
+    post_twilio(&app, &params, &signature::twilio("twilio_token", &format!("{PUBLIC}/webhooks/twilio/sms"), &params))
+        .await;
+    assert_eq!(finished_run(&app, &flow).await["steps"][1]["httpStatus"], 201);
+    let req = api.last().unwrap();
+    assert!(req.header("content-type").unwrap().starts_with("application/x-www-form-urlencoded"));
+    assert_eq!(
+        req.form(),
+        vec![("from".to_owned(), "+15557654321".to_owned()), ("text".to_owned(), "a & b = c".to_owned())]
+    );
+    assert_eq!(req.header("x-source").as_deref(), Some("tessera-+15550001111"));
+}
