@@ -11,22 +11,11 @@ use tessera_core::messengers::MessengerType;
 use tessera_core::service::flows;
 use tessera_providers::signature;
 
+use crate::api::webhooks::{form, param, plivo_signed, signed_url, twilio_signed};
 use crate::app::AppState;
 use crate::error::ApiError;
 
 const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
-
-fn form(body: &[u8]) -> Vec<(String, String)> {
-    serde_urlencoded::from_bytes(body).unwrap_or_default()
-}
-
-fn param(params: &[(String, String)], name: &str) -> Option<String> {
-    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-}
-
-fn signed_url(s: &AppState, uri: &Uri) -> Option<String> {
-    Some(format!("{}{}", s.public_url.as_deref()?, uri.path_and_query().map_or(uri.path(), |p| p.as_str())))
-}
 
 /// Secrets of every messenger of a kind (a request is genuine if any of them signed it).
 async fn secrets_of(
@@ -77,19 +66,18 @@ pub async fn twilio_sms(
 ) -> Result<Response, ApiError> {
     let params = form(&body);
     let account = param(&params, "AccountSid").unwrap_or_default();
-    let sig = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok());
-    let (Some(url), Some(sig)) = (signed_url(&s, &uri), sig) else { return Ok(StatusCode::FORBIDDEN.into_response()) };
-    let genuine = secrets_of(&s, MessengerType::Twilio, "authToken")
+    let tokens: Vec<String> = secrets_of(&s, MessengerType::Twilio, "authToken")
         .await?
-        .iter()
-        .filter(|(settings, _)| settings.get("accountSID").and_then(Value::as_str) == Some(account.as_str()))
-        .any(|(_, token)| signature::verify_twilio(token, &url, &params, sig));
-    if !genuine {
-        tracing::warn!("rejected an inbound Twilio message with a bad signature");
+        .into_iter()
+        .filter(|(settings, _)| settings.get("accountSID").and_then(Value::as_str) == Some(account))
+        .map(|(_, token)| token)
+        .collect();
+    if !twilio_signed(&headers, signed_url(&s, &uri).as_deref(), &params, &tokens) {
+        tracing::warn!("rejected an inbound Twilio message without a valid signature");
         return Ok(StatusCode::FORBIDDEN.into_response());
     }
     let message: Map<String, Value> = params.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-    let to = param(&params, "To").unwrap_or_default();
+    let to = param(&params, "To").unwrap_or_default().to_owned();
     dispatch(&s, &to, message).await?;
     Ok(xml(EMPTY_TWIML))
 }
@@ -103,28 +91,21 @@ pub async fn plivo_sms(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = form(&body);
-    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
-    let (Some(url), Some(sig), Some(nonce)) =
-        (signed_url(&s, &uri), get("x-plivo-signature-v3"), get("x-plivo-signature-v3-nonce"))
-    else {
-        return Ok(StatusCode::FORBIDDEN.into_response());
-    };
-    let genuine = secrets_of(&s, MessengerType::Plivo, "authToken")
-        .await?
-        .iter()
-        .any(|(_, token)| signature::verify_plivo_v3(token, &url, nonce, &params, sig));
-    if !genuine {
-        tracing::warn!("rejected an inbound Plivo message with a bad signature");
+    let tokens: Vec<String> =
+        secrets_of(&s, MessengerType::Plivo, "authToken").await?.into_iter().map(|(_, t)| t).collect();
+    if !plivo_signed(&headers, signed_url(&s, &uri).as_deref(), &params, &tokens) {
+        tracing::warn!("rejected an inbound Plivo message without a valid signature");
         return Ok(StatusCode::FORBIDDEN.into_response());
     }
     // Plivo writes numbers without '+'; the flow sees Studio's names and E.164.
     let plus = |n: String| if n.starts_with('+') { n } else { format!("+{n}") };
-    let to = plus(param(&params, "To").unwrap_or_default());
+    let text = |k: &str| param(&params, k).unwrap_or_default().to_owned();
+    let to = plus(text("To"));
     let mut message = Map::new();
-    message.insert("Body".into(), json!(param(&params, "Text").unwrap_or_default()));
-    message.insert("From".into(), json!(plus(param(&params, "From").unwrap_or_default())));
+    message.insert("Body".into(), json!(text("Text")));
+    message.insert("From".into(), json!(plus(text("From"))));
     message.insert("To".into(), json!(to));
-    message.insert("MessageSid".into(), json!(param(&params, "MessageUUID").unwrap_or_default()));
+    message.insert("MessageSid".into(), json!(text("MessageUUID")));
     dispatch(&s, &to, message).await?;
     Ok(xml("<Response></Response>"))
 }

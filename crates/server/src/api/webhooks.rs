@@ -12,18 +12,46 @@ use crate::app::AppState;
 use crate::error::ApiError;
 
 /// `application/x-www-form-urlencoded` into pairs, in the order sent.
-fn form(body: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn form(body: &[u8]) -> Vec<(String, String)> {
     serde_urlencoded::from_bytes(body).unwrap_or_default()
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
 }
 
 /// The URL the provider signed: our public URL with the request's path and query.
-fn signed_url(s: &AppState, uri: &Uri) -> Option<String> {
+pub(crate) fn signed_url(s: &AppState, uri: &Uri) -> Option<String> {
     let base = s.public_url.as_deref()?;
     Some(format!("{base}{}", uri.path_and_query().map_or(uri.path(), |p| p.as_str())))
+}
+
+/// Whether one of `tokens` made the request's `X-Twilio-Signature`.
+pub(crate) fn twilio_signed(
+    headers: &HeaderMap,
+    url: Option<&str>,
+    params: &[(String, String)],
+    tokens: &[String],
+) -> bool {
+    let (Some(url), Some(sig)) = (url, headers.get("x-twilio-signature").and_then(|v| v.to_str().ok())) else {
+        return false;
+    };
+    tokens.iter().any(|t| signature::verify_twilio(t, url, params, sig))
+}
+
+/// Whether one of `tokens` made the request's `X-Plivo-Signature-V3` (with its nonce).
+pub(crate) fn plivo_signed(
+    headers: &HeaderMap,
+    url: Option<&str>,
+    params: &[(String, String)],
+    tokens: &[String],
+) -> bool {
+    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
+    let (Some(url), Some(sig), Some(nonce)) = (url, get("x-plivo-signature-v3"), get("x-plivo-signature-v3-nonce"))
+    else {
+        return false;
+    };
+    tokens.iter().any(|t| signature::verify_plivo_v3(t, url, nonce, params, sig))
 }
 
 async fn auth_token(s: &AppState, id: &str, kind: MessengerType) -> Result<Option<String>, ApiError> {
@@ -46,14 +74,9 @@ pub async fn twilio_status(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let params = form(&body);
-    let header = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok());
-    let (Some(token), Some(url), Some(header)) =
-        (auth_token(&s, &id, MessengerType::Twilio).await?, signed_url(&s, &uri), header)
-    else {
-        return Ok(StatusCode::FORBIDDEN);
-    };
-    if !signature::verify_twilio(&token, &url, &params, header) {
-        tracing::warn!(messenger = %id, "rejected a Twilio callback with a bad signature");
+    let tokens: Vec<String> = auth_token(&s, &id, MessengerType::Twilio).await?.into_iter().collect();
+    if !twilio_signed(&headers, signed_url(&s, &uri).as_deref(), &params, &tokens) {
+        tracing::warn!(messenger = %id, "rejected a Twilio callback without a valid signature");
         return Ok(StatusCode::FORBIDDEN);
     }
     let (Some(sid), Some(status)) = (param(&params, "MessageSid"), param(&params, "MessageStatus")) else {
@@ -73,17 +96,9 @@ pub async fn plivo_status(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let params = form(&body);
-    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
-    let (Some(token), Some(url), Some(sig), Some(nonce)) = (
-        auth_token(&s, &id, MessengerType::Plivo).await?,
-        signed_url(&s, &uri),
-        get("x-plivo-signature-v3"),
-        get("x-plivo-signature-v3-nonce"),
-    ) else {
-        return Ok(StatusCode::FORBIDDEN);
-    };
-    if !signature::verify_plivo_v3(&token, &url, nonce, &params, sig) {
-        tracing::warn!(messenger = %id, "rejected a Plivo callback with a bad signature");
+    let tokens: Vec<String> = auth_token(&s, &id, MessengerType::Plivo).await?.into_iter().collect();
+    if !plivo_signed(&headers, signed_url(&s, &uri).as_deref(), &params, &tokens) {
+        tracing::warn!(messenger = %id, "rejected a Plivo callback without a valid signature");
         return Ok(StatusCode::FORBIDDEN);
     }
     let (Some(uuid), Some(status)) = (param(&params, "MessageUUID"), param(&params, "Status")) else {
@@ -103,16 +118,8 @@ pub async fn plivo_answer(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = form(&body);
-    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
-    let (Some(auth), Some(url), Some(sig), Some(nonce)) = (
-        auth_token(&s, &id, MessengerType::Plivo).await?,
-        signed_url(&s, &uri),
-        get("x-plivo-signature-v3"),
-        get("x-plivo-signature-v3-nonce"),
-    ) else {
-        return Ok(StatusCode::FORBIDDEN.into_response());
-    };
-    if !signature::verify_plivo_v3(&auth, &url, nonce, &params, sig) {
+    let tokens: Vec<String> = auth_token(&s, &id, MessengerType::Plivo).await?.into_iter().collect();
+    if !plivo_signed(&headers, signed_url(&s, &uri).as_deref(), &params, &tokens) {
         return Ok(StatusCode::FORBIDDEN.into_response());
     }
     let xml = match s.router.take_voice_prompt(&token).await.map_err(|e| ApiError::Internal(e.to_string()))? {
