@@ -37,6 +37,8 @@ pub struct AppState {
     pub router: Arc<MessageRouter>,
     /// Tessera's public base URL, for checking webhook signatures.
     pub public_url: Option<String>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
     /// HTTP calls and messages of flows.
     pub effects: Arc<tessera_providers::flow_effects::Effects>,
     pub store: Arc<dyn Store>,
@@ -121,8 +123,19 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
     if interrupted > 0 {
         tracing::warn!(runs = interrupted, "marked flow runs interrupted by the last stop as failed");
     }
-    let state =
-        AppState { identity: Arc::new(identity), console, router, public_url, effects, store, clock, metrics, hasher };
+    let trusted_proxies = Arc::new(config.trusted_proxies.clone());
+    let state = AppState {
+        identity: Arc::new(identity),
+        console,
+        router,
+        public_url,
+        trusted_proxies,
+        effects,
+        store,
+        clock,
+        metrics,
+        hasher,
+    };
     Ok(Prepared { state, bootstrap: report, request_timeout: config.request_timeout })
 }
 

@@ -76,6 +76,12 @@ const KEYS: &[(&str, Kind, &str, &str)] = &[
         "hosts or IPs flows may call although they are private or loopback, comma-separated",
     ),
     (
+        "trusted_proxies",
+        Kind::Text,
+        "",
+        "IP addresses of proxies whose X-Forwarded-For is believed, comma-separated (empty: the header is ignored)",
+    ),
+    (
         "messengers",
         Kind::Messengers,
         "",
@@ -130,6 +136,7 @@ struct Raw {
     seal_keys_previous: Option<String>,
     mfa_allowed_country_codes: Option<String>,
     flow_http_allowlist: Option<String>,
+    trusted_proxies: Option<String>,
     messengers: Option<Vec<toml::Table>>,
     public_url: Option<String>,
     messenger_deadline_ms: u64,
@@ -159,6 +166,8 @@ pub struct Config {
     pub seal_key: Option<SealKey>,
     pub seal_keys_previous: Vec<SealKey>,
     pub messaging: RouterSettings,
+    /// Peers whose `X-Forwarded-For` header is believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Hosts flows may call although private (tests, internal services).
     pub flow_http_allowlist: Vec<String>,
     /// Messengers to create or update at start (each with an `id`).
@@ -353,6 +362,15 @@ impl Raw {
             password_hash_threads: threads,
             seal_key,
             seal_keys_previous,
+            trusted_proxies: self
+                .trusted_proxies
+                .as_deref()
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| p.parse().map_err(|_| ConfigError(format!("trusted_proxies: {p:?} is not an IP address"))))
+                .collect::<Result<_, _>>()?,
             flow_http_allowlist: self
                 .flow_http_allowlist
                 .as_deref()

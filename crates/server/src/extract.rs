@@ -1,6 +1,6 @@
 //! Request extractors that speak our error format.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -57,24 +57,31 @@ impl FromRequestParts<AppState> for AdminAuth {
     }
 }
 
-/// Who sent the request, for the audit log: the first `X-Forwarded-For` hop when
-/// present (Tessera usually sits behind a proxy), else the peer address.
+/// Who sent the request, for the audit log and per-IP limits: the peer address, or,
+/// when the peer is a trusted proxy (`trusted_proxies`), the right-most
+/// `X-Forwarded-For` entry that is not itself a trusted proxy. An untrusted client
+/// cannot choose its address by sending the header.
 pub struct Caller(pub RequestContext);
 
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
+impl FromRequestParts<AppState> for Caller {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let forwarded = forwarded_for(&parts.headers);
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
-        Ok(Caller(RequestContext { ip: forwarded.or(peer) }))
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let ip = match peer {
+            Some(p) if s.trusted_proxies.contains(&p) => {
+                client_behind_proxies(&parts.headers, &s.trusted_proxies).unwrap_or(p)
+            }
+            Some(p) => p,
+            None => return Ok(Caller(RequestContext { ip: None })),
+        };
+        Ok(Caller(RequestContext { ip: Some(ip.to_string()) }))
     }
 }
 
-fn forwarded_for(headers: &HeaderMap) -> Option<String> {
+fn client_behind_proxies(headers: &HeaderMap, trusted: &[IpAddr]) -> Option<IpAddr> {
     let v = headers.get("x-forwarded-for")?.to_str().ok()?;
-    let first = v.split(',').next()?.trim();
-    first.parse::<std::net::IpAddr>().ok().map(|ip| ip.to_string())
+    v.split(',').rev().filter_map(|hop| hop.trim().parse::<IpAddr>().ok()).find(|ip| !trusted.contains(ip))
 }
 
 /// The bearer token of `Authorization: Bearer …` (FusionAuth also accepts `JWT …`).

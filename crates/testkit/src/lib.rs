@@ -128,6 +128,8 @@ impl AppBuilder {
         config.password_hash_threads = 2;
         config.database_max_connections = 5;
         config.quiet_console = true;
+        // Tests stand behind a pretend proxy on loopback, so they can set client addresses.
+        config.trusted_proxies = vec![std::net::IpAddr::from([127, 0, 0, 1])];
         // One key for every app in a test, so instances sharing a database agree.
         config.seal_key = Some(SealKey::parse(TEST_SEAL_KEY).expect("test seal key"));
         (self.config)(&mut config);

@@ -62,3 +62,31 @@ async fn audit_log_records_security_events_with_paging() {
     assert_eq!(first.json["auditLogs"][0]["event"], "api_key.created", "the bootstrap key is audited too");
     assert!(!rest.text.contains("wrong") && !rest.text.contains("horse"), "no passwords in the audit log");
 }
+
+#[tokio::test]
+async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
+    let app = tessera_testkit::app().configure(|c| c.trusted_proxies = vec![]).spawn().await;
+    app.send(
+        app.client
+            .post(app.url("/api/login"))
+            .header("X-Forwarded-For", "203.0.113.9")
+            .json(&json!({"loginId": "a", "password": "b"})),
+    )
+    .await;
+    let log = app.admin(Method::GET, "/api/system/audit-log", None).await;
+    assert_eq!(log.json["auditLogs"][0]["ipAddress"], "127.0.0.1", "a client cannot pick its own address");
+
+    let behind = spawn_app().await; // trusts 127.0.0.1 as its proxy
+    let chain = "198.51.100.1, 203.0.113.9, 127.0.0.1";
+    behind
+        .send(
+            behind
+                .client
+                .post(behind.url("/api/login"))
+                .header("X-Forwarded-For", chain)
+                .json(&json!({"loginId": "a", "password": "b"})),
+        )
+        .await;
+    let log = behind.admin(Method::GET, "/api/system/audit-log", None).await;
+    assert_eq!(log.json["auditLogs"][0]["ipAddress"], "203.0.113.9", "the right-most address not a trusted proxy");
+}
