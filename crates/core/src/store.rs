@@ -9,7 +9,7 @@ use crate::audit::{AuditEvent, AuditRecord};
 use crate::ids::{ApplicationId, MessengerId, RefreshTokenId, TenantId, UserId};
 use crate::messengers::{Delivery, MessengerConfig};
 use crate::password::PasswordHash;
-use crate::tokens::{RefreshToken, SigningKey};
+use crate::tokens::{RefreshToken, StoredSigningKey};
 use crate::twofactor::{Challenge, MethodId, PendingCode, TrustToken, TwoFactorMethod, UserCode};
 use crate::user::{LoginId, User};
 use crate::verify::{Block, Verification, VerifyAccount, VerifyService};
@@ -113,9 +113,11 @@ pub trait TokenStore: Send + Sync {
     async fn revoke_user_refresh_tokens(&self, user: UserId, now: Timestamp) -> StoreResult<u64>;
     /// Installs `key` as the signer for its algorithm unless one is installed already;
     /// returns false (writing nothing) in that case.
-    async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<bool>;
+    async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<bool>;
     /// All signing keys, oldest first.
-    async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
+    /// Replaces a sealed private key if it is still `old` (re-sealing after rotation).
+    async fn replace_sealed_signing_key(&self, kid: &str, old: &str, new: &str) -> StoreResult<bool>;
 }
 
 #[async_trait]

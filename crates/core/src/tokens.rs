@@ -124,6 +124,42 @@ impl SigningKey {
     }
 }
 
+/// A signing key as stored: the private half sealed with the AEAD key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredSigningKey {
+    pub kid: String,
+    pub algorithm: JwtAlgorithm,
+    pub sealed_private: String,
+    pub public_jwk: Value,
+    pub created_at: Timestamp,
+}
+
+pub fn signing_key_context(kid: &str) -> Vec<u8> {
+    format!("signing-key:{kid}").into_bytes()
+}
+
+impl SigningKey {
+    pub fn seal(&self, sealer: &crate::seal::Sealer) -> Result<StoredSigningKey, CoreError> {
+        Ok(StoredSigningKey {
+            kid: self.kid.clone(),
+            algorithm: self.algorithm,
+            sealed_private: sealer.seal(&self.private_der, &signing_key_context(&self.kid))?,
+            public_jwk: self.public_jwk.clone(),
+            created_at: self.created_at,
+        })
+    }
+
+    pub fn open(stored: &StoredSigningKey, sealer: &crate::seal::Sealer) -> Result<SigningKey, CoreError> {
+        Ok(SigningKey {
+            kid: stored.kid.clone(),
+            algorithm: stored.algorithm,
+            private_der: sealer.open(&stored.sealed_private, &signing_key_context(&stored.kid))?,
+            public_jwk: stored.public_jwk.clone(),
+            created_at: stored.created_at,
+        })
+    }
+}
+
 /// The claims Tessera puts in an access token; FusionAuth's names where it has them.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Claims {

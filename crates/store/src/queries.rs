@@ -2,8 +2,6 @@
 //! PostgreSQL read positionally; upserts use `ON CONFLICT`, which both support.
 
 use async_trait::async_trait;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AnyPool, Row};
@@ -16,7 +14,7 @@ use tessera_core::store::{
     ApiKeyStore, Application, ApplicationStore, AuditStore, Bootstrap, LoginAttemptStore, Store, StoreError,
     StoreResult, Tenant, TenantStore, TokenStore, UserStore,
 };
-use tessera_core::tokens::{RefreshToken, SigningKey};
+use tessera_core::tokens::{RefreshToken, StoredSigningKey};
 use tessera_core::user::{LoginId, User};
 
 use crate::{Backend, postgres, rows, sqlite, unavailable};
@@ -389,14 +387,14 @@ impl TokenStore for SqlStore {
         Ok(done.rows_affected())
     }
 
-    async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<bool> {
+    async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<bool> {
         let done = sqlx::query(
             "INSERT INTO signing_keys (kid, algorithm, signer_for, private_der, public_jwk, created_at) \
              VALUES ($1, $2, $2, $3, $4, $5) ON CONFLICT (signer_for) DO NOTHING",
         )
         .bind(key.kid.clone())
         .bind(key.algorithm.as_str().to_owned())
-        .bind(B64.encode(&key.private_der))
+        .bind(key.sealed_private.clone())
         .bind(key.public_jwk.to_string())
         .bind(key.created_at.millis())
         .execute(&self.pool)
@@ -405,7 +403,18 @@ impl TokenStore for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
+    async fn replace_sealed_signing_key(&self, kid: &str, old: &str, new: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE signing_keys SET private_der = $3 WHERE kid = $1 AND private_der = $2")
+            .bind(kid.to_owned())
+            .bind(old.to_owned())
+            .bind(new.to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         sqlx::query(
             "SELECT kid, algorithm, private_der, public_jwk, created_at FROM signing_keys ORDER BY created_at, kid",
         )

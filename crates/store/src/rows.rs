@@ -3,9 +3,6 @@
 
 use std::str::FromStr;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
-
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use tessera_core::Timestamp;
@@ -14,7 +11,7 @@ use tessera_core::audit::AuditRecord;
 use tessera_core::password::PasswordHash;
 use tessera_core::phone::PhoneNumber;
 use tessera_core::store::{Application, StoreError, StoreResult, Tenant};
-use tessera_core::tokens::{RefreshToken, SigningKey};
+use tessera_core::tokens::{RefreshToken, StoredSigningKey};
 use tessera_core::user::{Email, User, Username};
 
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -118,11 +115,11 @@ pub(crate) fn refresh_token(row: &AnyRow) -> StoreResult<RefreshToken> {
     })
 }
 
-pub(crate) fn signing_key(row: &AnyRow) -> StoreResult<SigningKey> {
-    Ok(SigningKey {
+pub(crate) fn signing_key(row: &AnyRow) -> StoreResult<StoredSigningKey> {
+    Ok(StoredSigningKey {
         kid: text(row, "kid")?,
         algorithm: text(row, "algorithm")?.parse().map_err(corrupt)?,
-        private_der: B64.decode(text(row, "private_der")?).map_err(corrupt)?,
+        sealed_private: text(row, "private_der")?,
         public_jwk: serde_json::from_str(&text(row, "public_jwk")?).map_err(corrupt)?,
         created_at: time(row, "created_at")?,
     })

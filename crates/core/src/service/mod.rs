@@ -186,12 +186,13 @@ impl Identity {
             .default_application(tenant.id)
             .await?
             .ok_or_else(|| CoreError::Internal("tenant has no application".into()))?;
-        let mut keys = store.signing_keys().await?;
-        if !keys.iter().any(|k| k.algorithm == policies.jwt_algorithm) {
+        let mut stored = store.signing_keys().await?;
+        if !stored.iter().any(|k| k.algorithm == policies.jwt_algorithm) {
             // Another server starting at the same moment may win; then its key is used.
-            store.insert_signing_key(&SigningKey::generate(policies.jwt_algorithm, now)?).await?;
-            keys = store.signing_keys().await?;
+            store.insert_signing_key(&SigningKey::generate(policies.jwt_algorithm, now)?.seal(&sealer)?).await?;
+            stored = store.signing_keys().await?;
         }
+        let keys = stored.iter().map(|k| SigningKey::open(k, &sealer)).collect::<Result<Vec<_>, _>>()?;
         let tokens = TokenIssuer::new(policies.issuer.clone(), policies.jwt_ttl, policies.jwt_algorithm, &keys)?;
         let dummy_hash = hasher.hash(Password::new(random::token(24)?)).await?;
         Ok(Identity {

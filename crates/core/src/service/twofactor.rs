@@ -590,10 +590,18 @@ impl Identity {
     }
 }
 
-/// Re-seals every TOTP secret not sealed under the current key (after a key
-/// rotation). Returns how many were re-sealed.
+/// Re-seals every TOTP secret and signing key not sealed under the current key (after
+/// a key rotation). Returns how many were re-sealed.
 pub async fn reseal(store: &dyn Store, sealer: &Sealer) -> Result<u64, CoreError> {
     let mut n = 0;
+    for key in store.signing_keys().await? {
+        if sealer.is_stale(&key.sealed_private) {
+            let fresh = crate::tokens::SigningKey::open(&key, sealer)?.seal(sealer)?;
+            if store.replace_sealed_signing_key(&key.kid, &key.sealed_private, &fresh.sealed_private).await? {
+                n += 1;
+            }
+        }
+    }
     for (user, id, sealed) in store.sealed_secrets().await? {
         if !sealer.is_stale(&sealed) {
             continue;

@@ -4,6 +4,7 @@ use serde_json::json;
 use tessera_core::apikey::ApiKey;
 use tessera_core::audit::{AuditEvent, AuditKind};
 use tessera_core::ids::{ApplicationId, TenantId};
+use tessera_core::seal::{SealKey, Sealer};
 use tessera_core::store::{
     ApiKeyStore, Application, ApplicationStore, AuditStore, Bootstrap, Store, Tenant, TenantStore, TokenStore,
     UserStore,
@@ -53,16 +54,23 @@ contract!(refresh_tokens_revoke_one_or_all, |c| {
 });
 
 contract!(signing_keys_round_trip_oldest_first, |c| {
-    let older = SigningKey::generate(JwtAlgorithm::EdDSA, T0).unwrap();
-    let newer = SigningKey::generate(JwtAlgorithm::ES256, T0.plus(Duration::from_secs(1))).unwrap();
+    let sealer = Sealer::new(SealKey::generate().unwrap(), vec![]);
+    let older = SigningKey::generate(JwtAlgorithm::EdDSA, T0).unwrap().seal(&sealer).unwrap();
+    let newer =
+        SigningKey::generate(JwtAlgorithm::ES256, T0.plus(Duration::from_secs(1))).unwrap().seal(&sealer).unwrap();
     assert!(c.store.insert_signing_key(&newer).await.unwrap());
     assert!(c.store.insert_signing_key(&older).await.unwrap());
-    let rival = SigningKey::generate(JwtAlgorithm::EdDSA, T0).unwrap();
+    let rival = SigningKey::generate(JwtAlgorithm::EdDSA, T0).unwrap().seal(&sealer).unwrap();
     assert!(!c.store.insert_signing_key(&rival).await.unwrap(), "one signer per algorithm");
     let keys = c.store.signing_keys().await.unwrap();
     assert_eq!(keys.iter().map(|k| k.kid.clone()).collect::<Vec<_>>(), [older.kid.clone(), newer.kid.clone()]);
-    assert_eq!(keys[0].private_der, older.private_der);
+    assert_eq!(keys[0], older);
     assert_eq!(keys[1].public_jwk, newer.public_jwk);
+    assert!(keys[0].sealed_private.starts_with("v1."), "sealed at rest");
+    let opened = SigningKey::open(&keys[0], &sealer).unwrap();
+    assert!(!opened.private_der.is_empty());
+    assert!(c.store.replace_sealed_signing_key(&older.kid, &older.sealed_private, "v1.k2.x").await.unwrap());
+    assert!(!c.store.replace_sealed_signing_key(&older.kid, &older.sealed_private, "v1.k3.x").await.unwrap());
 });
 
 contract!(audit_log_pages_newest_first, |c| {
