@@ -134,6 +134,10 @@ pub struct TwoFactorPolicy {
     pub trust_ttl: Duration,
     /// The name authenticator apps show.
     pub issuer: String,
+    /// Wrong codes in a row, across challenges, before the account's second factor
+    /// locks (NIST SP 800-63B: at most 100).
+    pub account_max_failures: u32,
+    pub account_lock_for: Duration,
 }
 
 impl Default for TwoFactorPolicy {
@@ -148,6 +152,8 @@ impl Default for TwoFactorPolicy {
             totp_window: 1,
             trust_ttl: Duration::from_secs(30 * 24 * 3600),
             issuer: "Tessera".into(),
+            account_max_failures: 100,
+            account_lock_for: Duration::from_secs(3600),
         }
     }
 }

@@ -74,6 +74,11 @@ impl LoginId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A counter key of Tessera's own, in the same table as login ids.
+    pub(crate) fn internal(key: String) -> Self {
+        LoginId(key)
+    }
 }
 
 #[derive(Clone, Debug)]

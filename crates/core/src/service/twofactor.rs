@@ -18,7 +18,7 @@ use crate::twofactor::{
     self as tf, Authenticator, Challenge, MethodId, MethodKind, OtpCode, PendingCode, TrustToken, TwoFactorMethod,
     UserCode,
 };
-use crate::user::User;
+use crate::user::{LoginId, User};
 use crate::validation::ValidationErrors;
 use crate::{CoreError, Timestamp, random};
 
@@ -43,6 +43,10 @@ pub enum TwoFactorLoginOutcome {
     Success(Box<LoginSuccess>),
     /// FusionAuth's 421.
     WrongCode,
+    /// Too many wrong codes in a row for this account (across challenges).
+    Locked {
+        until: Timestamp,
+    },
     /// Unknown, expired or spent challenge.
     NotFound,
 }
@@ -95,6 +99,12 @@ enum Prepared {
 const CHALLENGE_PURPOSE: &str = "challenge";
 const RECOVERY_PURPOSE: &str = "recovery";
 const MANAGE_PURPOSE: &str = "manage";
+
+/// Where an account's consecutive second-factor failures are counted (beside the
+/// login-id failure counters, under a key no login id can take).
+fn factor_failures_key(user: UserId) -> LoginId {
+    LoginId::internal(format!("2fa:{user}"))
+}
 
 fn enable_purpose(phone: &PhoneNumber) -> String {
     format!("enable:{}", phone.as_str())
@@ -400,6 +410,12 @@ impl Identity {
             return Ok(TwoFactorLoginOutcome::NotFound);
         };
         let Some(user) = self.challenge_user(&challenge).await? else { return Ok(TwoFactorLoginOutcome::NotFound) };
+        let account_key = factor_failures_key(user.id);
+        if let Some(until) = self.store.login_locked_until(user.tenant_id, &account_key).await?
+            && until > now
+        {
+            return Ok(TwoFactorLoginOutcome::Locked { until });
+        }
         let code = req.code.trim();
         let methods = self.store.methods(user.id).await?;
 
@@ -430,8 +446,22 @@ impl Identity {
             }
             let detail = json!({"failures": failures, "challengeSpent": spent});
             self.audit(AuditKind::TwoFactorFailure, Some(user.id), "failure", ctx, detail, now).await?;
+            // Consecutive failures for the account, whatever the challenge: a new login
+            // (which needs the password) must not reset them.
+            let p = &self.policies.two_factor;
+            let in_a_row =
+                self.store.record_login_failure(user.tenant_id, &account_key, now, Timestamp::from_millis(0)).await?;
+            if in_a_row >= p.account_max_failures {
+                let until = now.plus(p.account_lock_for);
+                self.store.lock_login(user.tenant_id, &account_key, until).await?;
+                self.store.spend_challenge(&challenge.digest).await?;
+                let detail = json!({"secondFactor": true, "failuresInARow": in_a_row});
+                self.audit(AuditKind::LoginLocked, Some(user.id), "locked", ctx, detail, now).await?;
+                return Ok(TwoFactorLoginOutcome::Locked { until });
+            }
             return Ok(TwoFactorLoginOutcome::WrongCode);
         };
+        self.store.clear_login_failures(user.tenant_id, &account_key).await?;
         if !self.store.spend_challenge(&challenge.digest).await? {
             // Another request with a valid code finished this challenge first.
             return Ok(TwoFactorLoginOutcome::NotFound);

@@ -226,6 +226,14 @@ pub async fn login(State(s): State<AppState>, Caller(caller): Caller, body: Byte
             Ok(StatusCode::from_u16(421).unwrap_or(StatusCode::BAD_REQUEST).into_response())
         }
         TwoFactorLoginOutcome::NotFound => Ok(StatusCode::NOT_FOUND.into_response()),
+        TwoFactorLoginOutcome::Locked { until } => {
+            s.metrics.record_login("locked");
+            let body = json!({"generalErrors": [{
+                "code": "[LoginPreventedException]",
+                "message": "Too many wrong codes. Try again later, or ask an administrator.",
+            }], "lockedUntilInstant": until.millis()});
+            Ok((StatusCode::CONFLICT, Json(body)).into_response())
+        }
     }
 }
 

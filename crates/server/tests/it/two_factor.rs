@@ -608,3 +608,25 @@ async fn the_fraud_guard_also_protects_second_factor_sends() {
         .collect();
     assert_eq!(outcomes, ["prefix_rate", "geo"]);
 }
+
+#[tokio::test]
+async fn wrong_codes_in_a_row_across_challenges_lock_the_second_factor() {
+    let app = app().configure(|c| c.policies.two_factor.account_max_failures = 7).spawn().await;
+    let id = user(&app).await;
+    let (secret, _) = enable_totp(&app, &id).await;
+    let (first, _) = challenge(&app).await;
+    for _ in 0..5 {
+        assert_eq!(two_factor_login(&app, &first, "000000").await.status, 421);
+    }
+    assert_eq!(two_factor_login(&app, &first, "000000").await.status, 404, "that challenge is spent");
+    let (second, _) = challenge(&app).await;
+    assert_eq!(two_factor_login(&app, &second, "000000").await.status, 421, "sixth in a row");
+    let locked = two_factor_login(&app, &second, "000000").await;
+    assert_eq!((locked.status, &locked.json["generalErrors"][0]["code"]), (409, &json!("[LoginPreventedException]")));
+    app.clock.advance(Duration::from_secs(30));
+    let (third, _) = challenge(&app).await;
+    assert_eq!(two_factor_login(&app, &third, &code(&app, &secret, 0)).await.status, 409, "even the right code");
+    app.clock.advance(Duration::from_secs(3600));
+    let (fourth, _) = challenge(&app).await;
+    assert_eq!(two_factor_login(&app, &fourth, &code(&app, &secret, 0)).await.status, 200, "the lock expired");
+}
