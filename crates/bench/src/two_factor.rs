@@ -99,15 +99,24 @@ async fn setup_users(
                 let id = body["user"]["id"].as_str().unwrap_or_default().to_owned();
                 let secret: Vec<u8> = (0..20).map(|j| (i * 31 + j * 7) as u8 ^ 0x5a).collect();
                 // Enroll with the previous step's code (inside the ±1 window), leaving
-                // this step and the next for logins.
-                let step = now_step() - 1;
-                let code = totp_at_step(&TotpParams::default(), &secret, step);
-                let body =
-                    json!({"method": "authenticator", "secretBase32Encoded": base32::encode(&secret), "code": code});
-                let (status, answer) = post(&client, &t, &format!("/api/user/two-factor/{id}"), true, &body).await?;
-                if status != 200 {
-                    return Err(format!("enabling TOTP: {status} {answer}"));
+                // this step and the next for logins. A step boundary between our clock
+                // and the server's can refuse it once; then try again with a fresh step.
+                let mut enrolled = None;
+                for _ in 0..2 {
+                    let step = now_step() - 1;
+                    let code = totp_at_step(&TotpParams::default(), &secret, step);
+                    let body = json!({"method": "authenticator", "secretBase32Encoded": base32::encode(&secret), "code": code});
+                    let (status, answer) = post(&client, &t, &format!("/api/user/two-factor/{id}"), true, &body).await?;
+                    match status {
+                        200 => {
+                            enrolled = Some(step);
+                            break;
+                        }
+                        421 => continue,
+                        _ => return Err(format!("enabling TOTP: {status} {answer}")),
+                    }
                 }
+                let step = enrolled.ok_or("enabling TOTP: the code was refused twice")?;
                 made.push(TotpUser { login_id, secret, next_step: step + 1 });
             }
         }));

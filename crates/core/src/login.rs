@@ -106,4 +106,6 @@ pub struct LoginSuccess {
     pub refresh_token: Option<Secret>,
     /// Issued when the second factor was passed with "trust this computer".
     pub trust_token: Option<Secret>,
+    /// The user's second factors, for the answer's `user.twoFactor`.
+    pub methods: Vec<TwoFactorMethod>,
 }

@@ -86,11 +86,25 @@ pub trait UserStore: Send + Sync {
     async fn delete_user(&self, tenant: TenantId, id: UserId) -> StoreResult<bool>;
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailureState {
+    pub failures: u32,
+    /// Until when sign-in is locked, if a lock was set.
+    pub locked_until: Option<Timestamp>,
+}
+
+impl FailureState {
+    pub fn locked_at(&self, now: Timestamp) -> Option<Timestamp> {
+        self.locked_until.filter(|until| *until > now)
+    }
+}
+
 /// Failed sign-ins counted per login id (not per user, so unknown names lock alike).
 #[async_trait]
 pub trait LoginAttemptStore: Send + Sync {
-    /// Until when sign-in for this login id is locked, if it is.
-    async fn login_locked_until(&self, tenant: TenantId, login_id: &LoginId) -> StoreResult<Option<Timestamp>>;
+    /// The failures recorded for this login id, if any (`None`: a clean record, so a
+    /// successful sign-in has nothing to clear).
+    async fn login_failures(&self, tenant: TenantId, login_id: &LoginId) -> StoreResult<Option<FailureState>>;
     /// Counts one failure at `now` and returns the failures in the current window. A
     /// window that began before `window_start` is over, and counting starts again at 1.
     async fn record_login_failure(

@@ -11,8 +11,8 @@ use tessera_core::audit::{AuditEvent, AuditRecord};
 use tessera_core::ids::{ApplicationId, RefreshTokenId, TenantId, UserId};
 use tessera_core::password::PasswordHash;
 use tessera_core::store::{
-    ApiKeyStore, Application, ApplicationStore, AuditStore, Bootstrap, LoginAttemptStore, Store, StoreError,
-    StoreResult, Tenant, TenantStore, TokenStore, UserStore,
+    ApiKeyStore, Application, ApplicationStore, AuditStore, Bootstrap, FailureState, LoginAttemptStore, Store,
+    StoreError, StoreResult, Tenant, TenantStore, TokenStore, UserStore,
 };
 use tessera_core::tokens::{RefreshToken, StoredSigningKey};
 use tessera_core::user::{LoginId, User};
@@ -271,17 +271,21 @@ impl UserStore for SqlStore {
 
 #[async_trait]
 impl LoginAttemptStore for SqlStore {
-    async fn login_locked_until(&self, tenant: TenantId, login_id: &LoginId) -> StoreResult<Option<Timestamp>> {
-        let row = sqlx::query("SELECT locked_until FROM login_failures WHERE tenant_id = $1 AND login_id = $2")
-            .bind(tenant.to_string())
-            .bind(login_id.as_str().to_owned())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        match row {
-            Some(r) => rows::opt_timestamp(&r, "locked_until"),
-            None => Ok(None),
-        }
+    async fn login_failures(&self, tenant: TenantId, login_id: &LoginId) -> StoreResult<Option<FailureState>> {
+        let row =
+            sqlx::query("SELECT failures, locked_until FROM login_failures WHERE tenant_id = $1 AND login_id = $2")
+                .bind(tenant.to_string())
+                .bind(login_id.as_str().to_owned())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        row.map(|r| {
+            Ok(FailureState {
+                failures: u32::try_from(rows::get::<i64>(&r, "failures")?).unwrap_or(u32::MAX),
+                locked_until: rows::opt_timestamp(&r, "locked_until")?,
+            })
+        })
+        .transpose()
     }
 
     async fn record_login_failure(

@@ -9,7 +9,7 @@ use crate::ids::{ApplicationId, UserId};
 use crate::login::{LoginOutcome, LoginRequest, LoginSuccess};
 use crate::secret::Secret;
 use crate::tokens::{RefreshToken, TokenError};
-use crate::twofactor::Challenge;
+use crate::twofactor::{Challenge, TwoFactorMethod};
 use crate::user::User;
 use crate::validation::ValidationErrors;
 use crate::{CoreError, Timestamp, random};
@@ -34,9 +34,8 @@ impl Identity {
         let tenant = application.tenant_id;
         let lockout = self.policies.lockout;
 
-        if let Some(until) = self.store.login_locked_until(tenant, &req.login_id).await?
-            && until > now
-        {
+        let failures = self.store.login_failures(tenant, &req.login_id).await?;
+        if let Some(until) = failures.and_then(|f| f.locked_at(now)) {
             self.audit(AuditKind::LoginLocked, None, "locked", ctx, json!({"loginId": req.login_id.as_str()}), now)
                 .await?;
             return Ok(LoginOutcome::Locked { until });
@@ -68,7 +67,9 @@ impl Identity {
             return Ok(LoginOutcome::InvalidCredentials);
         };
 
-        self.store.clear_login_failures(tenant, &req.login_id).await?;
+        if failures.is_some() {
+            self.store.clear_login_failures(tenant, &req.login_id).await?;
+        }
         if hash.needs_rehash(&self.policies.hash) {
             let upgraded = self.hasher.hash(req.password.clone()).await?;
             self.store.set_password_hash(user.id, &upgraded, now).await?;
@@ -91,14 +92,16 @@ impl Identity {
             self.audit(AuditKind::TwoFactorChallenge, Some(user.id), "issued", ctx, detail, now).await?;
             return Ok(LoginOutcome::TwoFactorRequired { challenge_id, methods });
         }
-        let success = self.complete_login(user, application.id, req.no_jwt, "pwd", ctx, now).await?;
+        let success = self.complete_login(user, methods, application.id, req.no_jwt, "pwd", ctx, now).await?;
         Ok(LoginOutcome::Success(Box::new(success)))
     }
 
     /// The end of every successful sign-in: tokens, the audit entry.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn complete_login(
         &self,
         user: User,
+        methods: Vec<TwoFactorMethod>,
         application_id: ApplicationId,
         no_jwt: bool,
         method: &str,
@@ -115,7 +118,7 @@ impl Identity {
         };
         let detail = json!({"applicationId": application_id.to_string(), "method": method});
         self.audit(AuditKind::LoginSuccess, Some(user.id), "success", ctx, detail, now).await?;
-        Ok(LoginSuccess { user, application_id, token, refresh_token, trust_token: None })
+        Ok(LoginSuccess { user, application_id, token, refresh_token, trust_token: None, methods })
     }
 
     // ---- tokens ----

@@ -411,9 +411,8 @@ impl Identity {
         };
         let Some(user) = self.challenge_user(&challenge).await? else { return Ok(TwoFactorLoginOutcome::NotFound) };
         let account_key = factor_failures_key(user.id);
-        if let Some(until) = self.store.login_locked_until(user.tenant_id, &account_key).await?
-            && until > now
-        {
+        let account_failures = self.store.login_failures(user.tenant_id, &account_key).await?;
+        if let Some(until) = account_failures.and_then(|f| f.locked_at(now)) {
             return Ok(TwoFactorLoginOutcome::Locked { until });
         }
         let code = req.code.trim();
@@ -461,14 +460,17 @@ impl Identity {
             }
             return Ok(TwoFactorLoginOutcome::WrongCode);
         };
-        self.store.clear_login_failures(user.tenant_id, &account_key).await?;
+        if account_failures.is_some() {
+            self.store.clear_login_failures(user.tenant_id, &account_key).await?;
+        }
         if !self.store.spend_challenge(&challenge.digest).await? {
             // Another request with a valid code finished this challenge first.
             return Ok(TwoFactorLoginOutcome::NotFound);
         }
         self.audit(AuditKind::TwoFactorSuccess, Some(user.id), "success", ctx, json!({"method": method}), now).await?;
         let user_id = user.id;
-        let mut success = self.complete_login(user, challenge.application_id, req.no_jwt, method, ctx, now).await?;
+        let mut success =
+            self.complete_login(user, methods, challenge.application_id, req.no_jwt, method, ctx, now).await?;
         if let Some(stored) = owned_by_service {
             self.approve_if_owned(&stored).await;
         }

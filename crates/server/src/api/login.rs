@@ -17,8 +17,8 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller, cookie};
 
 /// The 200 body of a completed sign-in (password alone, or after the second factor).
-pub fn success_response(ok: &LoginSuccess, methods: &[TwoFactorMethod]) -> Response {
-    let mut body = json!({"user": user_json(&ok.user, methods)});
+pub fn success_response(ok: &LoginSuccess) -> Response {
+    let mut body = json!({"user": user_json(&ok.user, &ok.methods)});
     if let Some((token, claims)) = &ok.token {
         body["token"] = json!(token);
         body["tokenExpirationInstant"] = json!(claims.exp * 1000);
@@ -68,8 +68,7 @@ pub async fn login(
     Ok(match outcome {
         LoginOutcome::Success(ok) => {
             s.metrics.record_login("success");
-            let methods = s.identity.methods(ok.user.id).await?;
-            success_response(&ok, &methods)
+            success_response(&ok)
         }
         LoginOutcome::TwoFactorRequired { challenge_id, methods } => {
             s.metrics.record_login("two_factor_required");

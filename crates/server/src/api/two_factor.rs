@@ -209,8 +209,7 @@ pub async fn login(State(s): State<AppState>, Caller(caller): Caller, body: Byte
     };
     match s.identity.two_factor_login(req, &ctx, s.clock.now()).await? {
         TwoFactorLoginOutcome::Success(ok) => {
-            let methods = s.identity.methods(ok.user.id).await?;
-            let mut response = success_response(&ok, &methods);
+            let mut response = success_response(&ok);
             if let Some(trust) = &ok.trust_token {
                 let ttl = s.identity.policies().two_factor.trust_ttl.as_secs();
                 let cookie =

@@ -23,13 +23,16 @@ contract!(failures_count_within_a_window_and_restart_after_it, |c| {
 
 contract!(locks_are_kept_and_cleared, |c| {
     let id = LoginId::parse("bob").unwrap();
-    assert_eq!(c.store.login_locked_until(c.tenant, &id).await.unwrap(), None);
+    assert_eq!(c.store.login_failures(c.tenant, &id).await.unwrap(), None);
     c.store.record_login_failure(c.tenant, &id, T0, T0).await.unwrap();
+    let state = c.store.login_failures(c.tenant, &id).await.unwrap().unwrap();
+    assert_eq!((state.failures, state.locked_until), (1, None));
     let until = T0.plus(Duration::from_secs(180));
     c.store.lock_login(c.tenant, &id, until).await.unwrap();
-    assert_eq!(c.store.login_locked_until(c.tenant, &id).await.unwrap(), Some(until));
+    let state = c.store.login_failures(c.tenant, &id).await.unwrap().unwrap();
+    assert_eq!((state.locked_at(T0), state.locked_at(until)), (Some(until), None));
     c.store.clear_login_failures(c.tenant, &id).await.unwrap();
-    assert_eq!(c.store.login_locked_until(c.tenant, &id).await.unwrap(), None);
+    assert_eq!(c.store.login_failures(c.tenant, &id).await.unwrap(), None);
 });
 
 contract!(concurrent_failures_are_all_counted, |c| {
