@@ -13,6 +13,7 @@ pub mod ids;
 pub mod login;
 pub mod messaging;
 pub mod messengers;
+pub mod oidc;
 pub mod password;
 pub mod phone;
 pub mod random;

@@ -320,6 +320,20 @@ pub trait FlowStore: Send + Sync {
 }
 
 #[async_trait]
+pub trait OidcStore: Send + Sync {
+    /// Saves an application's OAuth settings; false when there is no such application.
+    async fn set_oauth_client(&self, client: &crate::oidc::OAuthClient) -> StoreResult<bool>;
+    async fn oauth_client(&self, id: ApplicationId) -> StoreResult<Option<crate::oidc::OAuthClient>>;
+    async fn insert_code(&self, code: &crate::oidc::AuthCode) -> StoreResult<()>;
+    /// Marks the code used and returns it; `None` when unknown or used already.
+    async fn take_code(&self, digest: &str) -> StoreResult<Option<crate::oidc::AuthCode>>;
+    async fn insert_session(&self, s: &crate::oidc::BrowserSession) -> StoreResult<()>;
+    async fn session(&self, digest: &str) -> StoreResult<Option<crate::oidc::BrowserSession>>;
+    async fn touch_session(&self, digest: &str, now: Timestamp) -> StoreResult<()>;
+    async fn delete_session(&self, digest: &str) -> StoreResult<bool>;
+}
+
+#[async_trait]
 pub trait Store:
     TenantStore
     + ApplicationStore
@@ -332,6 +346,7 @@ pub trait Store:
     + MessengerStore
     + VerifyStore
     + FlowStore
+    + OidcStore
 {
     /// Whether the database answers; what `/api/status` reports.
     async fn ping(&self) -> StoreResult<()>;

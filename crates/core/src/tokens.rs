@@ -263,6 +263,17 @@ impl TokenIssuer {
         Ok((token, claims))
     }
 
+    /// Signs any claims with the current key (ID tokens).
+    pub fn sign(&self, claims: &Value) -> Result<String, CoreError> {
+        let mut header = Header::new(self.current.1.jwt());
+        header.kid = Some(self.current.0.clone());
+        jsonwebtoken::encode(&header, claims, &self.current.2).map_err(internal)
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
     /// Checks signature, issuer and expiry (against `now`, not the wall clock) and
     /// returns the claims as sent.
     pub fn validate(&self, token: &str, now: Timestamp) -> Result<Value, TokenError> {

@@ -7,6 +7,7 @@
 
 mod flows;
 mod messengers;
+mod oidc;
 mod postgres;
 mod queries;
 mod rows;

@@ -25,5 +25,6 @@ pub(crate) fn migrator() -> Migrator {
         migration(4, "voice prompts", include_str!("../migrations/postgres/0004_voice_prompts.sql")),
         migration(5, "verify", include_str!("../migrations/postgres/0005_verify.sql")),
         migration(6, "flows", include_str!("../migrations/postgres/0006_flows.sql")),
+        migration(7, "oidc", include_str!("../migrations/postgres/0007_oidc.sql")),
     ])
 }

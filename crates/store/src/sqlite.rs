@@ -48,5 +48,6 @@ pub(crate) fn migrator() -> Migrator {
         migration(4, "voice prompts", include_str!("../migrations/sqlite/0004_voice_prompts.sql")),
         migration(5, "verify", include_str!("../migrations/sqlite/0005_verify.sql")),
         migration(6, "flows", include_str!("../migrations/sqlite/0006_flows.sql")),
+        migration(7, "oidc", include_str!("../migrations/sqlite/0007_oidc.sql")),
     ])
 }

@@ -4,6 +4,7 @@ mod support;
 
 mod login_failures;
 mod messengers;
+mod oidc;
 mod tokens;
 mod two_factor;
 mod users;

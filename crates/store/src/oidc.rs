@@ -1,0 +1,171 @@
+//! OAuth clients (on the applications table), authorization codes and browser sessions.
+
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use tessera_core::Timestamp;
+use tessera_core::ids::ApplicationId;
+use tessera_core::oidc::{AuthCode, BrowserSession, MfaPolicy, OAuthClient};
+use tessera_core::store::{OidcStore, StoreResult};
+
+use crate::queries::{SqlStore, write_error};
+use crate::rows::{corrupt, get};
+use crate::unavailable;
+
+fn list(row: &AnyRow, col: &str) -> StoreResult<Vec<String>> {
+    serde_json::from_str(&get::<String>(row, col)?).map_err(corrupt)
+}
+
+fn text_list(v: &[String]) -> String {
+    serde_json::Value::from(v.to_vec()).to_string()
+}
+
+const CODE_COLUMNS: &str =
+    "digest, client_id, user_id, redirect_uri, code_challenge, nonce, scope, auth_time, amr, expires_at";
+
+fn code(row: &AnyRow) -> StoreResult<AuthCode> {
+    Ok(AuthCode {
+        digest: get(row, "digest")?,
+        client_id: get::<String>(row, "client_id")?.parse().map_err(|_| corrupt("client id"))?,
+        user_id: get::<String>(row, "user_id")?.parse().map_err(|_| corrupt("user id"))?,
+        redirect_uri: get(row, "redirect_uri")?,
+        code_challenge: get(row, "code_challenge")?,
+        nonce: get(row, "nonce")?,
+        scope: get(row, "scope")?,
+        auth_time: Timestamp::from_millis(get(row, "auth_time")?),
+        amr: list(row, "amr")?,
+        expires_at: Timestamp::from_millis(get(row, "expires_at")?),
+    })
+}
+
+fn session(row: &AnyRow) -> StoreResult<BrowserSession> {
+    Ok(BrowserSession {
+        digest: get(row, "digest")?,
+        tenant_id: get::<String>(row, "tenant_id")?.parse().map_err(|_| corrupt("tenant id"))?,
+        user_id: get::<String>(row, "user_id")?.parse().map_err(|_| corrupt("user id"))?,
+        auth_time: Timestamp::from_millis(get(row, "auth_time")?),
+        amr: list(row, "amr")?,
+        last_seen: Timestamp::from_millis(get(row, "last_seen")?),
+        expires_at: Timestamp::from_millis(get(row, "expires_at")?),
+    })
+}
+
+#[async_trait]
+impl OidcStore for SqlStore {
+    async fn set_oauth_client(&self, c: &OAuthClient) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE applications SET client_secret_digest = $2, redirect_uris = $3, mfa_policy = $4 WHERE id = $1",
+        )
+        .bind(c.id.to_string())
+        .bind(c.secret_digest.clone())
+        .bind(text_list(&c.redirect_uris))
+        .bind(c.mfa_policy.as_str().to_owned())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn oauth_client(&self, id: ApplicationId) -> StoreResult<Option<OAuthClient>> {
+        let row = sqlx::query("SELECT id, tenant_id, client_secret_digest, redirect_uris, mfa_policy FROM applications WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| {
+            Ok(OAuthClient {
+                id: get::<String>(&r, "id")?.parse().map_err(|_| corrupt("application id"))?,
+                tenant_id: get::<String>(&r, "tenant_id")?.parse().map_err(|_| corrupt("tenant id"))?,
+                secret_digest: get(&r, "client_secret_digest")?,
+                redirect_uris: list(&r, "redirect_uris")?,
+                mfa_policy: MfaPolicy::parse(&get::<String>(&r, "mfa_policy")?).ok_or_else(|| corrupt("mfa policy"))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn insert_code(&self, c: &AuthCode) -> StoreResult<()> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO oauth_codes ({CODE_COLUMNS}, used) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0)"
+        )))
+        .bind(c.digest.clone())
+        .bind(c.client_id.to_string())
+        .bind(c.user_id.to_string())
+        .bind(c.redirect_uri.clone())
+        .bind(c.code_challenge.clone())
+        .bind(c.nonce.clone())
+        .bind(c.scope.clone())
+        .bind(c.auth_time.millis())
+        .bind(text_list(&c.amr))
+        .bind(c.expires_at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn take_code(&self, digest: &str) -> StoreResult<Option<AuthCode>> {
+        // The conditional UPDATE is the single-use guarantee, across servers too.
+        let done = sqlx::query("UPDATE oauth_codes SET used = 1 WHERE digest = $1 AND used = 0")
+            .bind(digest.to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CODE_COLUMNS} FROM oauth_codes WHERE digest = $1")))
+            .bind(digest.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .map(|r| code(&r))
+            .transpose()
+    }
+
+    async fn insert_session(&self, s: &BrowserSession) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO browser_sessions (digest, tenant_id, user_id, auth_time, amr, last_seen, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(s.digest.clone())
+        .bind(s.tenant_id.to_string())
+        .bind(s.user_id.to_string())
+        .bind(s.auth_time.millis())
+        .bind(text_list(&s.amr))
+        .bind(s.last_seen.millis())
+        .bind(s.expires_at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn session(&self, digest: &str) -> StoreResult<Option<BrowserSession>> {
+        sqlx::query("SELECT digest, tenant_id, user_id, auth_time, amr, last_seen, expires_at FROM browser_sessions WHERE digest = $1")
+            .bind(digest.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .map(|r| session(&r))
+            .transpose()
+    }
+
+    async fn touch_session(&self, digest: &str, now: Timestamp) -> StoreResult<()> {
+        sqlx::query("UPDATE browser_sessions SET last_seen = $2 WHERE digest = $1")
+            .bind(digest.to_owned())
+            .bind(now.millis())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, digest: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM browser_sessions WHERE digest = $1")
+            .bind(digest.to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
