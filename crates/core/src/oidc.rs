@@ -56,7 +56,10 @@ pub enum AuthorizeError {
     UnknownClient,
     RedirectMismatch,
     /// Redirected back to the client with `error` and `error_description`.
-    Redirect { error: &'static str, description: String },
+    Redirect {
+        error: &'static str,
+        description: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,7 +80,10 @@ pub const ACR_MFA: &str = "urn:tessera:mfa";
 
 /// Checks the request against the client. The redirect URI is validated first: until
 /// it is, errors cannot be sent back to it.
-pub fn check_authorize(params: &std::collections::HashMap<String, String>, client: Option<&OAuthClient>) -> Result<AuthorizeRequest, AuthorizeError> {
+pub fn check_authorize(
+    params: &std::collections::HashMap<String, String>,
+    client: Option<&OAuthClient>,
+) -> Result<AuthorizeRequest, AuthorizeError> {
     let client = client.ok_or(AuthorizeError::UnknownClient)?;
     let redirect_uri = params.get("redirect_uri").cloned().unwrap_or_default();
     if !client.redirect_uris.iter().any(|u| u == &redirect_uri) {
@@ -94,9 +100,13 @@ pub fn check_authorize(params: &std::collections::HashMap<String, String>, clien
     let code_challenge = params.get("code_challenge").cloned().filter(|c| !c.is_empty());
     match (&code_challenge, params.get("code_challenge_method").map(String::as_str)) {
         (Some(c), Some("S256")) if c.len() == 43 => {}
-        (Some(_), Some("S256")) => return fail("invalid_request", "The code_challenge must be a base64url SHA-256 (43 characters)."),
+        (Some(_), Some("S256")) => {
+            return fail("invalid_request", "The code_challenge must be a base64url SHA-256 (43 characters).");
+        }
         (Some(_), _) => return fail("invalid_request", "Only code_challenge_method=S256 is supported."),
-        (None, _) if client.secret_digest.is_none() => return fail("invalid_request", "Public clients must use PKCE (S256)."),
+        (None, _) if client.secret_digest.is_none() => {
+            return fail("invalid_request", "Public clients must use PKCE (S256).");
+        }
         (None, _) => {}
     }
     let max_age = match params.get("max_age") {
@@ -121,8 +131,13 @@ pub fn check_authorize(params: &std::collections::HashMap<String, String>, clien
 
 /// RFC 7636 S256: base64url(SHA-256(verifier)) equals the challenge.
 pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
-    let ok_verifier = (43..=128).contains(&verifier.len()) && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
-    ok_verifier && constant_time_eq(URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())).as_bytes(), challenge.as_bytes())
+    let ok_verifier = (43..=128).contains(&verifier.len())
+        && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    ok_verifier
+        && constant_time_eq(
+            URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())).as_bytes(),
+            challenge.as_bytes(),
+        )
 }
 
 /// A single-use authorization code, stored by digest.
@@ -242,8 +257,14 @@ mod tests {
 
     #[test]
     fn rfc7636_appendix_b_vector() {
-        assert!(pkce_matches("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
-        assert!(!pkce_matches("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+        assert!(pkce_matches(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        assert!(!pkce_matches(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
         assert!(!pkce_matches("short", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
     }
 
@@ -256,17 +277,26 @@ mod tests {
         assert_eq!(check_authorize(&p, Some(&c)), Err(AuthorizeError::RedirectMismatch));
         assert_eq!(check_authorize(&p, None), Err(AuthorizeError::UnknownClient));
         p.insert("redirect_uri".into(), "https://app.example.com/cb".into());
-        assert!(matches!(check_authorize(&p, Some(&c)), Err(AuthorizeError::Redirect { error: "invalid_request", .. })));
+        assert!(matches!(
+            check_authorize(&p, Some(&c)),
+            Err(AuthorizeError::Redirect { error: "invalid_request", .. })
+        ));
         p.insert("code_challenge".into(), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into());
         p.insert("code_challenge_method".into(), "plain".into());
-        assert!(matches!(check_authorize(&p, Some(&c)), Err(AuthorizeError::Redirect { error: "invalid_request", .. })));
+        assert!(matches!(
+            check_authorize(&p, Some(&c)),
+            Err(AuthorizeError::Redirect { error: "invalid_request", .. })
+        ));
         p.insert("code_challenge_method".into(), "S256".into());
         p.insert("acr_values".into(), ACR_MFA.into());
         p.insert("prompt".into(), "login".into());
         let ok = check_authorize(&p, Some(&c));
         assert!(ok.as_ref().is_ok_and(|r| r.require_mfa && r.prompt_login), "{ok:?}");
         p.insert("response_type".into(), "token".into());
-        assert!(matches!(check_authorize(&p, Some(&c)), Err(AuthorizeError::Redirect { error: "unsupported_response_type", .. })));
+        assert!(matches!(
+            check_authorize(&p, Some(&c)),
+            Err(AuthorizeError::Redirect { error: "unsupported_response_type", .. })
+        ));
     }
 
     #[test]

@@ -66,11 +66,13 @@ impl OidcStore for SqlStore {
     }
 
     async fn oauth_client(&self, id: ApplicationId) -> StoreResult<Option<OAuthClient>> {
-        let row = sqlx::query("SELECT id, tenant_id, client_secret_digest, redirect_uris, mfa_policy FROM applications WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        let row = sqlx::query(
+            "SELECT id, tenant_id, client_secret_digest, redirect_uris, mfa_policy FROM applications WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
         row.map(|r| {
             Ok(OAuthClient {
                 id: get::<String>(&r, "id")?.parse().map_err(|_| corrupt("application id"))?,

@@ -4,6 +4,7 @@
 pub mod flows;
 mod fraud;
 mod messengers;
+mod oidc;
 mod sessions;
 mod twofactor;
 mod users;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+pub use self::oidc::{AuthorizeOutcome, TokenError as OAuthTokenError, TokenResponse};
 pub use self::twofactor::{
     DisableOutcome, EnableOutcome, SendOutcome, TwoFactorLoginOutcome, TwoFactorLoginRequest, UserScope, reseal,
 };

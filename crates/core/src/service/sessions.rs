@@ -118,7 +118,15 @@ impl Identity {
         };
         let detail = json!({"applicationId": application_id.to_string(), "method": method});
         self.audit(AuditKind::LoginSuccess, Some(user.id), "success", ctx, detail, now).await?;
-        Ok(LoginSuccess { user, application_id, token, refresh_token, trust_token: None, methods })
+        Ok(LoginSuccess {
+            user,
+            application_id,
+            token,
+            refresh_token,
+            trust_token: None,
+            methods,
+            method: method.to_owned(),
+        })
     }
 
     // ---- tokens ----

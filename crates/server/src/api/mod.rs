@@ -6,6 +6,8 @@ pub mod inbound;
 pub mod jwt;
 pub mod login;
 pub mod messengers;
+pub mod oidc;
+pub mod pages;
 pub mod system;
 pub mod two_factor;
 pub mod users;

@@ -6,6 +6,7 @@ mod flows;
 mod login;
 mod messengers;
 mod multi_instance;
+mod oidc;
 mod system;
 mod tokens;
 mod two_factor;

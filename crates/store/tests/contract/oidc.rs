@@ -14,7 +14,11 @@ contract!(oauth_clients_codes_and_sessions, |c| {
         redirect_uris: vec!["https://app.example.com/cb".into()],
         mfa_policy: MfaPolicy::Always,
     };
-    assert_eq!(c.store.oauth_client(c.app).await.unwrap().map(|x| x.mfa_policy), Some(MfaPolicy::WhenEnrolled), "the default");
+    assert_eq!(
+        c.store.oauth_client(c.app).await.unwrap().map(|x| x.mfa_policy),
+        Some(MfaPolicy::WhenEnrolled),
+        "the default"
+    );
     assert!(c.store.set_oauth_client(&client).await.unwrap());
     assert_eq!(c.store.oauth_client(c.app).await.unwrap(), Some(client.clone()));
     assert!(!c.store.set_oauth_client(&OAuthClient { id: ApplicationId::random(), ..client }).await.unwrap());

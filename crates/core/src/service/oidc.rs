@@ -1,0 +1,330 @@
+//! OpenID Connect use cases: client settings, the authorization decision, browser
+//! sessions made by the hosted login, and the token endpoint.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{Identity, RequestContext};
+use crate::apikey::Admin;
+use crate::ids::ApplicationId;
+use crate::login::LoginSuccess;
+use crate::oidc::{
+    AuthCode, AuthorizeError, AuthorizeRequest, BrowserSession, CODE_TTL, MfaPolicy, OAuthClient, SessionPolicy,
+    amr_for, check_authorize, id_token_claims, pkce_matches,
+};
+use crate::secret::{Secret, constant_time_eq};
+use crate::tokens::RefreshToken;
+use crate::validation::ValidationErrors;
+use crate::{CoreError, Timestamp, random};
+
+/// What `/oauth2/authorize` does next.
+#[derive(Debug)]
+pub enum AuthorizeOutcome {
+    /// Show this on a page; never redirect (the client or redirect URI is not trusted).
+    ErrorPage(String),
+    /// Send the browser back to the client with an error.
+    RedirectError { redirect_uri: String, error: &'static str, description: String, state: Option<String> },
+    /// Sign in first (or again: `prompt=login`, `max_age`, a second factor needed).
+    Login { mfa_required: bool },
+    /// Done: send the browser back with this code.
+    Code { redirect_uri: String, code: Secret, state: Option<String> },
+}
+
+/// RFC 6749 §5.2 token errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    InvalidRequest(&'static str),
+    InvalidClient,
+    InvalidGrant(&'static str),
+    UnsupportedGrantType,
+}
+
+pub struct TokenResponse {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub refresh_token: Option<Secret>,
+    pub id_token: Option<String>,
+    pub scope: String,
+}
+
+impl Identity {
+    /// Admin: makes an application an OAuth client. A confidential client gets a new
+    /// secret (shown once) when it has none or `rotate` is asked.
+    pub async fn configure_oauth_client(
+        &self,
+        admin: &Admin,
+        id: ApplicationId,
+        redirect_uris: Vec<String>,
+        public: bool,
+        mfa_policy: MfaPolicy,
+        rotate: bool,
+    ) -> Result<(OAuthClient, Option<Secret>), CoreError> {
+        let existing =
+            self.store.oauth_client(id).await?.filter(|c| c.tenant_id == admin.tenant_id).ok_or(CoreError::NotFound)?;
+        if redirect_uris.iter().any(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
+            return Err(ValidationErrors::field(
+                "redirectURIs",
+                "invalid",
+                "Redirect URIs must be absolute http(s) URLs.",
+            )
+            .into());
+        }
+        let mut secret = None;
+        let secret_digest = if public {
+            None
+        } else if rotate || existing.secret_digest.is_none() {
+            let s = Secret::new(random::token(32)?);
+            let d = s.digest();
+            secret = Some(s);
+            Some(d)
+        } else {
+            existing.secret_digest
+        };
+        let client = OAuthClient { id, tenant_id: admin.tenant_id, secret_digest, redirect_uris, mfa_policy };
+        self.store.set_oauth_client(&client).await?;
+        Ok((client, secret))
+    }
+
+    pub async fn oauth_client(&self, id: &str) -> Result<Option<OAuthClient>, CoreError> {
+        match id.parse() {
+            Ok(id) => Ok(self.store.oauth_client(id).await?),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The live browser session for a cookie value, refreshed as used.
+    pub async fn browser_session(
+        &self,
+        cookie: &Secret,
+        policy: &SessionPolicy,
+        now: Timestamp,
+    ) -> Result<Option<BrowserSession>, CoreError> {
+        let Some(s) = self.store.session(&cookie.digest()).await? else { return Ok(None) };
+        if !s.is_live(now, policy) {
+            self.store.delete_session(&s.digest).await?;
+            return Ok(None);
+        }
+        self.store.touch_session(&s.digest, now).await?;
+        Ok(Some(s))
+    }
+
+    /// After a hosted sign-in succeeded: a new browser session (returned as the cookie value).
+    pub async fn start_browser_session(
+        &self,
+        ok: &LoginSuccess,
+        policy: &SessionPolicy,
+        now: Timestamp,
+    ) -> Result<Secret, CoreError> {
+        let cookie = Secret::new(random::token(32)?);
+        let second = (ok.method != "pwd").then_some(ok.method.as_str());
+        let session = BrowserSession {
+            digest: cookie.digest(),
+            tenant_id: ok.user.tenant_id,
+            user_id: ok.user.id,
+            auth_time: now,
+            amr: amr_for(second),
+            last_seen: now,
+            expires_at: now.plus(policy.absolute),
+        };
+        self.store.insert_session(&session).await?;
+        Ok(cookie)
+    }
+
+    pub async fn end_browser_session(&self, cookie: &Secret) -> Result<(), CoreError> {
+        self.store.delete_session(&cookie.digest()).await?;
+        Ok(())
+    }
+
+    /// `/oauth2/authorize`: checks the request, then either asks for a sign-in or
+    /// issues a code for the session's user.
+    pub async fn authorize(
+        &self,
+        params: &HashMap<String, String>,
+        session: Option<&BrowserSession>,
+        now: Timestamp,
+    ) -> Result<AuthorizeOutcome, CoreError> {
+        let client = self.oauth_client(params.get("client_id").map_or("", String::as_str)).await?;
+        let req: AuthorizeRequest = match check_authorize(params, client.as_ref()) {
+            Ok(r) => r,
+            Err(AuthorizeError::UnknownClient) => {
+                return Ok(AuthorizeOutcome::ErrorPage("This application is not known.".into()));
+            }
+            Err(AuthorizeError::RedirectMismatch) => {
+                return Ok(AuthorizeOutcome::ErrorPage(
+                    "The address to return to is not registered for this application.".into(),
+                ));
+            }
+            Err(AuthorizeError::Redirect { error, description }) => {
+                let redirect_uri = params.get("redirect_uri").cloned().unwrap_or_default();
+                return Ok(AuthorizeOutcome::RedirectError {
+                    redirect_uri,
+                    error,
+                    description,
+                    state: params.get("state").cloned(),
+                });
+            }
+        };
+        let Some(client) = client else {
+            return Ok(AuthorizeOutcome::ErrorPage("This application is not known.".into()));
+        };
+        let Some(session) = session.filter(|s| s.tenant_id == client.tenant_id) else {
+            return Ok(AuthorizeOutcome::Login { mfa_required: req.require_mfa });
+        };
+        let too_old = req.max_age.is_some_and(|age| now.minus(Duration::from_secs(age)) > session.auth_time);
+        let has_factor = !self.store.methods(session.user_id).await?.is_empty();
+        let mfa_needed = req.require_mfa
+            || client.mfa_policy == MfaPolicy::Always
+            || (client.mfa_policy == MfaPolicy::WhenEnrolled && has_factor);
+        if req.prompt_login || too_old || (mfa_needed && !session.has_mfa()) {
+            return Ok(AuthorizeOutcome::Login { mfa_required: mfa_needed });
+        }
+        let code = Secret::new(random::token(32)?);
+        let record = AuthCode {
+            digest: code.digest(),
+            client_id: client.id,
+            user_id: session.user_id,
+            redirect_uri: req.redirect_uri.clone(),
+            code_challenge: req.code_challenge.clone(),
+            nonce: req.nonce.clone(),
+            scope: req.scope.clone(),
+            auth_time: session.auth_time,
+            amr: session.amr.clone(),
+            expires_at: now.plus(CODE_TTL),
+        };
+        self.store.insert_code(&record).await?;
+        Ok(AuthorizeOutcome::Code { redirect_uri: req.redirect_uri, code, state: req.state })
+    }
+
+    async fn authenticate_client(
+        &self,
+        id: &str,
+        secret: Option<&str>,
+    ) -> Result<Result<OAuthClient, TokenError>, CoreError> {
+        let Some(client) = self.oauth_client(id).await? else { return Ok(Err(TokenError::InvalidClient)) };
+        let ok = match (&client.secret_digest, secret) {
+            (Some(digest), Some(s)) => constant_time_eq(digest.as_bytes(), Secret::new(s).digest().as_bytes()),
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        Ok(if ok { Ok(client) } else { Err(TokenError::InvalidClient) })
+    }
+
+    /// `/oauth2/token`: the authorization code (with PKCE) and refresh token grants.
+    pub async fn token(
+        &self,
+        params: &HashMap<String, String>,
+        client_id: &str,
+        client_secret: Option<&str>,
+        issuer: &str,
+        now: Timestamp,
+    ) -> Result<Result<TokenResponse, TokenError>, CoreError> {
+        let client = match self.authenticate_client(client_id, client_secret).await? {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        match params.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => self.code_grant(&client, params, issuer, now).await,
+            Some("refresh_token") => {
+                let Some(refresh) = params.get("refresh_token") else {
+                    return Ok(Err(TokenError::InvalidRequest("refresh_token is missing")));
+                };
+                let secret = Secret::new(refresh.clone());
+                match self.refresh(&secret, &RequestContext::default(), now).await? {
+                    Some((jwt, _)) => Ok(Ok(TokenResponse {
+                        access_token: jwt,
+                        expires_in: self.policies.jwt_ttl.as_secs(),
+                        refresh_token: Some(secret),
+                        id_token: None,
+                        scope: "openid".into(),
+                    })),
+                    None => Ok(Err(TokenError::InvalidGrant("the refresh token is unknown, expired or revoked"))),
+                }
+            }
+            Some(_) => Ok(Err(TokenError::UnsupportedGrantType)),
+            None => Ok(Err(TokenError::InvalidRequest("grant_type is missing"))),
+        }
+    }
+
+    async fn code_grant(
+        &self,
+        client: &OAuthClient,
+        params: &HashMap<String, String>,
+        issuer: &str,
+        now: Timestamp,
+    ) -> Result<Result<TokenResponse, TokenError>, CoreError> {
+        let Some(code) = params.get("code") else { return Ok(Err(TokenError::InvalidRequest("code is missing"))) };
+        // Taken (spent) before any check: a replayed or stolen code never works twice.
+        let Some(record) = self.store.take_code(&Secret::new(code.clone()).digest()).await? else {
+            return Ok(Err(TokenError::InvalidGrant("the code is unknown or was used already")));
+        };
+        if record.client_id != client.id || now >= record.expires_at {
+            return Ok(Err(TokenError::InvalidGrant("the code expired or belongs to another client")));
+        }
+        if params.get("redirect_uri") != Some(&record.redirect_uri) {
+            return Ok(Err(TokenError::InvalidGrant("redirect_uri does not match the authorization request")));
+        }
+        if let Some(challenge) = &record.code_challenge {
+            let verifier = params.get("code_verifier").map_or("", String::as_str);
+            if !pkce_matches(verifier, challenge) {
+                return Ok(Err(TokenError::InvalidGrant("the code_verifier does not match the code_challenge")));
+            }
+        }
+        let Some(user) = self.store.get_user(client.tenant_id, record.user_id).await?.filter(|u| u.active) else {
+            return Ok(Err(TokenError::InvalidGrant("the user is no longer active")));
+        };
+        let (access, _) = self.tokens.issue(&user, client.id, record.auth_time, now)?;
+        let (refresh, stored) = RefreshToken::generate(&user, client.id, self.policies.refresh_ttl, now)?;
+        self.store.insert_refresh_token(&stored).await?;
+        let claims = id_token_claims(
+            issuer,
+            &user,
+            client.id,
+            record.nonce.as_deref(),
+            record.auth_time,
+            &record.amr,
+            now,
+            self.policies.jwt_ttl,
+        );
+        let id_token = self.tokens.sign(&claims)?;
+        Ok(Ok(TokenResponse {
+            access_token: access,
+            expires_in: self.policies.jwt_ttl.as_secs(),
+            refresh_token: Some(refresh),
+            id_token: Some(id_token),
+            scope: record.scope,
+        }))
+    }
+
+    /// `/oauth2/userinfo` for a valid access token.
+    pub async fn userinfo(&self, access_token: &str, now: Timestamp) -> Result<Option<Value>, CoreError> {
+        let Ok(claims) = self.validate_jwt(access_token, now) else { return Ok(None) };
+        let (Some(sub), Some(tid)) =
+            (claims.get("sub").and_then(Value::as_str), claims.get("tid").and_then(Value::as_str))
+        else {
+            return Ok(None);
+        };
+        let (Ok(user_id), Ok(tenant)) = (sub.parse(), tid.parse()) else { return Ok(None) };
+        let Some(user) = self.store.get_user(tenant, user_id).await?.filter(|u| u.active) else { return Ok(None) };
+        let mut info = json!({"sub": sub});
+        if let Some(e) = &user.email {
+            info["email"] = json!(e.as_str());
+            info["email_verified"] = json!(false);
+        }
+        if let Some(u) = &user.username {
+            info["preferred_username"] = json!(u.as_str());
+        }
+        if let Some(n) = &user.first_name {
+            info["given_name"] = json!(n);
+        }
+        if let Some(n) = &user.last_name {
+            info["family_name"] = json!(n);
+        }
+        Ok(Some(info))
+    }
+
+    pub fn jwt_algorithm(&self) -> &'static str {
+        self.policies.jwt_algorithm.as_str()
+    }
+}

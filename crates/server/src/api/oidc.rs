@@ -1,0 +1,268 @@
+//! The OpenID Connect provider's endpoints: discovery, authorize, token, userinfo,
+//! logout, and the admin call that makes an application an OAuth client.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tessera_core::oidc::{ACR_MFA, MfaPolicy, SessionPolicy};
+
+use tessera_core::service::{AuthorizeOutcome, OAuthTokenError};
+use tessera_core::validation::ValidationErrors;
+
+use crate::api::pages::{self, Cookies};
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{AdminAuth, ApiJson, bearer};
+
+/// The issuer: the public URL, or this request's own origin.
+pub fn issuer(s: &AppState, headers: &HeaderMap) -> String {
+    if let Some(u) = &s.public_url {
+        return u.clone();
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+pub async fn discovery(State(s): State<AppState>, headers: HeaderMap) -> Json<Value> {
+    let iss = issuer(&s, &headers);
+    Json(json!({
+        "issuer": iss,
+        "authorization_endpoint": format!("{iss}/oauth2/authorize"),
+        "token_endpoint": format!("{iss}/oauth2/token"),
+        "userinfo_endpoint": format!("{iss}/oauth2/userinfo"),
+        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
+        "end_session_endpoint": format!("{iss}/oauth2/logout"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [s.identity.jwt_algorithm()],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": ["openid", "email", "profile", "offline_access"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "acr", "email", "preferred_username"],
+        "acr_values_supported": [ACR_MFA],
+        "prompt_values_supported": ["login"],
+    }))
+}
+
+fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
+    let q = serde_urlencoded::to_string(pairs).unwrap_or_default();
+    format!("{base}{}{q}", if base.contains('?') { '&' } else { '?' })
+}
+
+fn see_other(location: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+pub fn session_policy() -> SessionPolicy {
+    SessionPolicy::default()
+}
+
+/// `GET /oauth2/authorize`.
+pub async fn authorize(
+    State(s): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let cookies = Cookies::new(&s);
+    let now = s.clock.now();
+    let session = match cookies.session(&headers) {
+        Some(c) => s.identity.browser_session(&c, &session_policy(), now).await?,
+        None => None,
+    };
+    Ok(match s.identity.authorize(&params, session.as_ref(), now).await? {
+        AuthorizeOutcome::ErrorPage(message) => pages::error_page(StatusCode::BAD_REQUEST, &message),
+        AuthorizeOutcome::RedirectError { redirect_uri, error, description, state } => {
+            let mut q = vec![("error", error), ("error_description", description.as_str())];
+            if let Some(st) = &state {
+                q.push(("state", st));
+            }
+            see_other(&with_query(&redirect_uri, &q))
+        }
+        AuthorizeOutcome::Login { mfa_required } => {
+            let back = uri.path_and_query().map_or("/oauth2/authorize", |p| p.as_str());
+            // `prompt=login` must not loop: the sign-in drops it from the way back.
+            let back = strip_prompt(back);
+            let mut q = vec![("return_to", back.as_str())];
+            if mfa_required {
+                q.push(("mfa", "1"));
+            }
+            see_other(&with_query("/login", &q))
+        }
+        AuthorizeOutcome::Code { redirect_uri, code, state } => {
+            let mut q = vec![("code", code.expose())];
+            if let Some(st) = &state {
+                q.push(("state", st));
+            }
+            see_other(&with_query(&redirect_uri, &q))
+        }
+    })
+}
+
+fn strip_prompt(path_and_query: &str) -> String {
+    let Some((path, query)) = path_and_query.split_once('?') else { return path_and_query.to_owned() };
+    let kept: Vec<&str> = query.split('&').filter(|kv| !kv.starts_with("prompt=")).collect();
+    format!("{path}?{}", kept.join("&"))
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut r = (status, Json(json!({"error": error, "error_description": description}))).into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::UNAUTHORIZED
+        && let Ok(v) = HeaderValue::from_str("Basic realm=\"tessera\"")
+    {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+fn percent_decode(s: &str) -> String {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("x={s}"))
+        .ok()
+        .and_then(|v| v.into_iter().next())
+        .map_or_else(|| s.to_owned(), |(_, v)| v)
+}
+
+/// `POST /oauth2/token`: client_secret_basic, client_secret_post or none (public + PKCE).
+pub async fn token(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let params: HashMap<String, String> =
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body).unwrap_or_default().into_iter().collect();
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| STANDARD.decode(b.trim()).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|t| t.split_once(':').map(|(u, p)| (percent_decode(u), percent_decode(p))));
+    let (client_id, secret) = match (&basic, params.get("client_id")) {
+        (Some((u, p)), _) => (u.clone(), Some(p.clone())),
+        (None, Some(id)) => (id.clone(), params.get("client_secret").cloned()),
+        (None, None) => {
+            return Ok(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication is required."));
+        }
+    };
+    let iss = issuer(&s, &headers);
+    let answer = s.identity.token(&params, &client_id, secret.as_deref(), &iss, s.clock.now()).await?;
+    Ok(match answer {
+        Ok(t) => {
+            let mut body = json!({"access_token": t.access_token, "token_type": "Bearer", "expires_in": t.expires_in, "scope": t.scope});
+            if let Some(r) = &t.refresh_token {
+                body["refresh_token"] = json!(r.expose());
+            }
+            if let Some(id) = &t.id_token {
+                body["id_token"] = json!(id);
+            }
+            let mut r = Json(body).into_response();
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(OAuthTokenError::InvalidClient) => {
+            oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed.")
+        }
+        Err(OAuthTokenError::InvalidGrant(why)) => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why),
+        Err(OAuthTokenError::InvalidRequest(why)) => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why),
+        Err(OAuthTokenError::UnsupportedGrantType) => {
+            oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Use authorization_code or refresh_token.")
+        }
+    })
+}
+
+/// `GET|POST /oauth2/userinfo` with the access token.
+pub async fn userinfo(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let info = match bearer(&headers) {
+        Some(t) => s.identity.userinfo(t, s.clock.now()).await?,
+        None => None,
+    };
+    Ok(match info {
+        Some(v) => Json(v).into_response(),
+        None => {
+            let mut r = StatusCode::UNAUTHORIZED.into_response();
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+            r
+        }
+    })
+}
+
+/// `GET /oauth2/logout`: RP-initiated logout. The browser session ends; the browser is
+/// sent back only to an address registered for the client.
+pub async fn logout(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let cookies = Cookies::new(&s);
+    if let Some(c) = cookies.session(&headers) {
+        s.identity.end_browser_session(&c).await?;
+    }
+    let back = match (params.get("post_logout_redirect_uri"), params.get("client_id")) {
+        (Some(uri), Some(id)) => {
+            let client = s.identity.oauth_client(id).await?;
+            client.filter(|c| c.redirect_uris.contains(uri)).map(|_| uri.clone())
+        }
+        _ => None,
+    };
+    let mut response = match back {
+        Some(uri) => {
+            let q: Vec<(&str, &str)> = params.get("state").map(|st| vec![("state", st.as_str())]).unwrap_or_default();
+            see_other(&if q.is_empty() { uri } else { with_query(&uri, &q) })
+        }
+        None => pages::message_page("Signed out", "You are signed out."),
+    };
+    cookies.clear_session(&mut response);
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientBody {
+    #[serde(rename = "redirectURIs")]
+    redirect_uris: Vec<String>,
+    #[serde(default)]
+    public: bool,
+    mfa_policy: Option<String>,
+    #[serde(default)]
+    rotate_secret: bool,
+}
+
+/// `PUT /api/application/{id}/oauth`: an application's OAuth settings (admin). The
+/// client secret is in the answer only when it was just made.
+pub async fn configure_client(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<ClientBody>,
+) -> Result<Json<Value>, ApiError> {
+    let id = id.parse().map_err(|_| ApiError::NotFound)?;
+    let policy = match b.mfa_policy.as_deref() {
+        None => MfaPolicy::WhenEnrolled,
+        Some(p) => MfaPolicy::parse(p).ok_or_else(|| {
+            ApiError::Invalid(ValidationErrors::field(
+                "mfaPolicy",
+                "invalid",
+                "The [mfaPolicy] must be never, always or whenEnrolled.",
+            ))
+        })?,
+    };
+    let (client, secret) =
+        s.identity.configure_oauth_client(&admin, id, b.redirect_uris, b.public, policy, b.rotate_secret).await?;
+    let mut body = json!({"clientId": client.id.to_string(), "redirectURIs": client.redirect_uris, "public": client.secret_digest.is_none(), "mfaPolicy": client.mfa_policy.as_str()});
+    if let Some(sec) = secret {
+        body["clientSecret"] = json!(sec.expose());
+    }
+    Ok(Json(body))
+}

@@ -1,0 +1,316 @@
+//! The hosted sign-in pages (server-rendered, no JavaScript): password, then the
+//! second factor when the user has one; each form carries a CSRF token that must match
+//! its cookie. Errors are shown in words on the page.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use tessera_core::login::{LoginOutcome, LoginRequest, LoginSuccess};
+use tessera_core::messaging::Channel;
+use tessera_core::password::Password;
+use tessera_core::random;
+use tessera_core::secret::{Secret, constant_time_eq};
+use tessera_core::service::{SendOutcome, TwoFactorLoginOutcome, TwoFactorLoginRequest};
+use tessera_core::twofactor::{MethodKind, TwoFactorMethod, mask_phone};
+use tessera_core::user::LoginId;
+
+use crate::api::oidc::session_policy;
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{Caller, cookie};
+
+/// Cookie names and flags: `__Host-` names and `Secure` when Tessera is served over TLS.
+pub struct Cookies {
+    secure: bool,
+}
+
+impl Cookies {
+    pub fn new(s: &AppState) -> Self {
+        Cookies { secure: s.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) }
+    }
+
+    fn name(&self, base: &str) -> String {
+        if self.secure { format!("__Host-{base}") } else { base.to_owned() }
+    }
+
+    fn set(&self, response: &mut Response, base: &str, value: &str, max_age: Option<u64>) {
+        let mut c = format!("{}={value}; Path=/; HttpOnly; SameSite=Lax", self.name(base));
+        if self.secure {
+            c.push_str("; Secure");
+        }
+        if let Some(age) = max_age {
+            c.push_str(&format!("; Max-Age={age}"));
+        }
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+
+    pub fn session(&self, headers: &HeaderMap) -> Option<Secret> {
+        cookie(headers, &self.name("tessera_session")).map(Secret::new)
+    }
+
+    fn set_session(&self, response: &mut Response, value: &Secret) {
+        self.set(response, "tessera_session", value.expose(), None);
+    }
+
+    pub fn clear_session(&self, response: &mut Response) {
+        self.set(response, "tessera_session", "", Some(0));
+    }
+
+    fn csrf(&self, headers: &HeaderMap) -> Option<String> {
+        cookie(headers, &self.name("tessera_csrf")).map(str::to_owned)
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{t}</title></head><body><main><h1>{t}</h1>{body}</main></body></html>",
+        t = escape(title)
+    );
+    (status, Html(html)).into_response()
+}
+
+pub fn error_page(status: StatusCode, message: &str) -> Response {
+    page(status, "Something is not right", &format!("<p role=\"alert\">{}</p>", escape(message)))
+}
+
+pub fn message_page(title: &str, message: &str) -> Response {
+    page(StatusCode::OK, title, &format!("<p>{}</p>", escape(message)))
+}
+
+/// Only our own authorize endpoint is a place to go back to: no open redirects.
+fn safe_return(to: &str) -> String {
+    if to.starts_with("/oauth2/authorize?") { to.to_owned() } else { "/".to_owned() }
+}
+
+struct Form {
+    fields: HashMap<String, String>,
+}
+
+impl Form {
+    fn parse(body: &[u8]) -> Self {
+        Form {
+            fields: serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    fn get(&self, k: &str) -> &str {
+        self.fields.get(k).map_or("", String::as_str)
+    }
+}
+
+fn csrf_ok(cookies: &Cookies, headers: &HeaderMap, form: &Form) -> bool {
+    cookies.csrf(headers).is_some_and(|c| !c.is_empty() && constant_time_eq(c.as_bytes(), form.get("csrf").as_bytes()))
+}
+
+fn login_form(csrf: &str, return_to: &str, error: Option<&str>, login_id: &str) -> String {
+    let err = error.map(|e| format!("<p role=\"alert\">{}</p>", escape(e))).unwrap_or_default();
+    format!(
+        "{err}<form method=\"post\" action=\"/login\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"return_to\" value=\"{rt}\">\
+         <label for=\"login_id\">Email or username</label><input id=\"login_id\" name=\"login_id\" autocomplete=\"username\" value=\"{li}\" required>\
+         <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+         <button type=\"submit\">Sign in</button></form>",
+        csrf = escape(csrf),
+        rt = escape(return_to),
+        li = escape(login_id)
+    )
+}
+
+fn two_factor_form(
+    csrf: &str,
+    return_to: &str,
+    challenge: &str,
+    methods: &[TwoFactorMethod],
+    notice: Option<&str>,
+) -> String {
+    let note = notice.map(|n| format!("<p role=\"status\">{}</p>", escape(n))).unwrap_or_default();
+    let hidden = format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"return_to\" value=\"{}\">\
+         <input type=\"hidden\" name=\"challenge\" value=\"{}\">",
+        escape(csrf),
+        escape(return_to),
+        escape(challenge)
+    );
+    let sends: String = methods
+        .iter()
+        .filter_map(|m| match &m.kind {
+            MethodKind::Sms { phone } => Some(format!(
+                "<form method=\"post\" action=\"/login/send\">{hidden}<input type=\"hidden\" name=\"method_id\" value=\"{}\">\
+                 <button type=\"submit\">Text a code to {}</button></form>",
+                escape(m.id.as_str()),
+                escape(&mask_phone(phone))
+            )),
+            MethodKind::Authenticator(_) => None,
+        })
+        .collect();
+    format!(
+        "{note}<form method=\"post\" action=\"/login/two-factor\">{hidden}\
+         <label for=\"code\">Code from your authenticator app, a text message, or a recovery code</label>\
+         <input id=\"code\" name=\"code\" autocomplete=\"one-time-code\" required>\
+         <label><input type=\"checkbox\" name=\"trust\" value=\"1\"> Remember this device</label>\
+         <button type=\"submit\">Continue</button></form>{sends}"
+    )
+}
+
+fn with_csrf(mut response: Response, cookies: &Cookies, csrf: &str) -> Response {
+    cookies.set(&mut response, "tessera_csrf", csrf, None);
+    response
+}
+
+/// `GET /login?return_to=…`.
+pub async fn login_page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let cookies = Cookies::new(&s);
+    let csrf = match cookies.csrf(&headers) {
+        Some(c) if !c.is_empty() => c,
+        _ => random::token(24)?,
+    };
+    let return_to = safe_return(q.get("return_to").map_or("", String::as_str));
+    let body = login_form(&csrf, &return_to, None, "");
+    Ok(with_csrf(page(StatusCode::OK, "Sign in", &body), &cookies, &csrf))
+}
+
+async fn signed_in(s: &AppState, cookies: &Cookies, ok: &LoginSuccess, return_to: &str) -> Result<Response, ApiError> {
+    let session = s.identity.start_browser_session(ok, &session_policy(), s.clock.now()).await?;
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(&safe_return(return_to)) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    cookies.set_session(&mut r, &session);
+    Ok(r)
+}
+
+/// `POST /login`.
+pub async fn login_submit(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let cookies = Cookies::new(&s);
+    let form = Form::parse(&body);
+    if !csrf_ok(&cookies, &headers, &form) {
+        return Ok(error_page(StatusCode::FORBIDDEN, "This form expired. Go back, reload the page and try again."));
+    }
+    let (csrf, return_to) = (form.get("csrf"), safe_return(form.get("return_to")));
+    let again =
+        |status, msg: &str| page(status, "Sign in", &login_form(csrf, &return_to, Some(msg), form.get("login_id")));
+    let (Some(login_id), false) = (LoginId::parse(form.get("login_id")), form.get("password").is_empty()) else {
+        return Ok(again(StatusCode::BAD_REQUEST, "Enter your email or username and your password."));
+    };
+    let trust = cookie(&headers, "fusionauth.trust").map(|t| Secret::new(t.to_owned()));
+    let req = LoginRequest {
+        login_id,
+        password: Password::new(form.get("password")),
+        application_id: None,
+        no_jwt: true,
+        trust_token: trust,
+    };
+    Ok(match s.identity.login(req, &ctx, s.clock.now()).await? {
+        LoginOutcome::Success(ok) => signed_in(&s, &cookies, &ok, &return_to).await?,
+        LoginOutcome::TwoFactorRequired { challenge_id, methods } => page(
+            StatusCode::OK,
+            "Second step",
+            &two_factor_form(csrf, &return_to, challenge_id.expose(), &methods, None),
+        ),
+        LoginOutcome::InvalidCredentials => {
+            again(StatusCode::UNAUTHORIZED, "That email, username or password is not right.")
+        }
+        LoginOutcome::Locked { .. } => {
+            again(StatusCode::CONFLICT, "Too many attempts. Wait a few minutes and try again.")
+        }
+    })
+}
+
+/// `POST /login/two-factor`.
+pub async fn two_factor_submit(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let cookies = Cookies::new(&s);
+    let form = Form::parse(&body);
+    if !csrf_ok(&cookies, &headers, &form) {
+        return Ok(error_page(StatusCode::FORBIDDEN, "This form expired. Go back, reload the page and try again."));
+    }
+    let (csrf, return_to, challenge) = (form.get("csrf"), safe_return(form.get("return_to")), form.get("challenge"));
+    let req = TwoFactorLoginRequest {
+        challenge_id: Secret::new(challenge),
+        code: form.get("code").to_owned(),
+        trust_computer: form.get("trust") == "1",
+        no_jwt: true,
+    };
+    Ok(match s.identity.two_factor_login(req, &ctx, s.clock.now()).await? {
+        TwoFactorLoginOutcome::Success(ok) => {
+            let mut r = signed_in(&s, &cookies, &ok, &return_to).await?;
+            if let Some(t) = &ok.trust_token {
+                let ttl = s.identity.policies().two_factor.trust_ttl.as_secs();
+                let c = format!("fusionauth.trust={}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Lax", t.expose());
+                if let Ok(v) = HeaderValue::from_str(&c) {
+                    r.headers_mut().append(header::SET_COOKIE, v);
+                }
+            }
+            r
+        }
+        TwoFactorLoginOutcome::WrongCode => {
+            let methods = Vec::new();
+            page(
+                StatusCode::UNAUTHORIZED,
+                "Second step",
+                &two_factor_form(csrf, &return_to, challenge, &methods, Some("That code is not right. Try again.")),
+            )
+        }
+        TwoFactorLoginOutcome::NotFound => page(
+            StatusCode::OK,
+            "Sign in",
+            &login_form(csrf, &return_to, Some("That took too long. Sign in again."), ""),
+        ),
+        TwoFactorLoginOutcome::Locked { .. } => {
+            error_page(StatusCode::CONFLICT, "Too many wrong codes. Try again later.")
+        }
+    })
+}
+
+/// `POST /login/send`: a fresh code by text message.
+pub async fn send_code(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let cookies = Cookies::new(&s);
+    let form = Form::parse(&body);
+    if !csrf_ok(&cookies, &headers, &form) {
+        return Ok(error_page(StatusCode::FORBIDDEN, "This form expired. Go back, reload the page and try again."));
+    }
+    let (csrf, return_to, challenge) = (form.get("csrf"), safe_return(form.get("return_to")), form.get("challenge"));
+    let method = tessera_core::twofactor::MethodId::parse(form.get("method_id"));
+    let outcome = s
+        .identity
+        .send_challenge_code(&Secret::new(challenge), method.as_ref(), Channel::Sms, "en", &ctx, s.clock.now())
+        .await?;
+    let notice = match outcome {
+        SendOutcome::Sent => "We sent a code. It works for 5 minutes.",
+        SendOutcome::RateLimited => "Too many codes were sent. Wait a minute.",
+        SendOutcome::NotFound => "That took too long. Sign in again.",
+        SendOutcome::Blocked(_) | SendOutcome::Failed(_) => "The code could not be sent. Use another method.",
+    };
+    Ok(page(StatusCode::OK, "Second step", &two_factor_form(csrf, &return_to, challenge, &[], Some(notice))))
+}

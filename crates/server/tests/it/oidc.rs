@@ -1,0 +1,314 @@
+//! OpenID Connect: the code flow with PKCE through the hosted sign-in, as a client
+//! library would drive it (plain HTTP here; browser tests come with the pages).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tessera_testkit::{TestApp, spawn_app};
+
+const CB: &str = "https://app.example.com/callback";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+/// A browser: keeps cookies, does not follow redirects.
+struct Browser<'a> {
+    app: &'a TestApp,
+    http: reqwest::Client,
+    cookies: HashMap<String, String>,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    text: String,
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        tessera_providers::install_tls();
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Browser { app, http, cookies: HashMap::new() }
+    }
+
+    async fn go(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let cookie = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        let resp = req.header("Cookie", cookie).send().await.unwrap();
+        for c in resp.headers().get_all("set-cookie") {
+            let c = c.to_str().unwrap();
+            let (kv, attrs) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = kv.split_once('=').unwrap();
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(k)
+            } else {
+                self.cookies.insert(k.into(), v.into())
+            };
+        }
+        let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_owned());
+        Page { status: resp.status().as_u16(), location, text: resp.text().await.unwrap() }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let url = if path.starts_with("http") { path.to_owned() } else { self.app.url(path) };
+        self.go(self.http.get(url)).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.go(self.http.post(self.app.url(path)).form(form)).await
+    }
+}
+
+fn field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).map(|i| i + marker.len()).unwrap_or_else(|| panic!("no {name} in {html}"));
+    html[start..].split('"').next().unwrap().replace("&amp;", "&")
+}
+
+fn query(url: &str) -> HashMap<String, String> {
+    let q = url.split_once('?').map_or("", |(_, q)| q);
+    serde_urlencoded::from_str::<Vec<(String, String)>>(q).unwrap().into_iter().collect()
+}
+
+fn claims(jwt: &str) -> Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(jwt.split('.').nth(1).unwrap()).unwrap()).unwrap()
+}
+
+async fn client(app: &TestApp, public: bool, policy: &str) -> (String, Option<String>) {
+    let id = app.state.identity.default_application().id.to_string();
+    let r = app
+        .admin(
+            Method::PUT,
+            &format!("/api/application/{id}/oauth"),
+            Some(json!({"redirectURIs": [CB], "public": public, "mfaPolicy": policy})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    (id, r.json["clientSecret"].as_str().map(str::to_owned))
+}
+
+fn authorize_url(client_id: &str, extra: &str) -> String {
+    format!(
+        "/oauth2/authorize?response_type=code&client_id={client_id}&redirect_uri={}&scope=openid%20email&state=st8&nonce=n0nce&code_challenge={CHALLENGE}&code_challenge_method=S256{extra}",
+        "https%3A%2F%2Fapp.example.com%2Fcallback"
+    )
+}
+
+/// Authorize → sign-in page → password (→ second factor) → back to authorize → code.
+async fn sign_in(b: &mut Browser<'_>, client_id: &str, extra: &str, second: Option<String>) -> String {
+    let first = b.get(&authorize_url(client_id, extra)).await;
+    assert_eq!(first.status, 303);
+    let login = first.location.unwrap();
+    assert!(login.starts_with("/login?return_to="), "{login}");
+    let form = b.get(&login).await;
+    assert_eq!(form.status, 200);
+    let csrf = field(&form.text, "csrf");
+    let return_to = field(&form.text, "return_to");
+    let mut after = b
+        .post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("return_to", &return_to),
+                ("login_id", "ann@example.com"),
+                ("password", "correct horse"),
+            ],
+        )
+        .await;
+    if let Some(code) = second {
+        assert_eq!(after.status, 200, "{}", after.text);
+        assert!(after.text.contains("Second step"));
+        let challenge = field(&after.text, "challenge");
+        after = b
+            .post(
+                "/login/two-factor",
+                &[("csrf", &csrf), ("return_to", &return_to), ("challenge", &challenge), ("code", &code)],
+            )
+            .await;
+    }
+    assert_eq!(after.status, 303, "{}", after.text);
+    let back = b.get(after.location.as_deref().unwrap()).await;
+    assert_eq!(back.status, 303);
+    let to_client = back.location.unwrap();
+    assert!(to_client.starts_with(CB), "{to_client}");
+    let q = query(&to_client);
+    assert_eq!(q["state"], "st8");
+    q["code"].clone()
+}
+
+async fn exchange(app: &TestApp, form: &[(&str, &str)]) -> tessera_testkit::Reply {
+    app.send(app.client.post(app.url("/oauth2/token")).form(form)).await
+}
+
+#[tokio::test]
+async fn discovery_describes_the_provider() {
+    let app = spawn_app().await;
+    let d = app.send(app.client.get(app.url("/.well-known/openid-configuration"))).await;
+    assert_eq!(d.json["issuer"], app.base.as_str());
+    assert_eq!(d.json["authorization_endpoint"], format!("{}/oauth2/authorize", app.base));
+    assert_eq!(d.json["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(d.json["id_token_signing_alg_values_supported"], json!(["EdDSA"]));
+    let jwks = app.send(app.client.get(d.json["jwks_uri"].as_str().unwrap())).await;
+    assert!(jwks.json["keys"].as_array().is_some_and(|k| !k.is_empty()));
+}
+
+#[tokio::test]
+async fn the_code_flow_with_pkce_signs_in_refreshes_and_logs_out() {
+    let app = spawn_app().await;
+    app.create_user("ann@example.com", "correct horse").await;
+    let (client_id, _) = client(&app, true, "whenEnrolled").await;
+    let mut b = Browser::new(&app);
+    let code = sign_in(&mut b, &client_id, "", None).await;
+
+    let t = exchange(
+        &app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("client_id", &client_id),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    assert_eq!(t.status, 200, "{}", t.text);
+    assert_eq!(t.json["token_type"], "Bearer");
+    let id = claims(t.json["id_token"].as_str().unwrap());
+    assert_eq!(
+        (id["iss"].as_str(), id["aud"].as_str(), id["nonce"].as_str()),
+        (Some(app.base.as_str()), Some(client_id.as_str()), Some("n0nce"))
+    );
+    assert_eq!(id["amr"], json!(["pwd"]));
+    assert!(id["auth_time"].as_i64().is_some());
+    assert_eq!(id["email"], "ann@example.com");
+
+    let access = t.json["access_token"].as_str().unwrap();
+    let info = app.send(app.client.get(app.url("/oauth2/userinfo")).bearer_auth(access)).await;
+    assert_eq!((info.status, info.json["email"].as_str()), (200, Some("ann@example.com")));
+    assert_eq!(app.send(app.client.get(app.url("/oauth2/userinfo")).bearer_auth("nope")).await.status, 401);
+
+    let again = exchange(
+        &app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("client_id", &client_id),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    assert_eq!((again.status, again.json["error"].as_str()), (400, Some("invalid_grant")), "a code works once");
+
+    let refreshed = exchange(
+        &app,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t.json["refresh_token"].as_str().unwrap()),
+            ("client_id", &client_id),
+        ],
+    )
+    .await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.text);
+    assert!(refreshed.json["access_token"].is_string());
+
+    // SSO: a second authorize reuses the browser session, no password asked.
+    let silent = b.get(&authorize_url(&client_id, "")).await;
+    assert!(silent.location.as_deref().unwrap().starts_with(CB));
+
+    let out = b.get(&format!("/oauth2/logout?client_id={client_id}&post_logout_redirect_uri=https%3A%2F%2Fapp.example.com%2Fcallback&state=bye")).await;
+    assert_eq!((out.status, out.location.as_deref()), (303, Some("https://app.example.com/callback?state=bye")));
+    let after = b.get(&authorize_url(&client_id, "")).await;
+    assert!(after.location.unwrap().starts_with("/login"), "signed out");
+    let elsewhere = b
+        .get(&format!(
+            "/oauth2/logout?client_id={client_id}&post_logout_redirect_uri=https%3A%2F%2Fevil.example.com%2F"
+        ))
+        .await;
+    assert_eq!(elsewhere.status, 200, "an unregistered address is not followed");
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_errors_rfc6749_and_rfc7636_name() {
+    let app = spawn_app().await;
+    app.create_user("ann@example.com", "correct horse").await;
+    let (client_id, secret) = client(&app, false, "never").await;
+    let secret = secret.expect("a confidential client gets a secret");
+    let mut b = Browser::new(&app);
+
+    let wrong_redirect = b.get(&format!("/oauth2/authorize?response_type=code&client_id={client_id}&redirect_uri=https%3A%2F%2Fevil.example.com&scope=openid")).await;
+    assert_eq!(
+        (wrong_redirect.status, wrong_redirect.location),
+        (400, None),
+        "never redirected to an unregistered address"
+    );
+    let token_flow = b.get(&format!("/oauth2/authorize?response_type=token&client_id={client_id}&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcallback&scope=openid&state=s")).await;
+    assert_eq!(query(token_flow.location.as_deref().unwrap())["error"], "unsupported_response_type");
+
+    let code = sign_in(&mut b, &client_id, "", None).await;
+    let base = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", CB)];
+    let bad_secret =
+        app.send(app.client.post(app.url("/oauth2/token")).basic_auth(&client_id, Some("wrong")).form(&base)).await;
+    assert_eq!((bad_secret.status, bad_secret.json["error"].as_str()), (401, Some("invalid_client")));
+    let mut wrong_verifier = base.to_vec();
+    wrong_verifier.push(("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj"));
+    let r = app
+        .send(app.client.post(app.url("/oauth2/token")).basic_auth(&client_id, Some(&secret)).form(&wrong_verifier))
+        .await;
+    assert_eq!((r.status, r.json["error"].as_str()), (400, Some("invalid_grant")), "{}", r.text);
+    let replay =
+        app.send(app.client.post(app.url("/oauth2/token")).basic_auth(&client_id, Some(&secret)).form(&base)).await;
+    assert_eq!(replay.json["error"], "invalid_grant", "the failed attempt spent the code");
+
+    let code = sign_in(&mut b, &client_id, "&prompt=login", None).await;
+    app.clock.advance(Duration::from_secs(61));
+    let mut late = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", CB),
+        ("code_verifier", VERIFIER),
+    ];
+    late.push(("client_id", &client_id));
+    late.push(("client_secret", &secret));
+    let r = exchange(&app, &late).await;
+    assert_eq!(r.json["error"], "invalid_grant", "codes live 60 s");
+    let r = exchange(&app, &[("grant_type", "password"), ("client_id", &client_id), ("client_secret", &secret)]).await;
+    assert_eq!(r.json["error"], "unsupported_grant_type");
+
+    let no_csrf =
+        b.post("/login", &[("return_to", "/"), ("login_id", "ann@example.com"), ("password", "correct horse")]).await;
+    assert_eq!(no_csrf.status, 403, "forms need their CSRF token");
+}
+
+#[tokio::test]
+async fn a_user_with_a_factor_passes_it_and_the_id_token_says_so() {
+    let app = spawn_app().await;
+    let user = app.create_user("ann@example.com", "correct horse").await;
+    let secret = b"12345678901234567890".to_vec();
+    let step = tessera_core::totp::step_at(tessera_server::clock::Clock::now(app.clock.as_ref()), 30);
+    let totp = |s: i64| tessera_core::totp::totp_at_step(&tessera_core::totp::TotpParams::default(), &secret, s);
+    let r = app
+        .admin(Method::POST, &format!("/api/user/two-factor/{user}"), Some(json!({"method": "authenticator", "secretBase32Encoded": tessera_core::base32::encode(&secret), "code": totp(step)})))
+        .await;
+    assert_eq!(r.status, 200);
+    let (client_id, _) = client(&app, true, "whenEnrolled").await;
+    let mut b = Browser::new(&app);
+    let code =
+        sign_in(&mut b, &client_id, &format!("&acr_values={}", "urn%3Atessera%3Amfa"), Some(totp(step + 1))).await;
+    let t = exchange(
+        &app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("client_id", &client_id),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    let id = claims(t.json["id_token"].as_str().unwrap());
+    assert_eq!(id["amr"], json!(["pwd", "otp", "mfa"]));
+    assert_eq!(id["acr"], "urn:tessera:mfa");
+}
