@@ -177,6 +177,13 @@ impl Identity {
         let mfa_needed = req.require_mfa
             || client.mfa_policy == MfaPolicy::Always
             || (client.mfa_policy == MfaPolicy::WhenEnrolled && has_factor);
+        if mfa_needed && !session.has_mfa() && !has_factor {
+            // Signing in again would not help: the user has no factor to pass. The
+            // enrollment pages are still to come; until then say so instead of looping.
+            let msg = "This application requires a second factor, and your account has none yet. \
+                       Add an authenticator app or a phone number to your account first.";
+            return Ok(AuthorizeOutcome::ErrorPage(msg.into()));
+        }
         if req.prompt_login || too_old || (mfa_needed && !session.has_mfa()) {
             return Ok(AuthorizeOutcome::Login { mfa_required: mfa_needed });
         }

@@ -312,3 +312,51 @@ async fn a_user_with_a_factor_passes_it_and_the_id_token_says_so() {
     assert_eq!(id["amr"], json!(["pwd", "otp", "mfa"]));
     assert_eq!(id["acr"], "urn:tessera:mfa");
 }
+
+#[tokio::test]
+async fn max_age_idle_sessions_and_required_factors() {
+    let app = spawn_app().await;
+    app.create_user("ann@example.com", "correct horse").await;
+    let (client_id, _) = client(&app, true, "whenEnrolled").await;
+    let mut b = Browser::new(&app);
+    sign_in(&mut b, &client_id, "", None).await;
+
+    app.clock.advance(Duration::from_secs(120));
+    let fresh_enough = b.get(&authorize_url(&client_id, "&max_age=300")).await;
+    assert!(fresh_enough.location.unwrap().starts_with(CB));
+    let too_old = b.get(&authorize_url(&client_id, "&max_age=60")).await;
+    assert!(too_old.location.unwrap().starts_with("/login"), "max_age asks for a new sign-in");
+
+    app.clock.advance(Duration::from_secs(31 * 60));
+    let idle = b.get(&authorize_url(&client_id, "")).await;
+    assert!(idle.location.unwrap().starts_with("/login"), "30 minutes idle ends the session");
+
+    // `always` with no factor enrolled: a clear page, not a sign-in loop.
+    let (client_id, _) = client(&app, true, "always").await;
+    let first = b.get(&authorize_url(&client_id, "")).await;
+    let login = b.get(first.location.as_deref().unwrap()).await;
+    let csrf = field(&login.text, "csrf");
+    let return_to = field(&login.text, "return_to");
+    let after = b
+        .post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("return_to", &return_to),
+                ("login_id", "ann@example.com"),
+                ("password", "correct horse"),
+            ],
+        )
+        .await;
+    let page = b.get(after.location.as_deref().unwrap()).await;
+    assert_eq!(page.status, 400);
+    assert!(page.text.contains("requires a second factor"), "{}", page.text);
+    let wrong = b
+        .post(
+            "/login",
+            &[("csrf", &csrf), ("return_to", &return_to), ("login_id", "ann@example.com"), ("password", "nope")],
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.text.contains("is not right"), "errors in words, not JSON");
+}
