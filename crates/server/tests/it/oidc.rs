@@ -360,3 +360,82 @@ async fn max_age_idle_sessions_and_required_factors() {
     assert_eq!(wrong.status, 401);
     assert!(wrong.text.contains("is not right"), "errors in words, not JSON");
 }
+
+/// A virtualenv with authlib, made once per target directory.
+fn python_with_authlib() -> std::path::PathBuf {
+    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("authlib-venv");
+    let python = venv.join("bin/python");
+    let ready = python.exists()
+        && std::process::Command::new(&python)
+            .args(["-c", "import authlib, requests"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ready {
+        let made =
+            std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv).status().expect("python3 -m venv");
+        assert!(made.success(), "could not create a virtualenv");
+        let pip = std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "authlib==1.6.5", "requests"])
+            .status()
+            .expect("pip");
+        assert!(pip.success(), "could not install authlib");
+    }
+    python
+}
+
+#[tokio::test]
+async fn a_real_openid_connect_client_library_completes_the_flow() {
+    let app = spawn_app().await;
+    app.create_user("ann@example.com", "correct horse").await;
+    let (client_id, _) = client(&app, true, "whenEnrolled").await;
+    let python = tokio::task::spawn_blocking(python_with_authlib).await.unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/oidc_client.py");
+    let server_now = tessera_server::clock::Clock::now(app.clock.as_ref()).seconds().to_string();
+    let run = |args: Vec<String>| {
+        let (python, server_now) = (python.clone(), server_now.clone());
+        async move {
+            let mut cmd = tokio::process::Command::new(python);
+            cmd.arg(script).args(args).env("SERVER_NOW", server_now);
+            let out = tokio::time::timeout(Duration::from_secs(120), cmd.output()).await.expect("in time").unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+            stdout
+        }
+    };
+    let started: Value =
+        serde_json::from_str(&run(vec!["start".into(), app.base.clone(), client_id.clone(), CB.into()]).await).unwrap();
+
+    // The browser part: the authorization URL, the sign-in pages, back to the client.
+    let mut b = Browser::new(&app);
+    let first = b.get(started["url"].as_str().unwrap()).await;
+    let form = b.get(first.location.as_deref().unwrap()).await;
+    let (csrf, return_to) = (field(&form.text, "csrf"), field(&form.text, "return_to"));
+    let after = b
+        .post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("return_to", &return_to),
+                ("login_id", "ann@example.com"),
+                ("password", "correct horse"),
+            ],
+        )
+        .await;
+    let back = b.get(after.location.as_deref().unwrap()).await;
+    let callback = back.location.unwrap();
+    assert!(callback.starts_with(CB));
+
+    let s = |k: &str| started[k].as_str().unwrap().to_owned();
+    let finished = run(vec![
+        "finish".into(),
+        app.base.clone(),
+        client_id,
+        CB.into(),
+        callback,
+        s("state"),
+        s("verifier"),
+        s("nonce"),
+    ])
+    .await;
+    assert_eq!(finished.trim_end(), "OK");
+}
