@@ -330,6 +330,8 @@ pub trait OidcStore: Send + Sync {
     async fn insert_session(&self, s: &crate::oidc::BrowserSession) -> StoreResult<()>;
     async fn session(&self, digest: &str) -> StoreResult<Option<crate::oidc::BrowserSession>>;
     async fn touch_session(&self, digest: &str, now: Timestamp) -> StoreResult<()>;
+    /// Records that the session's user has now passed a second factor too.
+    async fn set_session_amr(&self, digest: &str, amr: &[String]) -> StoreResult<()>;
     async fn delete_session(&self, digest: &str) -> StoreResult<bool>;
 }
 

@@ -200,6 +200,7 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/login", get(api::pages::login_page).post(api::pages::login_submit))
         .route("/login/two-factor", post(api::pages::two_factor_submit))
         .route("/login/send", post(api::pages::send_code))
+        .route("/login/enroll", get(api::pages::enroll_page).post(api::pages::enroll_submit))
         .route("/api/jwt/validate", get(api::jwt::validate))
         .route("/api/jwt/refresh", post(api::jwt::refresh).delete(api::jwt::revoke))
         .route("/api/logout", post(api::jwt::logout))

@@ -162,6 +162,16 @@ impl OidcStore for SqlStore {
         Ok(())
     }
 
+    async fn set_session_amr(&self, digest: &str, amr: &[String]) -> StoreResult<()> {
+        sqlx::query("UPDATE browser_sessions SET amr = $2 WHERE digest = $1")
+            .bind(digest.to_owned())
+            .bind(text_list(amr))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn delete_session(&self, digest: &str) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM browser_sessions WHERE digest = $1")
             .bind(digest.to_owned())

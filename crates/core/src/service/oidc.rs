@@ -28,6 +28,8 @@ pub enum AuthorizeOutcome {
     RedirectError { redirect_uri: String, error: &'static str, description: String, state: Option<String> },
     /// Sign in first (or again: `prompt=login`, `max_age`, a second factor needed).
     Login { mfa_required: bool },
+    /// The application requires a second factor and the user has none: enroll one.
+    Enroll,
     /// Done: send the browser back with this code.
     Code { redirect_uri: String, code: Secret, state: Option<String> },
 }
@@ -132,6 +134,11 @@ impl Identity {
         Ok(cookie)
     }
 
+    /// After enrolling a factor in the browser: the session counts as two-factor.
+    pub async fn upgrade_browser_session(&self, session: &BrowserSession, method: &str) -> Result<(), CoreError> {
+        Ok(self.store.set_session_amr(&session.digest, &amr_for(Some(method))).await?)
+    }
+
     pub async fn end_browser_session(&self, cookie: &Secret) -> Result<(), CoreError> {
         self.store.delete_session(&cookie.digest()).await?;
         Ok(())
@@ -178,11 +185,8 @@ impl Identity {
             || client.mfa_policy == MfaPolicy::Always
             || (client.mfa_policy == MfaPolicy::WhenEnrolled && has_factor);
         if mfa_needed && !session.has_mfa() && !has_factor {
-            // Signing in again would not help: the user has no factor to pass. The
-            // enrollment pages are still to come; until then say so instead of looping.
-            let msg = "This application requires a second factor, and your account has none yet. \
-                       Add an authenticator app or a phone number to your account first.";
-            return Ok(AuthorizeOutcome::ErrorPage(msg.into()));
+            // Signing in again would not help: the user has no factor to pass yet.
+            return Ok(AuthorizeOutcome::Enroll);
         }
         if req.prompt_login || too_old || (mfa_needed && !session.has_mfa()) {
             return Ok(AuthorizeOutcome::Login { mfa_required: mfa_needed });

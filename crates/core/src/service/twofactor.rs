@@ -126,6 +126,11 @@ impl Identity {
         (sub == user).then_some(UserScope { tenant_id, user_id: user })
     }
 
+    /// A signed-in browser manages its own user's factors.
+    pub fn scope_session(&self, session: &crate::oidc::BrowserSession) -> UserScope {
+        UserScope { tenant_id: session.tenant_id, user_id: session.user_id }
+    }
+
     pub async fn methods(&self, user: UserId) -> Result<Vec<TwoFactorMethod>, CoreError> {
         Ok(self.store.methods(user).await?)
     }

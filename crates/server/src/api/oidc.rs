@@ -103,6 +103,10 @@ pub async fn authorize(
             }
             see_other(&with_query("/login", &q))
         }
+        AuthorizeOutcome::Enroll => {
+            let back = uri.path_and_query().map_or("/oauth2/authorize", |p| p.as_str());
+            see_other(&with_query("/login/enroll", &[("return_to", back)]))
+        }
         AuthorizeOutcome::Code { redirect_uri, code, state } => {
             let mut q = vec![("code", code.expose())];
             if let Some(st) = &state {

@@ -314,3 +314,125 @@ pub async fn send_code(
     };
     Ok(page(StatusCode::OK, "Second step", &two_factor_form(csrf, &return_to, challenge, &[], Some(notice))))
 }
+
+fn enroll_form(csrf: &str, return_to: &str, secret_b32: &str, uri: &str, error: Option<&str>) -> String {
+    let err = error.map(|e| format!("<p role=\"alert\">{}</p>", escape(e))).unwrap_or_default();
+    let qr = tessera_core::totp::qr_svg(uri).unwrap_or_default();
+    format!(
+        "{err}<p>This application asks for a second step when you sign in. Scan the code with an authenticator app \
+         (or type the key), then enter the code it shows.</p><figure>{qr}<figcaption>Key: <code>{key}</code></figcaption></figure>\
+         <form method=\"post\" action=\"/login/enroll\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <input type=\"hidden\" name=\"return_to\" value=\"{rt}\"><input type=\"hidden\" name=\"secret\" value=\"{key}\">\
+         <label for=\"code\">Code from the app</label><input id=\"code\" name=\"code\" autocomplete=\"one-time-code\" inputmode=\"numeric\" required>\
+         <button type=\"submit\">Turn on</button></form>",
+        key = escape(secret_b32),
+        csrf = escape(csrf),
+        rt = escape(return_to)
+    )
+}
+
+async fn current_session(
+    s: &AppState,
+    cookies: &Cookies,
+    headers: &HeaderMap,
+) -> Result<Option<tessera_core::oidc::BrowserSession>, ApiError> {
+    match cookies.session(headers) {
+        Some(c) => Ok(s.identity.browser_session(&c, &session_policy(), s.clock.now()).await?),
+        None => Ok(None),
+    }
+}
+
+/// `GET /login/enroll?return_to=…`: an authenticator app for a signed-in user who must
+/// have a second factor and has none.
+pub async fn enroll_page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let cookies = Cookies::new(&s);
+    let return_to = safe_return(q.get("return_to").map_or("", String::as_str));
+    let Some(session) = current_session(&s, &cookies, &headers).await? else {
+        return Ok(page(
+            StatusCode::OK,
+            "Sign in",
+            &login_form(&random::token(24)?, &return_to, Some("Sign in first."), ""),
+        ));
+    };
+    let csrf = match cookies.csrf(&headers) {
+        Some(c) if !c.is_empty() => c,
+        _ => random::token(24)?,
+    };
+    let secret = tessera_core::base32::encode(&tessera_core::twofactor::new_totp_secret()?);
+    let user = s.store.get_user(session.tenant_id, session.user_id).await?.ok_or(ApiError::NotFound)?;
+    let account = user
+        .email
+        .as_ref()
+        .map(|e| e.as_str().to_owned())
+        .or(user.username.as_ref().map(|u| u.as_str().to_owned()))
+        .unwrap_or_default();
+    let uri = tessera_core::totp::otpauth_uri(s.identity.totp_issuer(), &account, &secret, &s.identity.totp_params());
+    Ok(with_csrf(
+        page(StatusCode::OK, "Add a second step", &enroll_form(&csrf, &return_to, &secret, &uri, None)),
+        &cookies,
+        &csrf,
+    ))
+}
+
+/// `POST /login/enroll`: checks the app's code, turns the factor on, shows the recovery
+/// codes once, and marks the session as two-factor.
+pub async fn enroll_submit(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let cookies = Cookies::new(&s);
+    let form = Form::parse(&body);
+    if !csrf_ok(&cookies, &headers, &form) {
+        return Ok(error_page(StatusCode::FORBIDDEN, "This form expired. Go back, reload the page and try again."));
+    }
+    let return_to = safe_return(form.get("return_to"));
+    let Some(session) = current_session(&s, &cookies, &headers).await? else {
+        return Ok(error_page(StatusCode::UNAUTHORIZED, "Your sign-in expired. Sign in again."));
+    };
+    let Some(secret) = tessera_core::base32::decode(form.get("secret")) else {
+        return Ok(error_page(StatusCode::BAD_REQUEST, "The key was damaged. Reload the page and try again."));
+    };
+    let scope = s.identity.scope_session(&session);
+    match s.identity.enable_authenticator(&scope, &secret, form.get("code").trim(), &ctx, s.clock.now()).await {
+        Ok(tessera_core::service::EnableOutcome::Enabled { recovery_codes, .. }) => {
+            s.identity.upgrade_browser_session(&session, "otp").await?;
+            let codes: String = recovery_codes
+                .unwrap_or_default()
+                .iter()
+                .map(|c| format!("<li><code>{}</code></li>", escape(c)))
+                .collect();
+            let body = format!(
+                "<p>Your authenticator app is on. Keep these recovery codes somewhere safe: each works once if you lose the app. \
+                 They are shown only now.</p><ul>{codes}</ul><p><a href=\"{}\">Continue</a></p>",
+                escape(&return_to)
+            );
+            Ok(page(StatusCode::OK, "Save your recovery codes", &body))
+        }
+        Ok(tessera_core::service::EnableOutcome::WrongCode) => {
+            let uri = tessera_core::totp::otpauth_uri(
+                s.identity.totp_issuer(),
+                "",
+                form.get("secret"),
+                &s.identity.totp_params(),
+            );
+            let body = enroll_form(
+                form.get("csrf"),
+                &return_to,
+                form.get("secret"),
+                &uri,
+                Some("That code is not right. Check the app's clock and try the next code."),
+            );
+            Ok(page(StatusCode::UNAUTHORIZED, "Add a second step", &body))
+        }
+        Err(tessera_core::CoreError::Invalid(_)) => {
+            Ok(error_page(StatusCode::BAD_REQUEST, "The key was damaged. Reload the page and try again."))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

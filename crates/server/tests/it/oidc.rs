@@ -331,26 +331,53 @@ async fn max_age_idle_sessions_and_required_factors() {
     let idle = b.get(&authorize_url(&client_id, "")).await;
     assert!(idle.location.unwrap().starts_with("/login"), "30 minutes idle ends the session");
 
-    // `always` with no factor enrolled: a clear page, not a sign-in loop.
+    // `always` with no factor enrolled: enrollment, not a sign-in loop.
     let (client_id, _) = client(&app, true, "always").await;
     let first = b.get(&authorize_url(&client_id, "")).await;
     let login = b.get(first.location.as_deref().unwrap()).await;
     let csrf = field(&login.text, "csrf");
     let return_to = field(&login.text, "return_to");
-    let after = b
-        .post(
-            "/login",
-            &[
-                ("csrf", &csrf),
-                ("return_to", &return_to),
-                ("login_id", "ann@example.com"),
-                ("password", "correct horse"),
-            ],
-        )
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("return_to", return_to.as_str()),
+        ("login_id", "ann@example.com"),
+        ("password", "correct horse"),
+    ];
+    let after = b.post("/login", &form).await;
+    let to_enroll = b.get(after.location.as_deref().unwrap()).await;
+    let enroll = to_enroll.location.unwrap();
+    assert!(enroll.starts_with("/login/enroll?return_to="), "{enroll}");
+    let page = b.get(&enroll).await;
+    assert!(page.text.contains("<svg"), "a QR code to scan");
+    let key = field(&page.text, "secret");
+    let secret = tessera_core::base32::decode(&key).unwrap();
+    let step = tessera_core::totp::step_at(tessera_server::clock::Clock::now(app.clock.as_ref()), 30);
+    let totp = tessera_core::totp::totp_at_step(&tessera_core::totp::TotpParams::default(), &secret, step);
+    let back_to = field(&page.text, "return_to");
+    let wrong_code = b
+        .post("/login/enroll", &[("csrf", &csrf), ("return_to", &back_to), ("secret", &key), ("code", "000000")])
         .await;
-    let page = b.get(after.location.as_deref().unwrap()).await;
-    assert_eq!(page.status, 400);
-    assert!(page.text.contains("requires a second factor"), "{}", page.text);
+    assert_eq!(wrong_code.status, 401);
+    let done =
+        b.post("/login/enroll", &[("csrf", &csrf), ("return_to", &back_to), ("secret", &key), ("code", &totp)]).await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert_eq!(done.text.matches("<li><code>").count(), 10, "ten recovery codes, shown once");
+    let back = b.get(&back_to).await;
+    let to_client = back.location.unwrap();
+    assert!(to_client.starts_with(CB), "{to_client}");
+    let code = query(&to_client)["code"].clone();
+    let t = exchange(
+        &app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("client_id", &client_id),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    assert_eq!(claims(t.json["id_token"].as_str().unwrap())["amr"], json!(["pwd", "otp", "mfa"]));
     let wrong = b
         .post(
             "/login",
