@@ -1,0 +1,147 @@
+//! The hosted pages in headless Chromium (Debian's `chromium`, driven by npm
+//! `playwright-core`; `scripts/test` installs both). Screenshots are kept under
+//! `target/browser-artifacts/`.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+use tessera_testkit::{TestApp, spawn_app};
+
+const CB: &str = "https://app.example.com/callback";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+fn authorize(client_id: &str) -> String {
+    format!(
+        "/oauth2/authorize?response_type=code&client_id={client_id}&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcallback\
+         &scope=openid&state=s1&nonce=n1&code_challenge={CHALLENGE}&code_challenge_method=S256"
+    )
+}
+
+async fn browse(app: &TestApp, name: &str, env: &[(&str, String)]) -> String {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/browser");
+    let artifacts = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/browser-artifacts");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(format!("{root}/signin.mjs"))
+        .current_dir(root)
+        .env("BASE", &app.base)
+        .env("ARTIFACTS", format!("{artifacts}/{name}"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        .await
+        .expect("the browser finished in time")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    stdout.trim().to_owned()
+}
+
+async fn amr_after(app: &TestApp, callback: &str, client_id: &str) -> serde_json::Value {
+    assert!(callback.starts_with(CB), "{callback}");
+    let q: Vec<(String, String)> = serde_urlencoded::from_str(callback.split_once('?').unwrap().1).unwrap();
+    let code = q.iter().find(|(k, _)| k == "code").unwrap().1.clone();
+    let t = app
+        .send(app.client.post(app.url("/oauth2/token")).form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", CB),
+            ("client_id", client_id),
+            ("code_verifier", VERIFIER),
+        ]))
+        .await;
+    assert_eq!(t.status, 200, "{}", t.text);
+    use base64::Engine;
+    let payload = t.json["id_token"].as_str().unwrap().split('.').nth(1).unwrap().to_owned();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    claims["amr"].clone()
+}
+
+async fn client(app: &TestApp, policy: &str) -> String {
+    let id = app.state.identity.default_application().id.to_string();
+    let r = app
+        .admin(
+            Method::PUT,
+            &format!("/api/application/{id}/oauth"),
+            Some(json!({"redirectURIs": [CB], "public": true, "mfaPolicy": policy})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    id
+}
+
+#[tokio::test]
+async fn password_and_authenticator_sign_in_in_chromium() {
+    let app = spawn_app().await;
+    let user = app.create_user("ann@example.com", "correct horse").await;
+    let secret = b"12345678901234567890".to_vec();
+    let step = tessera_core::totp::step_at(tessera_server::clock::Clock::now(app.clock.as_ref()), 30);
+    let totp = |s: i64| tessera_core::totp::totp_at_step(&tessera_core::totp::TotpParams::default(), &secret, s);
+    let body = json!({"method": "authenticator", "secretBase32Encoded": tessera_core::base32::encode(&secret), "code": totp(step)});
+    assert_eq!(app.admin(Method::POST, &format!("/api/user/two-factor/{user}"), Some(body)).await.status, 200);
+    let client_id = client(&app, "whenEnrolled").await;
+    let callback = browse(
+        &app,
+        "totp",
+        &[
+            ("AUTHORIZE", authorize(&client_id)),
+            ("LOGIN_ID", "ann@example.com".into()),
+            ("PASSWORD", "correct horse".into()),
+            ("TOTP_CODE", totp(step + 1)),
+        ],
+    )
+    .await;
+    assert_eq!(amr_after(&app, &callback, &client_id).await, json!(["pwd", "otp", "mfa"]));
+}
+
+#[tokio::test]
+async fn a_forced_factor_is_enrolled_in_chromium() {
+    let app = spawn_app().await;
+    app.create_user("ann@example.com", "correct horse").await;
+    let client_id = client(&app, "always").await;
+    // What the authenticator app would show for the key on the page, at the server's time.
+    let now = tessera_server::clock::Clock::now(app.clock.as_ref());
+    let codes = axum::Router::new().route(
+        "/code",
+        axum::routing::get(move |q: axum::extract::Query<std::collections::HashMap<String, String>>| async move {
+            let secret = tessera_core::base32::decode(q.get("key").map_or("", String::as_str)).unwrap_or_default();
+            tessera_core::totp::totp_at_step(
+                &tessera_core::totp::TotpParams::default(),
+                &secret,
+                tessera_core::totp::step_at(now, 30),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let code_url = format!("http://{}/code", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, codes).await });
+    let callback = browse(
+        &app,
+        "enroll",
+        &[
+            ("AUTHORIZE", authorize(&client_id)),
+            ("LOGIN_ID", "ann@example.com".into()),
+            ("PASSWORD", "correct horse".into()),
+            ("ENROLL", "1".into()),
+            ("ENROLL_CODE_URL", code_url),
+        ],
+    )
+    .await;
+    assert_eq!(amr_after(&app, &callback, &client_id).await, json!(["pwd", "otp", "mfa"]));
+    let methods = app
+        .state
+        .identity
+        .methods(
+            app.admin(Method::GET, "/api/user?loginId=ann@example.com", None).await.json["user"]["id"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(methods.len(), 1, "the factor is on the account");
+}

@@ -1,0 +1,64 @@
+// Signs in through Tessera's hosted pages in headless Chromium, the way a person
+// would, for a sample relying party whose callback this script stands in for.
+//
+// Environment: BASE (Tessera), AUTHORIZE (path and query of the authorization
+// request), LOGIN_ID, PASSWORD, and either TOTP_CODE (second step) or ENROLL=1
+// (the application forces a factor; ENROLL_CODE_URL gives the code for the shown key).
+// Prints the callback URL the browser landed on. Screenshots go to ARTIFACTS.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const artifacts = env('ARTIFACTS');
+mkdirSync(artifacts, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+         '--disable-sync', '--no-first-run', '--disable-quic'],
+});
+try {
+  const page = await browser.newPage();
+  let callback = null;
+  // The sample relying party: its callback page, served here instead of the network.
+  await page.route('https://app.example.com/**', async (route) => {
+    callback = route.request().url();
+    await route.fulfill({ status: 200, contentType: 'text/html', body: '<h1>Sample app: signed in</h1>' });
+  });
+  const shot = (name) => page.screenshot({ path: `${artifacts}/${name}.png`, fullPage: true });
+
+  await page.goto(env('BASE') + env('AUTHORIZE'));
+  await page.getByLabel('Email or username').fill(env('LOGIN_ID'));
+  await page.getByLabel('Password').fill(env('PASSWORD'));
+  await shot('1-login');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+
+  if (process.env.TOTP_CODE) {
+    await page.getByRole('heading', { name: 'Second step' }).waitFor();
+    await shot('2-second-step');
+    await page.getByLabel(/Code from your authenticator app/).fill(process.env.TOTP_CODE);
+    await page.getByRole('button', { name: 'Continue' }).click();
+  } else if (process.env.ENROLL) {
+    await page.getByRole('heading', { name: 'Add a second step' }).waitFor();
+    await shot('2-enroll');
+    const key = await page.locator('input[name="secret"]').inputValue();
+    // Ask the test for the code the key makes at the server's time.
+    const code = await (await fetch(`${env('ENROLL_CODE_URL')}?key=${key}`)).text();
+    await page.getByLabel('Code from the app').fill(code);
+    await page.getByRole('button', { name: 'Turn on' }).click();
+    await page.getByRole('heading', { name: 'Save your recovery codes' }).waitFor();
+    await shot('3-recovery-codes');
+    await page.getByRole('link', { name: 'Continue' }).click();
+  }
+  await page.waitForURL('https://app.example.com/**', { timeout: 15000 });
+  await shot('9-relying-party');
+  if (!callback) throw new Error('never reached the relying party');
+  console.log(callback);
+} finally {
+  await browser.close();
+}
