@@ -196,6 +196,8 @@ pub fn amr_for(second_factor: Option<&str>) -> Vec<String> {
     match second_factor {
         None => vec!["pwd".into()],
         Some("sms") => vec!["pwd".into(), "sms".into(), "mfa".into()],
+        // A device remembered after a second factor earlier.
+        Some("trusted-device") => vec!["pwd".into(), "mfa".into()],
         Some(_) => vec!["pwd".into(), "otp".into(), "mfa".into()],
     }
 }

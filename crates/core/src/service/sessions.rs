@@ -92,7 +92,9 @@ impl Identity {
             self.audit(AuditKind::TwoFactorChallenge, Some(user.id), "issued", ctx, detail, now).await?;
             return Ok(LoginOutcome::TwoFactorRequired { challenge_id, methods });
         }
-        let success = self.complete_login(user, methods, application.id, req.no_jwt, "pwd", ctx, now).await?;
+        // With factors but no challenge, a remembered device vouched for the second step.
+        let method = if methods.is_empty() { "pwd" } else { "trusted-device" };
+        let success = self.complete_login(user, methods, application.id, req.no_jwt, method, ctx, now).await?;
         Ok(LoginOutcome::Success(Box::new(success)))
     }
 

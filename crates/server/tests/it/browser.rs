@@ -145,3 +145,96 @@ async fn a_forced_factor_is_enrolled_in_chromium() {
         .unwrap();
     assert_eq!(methods.len(), 1, "the factor is on the account");
 }
+
+/// A local endpoint that answers the last code the console messenger sent to `phone`.
+async fn code_endpoint(app: &TestApp, phone: &'static str) -> String {
+    let console = app.state.console.clone();
+    let route = axum::Router::new().route(
+        "/code",
+        axum::routing::get(move || {
+            let console = console.clone();
+            async move {
+                let text = console.last_to(phone).map(|m| m.text).unwrap_or_default();
+                text.chars().skip_while(|c| !c.is_ascii_digit()).take_while(char::is_ascii_digit).collect::<String>()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/code", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, route).await });
+    url
+}
+
+async fn with_sms(app: &TestApp, phone: &'static str) -> Vec<String> {
+    let user = app.create_user("ann@example.com", "correct horse").await;
+    app.admin(Method::POST, "/api/two-factor/send", Some(json!({"userId": user, "mobilePhone": phone}))).await;
+    let code = app.last_code_to(phone).unwrap();
+    let r = app
+        .admin(
+            Method::POST,
+            &format!("/api/user/two-factor/{user}"),
+            Some(json!({"method": "sms", "mobilePhone": phone, "code": code})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    r.json["recoveryCodes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn password_and_sms_sign_in_then_a_remembered_device_in_chromium() {
+    let app = spawn_app().await;
+    with_sms(&app, "+15554443232").await;
+    let client_id = client(&app, "whenEnrolled").await;
+    let code_url = code_endpoint(&app, "+15554443232").await;
+    let out = browse(
+        &app,
+        "sms",
+        &[
+            ("AUTHORIZE", authorize(&client_id)),
+            ("LOGIN_ID", "ann@example.com".into()),
+            ("PASSWORD", "correct horse".into()),
+            ("CODE_URL", code_url),
+            ("TRUST", "1".into()),
+        ],
+    )
+    .await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(amr_after(&app, lines[0], &client_id).await, json!(["pwd", "sms", "mfa"]));
+    assert_eq!(
+        amr_after(&app, lines[1], &client_id).await,
+        json!(["pwd", "mfa"]),
+        "the remembered device stood in for the second step"
+    );
+}
+
+#[tokio::test]
+async fn a_recovery_code_signs_in_once_in_chromium() {
+    let app = spawn_app().await;
+    let codes = with_sms(&app, "+15554443232").await;
+    let client_id = client(&app, "whenEnrolled").await;
+    let env = |code: &str| {
+        vec![
+            ("AUTHORIZE", authorize(&client_id)),
+            ("LOGIN_ID", "ann@example.com".to_owned()),
+            ("PASSWORD", "correct horse".to_owned()),
+            ("TOTP_CODE", code.to_owned()),
+        ]
+    };
+    let callback = browse(&app, "recovery", &env(&codes[0])).await;
+    assert_eq!(amr_after(&app, &callback, &client_id).await, json!(["pwd", "otp", "mfa"]));
+    let count = app
+        .state
+        .identity
+        .methods(
+            app.admin(Method::GET, "/api/user?loginId=ann@example.com", None).await.json["user"]["id"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(count, 1);
+}
