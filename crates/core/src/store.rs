@@ -137,6 +137,8 @@ pub trait TokenStore: Send + Sync {
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// One user's most recent events of a kind, newest first.
+    async fn user_events(&self, user: UserId, event: &str, limit: u64) -> StoreResult<Vec<AuditRecord>>;
     /// Newest first; returns the page and the total count.
     async fn audit_page(&self, tenant: TenantId, offset: u64, limit: u64) -> StoreResult<(Vec<AuditRecord>, u64)>;
 }

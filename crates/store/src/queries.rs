@@ -451,6 +451,22 @@ impl AuditStore for SqlStore {
         Ok(())
     }
 
+    async fn user_events(&self, user: UserId, event: &str, limit: u64) -> StoreResult<Vec<AuditRecord>> {
+        sqlx::query(
+            "SELECT id, at, event, user_id, ip, outcome, detail FROM audit_log WHERE user_id = $1 AND event = $2 \
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(user.to_string())
+        .bind(event.to_owned())
+        .bind(i64::try_from(limit).unwrap_or(10))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(rows::audit_record)
+        .collect()
+    }
+
     async fn audit_page(&self, tenant: TenantId, offset: u64, limit: u64) -> StoreResult<(Vec<AuditRecord>, u64)> {
         let page = sqlx::query(
             "SELECT id, at, event, user_id, ip, outcome, detail FROM audit_log WHERE tenant_id = $1 \

@@ -205,6 +205,11 @@ impl Identity {
         }
     }
 
+    /// A user's recent sign-ins (for their account page).
+    pub async fn recent_sign_ins(&self, user: UserId, limit: u64) -> Result<Vec<AuditRecord>, CoreError> {
+        Ok(self.store.user_events(user, AuditKind::LoginSuccess.as_str(), limit).await?)
+    }
+
     // ---- audit ----
 
     pub async fn audit_page(

@@ -87,9 +87,10 @@ pub fn message_page(title: &str, message: &str) -> Response {
     page(StatusCode::OK, title, &format!("<p>{}</p>", escape(message)))
 }
 
-/// Only our own authorize endpoint is a place to go back to: no open redirects.
+/// Only our own authorize endpoint and account page are places to go back to: no
+/// open redirects.
 fn safe_return(to: &str) -> String {
-    if to.starts_with("/oauth2/authorize?") { to.to_owned() } else { "/".to_owned() }
+    if to.starts_with("/oauth2/authorize?") || to == "/account" { to.to_owned() } else { "/account".to_owned() }
 }
 
 struct Form {
@@ -435,4 +436,162 @@ pub async fn enroll_submit(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+fn account_body(
+    csrf: &str,
+    email: &str,
+    methods: &[TwoFactorMethod],
+    sign_ins: &[tessera_core::audit::AuditRecord],
+    notice: Option<&str>,
+) -> String {
+    let note = notice.map(|n| format!("<p role=\"status\">{}</p>", escape(n))).unwrap_or_default();
+    let factors: String = methods
+        .iter()
+        .map(|m| {
+            let what = match &m.kind {
+                MethodKind::Authenticator(_) => "Authenticator app".to_owned(),
+                MethodKind::Sms { phone } => format!("Text messages to {}", mask_phone(phone)),
+            };
+            format!(
+                "<li>{}<form method=\"post\" action=\"/account/remove\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                 <input type=\"hidden\" name=\"method_id\" value=\"{}\"><label>Current code <input name=\"code\" autocomplete=\"one-time-code\" required></label>\
+                 <button type=\"submit\">Remove</button></form></li>",
+                escape(&what),
+                escape(csrf),
+                escape(m.id.as_str())
+            )
+        })
+        .collect();
+    let recent: String = sign_ins
+        .iter()
+        .map(|e| {
+            format!(
+                "<li>{} from {}</li>",
+                escape(&tessera_core::verify::iso8601(e.at)),
+                escape(e.ip.as_deref().unwrap_or("an unknown address"))
+            )
+        })
+        .collect();
+    format!(
+        "{note}<p>Signed in as {}.</p><h2>Second steps</h2><ul>{factors}</ul><p><a href=\"/login/enroll?return_to=%2Faccount\">Add an authenticator app</a></p>\
+         <form method=\"post\" action=\"/account/recovery-codes\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">New recovery codes</button></form>\
+         <h2>Recent sign-ins</h2><ul>{recent}</ul><p><a href=\"/logout\">Sign out</a></p>",
+        escape(email),
+        escape(csrf)
+    )
+}
+
+async fn account_page_for(
+    s: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    notice: Option<&str>,
+) -> Result<Response, ApiError> {
+    let cookies = Cookies::new(s);
+    let Some(session) = current_session(s, &cookies, headers).await? else {
+        let mut r = StatusCode::SEE_OTHER.into_response();
+        r.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/login?return_to=%2Faccount"));
+        return Ok(r);
+    };
+    let csrf = match cookies.csrf(headers) {
+        Some(c) if !c.is_empty() => c,
+        _ => random::token(24)?,
+    };
+    let user = s.store.get_user(session.tenant_id, session.user_id).await?.ok_or(ApiError::NotFound)?;
+    let name = user
+        .email
+        .as_ref()
+        .map(|e| e.as_str().to_owned())
+        .or(user.username.as_ref().map(|u| u.as_str().to_owned()))
+        .unwrap_or_default();
+    let methods = s.identity.methods(user.id).await?;
+    let sign_ins = s.identity.recent_sign_ins(user.id, 10).await?;
+    let body = account_body(&csrf, &name, &methods, &sign_ins, notice);
+    Ok(with_csrf(page(status, "Your account", &body), &cookies, &csrf))
+}
+
+/// `GET /account`: the signed-in user's factors, recovery codes and recent sign-ins.
+pub async fn account(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    account_page_for(&s, &headers, StatusCode::OK, None).await
+}
+
+/// `POST /account/remove`: removes a factor; a current code proves it is the owner.
+pub async fn account_remove(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let cookies = Cookies::new(&s);
+    let form = Form::parse(&body);
+    if !csrf_ok(&cookies, &headers, &form) {
+        return Ok(error_page(StatusCode::FORBIDDEN, "This form expired. Go back, reload the page and try again."));
+    }
+    let Some(session) = current_session(&s, &cookies, &headers).await? else {
+        return Ok(error_page(StatusCode::UNAUTHORIZED, "Your sign-in expired. Sign in again."));
+    };
+    let Some(id) = tessera_core::twofactor::MethodId::parse(form.get("method_id")) else {
+        return account_page_for(&s, &headers, StatusCode::BAD_REQUEST, Some("That second step does not exist.")).await;
+    };
+    let scope = s.identity.scope_session(&session);
+    let outcome = s.identity.disable_method(&scope, &id, form.get("code"), &ctx, s.clock.now()).await?;
+    let (status, notice) = match outcome {
+        tessera_core::service::DisableOutcome::Disabled => (StatusCode::OK, "Removed."),
+        tessera_core::service::DisableOutcome::WrongCode => {
+            (StatusCode::UNAUTHORIZED, "That code is not right; nothing was removed.")
+        }
+        tessera_core::service::DisableOutcome::NotFound => (StatusCode::NOT_FOUND, "That second step does not exist."),
+    };
+    account_page_for(&s, &headers, status, Some(notice)).await
+}
+
+/// `POST /account/recovery-codes`: ten new codes, shown once; the old ones die.
+pub async fn account_recovery_codes(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let cookies = Cookies::new(&s);
+    let form = Form::parse(&body);
+    if !csrf_ok(&cookies, &headers, &form) {
+        return Ok(error_page(StatusCode::FORBIDDEN, "This form expired. Go back, reload the page and try again."));
+    }
+    let Some(session) = current_session(&s, &cookies, &headers).await? else {
+        return Ok(error_page(StatusCode::UNAUTHORIZED, "Your sign-in expired. Sign in again."));
+    };
+    let scope = s.identity.scope_session(&session);
+    match s.identity.regenerate_recovery_codes(&scope, &ctx, s.clock.now()).await? {
+        Some(codes) => {
+            let list: String = codes.iter().map(|c| format!("<li><code>{}</code></li>", escape(c))).collect();
+            Ok(page(
+                StatusCode::OK,
+                "Save your recovery codes",
+                &format!(
+                    "<p>Your old codes no longer work. These are shown only now.</p><ul>{list}</ul><p><a href=\"/account\">Back to your account</a></p>"
+                ),
+            ))
+        }
+        None => {
+            account_page_for(
+                &s,
+                &headers,
+                StatusCode::BAD_REQUEST,
+                Some("Add a second step first; recovery codes recover it."),
+            )
+            .await
+        }
+    }
+}
+
+/// `GET /logout`: ends the browser session.
+pub async fn logout_page(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let cookies = Cookies::new(&s);
+    if let Some(c) = cookies.session(&headers) {
+        s.identity.end_browser_session(&c).await?;
+    }
+    let mut r = message_page("Signed out", "You are signed out.");
+    cookies.clear_session(&mut r);
+    Ok(r)
 }

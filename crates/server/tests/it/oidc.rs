@@ -466,3 +466,68 @@ async fn a_real_openid_connect_client_library_completes_the_flow() {
     .await;
     assert_eq!(finished.trim_end(), "OK");
 }
+
+#[tokio::test]
+async fn the_account_page_lists_and_manages_factors() {
+    let app = spawn_app().await;
+    let user = app.create_user("ann@example.com", "correct horse").await;
+    let secret = b"12345678901234567890".to_vec();
+    let now = tessera_server::clock::Clock::now(app.clock.as_ref());
+    let step = tessera_core::totp::step_at(now, 30);
+    let totp = |s: i64| tessera_core::totp::totp_at_step(&tessera_core::totp::TotpParams::default(), &secret, s);
+    let body = json!({"method": "authenticator", "secretBase32Encoded": tessera_core::base32::encode(&secret), "code": totp(step)});
+    assert_eq!(app.admin(Method::POST, &format!("/api/user/two-factor/{user}"), Some(body)).await.status, 200);
+
+    let mut b = Browser::new(&app);
+    let anonymous = b.get("/account").await;
+    assert_eq!(anonymous.location.as_deref(), Some("/login?return_to=%2Faccount"));
+    let form = b.get("/login?return_to=%2Faccount").await;
+    let csrf = field(&form.text, "csrf");
+    let second = b
+        .post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("return_to", "/account"),
+                ("login_id", "ann@example.com"),
+                ("password", "correct horse"),
+            ],
+        )
+        .await;
+    let challenge = field(&second.text, "challenge");
+    let done = b
+        .post(
+            "/login/two-factor",
+            &[("csrf", &csrf), ("return_to", "/account"), ("challenge", &challenge), ("code", &totp(step + 1))],
+        )
+        .await;
+    assert_eq!(done.location.as_deref(), Some("/account"));
+
+    let page = b.get("/account").await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("Signed in as ann@example.com"));
+    assert!(page.text.contains("Authenticator app"));
+    assert!(
+        page.text.contains("<h2>Recent sign-ins</h2><ul><li>2026-01-01T00:00:00Z from 127.0.0.1</li>"),
+        "{}",
+        page.text
+    );
+    let csrf = field(&page.text, "csrf");
+    let codes = b.post("/account/recovery-codes", &[("csrf", &csrf)]).await;
+    assert_eq!(codes.text.matches("<li><code>").count(), 10);
+
+    let method_id = field(&page.text, "method_id");
+    let wrong = b.post("/account/remove", &[("csrf", &csrf), ("method_id", &method_id), ("code", "000000")]).await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.text.contains("nothing was removed"));
+    app.clock.advance(Duration::from_secs(60));
+    let later = tessera_core::totp::step_at(tessera_server::clock::Clock::now(app.clock.as_ref()), 30);
+    let removed =
+        b.post("/account/remove", &[("csrf", &csrf), ("method_id", &method_id), ("code", &totp(later))]).await;
+    assert!(removed.text.contains("Removed."), "{}", removed.text);
+    assert!(!removed.text.contains("Authenticator app<form"));
+
+    let out = b.get("/logout").await;
+    assert!(out.text.contains("You are signed out."));
+    assert_eq!(b.get("/account").await.status, 303, "signed out means signed out");
+}
