@@ -93,4 +93,11 @@ contract!(audit_log_pages_newest_first, |c| {
     assert_eq!(page[0].ip.as_deref(), Some("10.0.0.1"));
     let (other, n) = c.store.audit_page(TenantId::random(), 0, 10).await.unwrap();
     assert!(other.is_empty() && n == 0);
+    let who = tessera_core::ids::UserId::random();
+    for kind in [AuditKind::LoginSuccess, AuditKind::LoginFailure, AuditKind::LoginSuccess] {
+        let e = AuditEvent { tenant_id: c.tenant, at: T0, kind, user_id: Some(who), ip: None, outcome: "x", detail: json!({}) };
+        c.store.append_audit(&e).await.unwrap();
+    }
+    assert_eq!(c.store.user_events(who, "login.success", 10).await.unwrap().len(), 2);
+    assert_eq!(c.store.user_events(who, "login.success", 1).await.unwrap().len(), 1);
 });
