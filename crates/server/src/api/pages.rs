@@ -112,6 +112,21 @@ impl Form {
     }
 }
 
+/// A posted form, if its CSRF token matches its cookie.
+fn checked(s: &AppState, headers: &HeaderMap, body: &[u8]) -> Option<(Cookies, Form)> {
+    let cookies = Cookies::new(s);
+    let form = Form::parse(body);
+    csrf_ok(&cookies, headers, &form).then_some((cookies, form))
+}
+
+fn form_expired() -> Response {
+    error_page(StatusCode::FORBIDDEN, "This form expired. Go back, reload the page and try again.")
+}
+
+fn sign_in_expired() -> Response {
+    error_page(StatusCode::UNAUTHORIZED, "Your sign-in expired. Sign in again.")
+}
+
 fn csrf_ok(cookies: &Cookies, headers: &HeaderMap, form: &Form) -> bool {
     cookies.csrf(headers).is_some_and(|c| !c.is_empty() && constant_time_eq(c.as_bytes(), form.get("csrf").as_bytes()))
 }
@@ -204,11 +219,7 @@ pub async fn login_submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let cookies = Cookies::new(&s);
-    let form = Form::parse(&body);
-    if !csrf_ok(&cookies, &headers, &form) {
-        return Ok(error_page(StatusCode::FORBIDDEN, "This form expired. Go back, reload the page and try again."));
-    }
+    let Some((cookies, form)) = checked(&s, &headers, &body) else { return Ok(form_expired()) };
     let (csrf, return_to) = (form.get("csrf"), safe_return(form.get("return_to")));
     let again =
         |status, msg: &str| page(status, "Sign in", &login_form(csrf, &return_to, Some(msg), form.get("login_id")));
@@ -246,11 +257,7 @@ pub async fn two_factor_submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let cookies = Cookies::new(&s);
-    let form = Form::parse(&body);
-    if !csrf_ok(&cookies, &headers, &form) {
-        return Ok(error_page(StatusCode::FORBIDDEN, "This form expired. Go back, reload the page and try again."));
-    }
+    let Some((cookies, form)) = checked(&s, &headers, &body) else { return Ok(form_expired()) };
     let (csrf, return_to, challenge) = (form.get("csrf"), safe_return(form.get("return_to")), form.get("challenge"));
     let req = TwoFactorLoginRequest {
         challenge_id: Secret::new(challenge),
@@ -296,11 +303,7 @@ pub async fn send_code(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let cookies = Cookies::new(&s);
-    let form = Form::parse(&body);
-    if !csrf_ok(&cookies, &headers, &form) {
-        return Ok(error_page(StatusCode::FORBIDDEN, "This form expired. Go back, reload the page and try again."));
-    }
+    let Some((_, form)) = checked(&s, &headers, &body) else { return Ok(form_expired()) };
     let (csrf, return_to, challenge) = (form.get("csrf"), safe_return(form.get("return_to")), form.get("challenge"));
     let method = tessera_core::twofactor::MethodId::parse(form.get("method_id"));
     let outcome = s
@@ -387,15 +390,9 @@ pub async fn enroll_submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let cookies = Cookies::new(&s);
-    let form = Form::parse(&body);
-    if !csrf_ok(&cookies, &headers, &form) {
-        return Ok(error_page(StatusCode::FORBIDDEN, "This form expired. Go back, reload the page and try again."));
-    }
+    let Some((cookies, form)) = checked(&s, &headers, &body) else { return Ok(form_expired()) };
     let return_to = safe_return(form.get("return_to"));
-    let Some(session) = current_session(&s, &cookies, &headers).await? else {
-        return Ok(error_page(StatusCode::UNAUTHORIZED, "Your sign-in expired. Sign in again."));
-    };
+    let Some(session) = current_session(&s, &cookies, &headers).await? else { return Ok(sign_in_expired()) };
     let Some(secret) = tessera_core::base32::decode(form.get("secret")) else {
         return Ok(error_page(StatusCode::BAD_REQUEST, "The key was damaged. Reload the page and try again."));
     };
@@ -523,14 +520,8 @@ pub async fn account_remove(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let cookies = Cookies::new(&s);
-    let form = Form::parse(&body);
-    if !csrf_ok(&cookies, &headers, &form) {
-        return Ok(error_page(StatusCode::FORBIDDEN, "This form expired. Go back, reload the page and try again."));
-    }
-    let Some(session) = current_session(&s, &cookies, &headers).await? else {
-        return Ok(error_page(StatusCode::UNAUTHORIZED, "Your sign-in expired. Sign in again."));
-    };
+    let Some((cookies, form)) = checked(&s, &headers, &body) else { return Ok(form_expired()) };
+    let Some(session) = current_session(&s, &cookies, &headers).await? else { return Ok(sign_in_expired()) };
     let Some(id) = tessera_core::twofactor::MethodId::parse(form.get("method_id")) else {
         return account_page_for(&s, &headers, StatusCode::BAD_REQUEST, Some("That second step does not exist.")).await;
     };
@@ -553,14 +544,8 @@ pub async fn account_recovery_codes(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let cookies = Cookies::new(&s);
-    let form = Form::parse(&body);
-    if !csrf_ok(&cookies, &headers, &form) {
-        return Ok(error_page(StatusCode::FORBIDDEN, "This form expired. Go back, reload the page and try again."));
-    }
-    let Some(session) = current_session(&s, &cookies, &headers).await? else {
-        return Ok(error_page(StatusCode::UNAUTHORIZED, "Your sign-in expired. Sign in again."));
-    };
+    let Some((cookies, _)) = checked(&s, &headers, &body) else { return Ok(form_expired()) };
+    let Some(session) = current_session(&s, &cookies, &headers).await? else { return Ok(sign_in_expired()) };
     let scope = s.identity.scope_session(&session);
     match s.identity.regenerate_recovery_codes(&scope, &ctx, s.clock.now()).await? {
         Some(codes) => {

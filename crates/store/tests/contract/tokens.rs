@@ -95,7 +95,15 @@ contract!(audit_log_pages_newest_first, |c| {
     assert!(other.is_empty() && n == 0);
     let who = tessera_core::ids::UserId::random();
     for kind in [AuditKind::LoginSuccess, AuditKind::LoginFailure, AuditKind::LoginSuccess] {
-        let e = AuditEvent { tenant_id: c.tenant, at: T0, kind, user_id: Some(who), ip: None, outcome: "x", detail: json!({}) };
+        let e = AuditEvent {
+            tenant_id: c.tenant,
+            at: T0,
+            kind,
+            user_id: Some(who),
+            ip: None,
+            outcome: "x",
+            detail: json!({}),
+        };
         c.store.append_audit(&e).await.unwrap();
     }
     assert_eq!(c.store.user_events(who, "login.success", 10).await.unwrap().len(), 2);
