@@ -79,10 +79,21 @@ pub async fn twilio_status(
         tracing::warn!(messenger = %id, "rejected a Twilio callback without a valid signature");
         return Ok(StatusCode::FORBIDDEN);
     }
-    let (Some(sid), Some(status)) = (param(&params, "MessageSid"), param(&params, "MessageStatus")) else {
+    apply_status(&s, "twilio", &params, ("MessageSid", "MessageStatus")).await
+}
+
+/// Records what a signed callback says of a delivery; `keys` are the vendor's names for
+/// the message id and its status.
+async fn apply_status(
+    s: &AppState,
+    provider: &str,
+    params: &[(String, String)],
+    keys: (&str, &str),
+) -> Result<StatusCode, ApiError> {
+    let (Some(id), Some(status)) = (param(params, keys.0), param(params, keys.1)) else {
         return Ok(StatusCode::BAD_REQUEST);
     };
-    s.store.update_delivery_status("twilio", sid, status, param(&params, "ErrorCode"), s.clock.now()).await?;
+    s.store.update_delivery_status(provider, id, status, param(params, "ErrorCode"), s.clock.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -101,11 +112,7 @@ pub async fn plivo_status(
         tracing::warn!(messenger = %id, "rejected a Plivo callback without a valid signature");
         return Ok(StatusCode::FORBIDDEN);
     }
-    let (Some(uuid), Some(status)) = (param(&params, "MessageUUID"), param(&params, "Status")) else {
-        return Ok(StatusCode::BAD_REQUEST);
-    };
-    s.store.update_delivery_status("plivo", uuid, status, param(&params, "ErrorCode"), s.clock.now()).await?;
-    Ok(StatusCode::NO_CONTENT)
+    apply_status(&s, "plivo", &params, ("MessageUUID", "Status")).await
 }
 
 /// Plivo's answer URL for a voice code: Plivo fetches what to say when the call is
