@@ -37,6 +37,8 @@ pub struct AppState {
     pub router: Arc<MessageRouter>,
     /// Tessera's public base URL, for checking webhook signatures.
     pub public_url: Option<String>,
+    /// Seals and opens secrets at rest (flow runs read through it).
+    pub sealer: tessera_core::seal::Sealer,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
     /// HTTP calls and messages of flows.
@@ -93,7 +95,7 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
     let deps = Deps {
         store: Arc::clone(&store),
         hasher: hasher.clone(),
-        sealer,
+        sealer: sealer.clone(),
         messenger: router.clone(),
         on_event: Some(Arc::new(move |kind: AuditKind, outcome| events.record_event(kind.as_str(), outcome))),
     };
@@ -129,6 +131,7 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
         console,
         router,
         public_url,
+        sealer,
         trusted_proxies,
         effects,
         store,

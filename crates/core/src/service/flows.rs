@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use crate::flows::{self, Flow, FlowEffects, MAX_STEPS};
 use crate::ids::TenantId;
 use crate::phone::PhoneNumber;
+use crate::seal::Sealer;
 use crate::store::{FlowRun, Store, StoredFlow};
 use crate::validation::ValidationErrors;
 use crate::verify::new_sid;
@@ -75,9 +76,34 @@ pub async fn forward_to_slack(
     Ok(flow)
 }
 
+const SEALED: &str = "sealed";
+
+/// A run's context holds the message that started it (often a one-time code, which is
+/// what forwarding flows are for) and what HTTP steps answered: sealed at rest.
+fn sealed(run: &FlowRun, sealer: &Sealer) -> Result<FlowRun, CoreError> {
+    let mut r = run.clone();
+    r.context = json!({ SEALED: sealer.seal(run.context.to_string().as_bytes(), run.sid.as_bytes())? });
+    Ok(r)
+}
+
+/// A run as stored, with its context opened.
+pub fn opened(mut run: FlowRun, sealer: &Sealer) -> Result<FlowRun, CoreError> {
+    if let Some(s) = run.context.get(SEALED).and_then(Value::as_str) {
+        let plain = sealer.open(s, run.sid.as_bytes())?;
+        run.context =
+            serde_json::from_slice(&plain).map_err(|e| CoreError::Internal(format!("flow run context: {e}")))?;
+    }
+    Ok(run)
+}
+
+async fn save(store: &dyn Store, run: &FlowRun, sealer: &Sealer) -> Result<(), CoreError> {
+    Ok(store.update_run(&sealed(run, sealer)?).await?)
+}
+
 /// A run for an inbound message, saved before anything is done.
 pub async fn start_run(
     store: &dyn Store,
+    sealer: &Sealer,
     flow: &StoredFlow,
     message: &Map<String, Value>,
     now: Timestamp,
@@ -93,19 +119,20 @@ pub async fn start_run(
         created_at: now,
         updated_at: now,
     };
-    store.insert_run(&run).await?;
+    store.insert_run(&sealed(&run, sealer)?).await?;
     Ok(run)
 }
 
 /// Runs a saved run to its end, saving after each step.
 pub async fn execute_run(
     store: &dyn Store,
+    sealer: &Sealer,
     tenant: TenantId,
     run_sid: &str,
     effects: &dyn FlowEffects,
     now: &(dyn Fn() -> Timestamp + Send + Sync),
 ) -> Result<FlowRun, CoreError> {
-    let mut run = store.run(run_sid).await?.ok_or(CoreError::NotFound)?;
+    let mut run = opened(store.run(run_sid).await?.ok_or(CoreError::NotFound)?, sealer)?;
     let stored = store.flow(tenant, &run.flow_sid).await?;
     let flow = match stored.map(|f| Flow::parse(&f.definition)) {
         Some(Ok(f)) => f,
@@ -114,7 +141,7 @@ pub async fn execute_run(
             run.steps.push(json!({"error": "the flow was removed or no longer validates"}));
             run.current = None;
             run.updated_at = now();
-            store.update_run(&run).await?;
+            save(store, &run, sealer).await?;
             return Ok(run);
         }
     };
@@ -133,13 +160,13 @@ pub async fn execute_run(
             run.status = if failed { "failed" } else { "ended" }.into();
         }
         run.updated_at = now();
-        store.update_run(&run).await?;
+        save(store, &run, sealer).await?;
     }
     if run.status == "running" {
         run.status = "ended".into();
     }
     run.updated_at = now();
-    store.update_run(&run).await?;
+    save(store, &run, sealer).await?;
     Ok(run)
 }
 

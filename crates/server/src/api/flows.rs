@@ -84,7 +84,13 @@ pub async fn runs(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     s.store.flow(admin.tenant_id, &id).await?.ok_or(ApiError::NotFound)?;
-    let runs = s.store.runs(&id, 100).await?;
+    let runs = s
+        .store
+        .runs(&id, 100)
+        .await?
+        .into_iter()
+        .map(|r| flows::opened(r, &s.sealer))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(json!({"runs": runs.iter().map(run_json).collect::<Vec<_>>()})))
 }
 
@@ -93,7 +99,7 @@ pub async fn run(
     AdminAuth(admin): AdminAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let r = s.store.run(&id).await?.ok_or(ApiError::NotFound)?;
+    let r = flows::opened(s.store.run(&id).await?.ok_or(ApiError::NotFound)?, &s.sealer)?;
     s.store.flow(admin.tenant_id, &r.flow_sid).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(json!({"run": run_json(&r)})))
 }

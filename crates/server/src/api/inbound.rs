@@ -41,11 +41,12 @@ async fn dispatch(s: &AppState, to: &str, message: Map<String, Value>) -> Result
         tracing::info!(%to, "inbound message to a number with no flow");
         return Ok(());
     };
-    let run = flows::start_run(s.store.as_ref(), &flow, &message, s.clock.now()).await?;
-    let (store, effects, clock, tenant) = (s.store.clone(), s.effects.clone(), s.clock.clone(), flow.tenant_id);
+    let run = flows::start_run(s.store.as_ref(), &s.sealer, &flow, &message, s.clock.now()).await?;
+    let (store, sealer, effects, clock, tenant) =
+        (s.store.clone(), s.sealer.clone(), s.effects.clone(), s.clock.clone(), flow.tenant_id);
     tokio::spawn(async move {
         let now = move || clock.now();
-        if let Err(e) = flows::execute_run(store.as_ref(), tenant, &run.sid, effects.as_ref(), &now).await {
+        if let Err(e) = flows::execute_run(store.as_ref(), &sealer, tenant, &run.sid, effects.as_ref(), &now).await {
             tracing::warn!(run = %run.sid, error = %e, "flow run failed");
         }
     });

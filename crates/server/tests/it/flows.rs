@@ -122,6 +122,10 @@ async fn a_studio_flow_forwards_a_twilio_sms_to_slack() {
     let run = finished_run(&app, &flow).await;
     assert_eq!(run["status"], "ended");
     assert_eq!(run["trigger"]["message"]["From"], "+15557654321");
+    let file = app.database_url.trim_start_matches("sqlite://").to_owned();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.extend(std::fs::read(format!("{file}-wal")).unwrap_or_default());
+    assert!(!bytes.windows(6).any(|w| w == b"482913"), "the forwarded code is sealed in the run record");
     let steps = run["steps"].as_array().unwrap();
     assert_eq!((steps[0]["state"].as_str(), steps[0]["event"].as_str()), (Some("Trigger"), Some("incomingMessage")));
     assert_eq!((steps[1]["event"].as_str(), steps[1]["httpStatus"].as_u64()), (Some("success"), Some(200)));
@@ -349,6 +353,7 @@ async fn runs_interrupted_by_a_restart_are_marked_failed() {
     let msg = serde_json::Map::from_iter([("Body".to_owned(), json!("x")), ("From".to_owned(), json!("+15557654321"))]);
     let run = tessera_core::service::flows::start_run(
         first.state.store.as_ref(),
+        &first.state.sealer,
         &stored,
         &msg,
         first.clock.as_ref().now_ts(),
