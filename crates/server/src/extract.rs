@@ -102,6 +102,23 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// The remembered-device cookie, named as FusionAuth names it so its hosted pages
+/// and its login API share one trust token.
+pub const TRUST_COOKIE: &str = "fusionauth.trust";
+
+/// The trust token a browser presents, if any.
+pub fn trust_cookie(headers: &HeaderMap) -> Option<Secret> {
+    cookie(headers, TRUST_COOKIE).map(|t| Secret::new(t.to_owned()))
+}
+
+/// Remember this device for `ttl` seconds.
+pub fn set_trust_cookie(response: &mut axum::response::Response, token: &Secret, ttl: u64) {
+    let c = format!("{TRUST_COOKIE}={}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Lax", token.expose());
+    if let Ok(v) = axum::http::HeaderValue::from_str(&c) {
+        response.headers_mut().append(axum::http::header::SET_COOKIE, v);
+    }
+}
+
 /// A JSON body that may be empty (some endpoints take their input from a cookie or
 /// have only optional fields).
 pub fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {

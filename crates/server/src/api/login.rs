@@ -14,7 +14,7 @@ use crate::api::two_factor::method_json;
 use crate::api::users::user_json;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Caller, cookie};
+use crate::extract::{ApiJson, Caller, TRUST_COOKIE, cookie};
 
 /// The 200 body of a completed sign-in (password alone, or after the second factor).
 pub fn success_response(ok: &LoginSuccess) -> Response {
@@ -46,7 +46,7 @@ pub async fn login(
         }
     };
     // FusionAuth: the trust cookie overrides `twoFactorTrustId`.
-    if let Some(trust) = cookie(&headers, "fusionauth.trust") {
+    if let Some(trust) = cookie(&headers, TRUST_COOKIE) {
         input.two_factor_trust_id = Some(trust.to_owned());
     }
     // FusionAuth lets a trusted backend pass the end user's address in the body.

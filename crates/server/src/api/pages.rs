@@ -20,7 +20,7 @@ use tessera_core::user::LoginId;
 use crate::api::oidc::session_policy;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{Caller, cookie};
+use crate::extract::{Caller, cookie, set_trust_cookie, trust_cookie};
 
 /// Cookie names and flags: `__Host-` names and `Secure` when Tessera is served over TLS.
 pub struct Cookies {
@@ -226,7 +226,7 @@ pub async fn login_submit(
     let (Some(login_id), false) = (LoginId::parse(form.get("login_id")), form.get("password").is_empty()) else {
         return Ok(again(StatusCode::BAD_REQUEST, "Enter your email or username and your password."));
     };
-    let trust = cookie(&headers, "fusionauth.trust").map(|t| Secret::new(t.to_owned()));
+    let trust = trust_cookie(&headers);
     let req = LoginRequest {
         login_id,
         password: Password::new(form.get("password")),
@@ -269,11 +269,7 @@ pub async fn two_factor_submit(
         TwoFactorLoginOutcome::Success(ok) => {
             let mut r = signed_in(&s, &cookies, &ok, &return_to).await?;
             if let Some(t) = &ok.trust_token {
-                let ttl = s.identity.policies().two_factor.trust_ttl.as_secs();
-                let c = format!("fusionauth.trust={}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Lax", t.expose());
-                if let Ok(v) = HeaderValue::from_str(&c) {
-                    r.headers_mut().append(header::SET_COOKIE, v);
-                }
+                set_trust_cookie(&mut r, t, s.identity.policies().two_factor.trust_ttl.as_secs());
             }
             r
         }

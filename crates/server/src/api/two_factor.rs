@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -26,7 +26,7 @@ use tessera_core::validation::ValidationErrors;
 use crate::api::login::success_response;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{Caller, bearer, optional_json};
+use crate::extract::{Caller, bearer, optional_json, set_trust_cookie};
 
 /// A method as FusionAuth shows it; `mask` hides most of a phone number (in the 242
 /// answer, which anyone with the password sees).
@@ -211,12 +211,7 @@ pub async fn login(State(s): State<AppState>, Caller(caller): Caller, body: Byte
         TwoFactorLoginOutcome::Success(ok) => {
             let mut response = success_response(&ok);
             if let Some(trust) = &ok.trust_token {
-                let ttl = s.identity.policies().two_factor.trust_ttl.as_secs();
-                let cookie =
-                    format!("fusionauth.trust={}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Lax", trust.expose());
-                if let Ok(v) = HeaderValue::from_str(&cookie) {
-                    response.headers_mut().append(header::SET_COOKIE, v);
-                }
+                set_trust_cookie(&mut response, trust, s.identity.policies().two_factor.trust_ttl.as_secs());
             }
             Ok(response)
         }
