@@ -344,6 +344,30 @@ async fn forward_to_slack_in_one_step_optionally_only_the_code() {
 }
 
 #[tokio::test]
+async fn a_flow_that_loops_is_stopped_after_its_step_limit() {
+    let app = flows_app(false).await;
+    twilio_account(&app).await;
+    let def = json!({
+        "description": "loops",
+        "initial_state": "Trigger",
+        "states": [
+            {"name": "Trigger", "type": "trigger", "properties": {}, "transitions": [{"event": "incomingMessage", "next": "spin"}]},
+            {"name": "spin", "type": "set-variables", "properties": {"variables": [{"key": "n", "value": "1"}]},
+             "transitions": [{"event": "next", "next": "spin"}]}
+        ]
+    });
+    let flow = import(&app, def).await;
+    let params = twilio_params("hello");
+    let url = format!("{PUBLIC}/webhooks/twilio/sms");
+    assert_eq!(post_twilio(&app, &params, &signature::twilio("twilio_token", &url, &params)).await.status, 200);
+    let run = finished_run(&app, &flow).await;
+    assert_eq!(run["status"], "failed");
+    let steps = run["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), tessera_core::flows::MAX_STEPS + 1, "the limit, then the reason");
+    assert_eq!(steps.last().unwrap()["error"], "more than 100 steps: the flow loops");
+}
+
+#[tokio::test]
 async fn runs_interrupted_by_a_restart_are_marked_failed() {
     let first = flows_app(true).await;
     let slack = MockVendor::start().await;

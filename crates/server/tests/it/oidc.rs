@@ -331,6 +331,17 @@ async fn max_age_idle_sessions_and_required_factors() {
     let idle = b.get(&authorize_url(&client_id, "")).await;
     assert!(idle.location.unwrap().starts_with("/login"), "30 minutes idle ends the session");
 
+    // However active, a session ends 12 hours after sign-in.
+    sign_in(&mut b, &client_id, "", None).await;
+    for _ in 0..28 {
+        app.clock.advance(Duration::from_secs(25 * 60));
+        let active = b.get(&authorize_url(&client_id, "")).await;
+        assert!(active.location.unwrap().starts_with(CB), "activity within 30 minutes keeps the session");
+    }
+    app.clock.advance(Duration::from_secs(25 * 60));
+    let old = b.get(&authorize_url(&client_id, "")).await;
+    assert!(old.location.unwrap().starts_with("/login"), "12 hours after sign-in the session is over");
+
     // `always` with no factor enrolled: enrollment, not a sign-in loop.
     let (client_id, _) = client(&app, true, "always").await;
     let first = b.get(&authorize_url(&client_id, "")).await;
