@@ -48,6 +48,13 @@ try {
       await page.getByText('We sent a code.').waitFor();
       await shot('3-code-sent');
       code = await (await fetch(env('CODE_URL'))).text();
+      // A wrong code first: the page comes back with every way in still offered.
+      const wrong = code.slice(0, -1) + String((Number(code.slice(-1)) + 1) % 10);
+      await page.getByLabel(/Code from your authenticator app/).fill(wrong);
+      await page.getByRole('button', { name: 'Continue' }).click();
+      await page.getByText('That code is not right.').waitFor();
+      await page.getByRole('button', { name: /Text a code to/ }).waitFor();
+      await shot('4-wrong-code');
     }
     await page.getByLabel(/Code from your authenticator app/).fill(code);
     if (process.env.TRUST) await page.getByLabel('Remember this device').check();

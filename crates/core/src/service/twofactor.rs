@@ -404,6 +404,19 @@ impl Identity {
         Ok(self.store.use_recovery_code(user, &self.sealer.code_hashes(RECOVERY_PURPOSE, &normalized)).await?)
     }
 
+    /// The factors a live challenge can be answered with, so a page shown again (after a
+    /// wrong code, or after sending one) still offers every way in. `None` once the
+    /// challenge is spent, expired or locked.
+    pub async fn challenge_methods(
+        &self,
+        challenge_id: &Secret,
+        now: Timestamp,
+    ) -> Result<Option<Vec<TwoFactorMethod>>, CoreError> {
+        let Some(challenge) = self.live_challenge(challenge_id, now).await? else { return Ok(None) };
+        let Some(user) = self.challenge_user(&challenge).await? else { return Ok(None) };
+        Ok(Some(self.store.methods(user.id).await?))
+    }
+
     /// `POST /api/two-factor/login`.
     pub async fn two_factor_login(
         &self,

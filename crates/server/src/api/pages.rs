@@ -274,7 +274,8 @@ pub async fn two_factor_submit(
             r
         }
         TwoFactorLoginOutcome::WrongCode => {
-            let methods = Vec::new();
+            let methods =
+                s.identity.challenge_methods(&Secret::new(challenge), s.clock.now()).await?.unwrap_or_default();
             page(
                 StatusCode::UNAUTHORIZED,
                 "Second step",
@@ -312,7 +313,8 @@ pub async fn send_code(
         SendOutcome::NotFound => "That took too long. Sign in again.",
         SendOutcome::Blocked(_) | SendOutcome::Failed(_) => "The code could not be sent. Use another method.",
     };
-    Ok(page(StatusCode::OK, "Second step", &two_factor_form(csrf, &return_to, challenge, &[], Some(notice))))
+    let methods = s.identity.challenge_methods(&Secret::new(challenge), s.clock.now()).await?.unwrap_or_default();
+    Ok(page(StatusCode::OK, "Second step", &two_factor_form(csrf, &return_to, challenge, &methods, Some(notice))))
 }
 
 fn enroll_form(csrf: &str, return_to: &str, secret_b32: &str, uri: &str, error: Option<&str>) -> String {
