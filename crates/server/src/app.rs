@@ -47,6 +47,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub hasher: Arc<HashPool>,
+    /// The hosted pages, built in or themed.
+    pub templates: Arc<crate::templates::Templates>,
 }
 
 /// A server ready to listen, and what its first start did.
@@ -69,6 +71,11 @@ pub enum StartError {
 /// Opens and migrates the database, bootstraps it on first start, and starts the
 /// hashing pool and identity service.
 pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared, StartError> {
+    // First: a broken theme should stop the start before anything else happens.
+    let templates = Arc::new(
+        crate::templates::Templates::load(config.pages_template_dir.as_deref())
+            .map_err(|e| StartError::Config(e.to_string()))?,
+    );
     let options = StoreOptions { max_connections: config.database_max_connections };
     let store = tessera_store::open(&config.database_url, &options).await?;
     store.migrate().await?;
@@ -138,6 +145,7 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
         clock,
         metrics,
         hasher,
+        templates,
     };
     Ok(Prepared { state, bootstrap: report, request_timeout: config.request_timeout })
 }
@@ -204,6 +212,8 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/login/two-factor", post(api::pages::two_factor_submit))
         .route("/login/send", post(api::pages::send_code))
         .route("/login/enroll", get(api::pages::enroll_page).post(api::pages::enroll_submit))
+        .route("/login/enroll/phone", post(api::pages::enroll_phone_send))
+        .route("/login/enroll/phone/confirm", post(api::pages::enroll_phone_confirm))
         .route("/account", get(api::pages::account))
         .route("/account/remove", post(api::pages::account_remove))
         .route("/account/recovery-codes", post(api::pages::account_recovery_codes))

@@ -93,6 +93,12 @@ const KEYS: &[(&str, Kind, &str, &str)] = &[
         "",
         "Tessera's public base URL (e.g. https://auth.example.com); enables provider status callbacks",
     ),
+    (
+        "pages_template_dir",
+        Kind::Text,
+        "",
+        "directory of page templates that replace the built-in ones of the same name (crates/server/templates)",
+    ),
     ("messenger_deadline_ms", Kind::Integer, "5000", "longest one message may take, retries and failover included"),
     ("messenger_attempt_timeout_ms", Kind::Integer, "2000", "longest one call to one provider may take"),
     ("messenger_attempts", Kind::Integer, "3", "calls per messenger before failing over (first try included)"),
@@ -139,6 +145,7 @@ struct Raw {
     trusted_proxies: Option<String>,
     messengers: Option<Vec<toml::Table>>,
     public_url: Option<String>,
+    pages_template_dir: Option<String>,
     messenger_deadline_ms: u64,
     messenger_attempt_timeout_ms: u64,
     messenger_attempts: u32,
@@ -177,6 +184,8 @@ pub struct Config {
     pub log_level: String,
     /// Keep console messages in memory only (tests); not a configuration key.
     pub quiet_console: bool,
+    /// Templates that replace the built-in hosted pages.
+    pub pages_template_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -396,6 +405,7 @@ impl Raw {
             log_format,
             log_level: self.log_level,
             quiet_console: false,
+            pages_template_dir: self.pages_template_dir.filter(|d| !d.is_empty()).map(PathBuf::from),
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod hashing;
 pub mod metrics;
 pub mod sealing;
 pub mod telemetry;
+pub mod templates;
 
 pub use app::{AppState, Prepared, prepare, serve};
 pub use config::Config;

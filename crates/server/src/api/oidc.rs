@@ -85,7 +85,7 @@ pub async fn authorize(
         None => None,
     };
     Ok(match s.identity.authorize(&params, session.as_ref(), now).await? {
-        AuthorizeOutcome::ErrorPage(message) => pages::error_page(StatusCode::BAD_REQUEST, &message),
+        AuthorizeOutcome::ErrorPage(message) => pages::error_page(&s, StatusCode::BAD_REQUEST, &message),
         AuthorizeOutcome::RedirectError { redirect_uri, error, description, state } => {
             let mut q = vec![("error", error), ("error_description", description.as_str())];
             if let Some(st) = &state {
@@ -225,7 +225,7 @@ pub async fn logout(
             let q: Vec<(&str, &str)> = params.get("state").map(|st| vec![("state", st.as_str())]).unwrap_or_default();
             see_other(&if q.is_empty() { uri } else { with_query(&uri, &q) })
         }
-        None => pages::message_page("Signed out", "You are signed out."),
+        None => pages::message_page(&s, "Signed out", "You are signed out."),
     };
     cookies.clear_session(&mut response);
     Ok(response)

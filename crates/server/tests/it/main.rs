@@ -4,10 +4,12 @@
 mod browser;
 mod cli;
 mod flows;
+mod forms;
 mod login;
 mod messengers;
 mod multi_instance;
 mod oidc;
+mod pages;
 mod system;
 mod tokens;
 mod two_factor;

@@ -1,0 +1,135 @@
+//! The signed-in user's own page: factors (add, remove with a current code), new
+//! recovery codes, recent sign-ins; and signing out.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Serialize;
+use tessera_core::service::DisableOutcome;
+use tessera_core::twofactor::{MethodId, MethodKind, mask_phone};
+
+use super::{
+    Cookies, checked, current_session, display_name, form_expired, message_page, render, see_other, sign_in_expired,
+    with_csrf,
+};
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::Caller;
+
+#[derive(Serialize)]
+struct Factor {
+    id: String,
+    label: String,
+}
+
+#[derive(Serialize)]
+struct SignIn {
+    at: String,
+    ip: Option<String>,
+}
+
+async fn account_view(
+    s: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> Result<Response, ApiError> {
+    let cookies = Cookies::new(s);
+    let Some(session) = current_session(s, &cookies, headers).await? else {
+        return Ok(see_other("/login?return_to=%2Faccount"));
+    };
+    let csrf = cookies.csrf_or_new(headers)?;
+    let name = display_name(s, &session).await?;
+    let factors: Vec<Factor> = s
+        .identity
+        .methods(session.user_id)
+        .await?
+        .into_iter()
+        .map(|m| Factor {
+            label: match &m.kind {
+                MethodKind::Authenticator(_) => "Authenticator app".to_owned(),
+                MethodKind::Sms { phone } => format!("Text messages to {}", mask_phone(phone)),
+            },
+            id: m.id.as_str().to_owned(),
+        })
+        .collect();
+    let sign_ins: Vec<SignIn> = s
+        .identity
+        .recent_sign_ins(session.user_id, 10)
+        .await?
+        .into_iter()
+        .map(|e| SignIn { at: tessera_core::verify::iso8601(e.at), ip: e.ip })
+        .collect();
+    let ctx = minijinja::context! { title => "Your account", csrf => &csrf, name, notice, factors => minijinja::Value::from(minijinja::value::Serde(&factors)),
+    sign_ins => minijinja::Value::from(minijinja::value::Serde(&sign_ins)), error };
+    Ok(with_csrf(render(s, status, "account.html", ctx), &cookies, &csrf))
+}
+
+/// `GET /account`: the signed-in user's factors, recovery codes and recent sign-ins.
+pub async fn account(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    account_view(&s, &headers, StatusCode::OK, None, None).await
+}
+
+/// `POST /account/remove`: removes a factor; a current code proves it is the owner.
+pub async fn account_remove(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some((cookies, form)) = checked(&s, &headers, &body) else { return Ok(form_expired(&s)) };
+    let Some(session) = current_session(&s, &cookies, &headers).await? else { return Ok(sign_in_expired(&s)) };
+    let Some(id) = MethodId::parse(form.get("method_id")) else {
+        return account_view(&s, &headers, StatusCode::BAD_REQUEST, None, Some("That second step does not exist."))
+            .await;
+    };
+    let scope = s.identity.scope_session(&session);
+    match s.identity.disable_method(&scope, &id, form.get("code"), &ctx, s.clock.now()).await? {
+        DisableOutcome::Disabled => account_view(&s, &headers, StatusCode::OK, Some("Removed."), None).await,
+        DisableOutcome::WrongCode => {
+            let error = Some("That code is not right; nothing was removed.");
+            account_view(&s, &headers, StatusCode::UNAUTHORIZED, None, error).await
+        }
+        DisableOutcome::NotFound => {
+            account_view(&s, &headers, StatusCode::NOT_FOUND, None, Some("That second step does not exist.")).await
+        }
+    }
+}
+
+/// `POST /account/recovery-codes`: ten new codes, shown once; the old ones die.
+pub async fn account_recovery_codes(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some((cookies, _)) = checked(&s, &headers, &body) else { return Ok(form_expired(&s)) };
+    let Some(session) = current_session(&s, &cookies, &headers).await? else { return Ok(sign_in_expired(&s)) };
+    let scope = s.identity.scope_session(&session);
+    match s.identity.regenerate_recovery_codes(&scope, &ctx, s.clock.now()).await? {
+        Some(codes) => {
+            let ctx = minijinja::context! {
+                title => "Save your recovery codes", intro => "Your old codes no longer work.", codes,
+                continue_to => "/account", continue_label => "Back to your account",
+            };
+            Ok(render(&s, StatusCode::OK, "recovery_codes.html", ctx))
+        }
+        None => {
+            let error = Some("Add a second step first; recovery codes recover it.");
+            account_view(&s, &headers, StatusCode::BAD_REQUEST, None, error).await
+        }
+    }
+}
+
+/// `GET /logout`: ends the browser session.
+pub async fn logout_page(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let cookies = Cookies::new(&s);
+    if let Some(c) = cookies.session(&headers) {
+        s.identity.end_browser_session(&c).await?;
+    }
+    let mut r = message_page(&s, "Signed out", "You are signed out.");
+    cookies.clear_session(&mut r);
+    Ok(r)
+}

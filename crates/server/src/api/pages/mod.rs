@@ -1,0 +1,208 @@
+//! The hosted pages (server-rendered from [`crate::templates`], no JavaScript): sign-in
+//! and the second step, enrolment, the account page and sign-out. Each form carries a
+//! CSRF token that must match its cookie; errors are shown in words on the page.
+
+mod account;
+mod enroll;
+mod regions;
+mod signin;
+
+use std::collections::HashMap;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use tessera_core::oidc::BrowserSession;
+use tessera_core::random;
+use tessera_core::secret::{Secret, constant_time_eq};
+
+pub use account::{account, account_recovery_codes, account_remove, logout_page};
+pub use enroll::{enroll_page, enroll_phone_confirm, enroll_phone_send, enroll_submit};
+pub use signin::{login_page, login_submit, send_code, two_factor_submit};
+
+use crate::api::oidc::session_policy;
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::cookie;
+
+/// Cookie names and flags: `__Host-` names and `Secure` when Tessera is served over TLS.
+pub struct Cookies {
+    secure: bool,
+}
+
+impl Cookies {
+    pub fn new(s: &AppState) -> Self {
+        Cookies { secure: s.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) }
+    }
+
+    fn name(&self, base: &str) -> String {
+        if self.secure { format!("__Host-{base}") } else { base.to_owned() }
+    }
+
+    fn set(&self, response: &mut Response, base: &str, value: &str, max_age: Option<u64>) {
+        let mut c = format!("{}={value}; Path=/; HttpOnly; SameSite=Lax", self.name(base));
+        if self.secure {
+            c.push_str("; Secure");
+        }
+        if let Some(age) = max_age {
+            c.push_str(&format!("; Max-Age={age}"));
+        }
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+
+    pub fn session(&self, headers: &HeaderMap) -> Option<Secret> {
+        cookie(headers, &self.name("tessera_session")).map(Secret::new)
+    }
+
+    fn set_session(&self, response: &mut Response, value: &Secret) {
+        self.set(response, "tessera_session", value.expose(), None);
+    }
+
+    pub fn clear_session(&self, response: &mut Response) {
+        self.set(response, "tessera_session", "", Some(0));
+    }
+
+    fn csrf(&self, headers: &HeaderMap) -> Option<String> {
+        cookie(headers, &self.name("tessera_csrf")).map(str::to_owned)
+    }
+
+    /// The browser's CSRF token, or a new one (set it with [`with_csrf`]).
+    fn csrf_or_new(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        match self.csrf(headers) {
+            Some(c) if !c.is_empty() => Ok(c),
+            _ => Ok(random::token(24)?),
+        }
+    }
+}
+
+/// A page rendered from its template. Pages are never cached (some show recovery codes)
+/// and never framed (a framed sign-in form invites clickjacking).
+fn render(s: &AppState, status: StatusCode, template: &str, ctx: minijinja::Value) -> Response {
+    match s.templates.render(template, ctx) {
+        Ok(html) => {
+            let mut r = (status, Html(html)).into_response();
+            let h = r.headers_mut();
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+            h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors 'none'"));
+            r
+        }
+        Err(e) => ApiError::Internal(e.to_string()).into_response(),
+    }
+}
+
+pub fn error_page(s: &AppState, status: StatusCode, message: &str) -> Response {
+    render(s, status, "message.html", minijinja::context! { title => "Something is not right", error => message })
+}
+
+pub fn message_page(s: &AppState, title: &str, message: &str) -> Response {
+    render(s, StatusCode::OK, "message.html", minijinja::context! { title, message })
+}
+
+fn form_expired(s: &AppState) -> Response {
+    error_page(s, StatusCode::FORBIDDEN, "This form expired. Go back, reload the page and try again.")
+}
+
+fn sign_in_expired(s: &AppState) -> Response {
+    error_page(s, StatusCode::UNAUTHORIZED, "Your sign-in expired. Sign in again.")
+}
+
+/// Only our own authorize endpoint and account page are places to go back to: no
+/// open redirects.
+fn safe_return(to: &str) -> String {
+    if to.starts_with("/oauth2/authorize?") || to == "/account" { to.to_owned() } else { "/account".to_owned() }
+}
+
+struct Form {
+    fields: HashMap<String, String>,
+}
+
+impl Form {
+    fn parse(body: &[u8]) -> Self {
+        Form {
+            fields: serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    fn get(&self, k: &str) -> &str {
+        self.fields.get(k).map_or("", String::as_str)
+    }
+
+    fn return_to(&self) -> String {
+        safe_return(self.get("return_to"))
+    }
+}
+
+/// A posted form, if its CSRF token matches its cookie.
+fn checked(s: &AppState, headers: &HeaderMap, body: &[u8]) -> Option<(Cookies, Form)> {
+    let cookies = Cookies::new(s);
+    let form = Form::parse(body);
+    let ok = cookies
+        .csrf(headers)
+        .is_some_and(|c| !c.is_empty() && constant_time_eq(c.as_bytes(), form.get("csrf").as_bytes()));
+    ok.then_some((cookies, form))
+}
+
+fn with_csrf(mut response: Response, cookies: &Cookies, csrf: &str) -> Response {
+    cookies.set(&mut response, "tessera_csrf", csrf, None);
+    response
+}
+
+fn see_other(location: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+async fn current_session(
+    s: &AppState,
+    cookies: &Cookies,
+    headers: &HeaderMap,
+) -> Result<Option<BrowserSession>, ApiError> {
+    match cookies.session(headers) {
+        Some(c) => Ok(s.identity.browser_session(&c, &session_policy(), s.clock.now()).await?),
+        None => Ok(None),
+    }
+}
+
+/// What a user is called on the pages and in authenticator apps.
+async fn display_name(s: &AppState, session: &BrowserSession) -> Result<String, ApiError> {
+    let user = s.store.get_user(session.tenant_id, session.user_id).await?.ok_or(ApiError::NotFound)?;
+    Ok(user
+        .email
+        .as_ref()
+        .map(|e| e.as_str().to_owned())
+        .or(user.username.as_ref().map(|u| u.as_str().to_owned()))
+        .unwrap_or_default())
+}
+
+/// The recovery codes, shown once, or a plain confirmation when the user already had
+/// codes (a second factor does not replace them).
+fn factor_on(s: &AppState, what: &str, codes: Option<Vec<String>>, continue_to: &str) -> Response {
+    match codes {
+        Some(codes) => render(
+            s,
+            StatusCode::OK,
+            "recovery_codes.html",
+            minijinja::context! {
+                title => "Save your recovery codes", intro => format!("Your {what} is on."), codes,
+                continue_to, continue_label => "Continue",
+            },
+        ),
+        None => render(
+            s,
+            StatusCode::OK,
+            "message.html",
+            minijinja::context! {
+                title => "Second step added", message => format!("Your {what} is on."),
+                link => continue_to, link_label => "Continue",
+            },
+        ),
+    }
+}

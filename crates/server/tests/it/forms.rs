@@ -1,0 +1,64 @@
+//! A cookie-keeping HTTP client that fills in the hosted pages' forms the way a browser
+//! would (Chromium itself runs in `browser`).
+
+use std::collections::HashMap;
+
+use tessera_testkit::TestApp;
+
+/// A browser: keeps cookies, does not follow redirects.
+pub struct Browser<'a> {
+    app: &'a TestApp,
+    http: reqwest::Client,
+    cookies: HashMap<String, String>,
+}
+
+pub struct Page {
+    pub status: u16,
+    pub location: Option<String>,
+    pub text: String,
+}
+
+impl<'a> Browser<'a> {
+    pub fn new(app: &'a TestApp) -> Self {
+        tessera_providers::install_tls();
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Browser { app, http, cookies: HashMap::new() }
+    }
+
+    pub fn request(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.app.url(path))
+    }
+
+    pub async fn go(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let cookie = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        let resp = req.header("Cookie", cookie).send().await.unwrap();
+        for c in resp.headers().get_all("set-cookie") {
+            let c = c.to_str().unwrap();
+            let (kv, attrs) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = kv.split_once('=').unwrap();
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(k)
+            } else {
+                self.cookies.insert(k.into(), v.into())
+            };
+        }
+        let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_owned());
+        Page { status: resp.status().as_u16(), location, text: resp.text().await.unwrap() }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Page {
+        let url = if path.starts_with("http") { path.to_owned() } else { self.app.url(path) };
+        self.go(self.http.get(url)).await
+    }
+
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.go(self.http.post(self.app.url(path)).form(form)).await
+    }
+}
+
+pub fn field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).map(|i| i + marker.len()).unwrap_or_else(|| panic!("no {name} in {html}"));
+    // The attribute as a browser reads it (the templates escape `/` too).
+    html[start..].split('"').next().unwrap().replace("&#x2f;", "/").replace("&amp;", "&")
+}

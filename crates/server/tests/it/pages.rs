@@ -1,0 +1,215 @@
+//! The hosted pages beyond the OpenID Connect flow: phone enrolment with the country
+//! picker, voice codes, themes, and the headers every page carries.
+
+use reqwest::Method;
+use serde_json::json;
+use tessera_core::messaging::Channel;
+use tessera_testkit::{TestApp, app, spawn_app};
+
+use crate::forms::{Browser, Page, field};
+
+/// Signs in (password only: the user has no factor yet) and opens the enrolment page.
+async fn signed_in<'a>(app: &'a TestApp) -> (Browser<'a>, String) {
+    app.create_user("ann@example.com", "correct horse").await;
+    let mut b = Browser::new(app);
+    let form = b.get("/login?return_to=%2Faccount").await;
+    let csrf = field(&form.text, "csrf");
+    let done = b
+        .post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("return_to", "/account"),
+                ("login_id", "ann@example.com"),
+                ("password", "correct horse"),
+            ],
+        )
+        .await;
+    assert_eq!(done.location.as_deref(), Some("/account"), "{}", done.text);
+    (b, csrf)
+}
+
+async fn send_to(b: &mut Browser<'_>, csrf: &str, region: &str, phone: &str, channel: &str) -> Page {
+    b.post(
+        "/login/enroll/phone",
+        &[("csrf", csrf), ("return_to", "/account"), ("region", region), ("phone", phone), ("channel", channel)],
+    )
+    .await
+}
+
+async fn methods(app: &TestApp) -> Vec<tessera_core::twofactor::TwoFactorMethod> {
+    let found = app.admin(Method::GET, "/api/user?loginId=ann@example.com", None).await;
+    app.state.identity.methods(found.json["user"]["id"].as_str().unwrap().parse().unwrap()).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_phone_is_enrolled_with_the_country_picker_and_a_national_number() {
+    let app = spawn_app().await;
+    let (mut b, csrf) = signed_in(&app).await;
+    let req = b.request("/login/enroll?return_to=%2Faccount").header("Accept-Language", "en-GB,en;q=0.8");
+    let page = b.go(req).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(
+        page.text.contains(r#"<option value="GB" selected>United Kingdom (+44)</option>"#),
+        "the browser's country"
+    );
+    assert!(page.text.contains(r#"<option value="IN">India (+91)</option>"#));
+    assert!(page.text.contains(r#"<label for="region">Country</label>"#), "the picker is labelled");
+
+    let sent = send_to(&mut b, &csrf, "GB", "020 7946 0958", "sms").await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    assert!(sent.text.contains("We sent a code. It works for 5 minutes."), "{}", sent.text);
+    assert_eq!(field(&sent.text, "e164"), "+442079460958", "read in the chosen country");
+    let message = app.state.console.last_to("+442079460958").expect("a text was sent");
+    assert_eq!(message.channel, Channel::Sms);
+    let code = app.last_code_to("+442079460958").unwrap();
+
+    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let refused = b
+        .post(
+            "/login/enroll/phone/confirm",
+            &[("csrf", &csrf), ("return_to", "/account"), ("e164", "+442079460958"), ("code", &wrong)],
+        )
+        .await;
+    assert_eq!(refused.status, 401);
+    assert!(refused.text.contains("That code is not right"), "{}", refused.text);
+    assert!(methods(&app).await.is_empty(), "nothing half-enabled");
+
+    let on = b
+        .post(
+            "/login/enroll/phone/confirm",
+            &[("csrf", &csrf), ("return_to", "/account"), ("e164", "+442079460958"), ("code", &code)],
+        )
+        .await;
+    assert_eq!(on.status, 200, "{}", on.text);
+    assert!(on.text.contains("Your phone is on."));
+    assert_eq!(on.text.matches("<li><code>").count(), 10, "ten recovery codes, shown once: {}", on.text);
+    let m = methods(&app).await;
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].phone().map(|p| p.as_str()), Some("+442079460958"));
+    let account = b.get("/account").await;
+    assert!(account.text.contains("Text messages to"), "{}", account.text);
+}
+
+#[tokio::test]
+async fn a_wrong_number_is_explained_next_to_the_form_and_nothing_is_sent() {
+    let app = spawn_app().await;
+    let (mut b, csrf) = signed_in(&app).await;
+    for bad in ["555", "0800 FLOWERS", ""] {
+        let page = send_to(&mut b, &csrf, "GB", bad, "voice").await;
+        assert_eq!(page.status, 400, "{bad}: {}", page.text);
+        assert!(page.text.contains(r#"<p role="alert" id="phone-error">That is not a phone number."#), "{}", page.text);
+        assert!(page.text.contains(r#"aria-invalid="true""#));
+        assert!(page.text.contains(r#"<option value="GB" selected>"#), "the chosen country stays");
+        assert!(page.text.contains(r#"value="voice" checked"#), "the chosen channel stays");
+    }
+    assert!(app.state.console.sent().is_empty());
+}
+
+#[tokio::test]
+async fn a_phone_can_hear_its_code_and_enrolment_respects_allowed_countries() {
+    let app = app().configure(|c| c.policies.mfa_guard.allowed_countries = vec![44]).spawn().await;
+    let (mut b, csrf) = signed_in(&app).await;
+    let page = b.get("/login/enroll?return_to=%2Faccount").await;
+    assert!(page.text.contains(r#"<option value="GB" selected>"#), "the main country of the allowed code");
+    assert!(!page.text.contains(r#"<option value="US""#), "only allowed countries are offered");
+
+    let blocked = send_to(&mut b, &csrf, "GB", "+1 555 444 3232", "sms").await;
+    assert_eq!(blocked.status, 400);
+    assert!(blocked.text.contains("Codes cannot be sent to that number."), "{}", blocked.text);
+    assert!(app.state.console.sent().is_empty());
+
+    let called = send_to(&mut b, &csrf, "GB", "07700 900123", "voice").await;
+    assert_eq!(called.status, 200, "{}", called.text);
+    assert!(called.text.contains("We are calling you with a code."));
+    assert_eq!(app.state.console.last_to("+447700900123").unwrap().channel, Channel::Voice);
+}
+
+#[tokio::test]
+async fn the_second_step_offers_a_call_as_well_as_a_text() {
+    let app = spawn_app().await;
+    let user = app.create_user("ann@example.com", "correct horse").await;
+    app.admin(Method::POST, "/api/two-factor/send", Some(json!({"userId": user, "mobilePhone": "+15554443232"}))).await;
+    let code = app.last_code_to("+15554443232").unwrap();
+    let body = json!({"method": "sms", "mobilePhone": "+15554443232", "code": code});
+    assert_eq!(app.admin(Method::POST, &format!("/api/user/two-factor/{user}"), Some(body)).await.status, 200);
+
+    let mut b = Browser::new(&app);
+    let form = b.get("/login?return_to=%2Faccount").await;
+    let csrf = field(&form.text, "csrf");
+    let second = b
+        .post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("return_to", "/account"),
+                ("login_id", "ann@example.com"),
+                ("password", "correct horse"),
+            ],
+        )
+        .await;
+    assert!(second.text.contains("Text a code to +1******3232"), "{}", second.text);
+    assert!(second.text.contains("Call +1******3232 with a code"), "{}", second.text);
+    let challenge = field(&second.text, "challenge");
+    let method_id = field(&second.text, "method_id");
+    let called = b
+        .post(
+            "/login/send",
+            &[
+                ("csrf", &csrf),
+                ("return_to", "/account"),
+                ("challenge", &challenge),
+                ("method_id", &method_id),
+                ("channel", "voice"),
+            ],
+        )
+        .await;
+    assert!(called.text.contains("We are calling you with a code."), "{}", called.text);
+    let call = app.state.console.last_to("+15554443232").unwrap();
+    assert_eq!(call.channel, Channel::Voice);
+    let done = b
+        .post(
+            "/login/two-factor",
+            &[("csrf", &csrf), ("return_to", "/account"), ("challenge", &challenge), ("code", call.code.expose())],
+        )
+        .await;
+    assert_eq!(done.location.as_deref(), Some("/account"), "the spoken code signs in");
+}
+
+#[tokio::test]
+async fn pages_are_neither_cached_nor_framed() {
+    let app = spawn_app().await;
+    let r = app.client.get(app.url("/login")).send().await.unwrap();
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert_eq!(r.headers()["content-security-policy"], "frame-ancestors 'none'");
+}
+
+fn theme_dir(files: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tessera-theme-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    dir
+}
+
+#[tokio::test]
+async fn a_theme_directory_replaces_the_layout_and_a_broken_one_stops_the_start() {
+    let layout = r#"<!doctype html><html lang="en"><head><title>{{ title }} · Acme</title></head>
+<body class="acme"><main><h1>{{ title }}</h1>{% if error %}<p role="alert">{{ error }}</p>{% endif %}{% block content %}{% endblock %}</main></body></html>"#;
+    let dir = theme_dir(&[("base.html", layout)]);
+    let themed = dir.clone();
+    let app = app().configure(move |c| c.pages_template_dir = Some(themed)).spawn().await;
+    let page = app.client.get(app.url("/login")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("<title>Sign in · Acme</title>") && page.contains(r#"<body class="acme">"#), "{page}");
+    assert!(page.contains(r#"<label for="password">Password</label>"#), "the page itself is still built in");
+
+    let broken = theme_dir(&[("login.html", "{% extends \"base.html\" %}{% block content %}{{ oops(}}{% endblock %}")]);
+    let mut config = tessera_server::Config::defaults().unwrap();
+    config.database_url = app.database_url.clone();
+    config.pages_template_dir = Some(broken);
+    let clock = std::sync::Arc::new(tessera_testkit::FakeClock::default());
+    let e = tessera_server::prepare(&config, clock).await.err().expect("a broken theme stops the start").to_string();
+    assert!(e.contains("login.html line 1"), "{e}");
+}
