@@ -3,7 +3,8 @@
 //
 // Environment: BASE (Tessera), AUTHORIZE (path and query of the authorization
 // request), LOGIN_ID, PASSWORD, and either TOTP_CODE (second step) or ENROLL=1
-// (the application forces a factor; ENROLL_CODE_URL gives the code for the shown key).
+// (the application forces a factor; ENROLL_CODE_URL gives the code for the shown key),
+// or ENROLL=phone with ENROLL_REGION, ENROLL_PHONE and CODE_URL (the texted code).
 // Prints the callback URL the browser landed on. Screenshots go to ARTIFACTS.
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
@@ -38,7 +39,7 @@ try {
   await shot('1-login');
   await page.getByRole('button', { name: 'Sign in' }).click();
 
-  if (process.env.TOTP_CODE || process.env.CODE_URL) {
+  if (!process.env.ENROLL && (process.env.TOTP_CODE || process.env.CODE_URL)) {
     await page.getByRole('heading', { name: 'Second step' }).waitFor();
     await shot('2-second-step');
     let code = process.env.TOTP_CODE;
@@ -59,6 +60,22 @@ try {
     await page.getByLabel(/Code from your authenticator app/).fill(code);
     if (process.env.TRUST) await page.getByLabel('Remember this device').check();
     await page.getByRole('button', { name: 'Continue' }).click();
+  } else if (process.env.ENROLL === 'phone') {
+    // A phone: pick the country, type the number as dialled there, enter the texted code.
+    await page.getByRole('heading', { name: 'Add a second step' }).waitFor();
+    await page.getByLabel('Country').selectOption(env('ENROLL_REGION'));
+    await page.getByLabel('Phone number').fill(env('ENROLL_PHONE'));
+    await page.getByRole('radio', { name: 'Text message' }).check();
+    await shot('2-enroll-phone');
+    await page.getByRole('button', { name: 'Send a code' }).click();
+    await page.getByText('We sent a code.').waitFor();
+    await shot('3-enroll-phone-code');
+    const code = await (await fetch(env('CODE_URL'))).text();
+    await page.getByLabel(/Code sent to/).fill(code);
+    await page.getByRole('button', { name: 'Turn on' }).click();
+    await page.getByRole('heading', { name: 'Save your recovery codes' }).waitFor();
+    await shot('4-recovery-codes');
+    await page.getByRole('link', { name: 'Continue' }).click();
   } else if (process.env.ENROLL) {
     await page.getByRole('heading', { name: 'Add a second step' }).waitFor();
     await shot('2-enroll');

@@ -146,6 +146,37 @@ async fn a_forced_factor_is_enrolled_in_chromium() {
     assert_eq!(methods.len(), 1, "the factor is on the account");
 }
 
+#[tokio::test]
+async fn a_forced_phone_is_enrolled_with_the_country_picker_in_chromium() {
+    let app = spawn_app().await;
+    app.create_user("ann@example.com", "correct horse").await;
+    let client_id = client(&app, "always").await;
+    let code_url = code_endpoint(&app, "+442079460958").await;
+    let callback = browse(
+        &app,
+        "enroll-phone",
+        &[
+            ("AUTHORIZE", authorize(&client_id)),
+            ("LOGIN_ID", "ann@example.com".into()),
+            ("PASSWORD", "correct horse".into()),
+            ("ENROLL", "phone".into()),
+            ("ENROLL_REGION", "GB".into()),
+            ("ENROLL_PHONE", "020 7946 0958".into()),
+            ("CODE_URL", code_url),
+        ],
+    )
+    .await;
+    assert_eq!(amr_after(&app, &callback, &client_id).await, json!(["pwd", "sms", "mfa"]));
+    let user = app.admin(Method::GET, "/api/user?loginId=ann@example.com", None).await.json["user"]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let methods = app.state.identity.methods(user).await.unwrap();
+    assert_eq!(methods.len(), 1);
+    assert_eq!(methods[0].phone().map(|p| p.as_str()), Some("+442079460958"), "read as a UK number");
+}
+
 /// A local endpoint that answers the last code the console messenger sent to `phone`.
 async fn code_endpoint(app: &TestApp, phone: &'static str) -> String {
     let console = app.state.console.clone();
