@@ -49,6 +49,24 @@ pub struct OAuthClient {
     pub mfa_policy: MfaPolicy,
 }
 
+/// A redirect URI an admin may register: absolute http(s), without a fragment
+/// (RFC 6749 §3.1.2). Requests must then match one exactly.
+pub fn check_redirect_uri(uri: &str) -> Result<(), &'static str> {
+    let rest = uri.strip_prefix("https://").or_else(|| uri.strip_prefix("http://"));
+    let Some(rest) = rest else { return Err("must be an absolute http(s) URL") };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err("has no host");
+    }
+    if uri.contains('#') {
+        return Err("must not have a fragment");
+    }
+    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain spaces");
+    }
+    Ok(())
+}
+
 /// Why an authorization request is refused, with RFC 6749's error names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthorizeError {
@@ -250,6 +268,23 @@ mod tests {
             secret_digest: (!public).then(|| "d".to_owned()),
             redirect_uris: vec!["https://app.example.com/cb".into()],
             mfa_policy: MfaPolicy::WhenEnrolled,
+        }
+    }
+
+    #[test]
+    fn registered_redirect_uris_are_absolute_without_fragments() {
+        for ok in ["https://app.example.com/cb", "http://localhost:3000/callback?x=1", "https://a.example/"] {
+            assert_eq!(check_redirect_uri(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "/cb",
+            "app.example.com/cb",
+            "https:///cb",
+            "https://app.example.com/cb#x",
+            "https://a b/cb",
+            "javascript:alert(1)",
+        ] {
+            assert!(check_redirect_uri(bad).is_err(), "{bad}");
         }
     }
 

@@ -65,6 +65,14 @@ pub trait ApplicationStore: Send + Sync {
     async fn get_application(&self, id: ApplicationId) -> StoreResult<Option<Application>>;
     /// The tenant's first application.
     async fn default_application(&self, tenant: TenantId) -> StoreResult<Option<Application>>;
+    /// Creates an application with its OAuth settings; false (and nothing written) when
+    /// the id is taken.
+    async fn insert_application(&self, app: &Application, client: &crate::oidc::OAuthClient) -> StoreResult<bool>;
+    /// Replaces an application's name and OAuth settings; false when the tenant has no
+    /// such application.
+    async fn update_application(&self, app: &Application, client: &crate::oidc::OAuthClient) -> StoreResult<bool>;
+    /// The tenant's applications with their OAuth settings, oldest first.
+    async fn applications(&self, tenant: TenantId) -> StoreResult<Vec<(Application, crate::oidc::OAuthClient)>>;
 }
 
 #[async_trait]
@@ -323,8 +331,6 @@ pub trait FlowStore: Send + Sync {
 
 #[async_trait]
 pub trait OidcStore: Send + Sync {
-    /// Saves an application's OAuth settings; false when there is no such application.
-    async fn set_oauth_client(&self, client: &crate::oidc::OAuthClient) -> StoreResult<bool>;
     async fn oauth_client(&self, id: ApplicationId) -> StoreResult<Option<crate::oidc::OAuthClient>>;
     async fn insert_code(&self, code: &crate::oidc::AuthCode) -> StoreResult<()>;
     /// Marks the code used and returns it; `None` when unknown or used already.

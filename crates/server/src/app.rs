@@ -207,7 +207,11 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/oauth2/token", post(api::oidc::token))
         .route("/oauth2/userinfo", get(api::oidc::userinfo).post(api::oidc::userinfo))
         .route("/oauth2/logout", get(api::oidc::logout))
-        .route("/api/application/{id}/oauth", axum::routing::put(api::oidc::configure_client))
+        .route("/api/application", post(api::applications::create).get(api::applications::list))
+        .route(
+            "/api/application/{id}",
+            post(api::applications::create_with_id).get(api::applications::get).put(api::applications::update),
+        )
         .route("/login", get(api::pages::login_page).post(api::pages::login_submit))
         .route("/login/two-factor", post(api::pages::two_factor_submit))
         .route("/login/send", post(api::pages::send_code))

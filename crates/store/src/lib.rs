@@ -5,6 +5,7 @@
 //! `sqlite` and `postgres`. The contract suite in `tests/contract` holds both to the
 //! same behaviour.
 
+mod applications;
 mod flows;
 mod messengers;
 mod oidc;

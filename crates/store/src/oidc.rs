@@ -4,18 +4,19 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use tessera_core::Timestamp;
 use tessera_core::ids::ApplicationId;
-use tessera_core::oidc::{AuthCode, BrowserSession, MfaPolicy, OAuthClient};
+use tessera_core::oidc::{AuthCode, BrowserSession, OAuthClient};
 use tessera_core::store::{OidcStore, StoreResult};
 
+use crate::applications;
 use crate::queries::{SqlStore, write_error};
 use crate::rows::{corrupt, get};
 use crate::unavailable;
 
-fn list(row: &AnyRow, col: &str) -> StoreResult<Vec<String>> {
+pub(crate) fn list(row: &AnyRow, col: &str) -> StoreResult<Vec<String>> {
     serde_json::from_str(&get::<String>(row, col)?).map_err(corrupt)
 }
 
-fn text_list(v: &[String]) -> String {
+pub(crate) fn text_list(v: &[String]) -> String {
     serde_json::Value::from(v.to_vec()).to_string()
 }
 
@@ -51,38 +52,14 @@ fn session(row: &AnyRow) -> StoreResult<BrowserSession> {
 
 #[async_trait]
 impl OidcStore for SqlStore {
-    async fn set_oauth_client(&self, c: &OAuthClient) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE applications SET client_secret_digest = $2, redirect_uris = $3, mfa_policy = $4 WHERE id = $1",
-        )
-        .bind(c.id.to_string())
-        .bind(c.secret_digest.clone())
-        .bind(text_list(&c.redirect_uris))
-        .bind(c.mfa_policy.as_str().to_owned())
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        Ok(done.rows_affected() == 1)
-    }
-
     async fn oauth_client(&self, id: ApplicationId) -> StoreResult<Option<OAuthClient>> {
-        let row = sqlx::query(
-            "SELECT id, tenant_id, client_secret_digest, redirect_uris, mfa_policy FROM applications WHERE id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        row.map(|r| {
-            Ok(OAuthClient {
-                id: get::<String>(&r, "id")?.parse().map_err(|_| corrupt("application id"))?,
-                tenant_id: get::<String>(&r, "tenant_id")?.parse().map_err(|_| corrupt("tenant id"))?,
-                secret_digest: get(&r, "client_secret_digest")?,
-                redirect_uris: list(&r, "redirect_uris")?,
-                mfa_policy: MfaPolicy::parse(&get::<String>(&r, "mfa_policy")?).ok_or_else(|| corrupt("mfa policy"))?,
-            })
-        })
-        .transpose()
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {} FROM applications WHERE id = $1", applications::COLUMNS)))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .map(|r| applications::client(&r))
+            .transpose()
     }
 
     async fn insert_code(&self, c: &AuthCode) -> StoreResult<()> {

@@ -8,11 +8,11 @@ use sqlx::{Any, AnyPool, Row};
 use tessera_core::Timestamp;
 use tessera_core::apikey::ApiKey;
 use tessera_core::audit::{AuditEvent, AuditRecord};
-use tessera_core::ids::{ApplicationId, RefreshTokenId, TenantId, UserId};
+use tessera_core::ids::{RefreshTokenId, TenantId, UserId};
 use tessera_core::password::PasswordHash;
 use tessera_core::store::{
-    ApiKeyStore, Application, ApplicationStore, AuditStore, Bootstrap, FailureState, LoginAttemptStore, Store,
-    StoreError, StoreResult, Tenant, TenantStore, TokenStore, UserStore,
+    ApiKeyStore, AuditStore, Bootstrap, FailureState, LoginAttemptStore, Store, StoreError, StoreResult, Tenant,
+    TenantStore, TokenStore, UserStore,
 };
 use tessera_core::tokens::{RefreshToken, StoredSigningKey};
 use tessera_core::user::{LoginId, User};
@@ -132,32 +132,6 @@ impl TenantStore for SqlStore {
             .map_err(unavailable)?
             .map(|r| rows::tenant(&r))
             .transpose()
-    }
-}
-
-#[async_trait]
-impl ApplicationStore for SqlStore {
-    async fn get_application(&self, id: ApplicationId) -> StoreResult<Option<Application>> {
-        sqlx::query("SELECT id, tenant_id, name, created_at FROM applications WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?
-            .map(|r| rows::application(&r))
-            .transpose()
-    }
-
-    async fn default_application(&self, tenant: TenantId) -> StoreResult<Option<Application>> {
-        sqlx::query(
-            "SELECT id, tenant_id, name, created_at FROM applications WHERE tenant_id = $1 \
-             ORDER BY created_at, id LIMIT 1",
-        )
-        .bind(tenant.to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?
-        .map(|r| rows::application(&r))
-        .transpose()
     }
 }
 

@@ -1,6 +1,7 @@
 //! `Identity`: the use cases the HTTP API exposes, each taking `now` and returning a
 //! domain outcome for the server to put into wire shape.
 
+mod applications;
 pub mod flows;
 mod fraud;
 mod messengers;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+pub use self::applications::{ApplicationInput, ApplicationRecord};
 pub use self::oidc::{AuthorizeOutcome, TokenError as OAuthTokenError, TokenResponse};
 pub use self::twofactor::{
     DisableOutcome, EnableOutcome, SendOutcome, TwoFactorLoginOutcome, TwoFactorLoginRequest, UserScope, reseal,

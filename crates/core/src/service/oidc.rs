@@ -7,8 +7,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{Identity, RequestContext};
-use crate::apikey::Admin;
-use crate::ids::ApplicationId;
 use crate::login::LoginSuccess;
 use crate::oidc::{
     AuthCode, AuthorizeError, AuthorizeRequest, BrowserSession, CODE_TTL, MfaPolicy, OAuthClient, SessionPolicy,
@@ -16,7 +14,6 @@ use crate::oidc::{
 };
 use crate::secret::{Secret, constant_time_eq};
 use crate::tokens::RefreshToken;
-use crate::validation::ValidationErrors;
 use crate::{CoreError, Timestamp, random};
 
 /// What `/oauth2/authorize` does next.
@@ -52,43 +49,6 @@ pub struct TokenResponse {
 }
 
 impl Identity {
-    /// Admin: makes an application an OAuth client. A confidential client gets a new
-    /// secret (shown once) when it has none or `rotate` is asked.
-    pub async fn configure_oauth_client(
-        &self,
-        admin: &Admin,
-        id: ApplicationId,
-        redirect_uris: Vec<String>,
-        public: bool,
-        mfa_policy: MfaPolicy,
-        rotate: bool,
-    ) -> Result<(OAuthClient, Option<Secret>), CoreError> {
-        let existing =
-            self.store.oauth_client(id).await?.filter(|c| c.tenant_id == admin.tenant_id).ok_or(CoreError::NotFound)?;
-        if redirect_uris.iter().any(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
-            return Err(ValidationErrors::field(
-                "redirectURIs",
-                "invalid",
-                "Redirect URIs must be absolute http(s) URLs.",
-            )
-            .into());
-        }
-        let mut secret = None;
-        let secret_digest = if public {
-            None
-        } else if rotate || existing.secret_digest.is_none() {
-            let s = Secret::new(random::token(32)?);
-            let d = s.digest();
-            secret = Some(s);
-            Some(d)
-        } else {
-            existing.secret_digest
-        };
-        let client = OAuthClient { id, tenant_id: admin.tenant_id, secret_digest, redirect_uris, mfa_policy };
-        self.store.set_oauth_client(&client).await?;
-        Ok((client, secret))
-    }
-
     pub async fn oauth_client(&self, id: &str) -> Result<Option<OAuthClient>, CoreError> {
         match id.parse() {
             Ok(id) => Ok(self.store.oauth_client(id).await?),

@@ -1,6 +1,7 @@
 //! HTTP handlers. Each parses its input into domain types, calls one `Identity` use
 //! case with `now`, and puts the outcome into FusionAuth's wire shape.
 
+pub mod applications;
 pub mod flows;
 pub mod inbound;
 pub mod jwt;

@@ -1,26 +1,24 @@
 //! The OpenID Connect provider's endpoints: discovery, authorize, token, userinfo,
-//! logout, and the admin call that makes an application an OAuth client.
+//! logout. Applications (the clients) are set up through `api::applications`.
 
 use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde::Deserialize;
 use serde_json::{Value, json};
-use tessera_core::oidc::{ACR_MFA, MfaPolicy, SessionPolicy};
+use tessera_core::oidc::{ACR_MFA, SessionPolicy};
 
 use tessera_core::service::{AuthorizeOutcome, OAuthTokenError};
-use tessera_core::validation::ValidationErrors;
 
 use crate::api::pages::{self, Cookies};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{AdminAuth, ApiJson, bearer};
+use crate::extract::bearer;
 
 /// The issuer: the public URL, or this request's own origin.
 pub fn issuer(s: &AppState, headers: &HeaderMap) -> String {
@@ -229,44 +227,4 @@ pub async fn logout(
     };
     cookies.clear_session(&mut response);
     Ok(response)
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClientBody {
-    #[serde(rename = "redirectURIs")]
-    redirect_uris: Vec<String>,
-    #[serde(default)]
-    public: bool,
-    mfa_policy: Option<String>,
-    #[serde(default)]
-    rotate_secret: bool,
-}
-
-/// `PUT /api/application/{id}/oauth`: an application's OAuth settings (admin). The
-/// client secret is in the answer only when it was just made.
-pub async fn configure_client(
-    State(s): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    Path(id): Path<String>,
-    ApiJson(b): ApiJson<ClientBody>,
-) -> Result<Json<Value>, ApiError> {
-    let id = id.parse().map_err(|_| ApiError::NotFound)?;
-    let policy = match b.mfa_policy.as_deref() {
-        None => MfaPolicy::WhenEnrolled,
-        Some(p) => MfaPolicy::parse(p).ok_or_else(|| {
-            ApiError::Invalid(ValidationErrors::field(
-                "mfaPolicy",
-                "invalid",
-                "The [mfaPolicy] must be never, always or whenEnrolled.",
-            ))
-        })?,
-    };
-    let (client, secret) =
-        s.identity.configure_oauth_client(&admin, id, b.redirect_uris, b.public, policy, b.rotate_secret).await?;
-    let mut body = json!({"clientId": client.id.to_string(), "redirectURIs": client.redirect_uris, "public": client.secret_digest.is_none(), "mfaPolicy": client.mfa_policy.as_str()});
-    if let Some(sec) = secret {
-        body["clientSecret"] = json!(sec.expose());
-    }
-    Ok(Json(body))
 }

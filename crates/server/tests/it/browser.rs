@@ -8,6 +8,8 @@ use reqwest::Method;
 use serde_json::json;
 use tessera_testkit::{TestApp, spawn_app};
 
+use crate::oidc::application;
+
 const CB: &str = "https://app.example.com/callback";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
@@ -62,13 +64,7 @@ async fn amr_after(app: &TestApp, callback: &str, client_id: &str) -> serde_json
 
 async fn client(app: &TestApp, policy: &str) -> String {
     let id = app.state.identity.default_application().id.to_string();
-    let r = app
-        .admin(
-            Method::PUT,
-            &format!("/api/application/{id}/oauth"),
-            Some(json!({"redirectURIs": [CB], "public": true, "mfaPolicy": policy})),
-        )
-        .await;
+    let r = app.admin(Method::PUT, &format!("/api/application/{id}"), Some(application(true, policy))).await;
     assert_eq!(r.status, 200, "{}", r.text);
     id
 }
@@ -82,7 +78,7 @@ async fn password_and_authenticator_sign_in_in_chromium() {
     let totp = |s: i64| tessera_core::totp::totp_at_step(&tessera_core::totp::TotpParams::default(), &secret, s);
     let body = json!({"method": "authenticator", "secretBase32Encoded": tessera_core::base32::encode(&secret), "code": totp(step)});
     assert_eq!(app.admin(Method::POST, &format!("/api/user/two-factor/{user}"), Some(body)).await.status, 200);
-    let client_id = client(&app, "whenEnrolled").await;
+    let client_id = client(&app, "Enabled").await;
     let callback = browse(
         &app,
         "totp",
@@ -101,7 +97,7 @@ async fn password_and_authenticator_sign_in_in_chromium() {
 async fn a_forced_factor_is_enrolled_in_chromium() {
     let app = spawn_app().await;
     app.create_user("ann@example.com", "correct horse").await;
-    let client_id = client(&app, "always").await;
+    let client_id = client(&app, "Required").await;
     // What the authenticator app would show for the key on the page, at the server's time.
     let now = tessera_server::clock::Clock::now(app.clock.as_ref());
     let codes = axum::Router::new().route(
@@ -150,7 +146,7 @@ async fn a_forced_factor_is_enrolled_in_chromium() {
 async fn a_forced_phone_is_enrolled_with_the_country_picker_in_chromium() {
     let app = spawn_app().await;
     app.create_user("ann@example.com", "correct horse").await;
-    let client_id = client(&app, "always").await;
+    let client_id = client(&app, "Required").await;
     let code_url = code_endpoint(&app, "+442079460958").await;
     let callback = browse(
         &app,
@@ -215,7 +211,7 @@ async fn with_sms(app: &TestApp, phone: &'static str) -> Vec<String> {
 async fn password_and_sms_sign_in_then_a_remembered_device_in_chromium() {
     let app = spawn_app().await;
     with_sms(&app, "+15554443232").await;
-    let client_id = client(&app, "whenEnrolled").await;
+    let client_id = client(&app, "Enabled").await;
     let code_url = code_endpoint(&app, "+15554443232").await;
     let out = browse(
         &app,
@@ -243,7 +239,7 @@ async fn password_and_sms_sign_in_then_a_remembered_device_in_chromium() {
 async fn a_recovery_code_signs_in_once_in_chromium() {
     let app = spawn_app().await;
     let codes = with_sms(&app, "+15554443232").await;
-    let client_id = client(&app, "whenEnrolled").await;
+    let client_id = client(&app, "Enabled").await;
     let env = |code: &str| {
         vec![
             ("AUTHORIZE", authorize(&client_id)),

@@ -25,17 +25,21 @@ fn claims(jwt: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(jwt.split('.').nth(1).unwrap()).unwrap()).unwrap()
 }
 
+/// FusionAuth's application body: an OAuth client for the sample app's callback.
+pub fn application(public: bool, login_policy: &str) -> Value {
+    let auth = if public { "NotRequiredWhenUsingPKCE" } else { "Required" };
+    json!({"application": {
+        "name": "Sample app",
+        "oauthConfiguration": {"authorizedRedirectURLs": [CB], "clientAuthenticationPolicy": auth},
+        "multiFactorConfiguration": {"loginPolicy": login_policy},
+    }})
+}
+
 async fn client(app: &TestApp, public: bool, policy: &str) -> (String, Option<String>) {
     let id = app.state.identity.default_application().id.to_string();
-    let r = app
-        .admin(
-            Method::PUT,
-            &format!("/api/application/{id}/oauth"),
-            Some(json!({"redirectURIs": [CB], "public": public, "mfaPolicy": policy})),
-        )
-        .await;
+    let r = app.admin(Method::PUT, &format!("/api/application/{id}"), Some(application(public, policy))).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    (id, r.json["clientSecret"].as_str().map(str::to_owned))
+    (id, r.json["application"]["oauthConfiguration"]["clientSecret"].as_str().map(str::to_owned))
 }
 
 fn authorize_url(client_id: &str, extra: &str) -> String {
@@ -107,7 +111,7 @@ async fn discovery_describes_the_provider() {
 async fn the_code_flow_with_pkce_signs_in_refreshes_and_logs_out() {
     let app = spawn_app().await;
     app.create_user("ann@example.com", "correct horse").await;
-    let (client_id, _) = client(&app, true, "whenEnrolled").await;
+    let (client_id, _) = client(&app, true, "Enabled").await;
     let mut b = Browser::new(&app);
     let code = sign_in(&mut b, &client_id, "", None).await;
 
@@ -183,7 +187,7 @@ async fn the_code_flow_with_pkce_signs_in_refreshes_and_logs_out() {
 async fn bad_requests_get_the_errors_rfc6749_and_rfc7636_name() {
     let app = spawn_app().await;
     app.create_user("ann@example.com", "correct horse").await;
-    let (client_id, secret) = client(&app, false, "never").await;
+    let (client_id, secret) = client(&app, false, "Disabled").await;
     let secret = secret.expect("a confidential client gets a secret");
     let mut b = Browser::new(&app);
 
@@ -242,7 +246,7 @@ async fn a_user_with_a_factor_passes_it_and_the_id_token_says_so() {
         .admin(Method::POST, &format!("/api/user/two-factor/{user}"), Some(json!({"method": "authenticator", "secretBase32Encoded": tessera_core::base32::encode(&secret), "code": totp(step)})))
         .await;
     assert_eq!(r.status, 200);
-    let (client_id, _) = client(&app, true, "whenEnrolled").await;
+    let (client_id, _) = client(&app, true, "Enabled").await;
     let mut b = Browser::new(&app);
     let code =
         sign_in(&mut b, &client_id, &format!("&acr_values={}", "urn%3Atessera%3Amfa"), Some(totp(step + 1))).await;
@@ -266,7 +270,7 @@ async fn a_user_with_a_factor_passes_it_and_the_id_token_says_so() {
 async fn max_age_idle_sessions_and_required_factors() {
     let app = spawn_app().await;
     app.create_user("ann@example.com", "correct horse").await;
-    let (client_id, _) = client(&app, true, "whenEnrolled").await;
+    let (client_id, _) = client(&app, true, "Enabled").await;
     let mut b = Browser::new(&app);
     sign_in(&mut b, &client_id, "", None).await;
 
@@ -292,7 +296,7 @@ async fn max_age_idle_sessions_and_required_factors() {
     assert!(old.location.unwrap().starts_with("/login"), "12 hours after sign-in the session is over");
 
     // `always` with no factor enrolled: enrollment, not a sign-in loop.
-    let (client_id, _) = client(&app, true, "always").await;
+    let (client_id, _) = client(&app, true, "Required").await;
     let first = b.get(&authorize_url(&client_id, "")).await;
     let login = b.get(first.location.as_deref().unwrap()).await;
     let csrf = field(&login.text, "csrf");
@@ -374,7 +378,7 @@ fn python_with_authlib() -> std::path::PathBuf {
 async fn a_real_openid_connect_client_library_completes_the_flow() {
     let app = spawn_app().await;
     app.create_user("ann@example.com", "correct horse").await;
-    let (client_id, _) = client(&app, true, "whenEnrolled").await;
+    let (client_id, _) = client(&app, true, "Enabled").await;
     let python = tokio::task::spawn_blocking(python_with_authlib).await.unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/oidc_client.py");
     let server_now = tessera_server::clock::Clock::now(app.clock.as_ref()).seconds().to_string();

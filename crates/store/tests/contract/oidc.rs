@@ -1,8 +1,8 @@
 use std::time::Duration;
 
-use tessera_core::ids::ApplicationId;
+use tessera_core::ids::{ApplicationId, TenantId};
 use tessera_core::oidc::{AuthCode, BrowserSession, MfaPolicy, OAuthClient};
-use tessera_core::store::{OidcStore, UserStore};
+use tessera_core::store::{Application, ApplicationStore, OidcStore, UserStore};
 
 use crate::support::*;
 
@@ -19,9 +19,15 @@ contract!(oauth_clients_codes_and_sessions, |c| {
         Some(MfaPolicy::WhenEnrolled),
         "the default"
     );
-    assert!(c.store.set_oauth_client(&client).await.unwrap());
+    let app = c.store.get_application(c.app).await.unwrap().unwrap();
+    let renamed = Application { name: "Renamed".into(), ..app.clone() };
+    assert!(c.store.update_application(&renamed, &client).await.unwrap());
     assert_eq!(c.store.oauth_client(c.app).await.unwrap(), Some(client.clone()));
-    assert!(!c.store.set_oauth_client(&OAuthClient { id: ApplicationId::random(), ..client }).await.unwrap());
+    assert_eq!(c.store.get_application(c.app).await.unwrap().map(|a| a.name), Some("Renamed".into()));
+    let stranger = Application { id: ApplicationId::random(), ..app.clone() };
+    assert!(!c.store.update_application(&stranger, &OAuthClient { id: stranger.id, ..client.clone() }).await.unwrap());
+    let other_tenant = Application { tenant_id: TenantId::random(), ..renamed.clone() };
+    assert!(!c.store.update_application(&other_tenant, &client).await.unwrap(), "only within its tenant");
 
     let u = user(c.tenant, "a@example.com");
     c.store.insert_user(&u).await.unwrap();
@@ -55,4 +61,26 @@ contract!(oauth_clients_codes_and_sessions, |c| {
     assert_eq!(c.store.session("sd").await.unwrap().unwrap().last_seen, T0.plus(Duration::from_secs(5)));
     assert!(c.store.delete_session("sd").await.unwrap());
     assert_eq!(c.store.session("sd").await.unwrap(), None);
+});
+
+contract!(applications_are_created_once_and_listed_with_their_clients, |c| {
+    let id = ApplicationId::random();
+    let app =
+        Application { id, tenant_id: c.tenant, name: "Second".into(), created_at: T0.plus(Duration::from_secs(1)) };
+    let client = OAuthClient {
+        id,
+        tenant_id: c.tenant,
+        secret_digest: None,
+        redirect_uris: vec!["https://spa.example.com/cb".into(), "http://localhost:3000/cb".into()],
+        mfa_policy: MfaPolicy::Never,
+    };
+    assert!(c.store.insert_application(&app, &client).await.unwrap());
+    let again = Application { name: "Duplicate".into(), ..app.clone() };
+    assert!(!c.store.insert_application(&again, &client).await.unwrap(), "an id is created once");
+    assert_eq!(c.store.get_application(id).await.unwrap(), Some(app.clone()), "nothing overwritten");
+    let all = c.store.applications(c.tenant).await.unwrap();
+    assert_eq!(all.len(), 2, "the bootstrap application and this one");
+    assert_eq!(all[0].0.id, c.app, "oldest first");
+    assert_eq!(all[1], (app, client));
+    assert!(c.store.applications(TenantId::random()).await.unwrap().is_empty());
 });

@@ -1,0 +1,147 @@
+//! Applications (admin): each is an OAuth client with exact redirect URIs, a hashed
+//! secret unless it is public, and a second-factor policy.
+
+use super::Identity;
+use crate::apikey::Admin;
+use crate::ids::ApplicationId;
+use crate::oidc::{MfaPolicy, OAuthClient};
+use crate::secret::Secret;
+use crate::store::Application;
+use crate::validation::ValidationErrors;
+use crate::{CoreError, Timestamp, random};
+
+/// Shortest client secret accepted from an admin (one moved from another server);
+/// FusionAuth's own are 43 characters.
+const MIN_GIVEN_SECRET: usize = 32;
+
+/// What an admin sets on an application.
+#[derive(Clone, Debug)]
+pub struct ApplicationInput {
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    /// No secret: a single-page or native app, which must use PKCE.
+    pub public: bool,
+    pub mfa_policy: MfaPolicy,
+    /// A secret to keep, so clients moved from another server work unchanged; without
+    /// one, a confidential client that has none gets a new one.
+    pub client_secret: Option<Secret>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ApplicationRecord {
+    pub application: Application,
+    pub client: OAuthClient,
+}
+
+/// An application as saved, and its secret when one was just made (shown only then).
+pub type Saved = (ApplicationRecord, Option<Secret>);
+
+fn validate(input: &ApplicationInput) -> Result<(), ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    if input.name.trim().is_empty() {
+        errors.add("application.name", "blank", "The application needs a [name].");
+    }
+    let field = "application.oauthConfiguration.authorizedRedirectURLs";
+    for uri in &input.redirect_uris {
+        if let Err(why) = crate::oidc::check_redirect_uri(uri) {
+            errors.add(field, "invalid", format!("The redirect URL {uri:?} {why}."));
+        }
+    }
+    if let Some(s) = &input.client_secret {
+        let field = "application.oauthConfiguration.clientSecret";
+        if input.public {
+            errors.add(field, "notAllowed", "A public client (no client authentication) has no [clientSecret].");
+        } else if s.expose().chars().count() < MIN_GIVEN_SECRET {
+            errors.add(
+                field,
+                "tooShort",
+                format!("The [clientSecret] must be at least {MIN_GIVEN_SECRET} characters."),
+            );
+        }
+    }
+    errors.into_result(|| ())
+}
+
+impl Identity {
+    /// The secret digest to store and the secret to show: none for a public client, the
+    /// given one, the one it had, or a new one.
+    fn client_secret(
+        input: &ApplicationInput,
+        had: Option<&str>,
+    ) -> Result<(Option<String>, Option<Secret>), CoreError> {
+        if input.public {
+            return Ok((None, None));
+        }
+        if let Some(given) = &input.client_secret {
+            return Ok((Some(given.digest()), None));
+        }
+        if let Some(digest) = had {
+            return Ok((Some(digest.to_owned()), None));
+        }
+        let made = Secret::new(random::token(32)?);
+        Ok((Some(made.digest()), Some(made)))
+    }
+
+    pub async fn create_application(
+        &self,
+        admin: &Admin,
+        id: Option<ApplicationId>,
+        input: ApplicationInput,
+        now: Timestamp,
+    ) -> Result<Saved, CoreError> {
+        validate(&input)?;
+        let id = id.unwrap_or_else(ApplicationId::random);
+        let (secret_digest, shown) = Self::client_secret(&input, None)?;
+        let application =
+            Application { id, tenant_id: admin.tenant_id, name: input.name.trim().to_owned(), created_at: now };
+        let client = OAuthClient {
+            id,
+            tenant_id: admin.tenant_id,
+            secret_digest,
+            redirect_uris: input.redirect_uris,
+            mfa_policy: input.mfa_policy,
+        };
+        if !self.store.insert_application(&application, &client).await? {
+            let msg = "An application with this [applicationId] already exists.";
+            return Err(ValidationErrors::field("applicationId", "duplicate", msg).into());
+        }
+        Ok((ApplicationRecord { application, client }, shown))
+    }
+
+    /// Replaces the application's settings (FusionAuth's PUT). A confidential client
+    /// keeps its secret unless a new one is given.
+    pub async fn update_application(
+        &self,
+        admin: &Admin,
+        id: ApplicationId,
+        input: ApplicationInput,
+    ) -> Result<Saved, CoreError> {
+        validate(&input)?;
+        let existing = self.application(admin, id).await?.ok_or(CoreError::NotFound)?;
+        let (secret_digest, shown) = Self::client_secret(&input, existing.client.secret_digest.as_deref())?;
+        let application = Application { name: input.name.trim().to_owned(), ..existing.application };
+        let client = OAuthClient {
+            secret_digest,
+            redirect_uris: input.redirect_uris,
+            mfa_policy: input.mfa_policy,
+            ..existing.client
+        };
+        if !self.store.update_application(&application, &client).await? {
+            return Err(CoreError::NotFound);
+        }
+        Ok((ApplicationRecord { application, client }, shown))
+    }
+
+    pub async fn application(&self, admin: &Admin, id: ApplicationId) -> Result<Option<ApplicationRecord>, CoreError> {
+        let Some(application) = self.store.get_application(id).await?.filter(|a| a.tenant_id == admin.tenant_id) else {
+            return Ok(None);
+        };
+        let client = self.store.oauth_client(id).await?.ok_or(CoreError::NotFound)?;
+        Ok(Some(ApplicationRecord { application, client }))
+    }
+
+    pub async fn applications(&self, admin: &Admin) -> Result<Vec<ApplicationRecord>, CoreError> {
+        let all = self.store.applications(admin.tenant_id).await?;
+        Ok(all.into_iter().map(|(application, client)| ApplicationRecord { application, client }).collect())
+    }
+}

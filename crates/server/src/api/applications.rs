@@ -1,0 +1,195 @@
+//! FusionAuth's Application API, for the parts Tessera has: the name, the OAuth
+//! configuration (exact redirect URLs, client authentication, PKCE) and the second-factor
+//! login policy. Client secrets are stored hashed, so one is in an answer only when it
+//! was just made.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tessera_core::ids::ApplicationId;
+use tessera_core::oidc::MfaPolicy;
+use tessera_core::secret::Secret;
+use tessera_core::service::{ApplicationInput, ApplicationRecord};
+use tessera_core::validation::ValidationErrors;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{AdminAuth, ApiJson};
+
+#[derive(Deserialize)]
+pub struct Body {
+    application: ApplicationBody,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApplicationBody {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    oauth_configuration: OAuthBody,
+    #[serde(default)]
+    multi_factor_configuration: MultiFactorBody,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct OAuthBody {
+    #[serde(rename = "authorizedRedirectURLs", default)]
+    authorized_redirect_urls: Vec<String>,
+    client_authentication_policy: Option<String>,
+    proof_key_for_code_exchange_policy: Option<String>,
+    client_secret: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct MultiFactorBody {
+    login_policy: Option<String>,
+}
+
+const CLIENT_AUTH: &str = "application.oauthConfiguration.clientAuthenticationPolicy";
+const PKCE: &str = "application.oauthConfiguration.proofKeyForCodeExchangePolicy";
+const LOGIN_POLICY: &str = "application.multiFactorConfiguration.loginPolicy";
+
+/// FusionAuth's `loginPolicy`: Disabled, Enabled (when the user has a factor), Required
+/// (users without one enroll at their next sign-in).
+fn login_policy(p: MfaPolicy) -> &'static str {
+    match p {
+        MfaPolicy::Never => "Disabled",
+        MfaPolicy::WhenEnrolled => "Enabled",
+        MfaPolicy::Always => "Required",
+    }
+}
+
+impl ApplicationBody {
+    /// The wire body as the domain's input. A client without authentication must use
+    /// PKCE here (`NotRequired` means the same as `NotRequiredWhenUsingPKCE`); PKCE cannot
+    /// be demanded of clients with a secret, so asking for it is refused, not ignored.
+    fn into_input(self) -> Result<ApplicationInput, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        let o = self.oauth_configuration;
+        let public = match o.client_authentication_policy.as_deref().unwrap_or("Required") {
+            "Required" => false,
+            "NotRequired" | "NotRequiredWhenUsingPKCE" => true,
+            _ => {
+                let msg = "The [clientAuthenticationPolicy] must be Required, NotRequired or NotRequiredWhenUsingPKCE.";
+                errors.add(CLIENT_AUTH, "invalid", msg);
+                false
+            }
+        };
+        match (public, o.proof_key_for_code_exchange_policy.as_deref()) {
+            (_, None) | (true, Some("Required")) => {}
+            (false, Some("NotRequired" | "NotRequiredWhenUsingClientAuthentication")) => {}
+            (true, Some(_)) => errors.add(PKCE, "invalid", "Clients without a secret must use PKCE: use Required."),
+            (false, Some(_)) => errors.add(
+                PKCE,
+                "notSupported",
+                "PKCE is required of clients without a secret and optional for clients with one; \
+                 use NotRequired or NotRequiredWhenUsingClientAuthentication.",
+            ),
+        }
+        let mfa_policy = match self.multi_factor_configuration.login_policy.as_deref().unwrap_or("Enabled") {
+            "Disabled" => MfaPolicy::Never,
+            "Enabled" => MfaPolicy::WhenEnrolled,
+            "Required" => MfaPolicy::Always,
+            _ => {
+                errors.add(LOGIN_POLICY, "invalid", "The [loginPolicy] must be Disabled, Enabled or Required.");
+                MfaPolicy::WhenEnrolled
+            }
+        };
+        errors.into_result(|| ApplicationInput {
+            name: self.name,
+            redirect_uris: o.authorized_redirect_urls,
+            public,
+            mfa_policy,
+            client_secret: o.client_secret.map(Secret::new),
+        })
+    }
+}
+
+fn wire(r: &ApplicationRecord, secret: Option<&Secret>) -> Value {
+    let (a, c) = (&r.application, &r.client);
+    let public = c.secret_digest.is_none();
+    let mut oauth = json!({
+        "clientId": c.id.to_string(),
+        "authorizedRedirectURLs": c.redirect_uris,
+        "clientAuthenticationPolicy": if public { "NotRequiredWhenUsingPKCE" } else { "Required" },
+        "proofKeyForCodeExchangePolicy": if public { "Required" } else { "NotRequired" },
+        "enabledGrants": ["authorization_code", "refresh_token"],
+    });
+    if let Some(s) = secret {
+        oauth["clientSecret"] = json!(s.expose());
+    }
+    json!({
+        "id": a.id.to_string(),
+        "tenantId": a.tenant_id.to_string(),
+        "name": a.name,
+        "active": true,
+        "insertInstant": a.created_at.millis(),
+        "oauthConfiguration": oauth,
+        "multiFactorConfiguration": {"loginPolicy": login_policy(c.mfa_policy)},
+    })
+}
+
+fn one((record, secret): (ApplicationRecord, Option<Secret>)) -> Json<Value> {
+    Json(json!({"application": wire(&record, secret.as_ref())}))
+}
+
+fn path_id(id: &str) -> Result<ApplicationId, ApiError> {
+    id.parse().map_err(|_| ApiError::NotFound)
+}
+
+/// `POST /api/application`: a new application with a generated id.
+pub async fn create(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    ApiJson(b): ApiJson<Body>,
+) -> Result<Json<Value>, ApiError> {
+    let input = b.application.into_input().map_err(ApiError::Invalid)?;
+    Ok(one(s.identity.create_application(&admin, None, input, s.clock.now()).await?))
+}
+
+/// `POST /api/application/{id}`: a new application with the caller's id.
+pub async fn create_with_id(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<Body>,
+) -> Result<Json<Value>, ApiError> {
+    let id = id.parse().map_err(|_| {
+        ApiError::Invalid(ValidationErrors::field("applicationId", "invalid", "The [applicationId] must be a UUID."))
+    })?;
+    let input = b.application.into_input().map_err(ApiError::Invalid)?;
+    Ok(one(s.identity.create_application(&admin, Some(id), input, s.clock.now()).await?))
+}
+
+/// `PUT /api/application/{id}`: replaces the settings; a secret is kept unless a new one
+/// is given.
+pub async fn update(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<Body>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id)?;
+    let input = b.application.into_input().map_err(ApiError::Invalid)?;
+    Ok(one(s.identity.update_application(&admin, id, input).await?))
+}
+
+/// `GET /api/application/{id}`.
+pub async fn get(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = s.identity.application(&admin, path_id(&id)?).await?.ok_or(ApiError::NotFound)?;
+    Ok(one((record, None)))
+}
+
+/// `GET /api/application`: every application of the tenant.
+pub async fn list(State(s): State<AppState>, AdminAuth(admin): AdminAuth) -> Result<Json<Value>, ApiError> {
+    let all: Vec<Value> = s.identity.applications(&admin).await?.iter().map(|r| wire(r, None)).collect();
+    Ok(Json(json!({"applications": all})))
+}

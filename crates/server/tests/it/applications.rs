@@ -1,0 +1,173 @@
+//! FusionAuth's Application API: applications as OAuth clients with hashed secrets,
+//! exact redirect URLs and a second-factor login policy.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tessera_testkit::{TestApp, spawn_app};
+
+fn body(name: &str, auth: &str, login_policy: &str) -> Value {
+    json!({"application": {
+        "name": name,
+        "oauthConfiguration": {
+            "authorizedRedirectURLs": ["https://app.example.com/callback"],
+            "clientAuthenticationPolicy": auth,
+        },
+        "multiFactorConfiguration": {"loginPolicy": login_policy},
+    }})
+}
+
+/// What `/oauth2/token` thinks of these client credentials: a made-up refresh token
+/// is `invalid_grant` for a client that authenticated and `invalid_client` otherwise.
+async fn client_authenticates(app: &TestApp, id: &str, secret: &str) -> bool {
+    let r = app
+        .send(
+            app.client
+                .post(app.url("/oauth2/token"))
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "refresh_token"), ("refresh_token", "not-a-real-token")]),
+        )
+        .await;
+    match r.json["error"].as_str() {
+        Some("invalid_grant") => true,
+        Some("invalid_client") => false,
+        other => panic!("unexpected {other:?}: {}", r.text),
+    }
+}
+
+#[tokio::test]
+async fn an_application_is_created_with_a_secret_shown_once() {
+    let app = spawn_app().await;
+    let r = app.admin(Method::POST, "/api/application", Some(body("Billing", "Required", "Required"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let a = &r.json["application"];
+    let id = a["id"].as_str().unwrap().to_owned();
+    assert_eq!(a["name"], "Billing");
+    assert_eq!(a["oauthConfiguration"]["clientId"], id.as_str());
+    assert_eq!(a["oauthConfiguration"]["authorizedRedirectURLs"], json!(["https://app.example.com/callback"]));
+    assert_eq!(a["oauthConfiguration"]["clientAuthenticationPolicy"], "Required");
+    assert_eq!(a["multiFactorConfiguration"]["loginPolicy"], "Required");
+    let secret = a["oauthConfiguration"]["clientSecret"].as_str().expect("shown when made").to_owned();
+    assert!(secret.len() >= 43, "{secret}");
+
+    let stored = app.state.store.oauth_client(id.parse().unwrap()).await.unwrap().unwrap();
+    assert_ne!(stored.secret_digest.as_deref(), Some(secret.as_str()), "kept hashed");
+    assert_eq!(stored.mfa_policy, tessera_core::oidc::MfaPolicy::Always);
+    assert!(client_authenticates(&app, &id, &secret).await);
+    assert!(!client_authenticates(&app, &id, "wrong-secret").await);
+
+    let got = app.admin(Method::GET, &format!("/api/application/{id}"), None).await;
+    assert_eq!(got.status, 200);
+    assert!(got.json["application"]["oauthConfiguration"].get("clientSecret").is_none(), "never shown again");
+    let all = app.admin(Method::GET, "/api/application", None).await;
+    let names: Vec<&str> =
+        all.json["applications"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(names[1], "Billing", "the bootstrap application comes first");
+
+    let anonymous = app.send(app.client.get(app.url("/api/application"))).await;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(app.admin(Method::GET, &format!("/api/application/{}", uuid::Uuid::new_v4()), None).await.status, 404);
+}
+
+#[tokio::test]
+async fn a_moved_client_keeps_its_id_and_secret() {
+    let app = spawn_app().await;
+    let id = "3c219e58-ed0e-4b18-ad48-f4f92793ae32";
+    let secret = "GRiX6hQq2VcGFfO7RvRu3bBXptkVKKuCDE0cGMG1T6w";
+    let mut b = body("Moved", "Required", "Enabled");
+    b["application"]["oauthConfiguration"]["clientSecret"] = json!(secret);
+    let r = app.admin(Method::POST, &format!("/api/application/{id}"), Some(b.clone())).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["application"]["id"], id);
+    assert!(r.json["application"]["oauthConfiguration"].get("clientSecret").is_none(), "the caller knows it");
+    assert!(client_authenticates(&app, id, secret).await, "the old secret works unchanged");
+
+    b["application"]["name"] = json!("Other");
+    let again = app.admin(Method::POST, &format!("/api/application/{id}"), Some(b)).await;
+    assert_eq!(again.status, 400);
+    assert_eq!(again.json["fieldErrors"]["applicationId"][0]["code"], "[duplicate]applicationId");
+    let kept = app.admin(Method::GET, &format!("/api/application/{id}"), None).await;
+    assert_eq!(kept.json["application"]["name"], "Moved", "nothing overwritten");
+    let bad_id = app.admin(Method::POST, "/api/application/not-a-uuid", Some(body("X", "Required", "Enabled"))).await;
+    assert_eq!(bad_id.json["fieldErrors"]["applicationId"][0]["code"], "[invalid]applicationId");
+}
+
+#[tokio::test]
+async fn bad_settings_are_refused_by_field_and_nothing_is_written() {
+    let app = spawn_app().await;
+    let mut b = body("  ", "Sometimes", "Often");
+    b["application"]["oauthConfiguration"]["authorizedRedirectURLs"] =
+        json!(["https://app.example.com/cb#frag", "/relative", "https://ok.example.com/cb"]);
+    let r = app.admin(Method::POST, "/api/application", Some(b)).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let f = &r.json["fieldErrors"];
+    assert_eq!(
+        f["application.oauthConfiguration.clientAuthenticationPolicy"][0]["code"],
+        "[invalid]application.oauthConfiguration.clientAuthenticationPolicy"
+    );
+    assert_eq!(
+        f["application.multiFactorConfiguration.loginPolicy"][0]["code"],
+        "[invalid]application.multiFactorConfiguration.loginPolicy"
+    );
+
+    let mut b = body("  ", "Required", "Enabled");
+    b["application"]["oauthConfiguration"]["authorizedRedirectURLs"] =
+        json!(["https://app.example.com/cb#frag", "/relative", "https://ok.example.com/cb"]);
+    b["application"]["oauthConfiguration"]["clientSecret"] = json!("short");
+    let r = app.admin(Method::POST, "/api/application", Some(b)).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let f = &r.json["fieldErrors"];
+    assert_eq!(f["application.name"][0]["code"], "[blank]application.name");
+    let uris = f["application.oauthConfiguration.authorizedRedirectURLs"].as_array().unwrap();
+    assert_eq!(uris.len(), 2, "one error per bad URL: {uris:?}");
+    assert!(uris[0]["message"].as_str().unwrap().contains("fragment"), "{uris:?}");
+    assert_eq!(
+        f["application.oauthConfiguration.clientSecret"][0]["code"],
+        "[tooShort]application.oauthConfiguration.clientSecret"
+    );
+
+    let mut pkce = body("PKCE", "Required", "Enabled");
+    pkce["application"]["oauthConfiguration"]["proofKeyForCodeExchangePolicy"] = json!("Required");
+    let r = app.admin(Method::POST, "/api/application", Some(pkce)).await;
+    assert_eq!(
+        r.json["fieldErrors"]["application.oauthConfiguration.proofKeyForCodeExchangePolicy"][0]["code"],
+        "[notSupported]application.oauthConfiguration.proofKeyForCodeExchangePolicy",
+        "refused rather than silently not enforced"
+    );
+    let all = app.admin(Method::GET, "/api/application", None).await;
+    assert_eq!(all.json["applications"].as_array().unwrap().len(), 1, "only the bootstrap application");
+}
+
+#[tokio::test]
+async fn an_update_replaces_the_settings_and_keeps_or_drops_the_secret() {
+    let app = spawn_app().await;
+    let r = app.admin(Method::POST, "/api/application", Some(body("Web", "Required", "Enabled"))).await;
+    let id = r.json["application"]["id"].as_str().unwrap().to_owned();
+    let secret = r.json["application"]["oauthConfiguration"]["clientSecret"].as_str().unwrap().to_owned();
+
+    let renamed =
+        app.admin(Method::PUT, &format!("/api/application/{id}"), Some(body("Web 2", "Required", "Disabled"))).await;
+    assert_eq!(renamed.status, 200, "{}", renamed.text);
+    assert_eq!(renamed.json["application"]["name"], "Web 2");
+    assert_eq!(renamed.json["application"]["multiFactorConfiguration"]["loginPolicy"], "Disabled");
+    assert!(renamed.json["application"]["oauthConfiguration"].get("clientSecret").is_none());
+    assert!(client_authenticates(&app, &id, &secret).await, "the secret is kept");
+
+    let public =
+        app.admin(Method::PUT, &format!("/api/application/{id}"), Some(body("SPA", "NotRequired", "Enabled"))).await;
+    assert_eq!(public.status, 200, "{}", public.text);
+    let o = &public.json["application"]["oauthConfiguration"];
+    assert_eq!(o["clientAuthenticationPolicy"], "NotRequiredWhenUsingPKCE", "PKCE stands in for the secret");
+    assert_eq!(o["proofKeyForCodeExchangePolicy"], "Required");
+    let stored = app.state.store.oauth_client(id.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(stored.secret_digest, None, "a public client has no secret");
+
+    let missing = app
+        .admin(
+            Method::PUT,
+            &format!("/api/application/{}", uuid::Uuid::new_v4()),
+            Some(body("X", "Required", "Enabled")),
+        )
+        .await;
+    assert_eq!(missing.status, 404);
+}

@@ -1,0 +1,97 @@
+//! Applications and their OAuth client settings (one row each).
+
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use tessera_core::ids::{ApplicationId, TenantId};
+use tessera_core::oidc::{MfaPolicy, OAuthClient};
+use tessera_core::store::{Application, ApplicationStore, StoreResult};
+
+use crate::oidc::text_list;
+use crate::queries::SqlStore;
+use crate::rows::{self, corrupt, get};
+use crate::unavailable;
+
+pub(crate) const COLUMNS: &str = "id, tenant_id, name, created_at, client_secret_digest, redirect_uris, mfa_policy";
+
+pub(crate) fn client(row: &AnyRow) -> StoreResult<OAuthClient> {
+    Ok(OAuthClient {
+        id: get::<String>(row, "id")?.parse().map_err(|_| corrupt("application id"))?,
+        tenant_id: get::<String>(row, "tenant_id")?.parse().map_err(|_| corrupt("tenant id"))?,
+        secret_digest: get(row, "client_secret_digest")?,
+        redirect_uris: crate::oidc::list(row, "redirect_uris")?,
+        mfa_policy: MfaPolicy::parse(&get::<String>(row, "mfa_policy")?).ok_or_else(|| corrupt("mfa policy"))?,
+    })
+}
+
+#[async_trait]
+impl ApplicationStore for SqlStore {
+    async fn get_application(&self, id: ApplicationId) -> StoreResult<Option<Application>> {
+        sqlx::query("SELECT id, tenant_id, name, created_at FROM applications WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .map(|r| rows::application(&r))
+            .transpose()
+    }
+
+    async fn default_application(&self, tenant: TenantId) -> StoreResult<Option<Application>> {
+        sqlx::query(
+            "SELECT id, tenant_id, name, created_at FROM applications WHERE tenant_id = $1 \
+             ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(tenant.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .map(|r| rows::application(&r))
+        .transpose()
+    }
+
+    async fn insert_application(&self, app: &Application, c: &OAuthClient) -> StoreResult<bool> {
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO applications ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING"
+        )))
+        .bind(app.id.to_string())
+        .bind(app.tenant_id.to_string())
+        .bind(app.name.clone())
+        .bind(app.created_at.millis())
+        .bind(c.secret_digest.clone())
+        .bind(text_list(&c.redirect_uris))
+        .bind(c.mfa_policy.as_str().to_owned())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn update_application(&self, app: &Application, c: &OAuthClient) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE applications SET name = $3, client_secret_digest = $4, redirect_uris = $5, mfa_policy = $6 \
+             WHERE id = $1 AND tenant_id = $2",
+        )
+        .bind(app.id.to_string())
+        .bind(app.tenant_id.to_string())
+        .bind(app.name.clone())
+        .bind(c.secret_digest.clone())
+        .bind(text_list(&c.redirect_uris))
+        .bind(c.mfa_policy.as_str().to_owned())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn applications(&self, tenant: TenantId) -> StoreResult<Vec<(Application, OAuthClient)>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM applications WHERE tenant_id = $1 ORDER BY created_at, id"
+        )))
+        .bind(tenant.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|r| Ok((rows::application(r)?, client(r)?)))
+        .collect()
+    }
+}
