@@ -277,6 +277,20 @@ impl TokenIssuer {
     /// Checks signature, issuer and expiry (against `now`, not the wall clock) and
     /// returns the claims as sent.
     pub fn validate(&self, token: &str, now: Timestamp) -> Result<Value, TokenError> {
+        let claims = self.signed_claims(token)?;
+        if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
+            return Err(TokenError::WrongIssuer);
+        }
+        match claims.get("exp").and_then(Value::as_i64) {
+            Some(exp) if exp > now.seconds() => Ok(claims),
+            _ => Err(TokenError::Expired),
+        }
+    }
+
+    /// Checks the signature only: for an `id_token_hint`, which names who signs out and
+    /// may well have expired (OpenID Connect RP-Initiated Logout §2). ID tokens carry the
+    /// OpenID issuer URL, not the API tokens' `iss`; our signature is what matters here.
+    pub fn signed_claims(&self, token: &str) -> Result<Value, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
         let (alg, key) = self.verifiers.get(&kid).ok_or(TokenError::UnknownKey)?;
@@ -292,13 +306,7 @@ impl TokenIssuer {
             _ => TokenError::Malformed,
         })?;
         let claims = data.claims;
-        if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
-            return Err(TokenError::WrongIssuer);
-        }
-        match claims.get("exp").and_then(Value::as_i64) {
-            Some(exp) if exp > now.seconds() => Ok(claims),
-            _ => Err(TokenError::Expired),
-        }
+        Ok(claims)
     }
 }
 

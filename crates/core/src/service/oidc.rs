@@ -49,6 +49,29 @@ pub struct TokenResponse {
 }
 
 impl Identity {
+    /// `/oauth2/logout`: where to send the browser afterwards, if anywhere. The client is
+    /// named by `client_id` or by the audience of an `id_token_hint` we signed (expired
+    /// hints count; a hint for another client than `client_id` voids both), and the
+    /// address must be one of its registered redirect URIs.
+    pub async fn post_logout_redirect(&self, params: &HashMap<String, String>) -> Result<Option<String>, CoreError> {
+        let Some(uri) = params.get("post_logout_redirect_uri") else { return Ok(None) };
+        let hinted = match params.get("id_token_hint") {
+            Some(hint) => match self.tokens.signed_claims(hint) {
+                Ok(claims) => claims.get("aud").and_then(Value::as_str).map(str::to_owned),
+                Err(_) => return Ok(None),
+            },
+            None => None,
+        };
+        let client_id = match (params.get("client_id"), hinted) {
+            (Some(named), Some(hinted)) if *named != hinted => return Ok(None),
+            (Some(named), _) => named.clone(),
+            (None, Some(hinted)) => hinted,
+            (None, None) => return Ok(None),
+        };
+        let client = self.oauth_client(&client_id).await?;
+        Ok(client.filter(|c| c.redirect_uris.contains(uri)).map(|_| uri.clone()))
+    }
+
     pub async fn oauth_client(&self, id: &str) -> Result<Option<OAuthClient>, CoreError> {
         match id.parse() {
             Ok(id) => Ok(self.store.oauth_client(id).await?),

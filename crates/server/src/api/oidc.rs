@@ -211,14 +211,7 @@ pub async fn logout(
     if let Some(c) = cookies.session(&headers) {
         s.identity.end_browser_session(&c).await?;
     }
-    let back = match (params.get("post_logout_redirect_uri"), params.get("client_id")) {
-        (Some(uri), Some(id)) => {
-            let client = s.identity.oauth_client(id).await?;
-            client.filter(|c| c.redirect_uris.contains(uri)).map(|_| uri.clone())
-        }
-        _ => None,
-    };
-    let mut response = match back {
+    let mut response = match s.identity.post_logout_redirect(&params).await? {
         Some(uri) => {
             let q: Vec<(&str, &str)> = params.get("state").map(|st| vec![("state", st.as_str())]).unwrap_or_default();
             see_other(&if q.is_empty() { uri } else { with_query(&uri, &q) })

@@ -181,6 +181,22 @@ async fn the_code_flow_with_pkce_signs_in_refreshes_and_logs_out() {
         ))
         .await;
     assert_eq!(elsewhere.status, 200, "an unregistered address is not followed");
+
+    // An id_token_hint names the client instead of client_id, even once expired; a
+    // forged hint, or one for another client than client_id, is not followed.
+    let id_token = t.json["id_token"].as_str().unwrap();
+    app.clock.advance(Duration::from_secs(24 * 3600));
+    let back = "post_logout_redirect_uri=https%3A%2F%2Fapp.example.com%2Fcallback";
+    let hinted = b.get(&format!("/oauth2/logout?id_token_hint={id_token}&{back}")).await;
+    assert_eq!(hinted.location.as_deref(), Some(CB), "{}", hinted.text);
+    let (head, rest) = id_token.split_once('.').unwrap();
+    let (_, sig) = rest.split_once('.').unwrap();
+    let forged_claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&json!({"aud": client_id})).unwrap());
+    let forged = b.get(&format!("/oauth2/logout?id_token_hint={head}.{forged_claims}.{sig}&{back}")).await;
+    assert_eq!(forged.status, 200, "a forged hint is not followed");
+    let other = uuid::Uuid::new_v4();
+    let mismatched = b.get(&format!("/oauth2/logout?id_token_hint={id_token}&client_id={other}&{back}")).await;
+    assert_eq!(mismatched.status, 200, "a hint for another client voids the request");
 }
 
 #[tokio::test]
@@ -428,7 +444,16 @@ async fn a_real_openid_connect_client_library_completes_the_flow() {
         s("nonce"),
     ])
     .await;
-    assert_eq!(finished.trim_end(), "OK");
+    let (ok, logout) = finished.trim_end().split_once('\n').unwrap_or((finished.trim_end(), ""));
+    assert_eq!(ok, "OK", "{finished}");
+
+    // The logout URL the client made, followed by the browser that holds the session.
+    assert!(logout.starts_with(&format!("{}/oauth2/logout?id_token_hint=", app.base)), "{logout}");
+    let out = b.get(logout).await;
+    assert_eq!(out.status, 303, "{}", out.text);
+    assert_eq!(out.location.as_deref(), Some(format!("{CB}?state=bye").as_str()), "back to the app");
+    let again = b.get(started["url"].as_str().unwrap()).await;
+    assert!(again.location.unwrap().starts_with("/login?"), "the provider session is over");
 }
 
 #[tokio::test]

@@ -1,9 +1,10 @@
 """A real OpenID Connect client (authlib) against Tessera: builds the authorization URL
 with PKCE, and after the browser part (done by the Rust test), exchanges the code,
-validates the ID token against the JWKS, refreshes, and reads userinfo.
+validates the ID token against the JWKS, refreshes, reads userinfo, and makes the
+RP-initiated logout URL from the discovery document (authlib has no helper for it).
 
     oidc_client.py start ISSUER CLIENT_ID REDIRECT_URI            -> JSON {url, state, verifier, nonce}
-    oidc_client.py finish ISSUER CLIENT_ID REDIRECT_URI CALLBACK STATE VERIFIER NONCE -> OK
+    oidc_client.py finish ISSUER CLIENT_ID REDIRECT_URI CALLBACK STATE VERIFIER NONCE -> OK, then the logout URL
 """
 
 import json
@@ -11,6 +12,8 @@ import os
 import sys
 
 os.environ["AUTHLIB_INSECURE_TRANSPORT"] = "1"  # the test server speaks plain HTTP on loopback
+
+from urllib.parse import urlencode
 
 import requests
 from authlib.common.security import generate_token
@@ -65,3 +68,6 @@ info = session.get(meta["userinfo_endpoint"]).json()
 if info.get("sub") != claims["sub"] or info.get("email") != "ann@example.com":
     fail(f"userinfo {info!r}")
 print("OK")
+# Sign out at the provider, identified by the ID token, and come back to the app.
+print(meta["end_session_endpoint"] + "?" + urlencode(
+    {"id_token_hint": token["id_token"], "post_logout_redirect_uri": redirect_uri, "state": "bye"}))
