@@ -213,3 +213,67 @@ async fn a_theme_directory_replaces_the_layout_and_a_broken_one_stops_the_start(
     let e = tessera_server::prepare(&config, clock).await.err().expect("a broken theme stops the start").to_string();
     assert!(e.contains("login.html line 1"), "{e}");
 }
+
+#[tokio::test]
+async fn changing_factors_needs_a_sign_in_that_used_one() {
+    let app = spawn_app().await;
+    // Signed in with the password alone; then a factor is added behind the session's back.
+    let (mut b, csrf) = signed_in(&app).await;
+    let user = app.admin(Method::GET, "/api/user?loginId=ann@example.com", None).await.json["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secret = b"12345678901234567890".to_vec();
+    let now = tessera_server::clock::Clock::now(app.clock.as_ref());
+    let step = tessera_core::totp::step_at(now, 30);
+    let totp = |s: i64| tessera_core::totp::totp_at_step(&tessera_core::totp::TotpParams::default(), &secret, s);
+    let body = json!({"method": "authenticator", "secretBase32Encoded": tessera_core::base32::encode(&secret), "code": totp(step)});
+    let on = app.admin(Method::POST, &format!("/api/user/two-factor/{user}"), Some(body)).await;
+    assert_eq!(on.status, 200);
+
+    let codes = b.post("/account/recovery-codes", &[("csrf", &csrf)]).await;
+    assert_eq!(codes.status, 403, "a password alone mints no recovery codes: {}", codes.text);
+    assert!(codes.text.contains("Confirm it is you"));
+    assert_eq!(b.get("/login/enroll?return_to=%2Faccount").await.status, 403);
+    let phone = send_to(&mut b, &csrf, "US", "555 444 3232", "sms").await;
+    assert_eq!(phone.status, 403, "nor adds a phone");
+    assert!(app.state.console.sent().is_empty());
+
+    // Signing in again asks for the second step; then the same changes are allowed.
+    let second = b
+        .post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("return_to", "/account"),
+                ("login_id", "ann@example.com"),
+                ("password", "correct horse"),
+            ],
+        )
+        .await;
+    let challenge = field(&second.text, "challenge");
+    let done = b
+        .post(
+            "/login/two-factor",
+            &[("csrf", &csrf), ("return_to", "/account"), ("challenge", &challenge), ("code", &totp(step + 1))],
+        )
+        .await;
+    assert_eq!(done.location.as_deref(), Some("/account"));
+    let codes = b.post("/account/recovery-codes", &[("csrf", &csrf)]).await;
+    assert_eq!(codes.status, 200, "{}", codes.text);
+    assert_eq!(codes.text.matches("<li><code>").count(), 10);
+
+    // A second factor from the account page: no new recovery codes, the old ones stand.
+    let sent = send_to(&mut b, &csrf, "US", "555 444 3232", "sms").await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    let code = app.last_code_to("+15554443232").unwrap();
+    let added = b
+        .post(
+            "/login/enroll/phone/confirm",
+            &[("csrf", &csrf), ("return_to", "/account"), ("e164", "+15554443232"), ("code", &code)],
+        )
+        .await;
+    assert_eq!(added.status, 200, "{}", added.text);
+    assert!(added.text.contains("Second step added") && !added.text.contains("<code>"), "{}", added.text);
+    assert_eq!(methods(&app).await.len(), 2);
+}

@@ -17,8 +17,8 @@ use tessera_core::twofactor::mask_phone;
 
 use super::signin::code_minutes;
 use super::{
-    Cookies, Form, checked, current_session, display_name, error_page, factor_on, form_expired, regions, render,
-    safe_return, sign_in_expired, with_csrf,
+    Cookies, Form, checked, confirm_first, current_session, display_name, error_page, factor_on, form_expired,
+    may_manage_factors, regions, render, safe_return, sign_in_expired, with_csrf,
 };
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -80,6 +80,9 @@ pub async fn enroll_page(
         let ctx = minijinja::context! { title => "Sign in", csrf => &csrf, return_to, error => "Sign in first." };
         return Ok(with_csrf(render(&s, StatusCode::OK, "login.html", ctx), &cookies, &csrf));
     };
+    if !may_manage_factors(&s, &session).await? {
+        return Ok(confirm_first(&s));
+    }
     let page = enroll_view(&s, StatusCode::OK, &session, &csrf, &return_to, &headers, Filled::default()).await?;
     Ok(with_csrf(page, &cookies, &csrf))
 }
@@ -95,6 +98,9 @@ pub async fn enroll_submit(
     let Some((cookies, form)) = checked(&s, &headers, &body) else { return Ok(form_expired(&s)) };
     let return_to = form.return_to();
     let Some(session) = current_session(&s, &cookies, &headers).await? else { return Ok(sign_in_expired(&s)) };
+    if !may_manage_factors(&s, &session).await? {
+        return Ok(confirm_first(&s));
+    }
     let damaged = || error_page(&s, StatusCode::BAD_REQUEST, "The key was damaged. Reload the page and try again.");
     let Some(secret) = tessera_core::base32::decode(form.get("secret")) else { return Ok(damaged()) };
     let scope = s.identity.scope_session(&session);
@@ -131,6 +137,9 @@ pub async fn enroll_phone_send(
     let Some((cookies, form)) = checked(&s, &headers, &body) else { return Ok(form_expired(&s)) };
     let (csrf, return_to) = (form.get("csrf"), form.return_to());
     let Some(session) = current_session(&s, &cookies, &headers).await? else { return Ok(sign_in_expired(&s)) };
+    if !may_manage_factors(&s, &session).await? {
+        return Ok(confirm_first(&s));
+    }
     let (channel, channel_name) = channel_of(&form);
     let region = form.get("region");
     let refused = |status, message| {
@@ -197,6 +206,9 @@ pub async fn enroll_phone_confirm(
     let Some((cookies, form)) = checked(&s, &headers, &body) else { return Ok(form_expired(&s)) };
     let (csrf, return_to) = (form.get("csrf"), form.return_to());
     let Some(session) = current_session(&s, &cookies, &headers).await? else { return Ok(sign_in_expired(&s)) };
+    if !may_manage_factors(&s, &session).await? {
+        return Ok(confirm_first(&s));
+    }
     let Ok(phone) = PhoneNumber::parse(form.get("e164")) else {
         return Ok(error_page(&s, StatusCode::BAD_REQUEST, "The number was damaged. Start again."));
     };

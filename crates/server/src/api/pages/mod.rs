@@ -171,6 +171,23 @@ async fn current_session(
     }
 }
 
+/// Whether this session may change the user's second steps: only one that passed a
+/// second step, once the user has any. A password alone (a session from before a factor
+/// was added through the API, say) must not add a phone or mint recovery codes.
+async fn may_manage_factors(s: &AppState, session: &BrowserSession) -> Result<bool, ApiError> {
+    Ok(session.amr.iter().any(|m| m == "mfa") || s.identity.methods(session.user_id).await?.is_empty())
+}
+
+/// Asks for a sign-in with the second step before factors change.
+fn confirm_first(s: &AppState) -> Response {
+    let ctx = minijinja::context! {
+        title => "Confirm it is you",
+        message => "Changing your second steps needs a sign-in that used one.",
+        link => "/login?return_to=%2Faccount", link_label => "Sign in again",
+    };
+    render(s, StatusCode::FORBIDDEN, "message.html", ctx)
+}
+
 /// What a user is called on the pages and in authenticator apps.
 async fn display_name(s: &AppState, session: &BrowserSession) -> Result<String, ApiError> {
     let user = s.store.get_user(session.tenant_id, session.user_id).await?.ok_or(ApiError::NotFound)?;
