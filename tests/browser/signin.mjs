@@ -5,9 +5,11 @@
 // request), LOGIN_ID, PASSWORD, and either TOTP_CODE (second step) or ENROLL=1
 // (the application forces a factor; ENROLL_CODE_URL gives the code for the shown key),
 // or ENROLL=phone with ENROLL_REGION, ENROLL_PHONE and CODE_URL (the texted code).
-// Prints the callback URL the browser landed on. Screenshots go to ARTIFACTS.
+// Prints the callback URL the browser landed on. Screenshots go to ARTIFACTS. Every
+// Tessera page shot is also checked with axe-core against WCAG 2 A and AA; any
+// violation fails the run.
 import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 
 const env = (k) => {
   const v = process.env[k];
@@ -31,7 +33,17 @@ try {
     callback = route.request().url();
     await route.fulfill({ status: 200, contentType: 'text/html', body: '<h1>Sample app: signed in</h1>' });
   });
-  const shot = (name) => page.screenshot({ path: `${artifacts}/${name}.png`, fullPage: true });
+  const axeSource = readFileSync(new URL('./node_modules/axe-core/axe.min.js', import.meta.url), 'utf8');
+  const violations = [];
+  const shot = async (name) => {
+    await page.screenshot({ path: `${artifacts}/${name}.png`, fullPage: true });
+    if (!page.url().startsWith(env('BASE'))) return;
+    await page.addScriptTag({ content: axeSource });
+    const result = await page.evaluate(() => axe.run(document, { runOnly: ['wcag2a', 'wcag2aa'] }));
+    for (const v of result.violations) {
+      violations.push(`${name}: ${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+    }
+  };
 
   await page.goto(env('BASE') + env('AUTHORIZE'));
   await page.getByLabel('Email or username').fill(env('LOGIN_ID'));
@@ -91,6 +103,7 @@ try {
   await page.waitForURL('https://app.example.com/**', { timeout: 15000 });
   await shot('9-relying-party');
   if (!callback) throw new Error('never reached the relying party');
+  if (violations.length) throw new Error(`accessibility (axe-core, WCAG 2 AA):\n${violations.join('\n')}`);
   console.log(callback);
   if (process.env.TRUST) {
     // A remembered device: signing in again asks for the password only.
