@@ -54,6 +54,29 @@ impl<'a> Browser<'a> {
     pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         self.go(self.http.post(self.app.url(path)).form(form)).await
     }
+
+    /// Signs in as ann@example.com (password "correct horse") on the way to the account
+    /// page: the form's CSRF token, and the page the password leads to.
+    pub async fn sign_in_to_account(&mut self) -> (String, Page) {
+        let form = self.get("/login?return_to=%2Faccount").await;
+        let csrf = field(&form.text, "csrf");
+        let fields = [
+            ("csrf", csrf.as_str()),
+            ("return_to", "/account"),
+            ("login_id", "ann@example.com"),
+            ("password", "correct horse"),
+        ];
+        let after = self.post("/login", &fields).await;
+        (csrf, after)
+    }
+
+    /// Enters `code` on the second-step page `page`.
+    pub async fn second_step(&mut self, csrf: &str, page: &Page, code: &str) -> Page {
+        let (challenge, return_to) = (field(&page.text, "challenge"), field(&page.text, "return_to"));
+        let fields =
+            [("csrf", csrf), ("return_to", return_to.as_str()), ("challenge", challenge.as_str()), ("code", code)];
+        self.post("/login/two-factor", &fields).await
+    }
 }
 
 pub fn field(html: &str, name: &str) -> String {

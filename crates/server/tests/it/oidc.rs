@@ -470,26 +470,8 @@ async fn the_account_page_lists_and_manages_factors() {
     let mut b = Browser::new(&app);
     let anonymous = b.get("/account").await;
     assert_eq!(anonymous.location.as_deref(), Some("/login?return_to=%2Faccount"));
-    let form = b.get("/login?return_to=%2Faccount").await;
-    let csrf = field(&form.text, "csrf");
-    let second = b
-        .post(
-            "/login",
-            &[
-                ("csrf", &csrf),
-                ("return_to", "/account"),
-                ("login_id", "ann@example.com"),
-                ("password", "correct horse"),
-            ],
-        )
-        .await;
-    let challenge = field(&second.text, "challenge");
-    let done = b
-        .post(
-            "/login/two-factor",
-            &[("csrf", &csrf), ("return_to", "/account"), ("challenge", &challenge), ("code", &totp(step + 1))],
-        )
-        .await;
+    let (csrf, second) = b.sign_in_to_account().await;
+    let done = b.second_step(&csrf, &second, &totp(step + 1)).await;
     assert_eq!(done.location.as_deref(), Some("/account"));
 
     let page = b.get("/account").await;

@@ -12,19 +12,7 @@ use crate::forms::{Browser, Page, field};
 async fn signed_in<'a>(app: &'a TestApp) -> (Browser<'a>, String) {
     app.create_user("ann@example.com", "correct horse").await;
     let mut b = Browser::new(app);
-    let form = b.get("/login?return_to=%2Faccount").await;
-    let csrf = field(&form.text, "csrf");
-    let done = b
-        .post(
-            "/login",
-            &[
-                ("csrf", &csrf),
-                ("return_to", "/account"),
-                ("login_id", "ann@example.com"),
-                ("password", "correct horse"),
-            ],
-        )
-        .await;
+    let (csrf, done) = b.sign_in_to_account().await;
     assert_eq!(done.location.as_deref(), Some("/account"), "{}", done.text);
     (b, csrf)
 }
@@ -135,19 +123,7 @@ async fn the_second_step_offers_a_call_as_well_as_a_text() {
     assert_eq!(app.admin(Method::POST, &format!("/api/user/two-factor/{user}"), Some(body)).await.status, 200);
 
     let mut b = Browser::new(&app);
-    let form = b.get("/login?return_to=%2Faccount").await;
-    let csrf = field(&form.text, "csrf");
-    let second = b
-        .post(
-            "/login",
-            &[
-                ("csrf", &csrf),
-                ("return_to", "/account"),
-                ("login_id", "ann@example.com"),
-                ("password", "correct horse"),
-            ],
-        )
-        .await;
+    let (csrf, second) = b.sign_in_to_account().await;
     assert!(second.text.contains("Text a code to +1******3232"), "{}", second.text);
     assert!(second.text.contains("Call +1******3232 with a code"), "{}", second.text);
     let challenge = field(&second.text, "challenge");
@@ -240,24 +216,8 @@ async fn changing_factors_needs_a_sign_in_that_used_one() {
     assert!(app.state.console.sent().is_empty());
 
     // Signing in again asks for the second step; then the same changes are allowed.
-    let second = b
-        .post(
-            "/login",
-            &[
-                ("csrf", &csrf),
-                ("return_to", "/account"),
-                ("login_id", "ann@example.com"),
-                ("password", "correct horse"),
-            ],
-        )
-        .await;
-    let challenge = field(&second.text, "challenge");
-    let done = b
-        .post(
-            "/login/two-factor",
-            &[("csrf", &csrf), ("return_to", "/account"), ("challenge", &challenge), ("code", &totp(step + 1))],
-        )
-        .await;
+    let (csrf, second) = b.sign_in_to_account().await;
+    let done = b.second_step(&csrf, &second, &totp(step + 1)).await;
     assert_eq!(done.location.as_deref(), Some("/account"));
     let codes = b.post("/account/recovery-codes", &[("csrf", &csrf)]).await;
     assert_eq!(codes.status, 200, "{}", codes.text);

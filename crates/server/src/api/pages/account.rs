@@ -10,8 +10,8 @@ use tessera_core::service::DisableOutcome;
 use tessera_core::twofactor::{MethodId, MethodKind, mask_phone};
 
 use super::{
-    Cookies, checked, confirm_first, current_session, display_name, form_expired, may_manage_factors, message_page,
-    render, see_other, sign_in_expired, with_csrf,
+    Cookies, checked, current_session, display_name, factor_form, form_expired, message_page, render, see_other,
+    sign_in_expired, with_csrf,
 };
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -105,11 +105,10 @@ pub async fn account_recovery_codes(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let Some((cookies, _)) = checked(&s, &headers, &body) else { return Ok(form_expired(&s)) };
-    let Some(session) = current_session(&s, &cookies, &headers).await? else { return Ok(sign_in_expired(&s)) };
-    if !may_manage_factors(&s, &session).await? {
-        return Ok(confirm_first(&s));
-    }
+    let (_, session) = match factor_form(&s, &headers, &body).await? {
+        Ok(signed_in) => signed_in,
+        Err(page) => return Ok(page),
+    };
     let scope = s.identity.scope_session(&session);
     match s.identity.regenerate_recovery_codes(&scope, &ctx, s.clock.now()).await? {
         Some(codes) => {

@@ -9,16 +9,14 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use tessera_core::CoreError;
-use tessera_core::messaging::Channel;
 use tessera_core::oidc::BrowserSession;
 use tessera_core::phone::PhoneNumber;
 use tessera_core::service::{EnableOutcome, SendOutcome};
 use tessera_core::twofactor::mask_phone;
 
-use super::signin::code_minutes;
 use super::{
-    Cookies, Form, checked, confirm_first, current_session, display_name, error_page, factor_on, form_expired,
-    may_manage_factors, regions, render, safe_return, sign_in_expired, with_csrf,
+    Cookies, confirm_first, current_session, display_name, error_page, factor_form, factor_on, may_manage_factors,
+    regions, render, safe_return, sent_notice, with_csrf,
 };
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -95,12 +93,11 @@ pub async fn enroll_submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let Some((cookies, form)) = checked(&s, &headers, &body) else { return Ok(form_expired(&s)) };
+    let (form, session) = match factor_form(&s, &headers, &body).await? {
+        Ok(signed_in) => signed_in,
+        Err(page) => return Ok(page),
+    };
     let return_to = form.return_to();
-    let Some(session) = current_session(&s, &cookies, &headers).await? else { return Ok(sign_in_expired(&s)) };
-    if !may_manage_factors(&s, &session).await? {
-        return Ok(confirm_first(&s));
-    }
     let damaged = || error_page(&s, StatusCode::BAD_REQUEST, "The key was damaged. Reload the page and try again.");
     let Some(secret) = tessera_core::base32::decode(form.get("secret")) else { return Ok(damaged()) };
     let scope = s.identity.scope_session(&session);
@@ -122,10 +119,6 @@ pub async fn enroll_submit(
     }
 }
 
-fn channel_of(form: &Form) -> (Channel, &'static str) {
-    if form.get("channel") == "voice" { (Channel::Voice, "voice") } else { (Channel::Sms, "sms") }
-}
-
 /// `POST /login/enroll/phone`: reads the number in the chosen country and sends a code
 /// to it (again, from the code page's "Send a new code").
 pub async fn enroll_phone_send(
@@ -134,13 +127,12 @@ pub async fn enroll_phone_send(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let Some((cookies, form)) = checked(&s, &headers, &body) else { return Ok(form_expired(&s)) };
+    let (form, session) = match factor_form(&s, &headers, &body).await? {
+        Ok(signed_in) => signed_in,
+        Err(page) => return Ok(page),
+    };
     let (csrf, return_to) = (form.get("csrf"), form.return_to());
-    let Some(session) = current_session(&s, &cookies, &headers).await? else { return Ok(sign_in_expired(&s)) };
-    if !may_manage_factors(&s, &session).await? {
-        return Ok(confirm_first(&s));
-    }
-    let (channel, channel_name) = channel_of(&form);
+    let (channel, channel_name) = form.channel();
     let region = form.get("region");
     let refused = |status, message| {
         let filled = Filled {
@@ -161,11 +153,7 @@ pub async fn enroll_phone_send(
     let outcome = s.identity.send_enrollment_code(&scope, &phone, channel, "en", &ctx, s.clock.now()).await?;
     let (status, message) = match outcome {
         SendOutcome::Sent => {
-            let minutes = code_minutes(&s);
-            let notice = match channel {
-                Channel::Voice => format!("We are calling you with a code. It works for {minutes} minutes."),
-                Channel::Sms => format!("We sent a code. It works for {minutes} minutes."),
-            };
+            let notice = sent_notice(&s, channel);
             return Ok(code_view(&s, StatusCode::OK, csrf, &return_to, &phone, channel_name, Some(&notice), None));
         }
         SendOutcome::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "Too many codes were sent. Wait a minute."),
@@ -203,12 +191,11 @@ pub async fn enroll_phone_confirm(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let Some((cookies, form)) = checked(&s, &headers, &body) else { return Ok(form_expired(&s)) };
+    let (form, session) = match factor_form(&s, &headers, &body).await? {
+        Ok(signed_in) => signed_in,
+        Err(page) => return Ok(page),
+    };
     let (csrf, return_to) = (form.get("csrf"), form.return_to());
-    let Some(session) = current_session(&s, &cookies, &headers).await? else { return Ok(sign_in_expired(&s)) };
-    if !may_manage_factors(&s, &session).await? {
-        return Ok(confirm_first(&s));
-    }
     let Ok(phone) = PhoneNumber::parse(form.get("e164")) else {
         return Ok(error_page(&s, StatusCode::BAD_REQUEST, "The number was damaged. Start again."));
     };
@@ -220,7 +207,7 @@ pub async fn enroll_phone_confirm(
         }
         Ok(EnableOutcome::WrongCode) => {
             let error = Some("That code is not right, or it expired. Try again or send a new code.");
-            Ok(code_view(&s, StatusCode::UNAUTHORIZED, csrf, &return_to, &phone, channel_of(&form).1, None, error))
+            Ok(code_view(&s, StatusCode::UNAUTHORIZED, csrf, &return_to, &phone, form.channel().1, None, error))
         }
         Err(CoreError::Invalid(_)) => {
             let filled =

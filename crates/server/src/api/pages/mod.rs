@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use tessera_core::messaging::Channel;
 use tessera_core::oidc::BrowserSession;
 use tessera_core::random;
 use tessera_core::secret::{Secret, constant_time_eq};
@@ -135,6 +136,12 @@ impl Form {
     fn return_to(&self) -> String {
         safe_return(self.get("return_to"))
     }
+
+    /// How to send a code: `channel=voice` for a call, a text otherwise; with the name the
+    /// forms use.
+    fn channel(&self) -> (Channel, &'static str) {
+        if self.get("channel") == "voice" { (Channel::Voice, "voice") } else { (Channel::Sms, "sms") }
+    }
 }
 
 /// A posted form, if its CSRF token matches its cookie.
@@ -178,6 +185,21 @@ async fn may_manage_factors(s: &AppState, session: &BrowserSession) -> Result<bo
     Ok(session.amr.iter().any(|m| m == "mfa") || s.identity.methods(session.user_id).await?.is_empty())
 }
 
+/// A posted form from a signed-in user who may change their second steps, or the page
+/// to show instead: the form expired, the sign-in expired, or a second step is needed.
+async fn factor_form(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Result<(Form, BrowserSession), Response>, ApiError> {
+    let Some((cookies, form)) = checked(s, headers, body) else { return Ok(Err(form_expired(s))) };
+    let Some(session) = current_session(s, &cookies, headers).await? else { return Ok(Err(sign_in_expired(s))) };
+    if !may_manage_factors(s, &session).await? {
+        return Ok(Err(confirm_first(s)));
+    }
+    Ok(Ok((form, session)))
+}
+
 /// Asks for a sign-in with the second step before factors change.
 fn confirm_first(s: &AppState) -> Response {
     let ctx = minijinja::context! {
@@ -197,6 +219,15 @@ async fn display_name(s: &AppState, session: &BrowserSession) -> Result<String, 
         .map(|e| e.as_str().to_owned())
         .or(user.username.as_ref().map(|u| u.as_str().to_owned()))
         .unwrap_or_default())
+}
+
+/// What the page says once a code is on its way, with how long it works.
+fn sent_notice(s: &AppState, channel: Channel) -> String {
+    let minutes = s.identity.policies().two_factor.code_ttl.as_secs().div_ceil(60);
+    match channel {
+        Channel::Voice => format!("We are calling you with a code. It works for {minutes} minutes."),
+        Channel::Sms => format!("We sent a code. It works for {minutes} minutes."),
+    }
 }
 
 /// The recovery codes, shown once, or a plain confirmation when the user already had

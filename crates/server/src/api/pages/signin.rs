@@ -8,14 +8,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Serialize;
 use tessera_core::login::{LoginOutcome, LoginRequest, LoginSuccess};
-use tessera_core::messaging::Channel;
 use tessera_core::password::Password;
 use tessera_core::secret::Secret;
 use tessera_core::service::{SendOutcome, TwoFactorLoginOutcome, TwoFactorLoginRequest};
 use tessera_core::twofactor::{MethodId, TwoFactorMethod, mask_phone};
 use tessera_core::user::LoginId;
 
-use super::{Cookies, checked, form_expired, render, safe_return, see_other, with_csrf};
+use super::{Cookies, checked, form_expired, render, safe_return, see_other, sent_notice, with_csrf};
 use crate::api::oidc::session_policy;
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -159,11 +158,6 @@ pub async fn two_factor_submit(
     })
 }
 
-/// The minutes a sent code stays valid, for the notices.
-pub(super) fn code_minutes(s: &AppState) -> u64 {
-    s.identity.policies().two_factor.code_ttl.as_secs().div_ceil(60)
-}
-
 /// `POST /login/send`: a fresh code by text message or by a call (`channel=voice`).
 pub async fn send_code(
     State(s): State<AppState>,
@@ -174,15 +168,12 @@ pub async fn send_code(
     let Some((_, form)) = checked(&s, &headers, &body) else { return Ok(form_expired(&s)) };
     let return_to = form.return_to();
     let c = Challenge { csrf: form.get("csrf"), return_to: &return_to, id: form.get("challenge") };
-    let channel = if form.get("channel") == "voice" { Channel::Voice } else { Channel::Sms };
+    let (channel, _) = form.channel();
     let method = MethodId::parse(form.get("method_id"));
     let outcome =
         s.identity.send_challenge_code(&Secret::new(c.id), method.as_ref(), channel, "en", &ctx, s.clock.now()).await?;
     let (notice, error) = match outcome {
-        SendOutcome::Sent if channel == Channel::Voice => {
-            (Some(format!("We are calling you with a code. It works for {} minutes.", code_minutes(&s))), None)
-        }
-        SendOutcome::Sent => (Some(format!("We sent a code. It works for {} minutes.", code_minutes(&s))), None),
+        SendOutcome::Sent => (Some(sent_notice(&s, channel)), None),
         SendOutcome::RateLimited => (None, Some("Too many codes were sent. Wait a minute.")),
         SendOutcome::NotFound => (None, Some("That took too long. Sign in again.")),
         SendOutcome::Blocked(_) | SendOutcome::Failed(_) => {
