@@ -230,7 +230,12 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/api/status", get(api::system::status))
         .route("/metrics", get(api::system::metrics))
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // The route template, never the path or query: they carry codes
+            // (`?code=` on FusionAuth's DELETE two-factor), tokens and personal ids.
+            let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str());
+            tracing::debug_span!("request", method = %req.method(), route)
+        }))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, request_timeout))
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
         .with_state(state)

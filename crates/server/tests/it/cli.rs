@@ -33,7 +33,9 @@ struct Running {
 impl Running {
     fn start(dir: &Path, extra_env: &[(&str, &str)]) -> Running {
         let mut cmd = tessera(dir);
-        cmd.arg("serve").env("TESSERA_LISTEN", "127.0.0.1:0").stdout(Stdio::piped()).stderr(Stdio::null());
+        // Logs go to stderr; kept in the directory for tests that read them.
+        let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
+        cmd.arg("serve").env("TESSERA_LISTEN", "127.0.0.1:0").stdout(Stdio::piped()).stderr(log);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -128,6 +130,27 @@ async fn first_start_prints_a_working_key_and_sigterm_stops_cleanly() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert!(again.stop().success());
+}
+
+#[tokio::test]
+async fn debug_logs_name_routes_never_paths_or_queries() {
+    let dir = temp_dir();
+    let server = Running::start(&dir, &[("TESSERA_LOG_LEVEL", "debug,sqlx=warn")]);
+    let key = server.printed_key.clone().unwrap();
+    let client = tessera_testkit::http_client();
+    let user = uuid::Uuid::new_v4();
+    let url = format!("{}/api/user/two-factor/{user}?methodId=ABCD&code=987654", server.base);
+    let r = client.delete(url).header("Authorization", &key).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let hint = client.get(format!("{}/oauth2/logout?id_token_hint=HINT-SECRET-42", server.base)).send().await.unwrap();
+    assert_eq!(hint.status(), 200);
+    assert!(server.stop().success());
+    let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap();
+    assert!(log.contains(r#"route="/api/user/two-factor/{user_id}""#), "debug request logs are on: {log}");
+    assert!(!log.contains("\u{1b}["), "no terminal colours in a log file");
+    for secret in ["987654", "HINT-SECRET-42", &user.to_string()] {
+        assert!(!log.contains(secret), "{secret} is in the log:\n{log}");
+    }
 }
 
 #[tokio::test]
