@@ -27,9 +27,38 @@ impl Effects {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(PublicOnly { allow: allow.clone() }))
             .build()
             .map_err(|e| e.to_string())?;
         Ok(Effects { http, router, allow, timeout: Duration::from_secs(5), attempts: 3 })
+    }
+}
+
+/// The HTTP client's own resolver: it answers only public addresses (any, for an
+/// allow-listed host). The check before a call gives a clear error; this is what makes
+/// it hold, since the address connected to is the one checked — a name that resolved to
+/// a public address for the check cannot resolve to a private one for the connection
+/// (DNS rebinding).
+struct PublicOnly {
+    allow: Vec<String>,
+}
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        let allowed = self.allow.iter().any(|a| a.eq_ignore_ascii_case(&host));
+        Box::pin(async move {
+            let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let usable: Vec<std::net::SocketAddr> =
+                found.into_iter().filter(|a| allowed || !is_private(a.ip())).collect();
+            if usable.is_empty() {
+                let e =
+                    format!("{host} resolves only to private addresses; add it to flow_http_allowlist to permit it");
+                return Err(e.into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(usable.into_iter());
+            Ok(addrs)
+        })
     }
 }
 
@@ -164,5 +193,59 @@ impl FlowEffects for Effects {
             code: Secret::new(""),
         };
         self.router.send(&msg).await.map(|r| r.message_id).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn client(allow: &[&str]) -> reqwest::Client {
+        crate::install_tls();
+        let allow = allow.iter().map(|a| (*a).to_owned()).collect();
+        reqwest::Client::builder().dns_resolver(Arc::new(PublicOnly { allow })).build().unwrap()
+    }
+
+    /// The client itself, without the check before a call, refuses a name that resolves
+    /// to a private address: what a rebinding name would resolve to the second time.
+    #[tokio::test]
+    async fn the_client_connects_to_private_addresses_only_when_allowed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+            }
+        });
+        let url = format!("http://localhost:{port}/");
+        let refused = client(&[]).get(&url).send().await.unwrap_err();
+        let chain = format!("{refused:?}");
+        assert!(chain.contains("localhost resolves only to private addresses"), "{chain}");
+        let allowed = client(&["LOCALHOST"]).get(&url).send().await.unwrap();
+        assert_eq!(allowed.text().await.unwrap(), "ok");
+    }
+
+    #[test]
+    fn private_ranges_are_recognised() {
+        for ip in [
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "127.0.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
     }
 }
