@@ -203,25 +203,13 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/webhooks/plivo/sms", post(api::inbound::plivo_sms))
         .route("/webhooks/generic/sms", post(api::inbound::generic_sms))
         .route("/.well-known/openid-configuration", get(api::oidc::discovery))
-        .route("/oauth2/authorize", get(api::oidc::authorize))
         .route("/oauth2/token", post(api::oidc::token))
         .route("/oauth2/userinfo", get(api::oidc::userinfo).post(api::oidc::userinfo))
-        .route("/oauth2/logout", get(api::oidc::logout))
         .route("/api/application", post(api::applications::create).get(api::applications::list))
         .route(
             "/api/application/{id}",
             post(api::applications::create_with_id).get(api::applications::get).put(api::applications::update),
         )
-        .route("/login", get(api::pages::login_page).post(api::pages::login_submit))
-        .route("/login/two-factor", post(api::pages::two_factor_submit))
-        .route("/login/send", post(api::pages::send_code))
-        .route("/login/enroll", get(api::pages::enroll_page).post(api::pages::enroll_submit))
-        .route("/login/enroll/phone", post(api::pages::enroll_phone_send))
-        .route("/login/enroll/phone/confirm", post(api::pages::enroll_phone_confirm))
-        .route("/account", get(api::pages::account))
-        .route("/account/remove", post(api::pages::account_remove))
-        .route("/account/recovery-codes", post(api::pages::account_recovery_codes))
-        .route("/logout", get(api::pages::logout_page))
         .route("/api/jwt/validate", get(api::jwt::validate))
         .route("/api/jwt/refresh", post(api::jwt::refresh).delete(api::jwt::revoke))
         .route("/api/logout", post(api::jwt::logout))
@@ -229,6 +217,7 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/api/system/audit-log", get(api::system::audit_log))
         .route("/api/status", get(api::system::status))
         .route("/metrics", get(api::system::metrics))
+        .merge(browser_routes(state.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The route template, never the path or query: they carry codes
@@ -239,6 +228,25 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, request_timeout))
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
         .with_state(state)
+}
+
+/// What a person's browser opens: the hosted pages and the browser-facing OpenID
+/// Connect endpoints. An error here is a page in words, never the API's JSON.
+fn browser_routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/oauth2/authorize", get(api::oidc::authorize))
+        .route("/oauth2/logout", get(api::oidc::logout))
+        .route("/login", get(api::pages::login_page).post(api::pages::login_submit))
+        .route("/login/two-factor", post(api::pages::two_factor_submit))
+        .route("/login/send", post(api::pages::send_code))
+        .route("/login/enroll", get(api::pages::enroll_page).post(api::pages::enroll_submit))
+        .route("/login/enroll/phone", post(api::pages::enroll_phone_send))
+        .route("/login/enroll/phone/confirm", post(api::pages::enroll_phone_confirm))
+        .route("/account", get(api::pages::account))
+        .route("/account/remove", post(api::pages::account_remove))
+        .route("/account/recovery-codes", post(api::pages::account_recovery_codes))
+        .route("/logout", get(api::pages::logout_page))
+        .route_layer(middleware::from_fn_with_state(state, api::pages::html_errors))
 }
 
 async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {

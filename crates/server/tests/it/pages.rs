@@ -237,3 +237,27 @@ async fn changing_factors_needs_a_sign_in_that_used_one() {
     assert!(added.text.contains("Second step added") && !added.text.contains("<code>"), "{}", added.text);
     assert_eq!(methods(&app).await.len(), 2);
 }
+
+#[tokio::test]
+async fn a_failure_on_a_page_is_a_page_in_words_not_json() {
+    // A theme that compiles but fails when it renders: the server's error, shown as a page.
+    let dir = theme_dir(&[(
+        "login.html",
+        "{% extends \"base.html\" %}{% block content %}{{ no_such_function() }}{% endblock %}",
+    )]);
+    let app = app().configure(move |c| c.pages_template_dir = Some(dir)).spawn().await;
+    let r = app.client.get(app.url("/login")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let page = r.text().await.unwrap();
+    assert!(page.contains(r#"<p role="alert">Something went wrong on our side (error id "#), "{page}");
+
+    let missing = app.client.get(app.url("/oauth2/authorize")).send().await.unwrap();
+    assert!(missing.headers()["content-type"].to_str().unwrap().starts_with("text/html"), "authorize errors are pages");
+    let api =
+        app.client.get(app.url("/api/user/not-a-user")).header("Authorization", &app.api_key).send().await.unwrap();
+    assert!(
+        !api.headers().get("content-type").is_some_and(|v| v.to_str().unwrap().starts_with("text/html")),
+        "the API stays JSON"
+    );
+}

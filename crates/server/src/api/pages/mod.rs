@@ -9,7 +9,9 @@ mod signin;
 
 use std::collections::HashMap;
 
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use tessera_core::messaging::Channel;
 use tessera_core::oidc::BrowserSession;
@@ -99,6 +101,36 @@ pub fn error_page(s: &AppState, status: StatusCode, message: &str) -> Response {
 
 pub fn message_page(s: &AppState, title: &str, message: &str) -> Response {
     render(s, StatusCode::OK, "message.html", minijinja::context! { title, message })
+}
+
+/// Turns an API error (JSON or an empty body) on a browser route into a page that says
+/// what happened in words: the API's own message when it has one.
+pub async fn html_errors(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_html = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if is_html || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024).await.unwrap_or_default();
+    let said = serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| {
+        let general = v["generalErrors"][0]["message"].as_str().map(str::to_owned);
+        let field = || v["fieldErrors"].as_object()?.values().next()?[0]["message"].as_str().map(str::to_owned);
+        general.or_else(field)
+    });
+    let message = said.unwrap_or_else(|| {
+        match status {
+            StatusCode::NOT_FOUND => "That page does not exist.",
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                "You are not allowed to do that. Sign in and try again."
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => "That form was too large.",
+            s if s.is_server_error() => "Something went wrong on our side. Try again in a moment.",
+            _ => "That request could not be handled. Go back and try again.",
+        }
+        .to_owned()
+    });
+    error_page(&s, status, &message)
 }
 
 fn form_expired(s: &AppState) -> Response {
