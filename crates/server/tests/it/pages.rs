@@ -261,3 +261,44 @@ async fn a_failure_on_a_page_is_a_page_in_words_not_json() {
         "the API stays JSON"
     );
 }
+
+fn set_cookies(r: &reqwest::Response) -> Vec<String> {
+    r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn cookies_are_host_only_and_secure_when_served_over_tls() {
+    let plain = spawn_app().await;
+    let r = plain.client.get(plain.url("/login")).send().await.unwrap();
+    let c = set_cookies(&r);
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert!(c[0].starts_with("tessera_csrf=") && c[0].contains("; HttpOnly; SameSite=Lax"), "{c:?}");
+    assert!(!c[0].contains("Secure"), "a Secure cookie would never come back over plain HTTP");
+
+    let tls = app().configure(|c| c.messaging.public_url = Some("https://auth.example.com".into())).spawn().await;
+    tls.create_user("ann@example.com", "correct horse").await;
+    let r = tls.client.get(tls.url("/login")).send().await.unwrap();
+    let csrf_cookie = set_cookies(&r).remove(0);
+    assert!(csrf_cookie.starts_with("__Host-tessera_csrf="), "{csrf_cookie}");
+    assert!(csrf_cookie.ends_with("; Path=/; HttpOnly; SameSite=Lax; Secure"), "{csrf_cookie}");
+    let csrf = csrf_cookie.trim_start_matches("__Host-tessera_csrf=").split(';').next().unwrap().to_owned();
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let signed_in = no_redirects
+        .post(tls.url("/login"))
+        .header("Cookie", format!("__Host-tessera_csrf={csrf}"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("return_to", "/account"),
+            ("login_id", "ann@example.com"),
+            ("password", "correct horse"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let session = set_cookies(&signed_in).into_iter().find(|c| c.contains("tessera_session")).unwrap();
+    assert!(
+        session.starts_with("__Host-tessera_session=") && session.ends_with("; Path=/; HttpOnly; SameSite=Lax; Secure"),
+        "{session}"
+    );
+}
