@@ -143,6 +143,20 @@ async fn the_second_step_offers_a_call_as_well_as_a_text() {
     assert!(called.text.contains("We are calling you with a code."), "{}", called.text);
     let call = app.state.console.last_to("+15554443232").unwrap();
     assert_eq!(call.channel, Channel::Voice);
+    let wrong = b
+        .post(
+            "/login/two-factor",
+            &[
+                ("csrf", &csrf),
+                ("return_to", "/account"),
+                ("challenge", &challenge),
+                ("code", "000000x"),
+                ("trust", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.text.contains(r#"name="trust" value="1" checked"#), "the tick is kept: {}", wrong.text);
     let done = b
         .post(
             "/login/two-factor",

@@ -41,6 +41,8 @@ struct Challenge<'a> {
     csrf: &'a str,
     return_to: &'a str,
     id: &'a str,
+    /// "Remember this device" was ticked (kept when the page comes back).
+    trust: bool,
 }
 
 fn two_factor_view(
@@ -60,7 +62,7 @@ fn two_factor_view(
         status,
         "two_factor.html",
         minijinja::context! {
-            title => "Second step", csrf => c.csrf, return_to => c.return_to, challenge => c.id,
+            title => "Second step", csrf => c.csrf, return_to => c.return_to, challenge => c.id, trust => c.trust,
             phones => minijinja::Value::from(minijinja::value::Serde(&phones)), notice, error,
         },
     )
@@ -108,7 +110,7 @@ pub async fn login_submit(
     Ok(match s.identity.login(req, &ctx, s.clock.now()).await? {
         LoginOutcome::Success(ok) => signed_in(&s, &cookies, &ok, &return_to).await?,
         LoginOutcome::TwoFactorRequired { challenge_id, methods } => {
-            let c = Challenge { csrf, return_to: &return_to, id: challenge_id.expose() };
+            let c = Challenge { csrf, return_to: &return_to, id: challenge_id.expose(), trust: false };
             two_factor_view(&s, StatusCode::OK, &c, &methods, None, None)
         }
         LoginOutcome::InvalidCredentials => {
@@ -129,11 +131,12 @@ pub async fn two_factor_submit(
 ) -> Result<Response, ApiError> {
     let Some((cookies, form)) = checked(&s, &headers, &body) else { return Ok(form_expired(&s)) };
     let return_to = form.return_to();
-    let c = Challenge { csrf: form.get("csrf"), return_to: &return_to, id: form.get("challenge") };
+    let trust = form.get("trust") == "1";
+    let c = Challenge { csrf: form.get("csrf"), return_to: &return_to, id: form.get("challenge"), trust };
     let req = TwoFactorLoginRequest {
         challenge_id: Secret::new(c.id),
         code: form.get("code").to_owned(),
-        trust_computer: form.get("trust") == "1",
+        trust_computer: trust,
         no_jwt: true,
     };
     Ok(match s.identity.two_factor_login(req, &ctx, s.clock.now()).await? {
@@ -167,7 +170,7 @@ pub async fn send_code(
 ) -> Result<Response, ApiError> {
     let Some((_, form)) = checked(&s, &headers, &body) else { return Ok(form_expired(&s)) };
     let return_to = form.return_to();
-    let c = Challenge { csrf: form.get("csrf"), return_to: &return_to, id: form.get("challenge") };
+    let c = Challenge { csrf: form.get("csrf"), return_to: &return_to, id: form.get("challenge"), trust: false };
     let (channel, _) = form.channel();
     let method = MethodId::parse(form.get("method_id"));
     let outcome =
