@@ -41,6 +41,9 @@ pub struct Application {
     pub tenant_id: TenantId,
     pub name: String,
     pub created_at: Timestamp,
+    /// A deactivated application (FusionAuth's soft delete) signs nobody in and
+    /// refreshes no tokens until it is reactivated.
+    pub active: bool,
 }
 
 /// What a first start writes: one tenant, its default application and an admin key.
@@ -73,6 +76,12 @@ pub trait ApplicationStore: Send + Sync {
     async fn update_application(&self, app: &Application, client: &crate::oidc::OAuthClient) -> StoreResult<bool>;
     /// The tenant's applications with their OAuth settings, oldest first.
     async fn applications(&self, tenant: TenantId) -> StoreResult<Vec<(Application, crate::oidc::OAuthClient)>>;
+    /// Deactivates or reactivates; false when the tenant has no such application.
+    async fn set_application_active(&self, tenant: TenantId, id: ApplicationId, active: bool) -> StoreResult<bool>;
+    /// Removes the application in one transaction: its refresh tokens are revoked, its
+    /// authorization codes and open two-factor challenges deleted. False when the
+    /// tenant has no such application.
+    async fn delete_application(&self, tenant: TenantId, id: ApplicationId, now: Timestamp) -> StoreResult<bool>;
 }
 
 #[async_trait]
@@ -331,6 +340,7 @@ pub trait FlowStore: Send + Sync {
 
 #[async_trait]
 pub trait OidcStore: Send + Sync {
+    /// An active application's OAuth settings (none for a deactivated one).
     async fn oauth_client(&self, id: ApplicationId) -> StoreResult<Option<crate::oidc::OAuthClient>>;
     async fn insert_code(&self, code: &crate::oidc::AuthCode) -> StoreResult<()>;
     /// Marks the code used and returns it; `None` when unknown or used already.

@@ -208,7 +208,10 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/api/application", post(api::applications::create).get(api::applications::list))
         .route(
             "/api/application/{id}",
-            post(api::applications::create_with_id).get(api::applications::get).put(api::applications::update),
+            post(api::applications::create_with_id)
+                .get(api::applications::get)
+                .put(api::applications::update)
+                .delete(api::applications::delete),
         )
         .route("/api/jwt/validate", get(api::jwt::validate))
         .route("/api/jwt/refresh", post(api::jwt::refresh).delete(api::jwt::revoke))

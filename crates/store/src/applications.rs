@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
+use tessera_core::Timestamp;
 use tessera_core::ids::{ApplicationId, TenantId};
 use tessera_core::oidc::{MfaPolicy, OAuthClient};
 use tessera_core::store::{Application, ApplicationStore, StoreResult};
@@ -11,7 +12,8 @@ use crate::queries::SqlStore;
 use crate::rows::{self, corrupt, get};
 use crate::unavailable;
 
-pub(crate) const COLUMNS: &str = "id, tenant_id, name, created_at, client_secret_digest, redirect_uris, mfa_policy";
+pub(crate) const COLUMNS: &str =
+    "id, tenant_id, name, created_at, active, client_secret_digest, redirect_uris, mfa_policy";
 
 pub(crate) fn client(row: &AnyRow) -> StoreResult<OAuthClient> {
     Ok(OAuthClient {
@@ -26,7 +28,7 @@ pub(crate) fn client(row: &AnyRow) -> StoreResult<OAuthClient> {
 #[async_trait]
 impl ApplicationStore for SqlStore {
     async fn get_application(&self, id: ApplicationId) -> StoreResult<Option<Application>> {
-        sqlx::query("SELECT id, tenant_id, name, created_at FROM applications WHERE id = $1")
+        sqlx::query("SELECT id, tenant_id, name, created_at, active FROM applications WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await
@@ -37,7 +39,7 @@ impl ApplicationStore for SqlStore {
 
     async fn default_application(&self, tenant: TenantId) -> StoreResult<Option<Application>> {
         sqlx::query(
-            "SELECT id, tenant_id, name, created_at FROM applications WHERE tenant_id = $1 \
+            "SELECT id, tenant_id, name, created_at, active FROM applications WHERE tenant_id = $1 \
              ORDER BY created_at, id LIMIT 1",
         )
         .bind(tenant.to_string())
@@ -50,12 +52,13 @@ impl ApplicationStore for SqlStore {
 
     async fn insert_application(&self, app: &Application, c: &OAuthClient) -> StoreResult<bool> {
         let done = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO applications ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING"
+            "INSERT INTO applications ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING"
         )))
         .bind(app.id.to_string())
         .bind(app.tenant_id.to_string())
         .bind(app.name.clone())
         .bind(app.created_at.millis())
+        .bind(i64::from(app.active))
         .bind(c.secret_digest.clone())
         .bind(text_list(&c.redirect_uris))
         .bind(c.mfa_policy.as_str().to_owned())
@@ -93,5 +96,46 @@ impl ApplicationStore for SqlStore {
         .iter()
         .map(|r| Ok((rows::application(r)?, client(r)?)))
         .collect()
+    }
+
+    async fn set_application_active(&self, tenant: TenantId, id: ApplicationId, active: bool) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE applications SET active = $3 WHERE id = $1 AND tenant_id = $2")
+            .bind(id.to_string())
+            .bind(tenant.to_string())
+            .bind(i64::from(active))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_application(&self, tenant: TenantId, id: ApplicationId, now: Timestamp) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let gone = sqlx::query("DELETE FROM applications WHERE id = $1 AND tenant_id = $2")
+            .bind(id.to_string())
+            .bind(tenant.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected()
+            == 1;
+        if !gone {
+            return Ok(false);
+        }
+        let id = id.to_string();
+        sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE application_id = $1 AND revoked_at IS NULL")
+            .bind(id.clone())
+            .bind(now.millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        for table in [
+            "DELETE FROM oauth_codes WHERE client_id = $1",
+            "DELETE FROM two_factor_challenges WHERE application_id = $1",
+        ] {
+            sqlx::query(table).bind(id.clone()).execute(&mut *tx).await.map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
     }
 }

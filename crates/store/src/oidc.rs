@@ -53,13 +53,16 @@ fn session(row: &AnyRow) -> StoreResult<BrowserSession> {
 #[async_trait]
 impl OidcStore for SqlStore {
     async fn oauth_client(&self, id: ApplicationId) -> StoreResult<Option<OAuthClient>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {} FROM applications WHERE id = $1", applications::COLUMNS)))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?
-            .map(|r| applications::client(&r))
-            .transpose()
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM applications WHERE id = $1 AND active = 1",
+            applications::COLUMNS
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .map(|r| applications::client(&r))
+        .transpose()
     }
 
     async fn insert_code(&self, c: &AuthCode) -> StoreResult<()> {

@@ -26,5 +26,6 @@ pub(crate) fn migrator() -> Migrator {
         migration(5, "verify", include_str!("../migrations/postgres/0005_verify.sql")),
         migration(6, "flows", include_str!("../migrations/postgres/0006_flows.sql")),
         migration(7, "oidc", include_str!("../migrations/postgres/0007_oidc.sql")),
+        migration(8, "application active", include_str!("../migrations/postgres/0008_application_active.sql")),
     ])
 }

@@ -62,6 +62,7 @@ pub(crate) fn application(row: &AnyRow) -> StoreResult<Application> {
         tenant_id: id(row, "tenant_id")?,
         name: text(row, "name")?,
         created_at: time(row, "created_at")?,
+        active: int(row, "active")? != 0,
     })
 }
 

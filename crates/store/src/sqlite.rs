@@ -49,5 +49,6 @@ pub(crate) fn migrator() -> Migrator {
         migration(5, "verify", include_str!("../migrations/sqlite/0005_verify.sql")),
         migration(6, "flows", include_str!("../migrations/sqlite/0006_flows.sql")),
         migration(7, "oidc", include_str!("../migrations/sqlite/0007_oidc.sql")),
+        migration(8, "application active", include_str!("../migrations/sqlite/0008_application_active.sql")),
     ])
 }

@@ -92,8 +92,13 @@ impl Identity {
         validate(&input)?;
         let id = id.unwrap_or_else(ApplicationId::random);
         let (secret_digest, shown) = Self::client_secret(&input, None)?;
-        let application =
-            Application { id, tenant_id: admin.tenant_id, name: input.name.trim().to_owned(), created_at: now };
+        let application = Application {
+            id,
+            tenant_id: admin.tenant_id,
+            name: input.name.trim().to_owned(),
+            created_at: now,
+            active: true,
+        };
         let client = OAuthClient {
             id,
             tenant_id: admin.tenant_id,
@@ -132,12 +137,52 @@ impl Identity {
         Ok((ApplicationRecord { application, client }, shown))
     }
 
+    /// One application of the admin's tenant, active or not.
     pub async fn application(&self, admin: &Admin, id: ApplicationId) -> Result<Option<ApplicationRecord>, CoreError> {
-        let Some(application) = self.store.get_application(id).await?.filter(|a| a.tenant_id == admin.tenant_id) else {
-            return Ok(None);
+        Ok(self.applications(admin).await?.into_iter().find(|r| r.application.id == id))
+    }
+
+    /// FusionAuth's `DELETE /api/application/{id}`: deactivates it, or with `hard` removes
+    /// it (its refresh tokens revoked, codes and open challenges gone). The default
+    /// application can be neither: logins without an applicationId use it.
+    pub async fn delete_application(
+        &self,
+        admin: &Admin,
+        id: ApplicationId,
+        hard: bool,
+        now: Timestamp,
+    ) -> Result<(), CoreError> {
+        if id == self.default_application.id {
+            let msg =
+                "The default application cannot be deleted or deactivated: logins without an [applicationId] use it.";
+            return Err(ValidationErrors::field("applicationId", "cannotDelete", msg).into());
+        }
+        let done = if hard {
+            self.store.delete_application(admin.tenant_id, id, now).await?
+        } else {
+            self.store.set_application_active(admin.tenant_id, id, false).await?
         };
-        let client = self.store.oauth_client(id).await?.ok_or(CoreError::NotFound)?;
-        Ok(Some(ApplicationRecord { application, client }))
+        if done { Ok(()) } else { Err(CoreError::NotFound) }
+    }
+
+    /// `PUT /api/application/{id}?reactivate=true`.
+    pub async fn reactivate_application(
+        &self,
+        admin: &Admin,
+        id: ApplicationId,
+    ) -> Result<ApplicationRecord, CoreError> {
+        if !self.store.set_application_active(admin.tenant_id, id, true).await? {
+            return Err(CoreError::NotFound);
+        }
+        self.application(admin, id).await?.ok_or(CoreError::NotFound)
+    }
+
+    /// Whether an application may sign people in and refresh their tokens.
+    pub(super) async fn application_active(&self, id: ApplicationId) -> Result<bool, CoreError> {
+        if id == self.default_application.id {
+            return Ok(true);
+        }
+        Ok(self.store.get_application(id).await?.is_some_and(|a| a.active))
     }
 
     pub async fn applications(&self, admin: &Admin) -> Result<Vec<ApplicationRecord>, CoreError> {

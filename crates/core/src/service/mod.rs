@@ -91,8 +91,13 @@ pub async fn bootstrap(
     let mut generated_key = None;
     if store.default_tenant().await?.is_none() {
         let tenant = Tenant { id: TenantId::random(), name: "Default".into(), created_at: now };
-        let application =
-            Application { id: ApplicationId::random(), tenant_id: tenant.id, name: "Default".into(), created_at: now };
+        let application = Application {
+            id: ApplicationId::random(),
+            tenant_id: tenant.id,
+            name: "Default".into(),
+            created_at: now,
+            active: true,
+        };
         let (secret, api_key) = match configured_key {
             Some(s) => (None, ApiKey::for_secret(tenant.id, s, "initial admin key (configured)", now)),
             None => {

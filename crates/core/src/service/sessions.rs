@@ -24,7 +24,11 @@ impl Identity {
         let application = match req.application_id {
             None => self.default_application.clone(),
             Some(id) => match self.store.get_application(id).await? {
-                Some(app) => app,
+                Some(app) if app.active => app,
+                Some(_) => {
+                    let msg = "The application named by [applicationId] is deactivated.";
+                    return Err(ValidationErrors::field("applicationId", "inactive", msg).into());
+                }
                 None => {
                     let msg = "The [applicationId] property does not name an application.";
                     return Err(ValidationErrors::field("applicationId", "invalid", msg).into());
@@ -148,7 +152,7 @@ impl Identity {
         let Some(record) = self.store.find_refresh_token(&refresh.digest()).await? else {
             return Ok(None);
         };
-        if !record.is_live(now) {
+        if !record.is_live(now) || !self.application_active(record.application_id).await? {
             return Ok(None);
         }
         let Some(user) = self.store.get_user(record.tenant_id, record.user_id).await?.filter(|u| u.active) else {

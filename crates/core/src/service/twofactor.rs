@@ -485,6 +485,10 @@ impl Identity {
             // Another request with a valid code finished this challenge first.
             return Ok(TwoFactorLoginOutcome::NotFound);
         }
+        if !self.application_active(challenge.application_id).await? {
+            // Deactivated while the user was entering the code.
+            return Ok(TwoFactorLoginOutcome::NotFound);
+        }
         self.audit(AuditKind::TwoFactorSuccess, Some(user.id), "success", ctx, json!({"method": method}), now).await?;
         let user_id = user.id;
         let mut success =

@@ -3,8 +3,11 @@
 //! login policy. Client secrets are stored hashed, so one is in an answer only when it
 //! was just made.
 
+use std::collections::HashMap;
+
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tessera_core::ids::ApplicationId;
@@ -126,7 +129,7 @@ fn wire(r: &ApplicationRecord, secret: Option<&Secret>) -> Value {
         "id": a.id.to_string(),
         "tenantId": a.tenant_id.to_string(),
         "name": a.name,
-        "active": true,
+        "active": a.active,
         "insertInstant": a.created_at.millis(),
         "oauthConfiguration": oauth,
         "multiFactorConfiguration": {"loginPolicy": login_policy(c.mfa_policy)},
@@ -166,16 +169,33 @@ pub async fn create_with_id(
 }
 
 /// `PUT /api/application/{id}`: replaces the settings; a secret is kept unless a new one
-/// is given.
+/// is given. `?reactivate=true` (no body) brings a deactivated application back.
 pub async fn update(
     State(s): State<AppState>,
     AdminAuth(admin): AdminAuth,
     Path(id): Path<String>,
-    ApiJson(b): ApiJson<Body>,
+    Query(q): Query<HashMap<String, String>>,
+    req: Request,
 ) -> Result<Json<Value>, ApiError> {
     let id = path_id(&id)?;
+    if q.get("reactivate").is_some_and(|v| v == "true") {
+        return Ok(one((s.identity.reactivate_application(&admin, id).await?, None)));
+    }
+    let ApiJson(b) = ApiJson::<Body>::from_request(req, &s).await?;
     let input = b.application.into_input().map_err(ApiError::Invalid)?;
     Ok(one(s.identity.update_application(&admin, id, input).await?))
+}
+
+/// `DELETE /api/application/{id}`: deactivates; `?hardDelete=true` removes it for good.
+pub async fn delete(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<StatusCode, ApiError> {
+    let hard = q.get("hardDelete").is_some_and(|v| v == "true");
+    s.identity.delete_application(&admin, path_id(&id)?, hard, s.clock.now()).await?;
+    Ok(StatusCode::OK)
 }
 
 /// `GET /api/application/{id}`.

@@ -37,6 +37,8 @@ async fn client_authenticates(app: &TestApp, id: &str, secret: &str) -> bool {
 #[tokio::test]
 async fn an_application_is_created_with_a_secret_shown_once() {
     let app = spawn_app().await;
+    // Later than the bootstrap application, so the list's order is defined.
+    app.clock.advance(std::time::Duration::from_secs(1));
     let r = app.admin(Method::POST, "/api/application", Some(body("Billing", "Required", "Required"))).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let a = &r.json["application"];
@@ -170,4 +172,79 @@ async fn an_update_replaces_the_settings_and_keeps_or_drops_the_secret() {
         )
         .await;
     assert_eq!(missing.status, 404);
+}
+
+async fn login(app: &TestApp, application_id: &str) -> tessera_testkit::Reply {
+    let body = json!({"loginId": "ann@example.com", "password": "correct horse", "applicationId": application_id});
+    app.send(app.client.post(app.url("/api/login")).json(&body)).await
+}
+
+async fn refresh(app: &TestApp, token: &str) -> u16 {
+    app.send(app.client.post(app.url("/api/jwt/refresh")).json(&json!({"refreshToken": token}))).await.status
+}
+
+#[tokio::test]
+async fn a_deleted_application_signs_nobody_in_until_reactivated_and_a_hard_delete_is_final() {
+    let app = spawn_app().await;
+    app.create_user("ann@example.com", "correct horse").await;
+    let r = app.admin(Method::POST, "/api/application", Some(body("Shop", "Required", "Enabled"))).await;
+    let id = r.json["application"]["id"].as_str().unwrap().to_owned();
+    let secret = r.json["application"]["oauthConfiguration"]["clientSecret"].as_str().unwrap().to_owned();
+    let first = login(&app, &id).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let refresh_token = first.json["refreshToken"].as_str().unwrap().to_owned();
+
+    let soft = app.admin(Method::DELETE, &format!("/api/application/{id}"), None).await;
+    assert_eq!(soft.status, 200, "{}", soft.text);
+    let shown = app.admin(Method::GET, &format!("/api/application/{id}"), None).await;
+    assert_eq!(shown.json["application"]["active"], false, "deactivated, not gone");
+    let refused = login(&app, &id).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json["fieldErrors"]["applicationId"][0]["code"], "[inactive]applicationId");
+    assert_eq!(refresh(&app, &refresh_token).await, 401, "its tokens do not refresh");
+    assert!(!client_authenticates(&app, &id, &secret).await, "nor does it act as an OAuth client");
+
+    let back = app.admin(Method::PUT, &format!("/api/application/{id}?reactivate=true"), None).await;
+    assert_eq!(back.status, 200, "{}", back.text);
+    assert_eq!(back.json["application"]["active"], true);
+    assert_eq!(login(&app, &id).await.status, 200);
+    assert_eq!(refresh(&app, &refresh_token).await, 200, "reactivated, its tokens work again");
+    assert!(client_authenticates(&app, &id, &secret).await);
+
+    let hard = app.admin(Method::DELETE, &format!("/api/application/{id}?hardDelete=true"), None).await;
+    assert_eq!(hard.status, 200);
+    assert_eq!(app.admin(Method::GET, &format!("/api/application/{id}"), None).await.status, 404);
+    assert_eq!(refresh(&app, &refresh_token).await, 401);
+    assert_eq!(app.admin(Method::DELETE, &format!("/api/application/{id}"), None).await.status, 404);
+    assert_eq!(app.admin(Method::PUT, &format!("/api/application/{id}?reactivate=true"), None).await.status, 404);
+
+    let default_id = app.state.identity.default_application().id.to_string();
+    let keep = app.admin(Method::DELETE, &format!("/api/application/{default_id}?hardDelete=true"), None).await;
+    assert_eq!(keep.status, 400);
+    assert_eq!(keep.json["fieldErrors"]["applicationId"][0]["code"], "[cannotDelete]applicationId");
+    assert_eq!(app.send(app.client.delete(app.url(&format!("/api/application/{default_id}")))).await.status, 401);
+}
+
+#[tokio::test]
+async fn a_second_step_begun_before_deactivation_does_not_finish() {
+    let app = spawn_app().await;
+    let user = app.create_user("ann@example.com", "correct horse").await;
+    app.admin(Method::POST, "/api/two-factor/send", Some(json!({"userId": user, "mobilePhone": "+15554443232"}))).await;
+    let code = app.last_code_to("+15554443232").unwrap();
+    let on = json!({"method": "sms", "mobilePhone": "+15554443232", "code": code});
+    assert_eq!(app.admin(Method::POST, &format!("/api/user/two-factor/{user}"), Some(on)).await.status, 200);
+    let r = app.admin(Method::POST, "/api/application", Some(body("Shop", "Required", "Enabled"))).await;
+    let id = r.json["application"]["id"].as_str().unwrap().to_owned();
+
+    let started = login(&app, &id).await;
+    assert_eq!(started.status, 242, "{}", started.text);
+    let challenge = started.json["twoFactorId"].as_str().unwrap().to_owned();
+    let sent = app.send(app.client.post(app.url(&format!("/api/two-factor/send/{challenge}"))).json(&json!({}))).await;
+    assert_eq!(sent.status, 200);
+    let code = app.last_code_to("+15554443232").unwrap();
+    assert_eq!(app.admin(Method::DELETE, &format!("/api/application/{id}"), None).await.status, 200);
+    let finish = json!({"twoFactorId": challenge, "code": code});
+    let r = app.send(app.client.post(app.url("/api/two-factor/login")).json(&finish)).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert!(r.json.get("token").is_none());
 }

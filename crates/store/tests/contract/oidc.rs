@@ -2,7 +2,8 @@ use std::time::Duration;
 
 use tessera_core::ids::{ApplicationId, TenantId};
 use tessera_core::oidc::{AuthCode, BrowserSession, MfaPolicy, OAuthClient};
-use tessera_core::store::{Application, ApplicationStore, OidcStore, UserStore};
+use tessera_core::store::{Application, ApplicationStore, OidcStore, TokenStore, UserStore};
+use tessera_core::tokens::RefreshToken;
 
 use crate::support::*;
 
@@ -65,8 +66,13 @@ contract!(oauth_clients_codes_and_sessions, |c| {
 
 contract!(applications_are_created_once_and_listed_with_their_clients, |c| {
     let id = ApplicationId::random();
-    let app =
-        Application { id, tenant_id: c.tenant, name: "Second".into(), created_at: T0.plus(Duration::from_secs(1)) };
+    let app = Application {
+        id,
+        tenant_id: c.tenant,
+        name: "Second".into(),
+        created_at: T0.plus(Duration::from_secs(1)),
+        active: true,
+    };
     let client = OAuthClient {
         id,
         tenant_id: c.tenant,
@@ -83,4 +89,57 @@ contract!(applications_are_created_once_and_listed_with_their_clients, |c| {
     assert_eq!(all[0].0.id, c.app, "oldest first");
     assert_eq!(all[1], (app, client));
     assert!(c.store.applications(TenantId::random()).await.unwrap().is_empty());
+});
+
+contract!(applications_are_deactivated_and_deleted_with_what_hangs_off_them, |c| {
+    let id = ApplicationId::random();
+    let app = Application { id, tenant_id: c.tenant, name: "Gone".into(), created_at: T0, active: true };
+    let client = OAuthClient {
+        id,
+        tenant_id: c.tenant,
+        secret_digest: None,
+        redirect_uris: vec!["https://gone.example.com/cb".into()],
+        mfa_policy: MfaPolicy::WhenEnrolled,
+    };
+    assert!(c.store.insert_application(&app, &client).await.unwrap());
+
+    assert!(!c.store.set_application_active(TenantId::random(), id, false).await.unwrap(), "only within its tenant");
+    assert!(c.store.set_application_active(c.tenant, id, false).await.unwrap());
+    assert_eq!(c.store.oauth_client(id).await.unwrap(), None, "a deactivated client signs nobody in");
+    assert_eq!(c.store.get_application(id).await.unwrap().map(|a| a.active), Some(false));
+    let listed = c.store.applications(c.tenant).await.unwrap();
+    assert_eq!(listed.iter().find(|(a, _)| a.id == id).map(|(a, _)| a.active), Some(false), "still listed");
+    assert!(c.store.set_application_active(c.tenant, id, true).await.unwrap());
+    assert_eq!(c.store.oauth_client(id).await.unwrap(), Some(client));
+
+    let u = user(c.tenant, "gone@example.com");
+    c.store.insert_user(&u).await.unwrap();
+    let (_, token) = RefreshToken::generate(&u, id, Duration::from_secs(3600), T0).unwrap();
+    c.store.insert_refresh_token(&token).await.unwrap();
+    let (_, other_app_token) = RefreshToken::generate(&u, c.app, Duration::from_secs(3600), T0).unwrap();
+    c.store.insert_refresh_token(&other_app_token).await.unwrap();
+    let code = AuthCode {
+        digest: "gone-code".into(),
+        client_id: id,
+        user_id: u.id,
+        redirect_uri: "https://gone.example.com/cb".into(),
+        code_challenge: None,
+        nonce: None,
+        scope: "openid".into(),
+        auth_time: T0,
+        amr: vec!["pwd".into()],
+        expires_at: T0.plus(Duration::from_secs(60)),
+    };
+    c.store.insert_code(&code).await.unwrap();
+
+    assert!(!c.store.delete_application(TenantId::random(), id, T0).await.unwrap(), "only within its tenant");
+    let later = T0.plus(Duration::from_secs(10));
+    assert!(c.store.delete_application(c.tenant, id, later).await.unwrap());
+    assert_eq!(c.store.get_application(id).await.unwrap(), None);
+    let revoked = c.store.find_refresh_token(&token.digest).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(later), "its refresh tokens are revoked");
+    let kept = c.store.find_refresh_token(&other_app_token.digest).await.unwrap().unwrap();
+    assert_eq!(kept.revoked_at, None, "other applications' tokens stay");
+    assert_eq!(c.store.take_code("gone-code").await.unwrap(), None, "its codes are gone");
+    assert!(!c.store.delete_application(c.tenant, id, later).await.unwrap(), "once");
 });

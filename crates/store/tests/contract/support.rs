@@ -18,7 +18,13 @@ async fn open(backend: Backend) -> Ctx {
     let store = tessera_store::open(&url, &StoreOptions::default()).await.unwrap();
     store.migrate().await.unwrap();
     let tenant = Tenant { id: TenantId::random(), name: "t".into(), created_at: T0 };
-    let app = Application { id: ApplicationId::random(), tenant_id: tenant.id, name: "a".into(), created_at: T0 };
+    let app = Application {
+        id: ApplicationId::random(),
+        tenant_id: tenant.id,
+        name: "a".into(),
+        created_at: T0,
+        active: true,
+    };
     let (_, api_key) = ApiKey::generate(tenant.id, "k", T0).unwrap();
     let (tenant_id, app_id) = (tenant.id, app.id);
     assert!(store.bootstrap(&Bootstrap { tenant, application: app, api_key }).await.unwrap());

@@ -15,8 +15,13 @@ use crate::support::*;
 
 contract!(bootstrap_happens_once, |c| {
     let tenant = Tenant { id: TenantId::random(), name: "second".into(), created_at: T0 };
-    let application =
-        Application { id: ApplicationId::random(), tenant_id: tenant.id, name: "x".into(), created_at: T0 };
+    let application = Application {
+        id: ApplicationId::random(),
+        tenant_id: tenant.id,
+        name: "x".into(),
+        created_at: T0,
+        active: true,
+    };
     let (_, api_key) = ApiKey::generate(tenant.id, "k", T0).unwrap();
     assert!(!c.store.bootstrap(&Bootstrap { tenant, application, api_key }).await.unwrap());
     assert_eq!(c.store.default_tenant().await.unwrap().map(|t| t.id), Some(c.tenant));
