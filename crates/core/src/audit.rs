@@ -33,6 +33,11 @@ pub enum AuditKind {
     VerifyBlocked,
     /// Counted in metrics only: every code sent by the Verify API, resends included.
     VerifySent,
+    ApplicationCreated,
+    /// Settings replaced, or a deactivated application reactivated.
+    ApplicationUpdated,
+    /// Deactivated (outcome `deactivated`) or removed (`deleted`).
+    ApplicationDeleted,
 }
 
 impl AuditKind {
@@ -63,6 +68,9 @@ impl AuditKind {
             AuditKind::VerifyMaxAttempts => "verify.max_attempts_reached",
             AuditKind::VerifyBlocked => "verify.blocked",
             AuditKind::VerifySent => "verify.sent",
+            AuditKind::ApplicationCreated => "application.created",
+            AuditKind::ApplicationUpdated => "application.updated",
+            AuditKind::ApplicationDeleted => "application.deleted",
         }
     }
 }

@@ -1,8 +1,11 @@
 //! Applications (admin): each is an OAuth client with exact redirect URIs, a hashed
 //! secret unless it is public, and a second-factor policy.
 
-use super::Identity;
+use serde_json::json;
+
+use super::{Identity, RequestContext};
 use crate::apikey::Admin;
+use crate::audit::AuditKind;
 use crate::ids::ApplicationId;
 use crate::oidc::{MfaPolicy, OAuthClient};
 use crate::secret::Secret;
@@ -87,6 +90,7 @@ impl Identity {
         admin: &Admin,
         id: Option<ApplicationId>,
         input: ApplicationInput,
+        ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<Saved, CoreError> {
         validate(&input)?;
@@ -110,6 +114,8 @@ impl Identity {
             let msg = "An application with this [applicationId] already exists.";
             return Err(ValidationErrors::field("applicationId", "duplicate", msg).into());
         }
+        let detail = json!({"applicationId": id.to_string(), "name": application.name, "public": client.secret_digest.is_none()});
+        self.audit(AuditKind::ApplicationCreated, None, "success", ctx, detail, now).await?;
         Ok((ApplicationRecord { application, client }, shown))
     }
 
@@ -120,6 +126,8 @@ impl Identity {
         admin: &Admin,
         id: ApplicationId,
         input: ApplicationInput,
+        ctx: &RequestContext,
+        now: Timestamp,
     ) -> Result<Saved, CoreError> {
         validate(&input)?;
         let existing = self.application(admin, id).await?.ok_or(CoreError::NotFound)?;
@@ -134,6 +142,11 @@ impl Identity {
         if !self.store.update_application(&application, &client).await? {
             return Err(CoreError::NotFound);
         }
+        // Whether the secret changed matters to whoever reads the log; the secret never.
+        let secret_changed = existing.client.secret_digest != client.secret_digest;
+        let detail =
+            json!({"applicationId": id.to_string(), "name": application.name, "secretChanged": secret_changed});
+        self.audit(AuditKind::ApplicationUpdated, None, "success", ctx, detail, now).await?;
         Ok((ApplicationRecord { application, client }, shown))
     }
 
@@ -150,6 +163,7 @@ impl Identity {
         admin: &Admin,
         id: ApplicationId,
         hard: bool,
+        ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<(), CoreError> {
         if id == self.default_application.id {
@@ -162,7 +176,12 @@ impl Identity {
         } else {
             self.store.set_application_active(admin.tenant_id, id, false).await?
         };
-        if done { Ok(()) } else { Err(CoreError::NotFound) }
+        if !done {
+            return Err(CoreError::NotFound);
+        }
+        let outcome = if hard { "deleted" } else { "deactivated" };
+        let detail = json!({"applicationId": id.to_string()});
+        self.audit(AuditKind::ApplicationDeleted, None, outcome, ctx, detail, now).await
     }
 
     /// `PUT /api/application/{id}?reactivate=true`.
@@ -170,10 +189,14 @@ impl Identity {
         &self,
         admin: &Admin,
         id: ApplicationId,
+        ctx: &RequestContext,
+        now: Timestamp,
     ) -> Result<ApplicationRecord, CoreError> {
         if !self.store.set_application_active(admin.tenant_id, id, true).await? {
             return Err(CoreError::NotFound);
         }
+        let detail = json!({"applicationId": id.to_string(), "reactivated": true});
+        self.audit(AuditKind::ApplicationUpdated, None, "success", ctx, detail, now).await?;
         self.application(admin, id).await?.ok_or(CoreError::NotFound)
     }
 

@@ -18,7 +18,7 @@ use tessera_core::validation::ValidationErrors;
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{AdminAuth, ApiJson};
+use crate::extract::{AdminAuth, ApiJson, Caller};
 
 #[derive(Deserialize)]
 pub struct Body {
@@ -148,16 +148,18 @@ fn path_id(id: &str) -> Result<ApplicationId, ApiError> {
 pub async fn create(
     State(s): State<AppState>,
     AdminAuth(admin): AdminAuth,
+    Caller(ctx): Caller,
     ApiJson(b): ApiJson<Body>,
 ) -> Result<Json<Value>, ApiError> {
     let input = b.application.into_input().map_err(ApiError::Invalid)?;
-    Ok(one(s.identity.create_application(&admin, None, input, s.clock.now()).await?))
+    Ok(one(s.identity.create_application(&admin, None, input, &ctx, s.clock.now()).await?))
 }
 
 /// `POST /api/application/{id}`: a new application with the caller's id.
 pub async fn create_with_id(
     State(s): State<AppState>,
     AdminAuth(admin): AdminAuth,
+    Caller(ctx): Caller,
     Path(id): Path<String>,
     ApiJson(b): ApiJson<Body>,
 ) -> Result<Json<Value>, ApiError> {
@@ -165,7 +167,7 @@ pub async fn create_with_id(
         ApiError::Invalid(ValidationErrors::field("applicationId", "invalid", "The [applicationId] must be a UUID."))
     })?;
     let input = b.application.into_input().map_err(ApiError::Invalid)?;
-    Ok(one(s.identity.create_application(&admin, Some(id), input, s.clock.now()).await?))
+    Ok(one(s.identity.create_application(&admin, Some(id), input, &ctx, s.clock.now()).await?))
 }
 
 /// `PUT /api/application/{id}`: replaces the settings; a secret is kept unless a new one
@@ -173,28 +175,30 @@ pub async fn create_with_id(
 pub async fn update(
     State(s): State<AppState>,
     AdminAuth(admin): AdminAuth,
+    Caller(ctx): Caller,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
     let id = path_id(&id)?;
     if q.get("reactivate").is_some_and(|v| v == "true") {
-        return Ok(one((s.identity.reactivate_application(&admin, id).await?, None)));
+        return Ok(one((s.identity.reactivate_application(&admin, id, &ctx, s.clock.now()).await?, None)));
     }
     let ApiJson(b) = ApiJson::<Body>::from_request(req, &s).await?;
     let input = b.application.into_input().map_err(ApiError::Invalid)?;
-    Ok(one(s.identity.update_application(&admin, id, input).await?))
+    Ok(one(s.identity.update_application(&admin, id, input, &ctx, s.clock.now()).await?))
 }
 
 /// `DELETE /api/application/{id}`: deactivates; `?hardDelete=true` removes it for good.
 pub async fn delete(
     State(s): State<AppState>,
     AdminAuth(admin): AdminAuth,
+    Caller(ctx): Caller,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {
     let hard = q.get("hardDelete").is_some_and(|v| v == "true");
-    s.identity.delete_application(&admin, path_id(&id)?, hard, s.clock.now()).await?;
+    s.identity.delete_application(&admin, path_id(&id)?, hard, &ctx, s.clock.now()).await?;
     Ok(StatusCode::OK)
 }
 

@@ -218,6 +218,24 @@ async fn a_deleted_application_signs_nobody_in_until_reactivated_and_a_hard_dele
     assert_eq!(app.admin(Method::DELETE, &format!("/api/application/{id}"), None).await.status, 404);
     assert_eq!(app.admin(Method::PUT, &format!("/api/application/{id}?reactivate=true"), None).await.status, 404);
 
+    // Every change is in the audit log, outcome and all; the secret never is.
+    let log = app.admin(Method::GET, "/api/system/audit-log?numberOfResults=100", None).await;
+    let ours: Vec<(String, String)> = log.json["auditLogs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"].as_str().unwrap().starts_with("application."))
+        .map(|e| (e["event"].as_str().unwrap().to_owned(), e["outcome"].as_str().unwrap().to_owned()))
+        .collect();
+    let expected = [
+        ("application.deleted", "deleted"),
+        ("application.updated", "success"),
+        ("application.deleted", "deactivated"),
+        ("application.created", "success"),
+    ];
+    assert_eq!(ours, expected.map(|(e, o)| (e.to_owned(), o.to_owned())), "newest first");
+    assert!(!log.text.contains(&secret), "no client secret in the audit log");
+
     let default_id = app.state.identity.default_application().id.to_string();
     let keep = app.admin(Method::DELETE, &format!("/api/application/{default_id}?hardDelete=true"), None).await;
     assert_eq!(keep.status, 400);
