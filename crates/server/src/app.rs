@@ -79,6 +79,16 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
     let options = StoreOptions { max_connections: config.database_max_connections };
     let store = tessera_store::open(&config.database_url, &options).await?;
     store.migrate().await?;
+    if store.backend() == tessera_store::Backend::Postgres {
+        let tls = store.connection_uses_tls().await?;
+        let host = config.database_url.parse::<axum::http::Uri>().ok().and_then(|u| u.host().map(str::to_owned));
+        let local = host.as_deref().is_none_or(|h| ["localhost", "127.0.0.1", "[::1]", "::1"].contains(&h));
+        if tls || local {
+            tracing::info!(tls, "connected to PostgreSQL");
+        } else {
+            tracing::warn!("the connection to PostgreSQL is not encrypted; add sslmode=require to database_url");
+        }
+    }
     let store: Arc<dyn Store> = Arc::new(store);
     let report = bootstrap(store.as_ref(), config.api_key.as_ref(), clock.now()).await?;
     let hasher = Arc::new(HashPool::new(config.password_hash_threads, config.policies.hash)?);

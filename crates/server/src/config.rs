@@ -33,7 +33,12 @@ enum Kind {
 /// configuration table is this list.
 const KEYS: &[(&str, Kind, &str, &str)] = &[
     ("listen", Kind::Text, "\"127.0.0.1:9011\"", "address and port to serve on"),
-    ("database_url", Kind::Text, "\"sqlite://tessera-data/tessera.db\"", "sqlite:… file or postgres://… URL"),
+    (
+        "database_url",
+        Kind::Text,
+        "\"sqlite://tessera-data/tessera.db\"",
+        "sqlite:… file or postgres://… URL (`?sslmode=require`, or `verify-full` with `sslrootcert=…`, for TLS)",
+    ),
     ("database_max_connections", Kind::Integer, "10", "connection pool size"),
     ("api_key", Kind::Text, "", "admin API key to accept (created on first start if absent)"),
     ("issuer", Kind::Text, "\"tessera\"", "JWT `iss` claim"),

@@ -47,6 +47,20 @@ impl SqlStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Whether this store's connections to the database are encrypted (SQLite has none).
+    pub async fn connection_uses_tls(&self) -> Result<bool, StoreError> {
+        if self.backend == Backend::Sqlite {
+            return Ok(false);
+        }
+        let row = sqlx::query(
+            "SELECT CAST(CASE WHEN ssl THEN 1 ELSE 0 END AS BIGINT) AS tls FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(row.map(|r| rows::get::<i64>(&r, "tls")).transpose()?.unwrap_or(0) == 1)
+    }
 }
 
 type Q = Query<'static, Any, AnyArguments>;

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod connection;
 mod login_failures;
 mod messengers;
 mod oidc;
