@@ -38,6 +38,9 @@ pub enum AuditKind {
     ApplicationUpdated,
     /// Deactivated (outcome `deactivated`) or removed (`deleted`).
     ApplicationDeleted,
+    MessengerCreated,
+    MessengerUpdated,
+    MessengerDeleted,
 }
 
 impl AuditKind {
@@ -71,6 +74,9 @@ impl AuditKind {
             AuditKind::ApplicationCreated => "application.created",
             AuditKind::ApplicationUpdated => "application.updated",
             AuditKind::ApplicationDeleted => "application.deleted",
+            AuditKind::MessengerCreated => "messenger.created",
+            AuditKind::MessengerUpdated => "messenger.updated",
+            AuditKind::MessengerDeleted => "messenger.deleted",
         }
     }
 }

@@ -3,8 +3,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::Identity;
+use super::{Identity, RequestContext};
 use crate::apikey::Admin;
+use crate::audit::AuditKind;
 use crate::ids::MessengerId;
 use crate::messaging::{Channel, OutboundMessage, Purpose};
 use crate::messengers::{MessengerConfig, MessengerInput, ValidMessenger, mask};
@@ -87,6 +88,7 @@ impl Identity {
         admin: &Admin,
         id: Option<MessengerId>,
         input: MessengerInput,
+        ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<MessengerConfig, CoreError> {
         let valid = input.validate(None)?;
@@ -97,6 +99,7 @@ impl Identity {
             }
             other => CoreError::from(other),
         })?;
+        self.audit(AuditKind::MessengerCreated, None, "success", ctx, messenger_detail(&m), now).await?;
         Ok(m)
     }
 
@@ -114,6 +117,7 @@ impl Identity {
         admin: &Admin,
         id: MessengerId,
         input: MessengerInput,
+        ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<MessengerConfig, CoreError> {
         let existing = self.get_messenger(admin, id).await?;
@@ -125,6 +129,7 @@ impl Identity {
         }
         let m = self.build(id, admin, valid, existing.created_at, now)?;
         self.store.update_messenger(&m).await?;
+        self.audit(AuditKind::MessengerUpdated, None, "success", ctx, messenger_detail(&m), now).await?;
         Ok(m)
     }
 
@@ -134,6 +139,7 @@ impl Identity {
         admin: &Admin,
         id: MessengerId,
         patch: &Value,
+        ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<MessengerConfig, CoreError> {
         let existing = self.get_messenger(admin, id).await?;
@@ -159,7 +165,7 @@ impl Identity {
                 format!("The [messenger] object is malformed: {e}"),
             ))
         })?;
-        self.replace_messenger(admin, id, input, now).await
+        self.replace_messenger(admin, id, input, ctx, now).await
     }
 
     /// A messenger from configuration at start: created, or updated if it exists.
@@ -170,14 +176,26 @@ impl Identity {
         now: Timestamp,
     ) -> Result<MessengerConfig, CoreError> {
         let admin = Admin { tenant_id: self.tenant.id, key_id: crate::ids::ApiKeyId::from_uuid(uuid::Uuid::nil()) };
+        // From the configuration file: no caller, so no address in the audit entry.
+        let ctx = RequestContext::default();
         match self.store.messenger(self.tenant.id, id).await? {
-            Some(_) => self.replace_messenger(&admin, id, input, now).await,
-            None => self.create_messenger(&admin, Some(id), input, now).await,
+            Some(_) => self.replace_messenger(&admin, id, input, &ctx, now).await,
+            None => self.create_messenger(&admin, Some(id), input, &ctx, now).await,
         }
     }
 
-    pub async fn delete_messenger(&self, admin: &Admin, id: MessengerId) -> Result<(), CoreError> {
-        if self.store.delete_messenger(admin.tenant_id, id).await? { Ok(()) } else { Err(CoreError::NotFound) }
+    pub async fn delete_messenger(
+        &self,
+        admin: &Admin,
+        id: MessengerId,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<(), CoreError> {
+        if !self.store.delete_messenger(admin.tenant_id, id).await? {
+            return Err(CoreError::NotFound);
+        }
+        let detail = json!({"messengerId": id.to_string()});
+        self.audit(AuditKind::MessengerDeleted, None, "success", ctx, detail, now).await
     }
 
     /// The message "send test message" sends.
@@ -200,4 +218,9 @@ impl Identity {
     ) -> Result<(Vec<crate::messengers::Delivery>, u64), CoreError> {
         Ok(self.store.deliveries(admin.tenant_id, offset, limit.clamp(1, 500)).await?)
     }
+}
+
+/// What the audit log says of a messenger: which one, never its credentials.
+fn messenger_detail(m: &MessengerConfig) -> Value {
+    json!({"messengerId": m.id.to_string(), "type": m.kind.as_str(), "name": m.name})
 }

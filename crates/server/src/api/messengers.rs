@@ -14,7 +14,7 @@ use tessera_core::validation::ValidationErrors;
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{AdminAuth, ApiJson, Page};
+use crate::extract::{AdminAuth, ApiJson, Caller, Page};
 
 #[derive(Deserialize)]
 pub struct MessengerRequest {
@@ -36,20 +36,23 @@ fn one(s: &AppState, m: &MessengerConfig) -> Result<Json<Value>, ApiError> {
 pub async fn create(
     State(s): State<AppState>,
     AdminAuth(admin): AdminAuth,
+    Caller(ctx): Caller,
     ApiJson(body): ApiJson<MessengerRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let m = s.identity.create_messenger(&admin, None, body.messenger.ok_or_else(missing)?, s.clock.now()).await?;
+    let m = s.identity.create_messenger(&admin, None, body.messenger.ok_or_else(missing)?, &ctx, s.clock.now()).await?;
     one(&s, &m)
 }
 
 pub async fn create_with_id(
     State(s): State<AppState>,
     AdminAuth(admin): AdminAuth,
+    Caller(ctx): Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<MessengerRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let id = id.parse().map_err(|_| ApiError::general("[invalid]messengerId", "The id in the URL is not a UUID."))?;
-    let m = s.identity.create_messenger(&admin, Some(id), body.messenger.ok_or_else(missing)?, s.clock.now()).await?;
+    let m =
+        s.identity.create_messenger(&admin, Some(id), body.messenger.ok_or_else(missing)?, &ctx, s.clock.now()).await?;
     one(&s, &m)
 }
 
@@ -70,12 +73,13 @@ pub async fn list(State(s): State<AppState>, AdminAuth(admin): AdminAuth) -> Res
 pub async fn replace(
     State(s): State<AppState>,
     AdminAuth(admin): AdminAuth,
+    Caller(ctx): Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<MessengerRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let m = s
         .identity
-        .replace_messenger(&admin, parse_id(&id)?, body.messenger.ok_or_else(missing)?, s.clock.now())
+        .replace_messenger(&admin, parse_id(&id)?, body.messenger.ok_or_else(missing)?, &ctx, s.clock.now())
         .await?;
     one(&s, &m)
 }
@@ -83,20 +87,22 @@ pub async fn replace(
 pub async fn patch(
     State(s): State<AppState>,
     AdminAuth(admin): AdminAuth,
+    Caller(ctx): Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let patch = body.get("messenger").filter(|m| m.is_object()).ok_or_else(missing)?;
-    let m = s.identity.patch_messenger(&admin, parse_id(&id)?, patch, s.clock.now()).await?;
+    let m = s.identity.patch_messenger(&admin, parse_id(&id)?, patch, &ctx, s.clock.now()).await?;
     one(&s, &m)
 }
 
 pub async fn delete(
     State(s): State<AppState>,
     AdminAuth(admin): AdminAuth,
+    Caller(ctx): Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.identity.delete_messenger(&admin, parse_id(&id)?).await?;
+    s.identity.delete_messenger(&admin, parse_id(&id)?, &ctx, s.clock.now()).await?;
     Ok(StatusCode::OK)
 }
 

@@ -549,6 +549,17 @@ async fn the_configuration_api_validates_masks_and_keeps_secrets() {
     assert!(!bytes.windows(14).any(|w| w == b"brand_new_toke"), "tokens are sealed at rest");
     assert_eq!(app.admin(Method::DELETE, &format!("/api/messenger/{id}"), None).await.status, 200);
     assert_eq!(app.admin(Method::GET, &format!("/api/messenger/{id}"), None).await.status, 404);
+
+    // Each change is in the audit log, newest first; credentials never are.
+    let log = app.admin(Method::GET, "/api/system/audit-log?numberOfResults=100", None).await;
+    let events: Vec<&str> = log.json["auditLogs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["event"].as_str().filter(|e| e.starts_with("messenger.")))
+        .collect();
+    assert_eq!(events, ["messenger.deleted", "messenger.updated", "messenger.updated", "messenger.created"]);
+    assert!(!log.text.contains("tok_secret") && !log.text.contains("brand_new"), "{}", log.text);
 }
 
 #[tokio::test]
