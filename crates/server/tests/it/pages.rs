@@ -83,6 +83,17 @@ async fn a_phone_is_enrolled_with_the_country_picker_and_a_national_number() {
 async fn a_wrong_number_is_explained_next_to_the_form_and_nothing_is_sent() {
     let app = spawn_app().await;
     let (mut b, csrf) = signed_in(&app).await;
+    let key = field(&b.get("/login/enroll?return_to=%2Faccount").await.text, "secret");
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("return_to", "/account"),
+        ("region", "GB"),
+        ("phone", "555"),
+        ("channel", "sms"),
+        ("app_secret", key.as_str()),
+    ];
+    let kept = b.post("/login/enroll/phone", &fields).await;
+    assert_eq!(field(&kept.text, "secret"), key, "the authenticator key on the page stays");
     for bad in ["555", "0800 FLOWERS", ""] {
         let page = send_to(&mut b, &csrf, "GB", bad, "voice").await;
         assert_eq!(page.status, 400, "{bad}: {}", page.text);

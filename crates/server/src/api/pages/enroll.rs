@@ -135,7 +135,10 @@ pub async fn enroll_phone_send(
     let (channel, channel_name) = form.channel();
     let region = form.get("region");
     let refused = |status, message| {
+        // The authenticator key on the page stays: it may have been scanned already.
+        let secret = form.get("app_secret");
         let filled = Filled {
+            secret: tessera_core::base32::decode(secret).is_some_and(|k| k.len() >= 16).then_some(secret),
             region: (!region.is_empty()).then(|| region.to_owned()),
             phone: form.get("phone"),
             channel: channel_name,
