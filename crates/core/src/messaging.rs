@@ -101,6 +101,16 @@ impl MessengerError {
     pub fn retryable(provider: &str, code: Option<String>, message: impl Into<String>) -> Self {
         MessengerError { provider: provider.into(), code, message: message.into(), retryable: true, retry_after: None }
     }
+
+    /// The error without the one-time code it was sending: a provider's answer may echo
+    /// the request, and this message is logged, stored with the delivery and shown to
+    /// admins.
+    pub fn without_code(mut self, code: &Secret) -> Self {
+        if !code.expose().is_empty() {
+            self.message = self.message.replace(code.expose(), "[code]");
+        }
+        self
+    }
 }
 
 /// A verification service that owns the codes (Twilio Verify): it makes and sends
@@ -192,6 +202,15 @@ pub fn render(purpose: Purpose, channel: Channel, locale: &str, code: &str, appl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provider_errors_lose_the_code_they_echo() {
+        let e = MessengerError::permanent("generic", None, "HTTP 400: {\"text\":\"Your code is 123456\"}");
+        let e = e.without_code(&Secret::new("123456"));
+        assert_eq!(e.message, "HTTP 400: {\"text\":\"Your code is [code]\"}");
+        let same = MessengerError::permanent("x", None, "no code here").without_code(&Secret::new(""));
+        assert_eq!(same.message, "no code here");
+    }
 
     #[test]
     fn renders_per_locale_with_code_and_application() {

@@ -169,7 +169,7 @@ impl FlowEffects for Effects {
                     tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
                 }
                 Err(e) => {
-                    outcome.error = Some(if e.is_timeout() { "timed out".into() } else { e.to_string() });
+                    outcome.error = Some(crate::http::describe(&e));
                     outcome.status = None;
                     if attempt == self.attempts {
                         break;
@@ -222,8 +222,9 @@ mod tests {
         });
         let url = format!("http://localhost:{port}/");
         let refused = client(&[]).get(&url).send().await.unwrap_err();
-        let chain = format!("{refused:?}");
-        assert!(chain.contains("localhost resolves only to private addresses"), "{chain}");
+        let said = crate::http::describe(&refused);
+        assert!(said.contains("localhost resolves only to private addresses"), "{said}");
+        assert!(!said.contains(&url), "no URL in what is logged and stored: {said}");
         let allowed = client(&["LOCALHOST"]).get(&url).send().await.unwrap();
         assert_eq!(allowed.text().await.unwrap(), "ok");
     }

@@ -18,14 +18,25 @@ pub fn client() -> Result<reqwest::Client, String> {
 }
 
 /// A transport failure: timeouts and refused connections may pass, so retry.
+/// A transport failure in words, without the URL reqwest puts in its own message: a
+/// URL may carry a token (a generic endpoint's `?key=`) or, in a flow, a forwarded code,
+/// and this text is logged and stored.
+pub fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".to_owned();
+    }
+    let mut causes = Vec::new();
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        causes.push(cause.to_string());
+        next = cause.source();
+    }
+    let what = if e.is_connect() { "could not connect" } else { "request failed" };
+    if causes.is_empty() { what.to_owned() } else { format!("{what}: {}", causes.join(": ")) }
+}
+
 pub fn transport(provider: &str, e: &reqwest::Error) -> MessengerError {
-    let what = if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connect() {
-        "could not connect".to_owned()
-    } else {
-        format!("request failed: {e}")
-    };
+    let what = describe(e);
     MessengerError::retryable(provider, None, what)
 }
 

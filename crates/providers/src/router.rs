@@ -242,7 +242,7 @@ impl Router {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let budget = remaining.min(self.settings.attempt_timeout);
             let outcome = match tokio::time::timeout(budget, self.call(&vendor, m, msg)).await {
-                Ok(r) => r,
+                Ok(r) => r.map_err(|e| e.without_code(&msg.code)),
                 Err(_) => Err(MessengerError::retryable(
                     provider,
                     None,
