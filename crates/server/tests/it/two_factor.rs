@@ -362,6 +362,24 @@ async fn several_authenticators_and_phones() {
 }
 
 #[tokio::test]
+async fn five_wrong_enrolment_codes_spend_the_code() {
+    let app = spawn_app().await;
+    let id = user(&app).await;
+    let sent = app.admin(Method::POST, "/api/two-factor/send", Some(json!({"userId": id, "mobilePhone": PHONE}))).await;
+    assert_eq!(sent.status, 200);
+    let code = app.last_code_to(PHONE).unwrap();
+    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let path = format!("/api/user/two-factor/{id}");
+    let enable = |c: &str| json!({"method": "sms", "mobilePhone": PHONE, "code": c});
+    for _ in 0..5 {
+        assert_eq!(app.admin(Method::POST, &path, Some(enable(&wrong))).await.status, 421);
+    }
+    let late = app.admin(Method::POST, &path, Some(enable(&code))).await;
+    assert_eq!(late.status, 421, "the right code no longer works after five wrong ones");
+    assert!(app.state.identity.methods(id.parse().unwrap()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn enabling_checks_the_code_and_the_input() {
     let app = spawn_app().await;
     let id = user(&app).await;
