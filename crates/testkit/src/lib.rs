@@ -202,6 +202,29 @@ impl TestApp {
         r.json["user"]["id"].as_str().expect("id").to_owned()
     }
 
+    /// Turns on text messages to `phone` for `user` the way a client does (send the
+    /// enrolment code, read it from the console messenger, enable); returns the answer,
+    /// which holds the recovery codes when this was the first factor.
+    pub async fn enable_sms(&self, user: &str, phone: &str) -> Value {
+        let sent = self
+            .admin(reqwest::Method::POST, "/api/two-factor/send", Some(json!({"userId": user, "mobilePhone": phone})))
+            .await;
+        assert_eq!(sent.status, 200, "{}", sent.text);
+        let e164 = tessera_core::phone::PhoneNumber::parse(phone).expect("a phone number");
+        let code = self.last_code_to(e164.as_str()).expect("enrolment code sent");
+        let body = json!({"method": "sms", "mobilePhone": phone, "code": code});
+        let r = self.admin(reqwest::Method::POST, &format!("/api/user/two-factor/{user}"), Some(body)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json
+    }
+
+    /// The second factors of the user with this login id.
+    pub async fn factors_of(&self, login_id: &str) -> Vec<tessera_core::twofactor::TwoFactorMethod> {
+        let found = self.admin(reqwest::Method::GET, &format!("/api/user?loginId={login_id}"), None).await;
+        let id = found.json["user"]["id"].as_str().expect("a user with that login id").parse().expect("a user id");
+        self.state.identity.methods(id).await.expect("the factors")
+    }
+
     pub async fn login(&self, login_id: &str, password: &str) -> Reply {
         self.post_json("/api/login", json!({"loginId": login_id, "password": password})).await
     }

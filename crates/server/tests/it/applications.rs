@@ -247,10 +247,7 @@ async fn a_deleted_application_signs_nobody_in_until_reactivated_and_a_hard_dele
 async fn a_second_step_begun_before_deactivation_does_not_finish() {
     let app = spawn_app().await;
     let user = app.create_user("ann@example.com", "correct horse").await;
-    app.admin(Method::POST, "/api/two-factor/send", Some(json!({"userId": user, "mobilePhone": "+15554443232"}))).await;
-    let code = app.last_code_to("+15554443232").unwrap();
-    let on = json!({"method": "sms", "mobilePhone": "+15554443232", "code": code});
-    assert_eq!(app.admin(Method::POST, &format!("/api/user/two-factor/{user}"), Some(on)).await.status, 200);
+    app.enable_sms(&user, "+15554443232").await;
     let r = app.admin(Method::POST, "/api/application", Some(body("Shop", "Required", "Enabled"))).await;
     let id = r.json["application"]["id"].as_str().unwrap().to_owned();
 

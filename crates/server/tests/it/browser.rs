@@ -127,18 +127,7 @@ async fn a_forced_factor_is_enrolled_in_chromium() {
     )
     .await;
     assert_eq!(amr_after(&app, &callback, &client_id).await, json!(["pwd", "otp", "mfa"]));
-    let methods = app
-        .state
-        .identity
-        .methods(
-            app.admin(Method::GET, "/api/user?loginId=ann@example.com", None).await.json["user"]["id"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let methods = app.factors_of("ann@example.com").await;
     assert_eq!(methods.len(), 1, "the factor is on the account");
 }
 
@@ -163,12 +152,7 @@ async fn a_forced_phone_is_enrolled_with_the_country_picker_in_chromium() {
     )
     .await;
     assert_eq!(amr_after(&app, &callback, &client_id).await, json!(["pwd", "sms", "mfa"]));
-    let user = app.admin(Method::GET, "/api/user?loginId=ann@example.com", None).await.json["user"]["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let methods = app.state.identity.methods(user).await.unwrap();
+    let methods = app.factors_of("ann@example.com").await;
     assert_eq!(methods.len(), 1);
     assert_eq!(methods[0].phone().map(|p| p.as_str()), Some("+442079460958"), "read as a UK number");
 }
@@ -194,17 +178,8 @@ async fn code_endpoint(app: &TestApp, phone: &'static str) -> String {
 
 async fn with_sms(app: &TestApp, phone: &'static str) -> Vec<String> {
     let user = app.create_user("ann@example.com", "correct horse").await;
-    app.admin(Method::POST, "/api/two-factor/send", Some(json!({"userId": user, "mobilePhone": phone}))).await;
-    let code = app.last_code_to(phone).unwrap();
-    let r = app
-        .admin(
-            Method::POST,
-            &format!("/api/user/two-factor/{user}"),
-            Some(json!({"method": "sms", "mobilePhone": phone, "code": code})),
-        )
-        .await;
-    assert_eq!(r.status, 200);
-    r.json["recoveryCodes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect()
+    let on = app.enable_sms(&user, phone).await;
+    on["recoveryCodes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect()
 }
 
 #[tokio::test]
@@ -250,18 +225,6 @@ async fn a_recovery_code_signs_in_once_in_chromium() {
     };
     let callback = browse(&app, "recovery", &env(&codes[0])).await;
     assert_eq!(amr_after(&app, &callback, &client_id).await, json!(["pwd", "otp", "mfa"]));
-    let count = app
-        .state
-        .identity
-        .methods(
-            app.admin(Method::GET, "/api/user?loginId=ann@example.com", None).await.json["user"]["id"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap(),
-        )
-        .await
-        .unwrap()
-        .len();
+    let count = app.factors_of("ann@example.com").await.len();
     assert_eq!(count, 1);
 }

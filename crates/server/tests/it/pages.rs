@@ -25,11 +25,6 @@ async fn send_to(b: &mut Browser<'_>, csrf: &str, region: &str, phone: &str, cha
     .await
 }
 
-async fn methods(app: &TestApp) -> Vec<tessera_core::twofactor::TwoFactorMethod> {
-    let found = app.admin(Method::GET, "/api/user?loginId=ann@example.com", None).await;
-    app.state.identity.methods(found.json["user"]["id"].as_str().unwrap().parse().unwrap()).await.unwrap()
-}
-
 #[tokio::test]
 async fn a_phone_is_enrolled_with_the_country_picker_and_a_national_number() {
     let app = spawn_app().await;
@@ -61,7 +56,7 @@ async fn a_phone_is_enrolled_with_the_country_picker_and_a_national_number() {
         .await;
     assert_eq!(refused.status, 401);
     assert!(refused.text.contains("That code is not right"), "{}", refused.text);
-    assert!(methods(&app).await.is_empty(), "nothing half-enabled");
+    assert!(app.factors_of("ann@example.com").await.is_empty(), "nothing half-enabled");
 
     let on = b
         .post(
@@ -72,7 +67,7 @@ async fn a_phone_is_enrolled_with_the_country_picker_and_a_national_number() {
     assert_eq!(on.status, 200, "{}", on.text);
     assert!(on.text.contains("Your phone is on."));
     assert_eq!(on.text.matches("<li><code>").count(), 10, "ten recovery codes, shown once: {}", on.text);
-    let m = methods(&app).await;
+    let m = app.factors_of("ann@example.com").await;
     assert_eq!(m.len(), 1);
     assert_eq!(m[0].phone().map(|p| p.as_str()), Some("+442079460958"));
     let account = b.get("/account").await;
@@ -128,10 +123,7 @@ async fn a_phone_can_hear_its_code_and_enrolment_respects_allowed_countries() {
 async fn the_second_step_offers_a_call_as_well_as_a_text() {
     let app = spawn_app().await;
     let user = app.create_user("ann@example.com", "correct horse").await;
-    app.admin(Method::POST, "/api/two-factor/send", Some(json!({"userId": user, "mobilePhone": "+15554443232"}))).await;
-    let code = app.last_code_to("+15554443232").unwrap();
-    let body = json!({"method": "sms", "mobilePhone": "+15554443232", "code": code});
-    assert_eq!(app.admin(Method::POST, &format!("/api/user/two-factor/{user}"), Some(body)).await.status, 200);
+    app.enable_sms(&user, "+15554443232").await;
 
     let mut b = Browser::new(&app);
     let (csrf, second) = b.sign_in_to_account().await;
@@ -260,7 +252,7 @@ async fn changing_factors_needs_a_sign_in_that_used_one() {
         .await;
     assert_eq!(added.status, 200, "{}", added.text);
     assert!(added.text.contains("Second step added") && !added.text.contains("<code>"), "{}", added.text);
-    assert_eq!(methods(&app).await.len(), 2);
+    assert_eq!(app.factors_of("ann@example.com").await.len(), 2);
 }
 
 #[tokio::test]

@@ -47,22 +47,6 @@ async fn enable_totp(app: &TestApp, user: &str) -> (Vec<u8>, Value) {
     (secret, r.json["recoveryCodes"].clone())
 }
 
-async fn enable_sms(app: &TestApp, user: &str, phone: &str) -> Value {
-    let r = app.admin(Method::POST, "/api/two-factor/send", Some(json!({"userId": user, "mobilePhone": phone}))).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let e164 = tessera_core::phone::PhoneNumber::parse(phone).unwrap();
-    let code = app.last_code_to(e164.as_str()).expect("enrollment code sent");
-    let r = app
-        .admin(
-            Method::POST,
-            &format!("/api/user/two-factor/{user}"),
-            Some(json!({"method": "sms", "mobilePhone": phone, "code": code})),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.json
-}
-
 /// Password login that must answer 242; returns the twoFactorId and methods.
 async fn challenge(app: &TestApp) -> (String, Value) {
     let r = app.login("ann@example.com", "correct horse").await;
@@ -121,7 +105,7 @@ async fn a_totp_step_is_accepted_once_and_neighbours_within_the_window() {
 async fn sms_enroll_then_login_send_code_200() {
     let app = spawn_app().await;
     let id = user(&app).await;
-    let enabled = enable_sms(&app, &id, "+1 (555) 444-3232").await;
+    let enabled = app.enable_sms(&id, "+1 (555) 444-3232").await;
     assert_eq!(enabled["recoveryCodes"].as_array().map(Vec::len), Some(10));
     let enrollment = app.last_message_to(PHONE).unwrap();
     assert!(enrollment.contains("to set up two-step verification for Default"), "{enrollment}");
@@ -148,7 +132,7 @@ async fn sms_enroll_then_login_send_code_200() {
 async fn voice_and_locale_shape_the_message() {
     let app = spawn_app().await;
     let id = user(&app).await;
-    enable_sms(&app, &id, PHONE).await;
+    app.enable_sms(&id, PHONE).await;
     let (two_factor_id, _) = challenge(&app).await;
     let r = app
         .send(
@@ -170,7 +154,7 @@ async fn voice_and_locale_shape_the_message() {
 async fn a_resend_replaces_the_code_but_not_the_failure_count() {
     let app = spawn_app().await;
     let id = user(&app).await;
-    enable_sms(&app, &id, PHONE).await;
+    app.enable_sms(&id, PHONE).await;
     let (two_factor_id, _) = challenge(&app).await;
     let send = format!("/api/two-factor/send/{two_factor_id}");
     app.post_json(&send, json!({})).await;
@@ -198,7 +182,7 @@ async fn a_resend_replaces_the_code_but_not_the_failure_count() {
 async fn challenges_and_codes_expire() {
     let app = app().configure(|c| c.policies.two_factor.challenge_ttl = Duration::from_secs(600)).spawn().await;
     let id = user(&app).await;
-    enable_sms(&app, &id, PHONE).await;
+    app.enable_sms(&id, PHONE).await;
     let (two_factor_id, _) = challenge(&app).await;
     app.post_json(&format!("/api/two-factor/send/{two_factor_id}"), json!({})).await;
     let sms_code = app.last_code_to(PHONE).unwrap();
@@ -266,7 +250,7 @@ async fn a_trusted_device_skips_the_challenge_until_methods_change() {
     let wrong = json!({"loginId": "ann@example.com", "password": "correct horse", "twoFactorTrustId": "forged"});
     assert_eq!(app.post_json("/api/login", wrong).await.status, 242);
 
-    enable_sms(&app, &id, PHONE).await;
+    app.enable_sms(&id, PHONE).await;
     assert_eq!(app.post_json("/api/login", body).await.status, 242, "methods changed: trust revoked");
 }
 
@@ -296,7 +280,7 @@ async fn disabling_needs_a_code_and_the_last_method_takes_recovery_codes_along()
     let app = spawn_app().await;
     let id = user(&app).await;
     let (secret, codes) = enable_totp(&app, &id).await;
-    let sms = enable_sms(&app, &id, PHONE).await;
+    let sms = app.enable_sms(&id, PHONE).await;
     assert!(sms.get("recoveryCodes").is_none(), "only the first factor returns codes");
     let u = app.admin(Method::GET, &format!("/api/user/{id}"), None).await;
     let methods = u.json["user"]["twoFactor"]["methods"].as_array().unwrap().clone();
@@ -337,8 +321,8 @@ async fn several_authenticators_and_phones() {
     let (_, _) = enable_totp(&app, &id).await;
     let (second, none) = enable_totp(&app, &id).await;
     assert!(none.is_null());
-    enable_sms(&app, &id, PHONE).await;
-    enable_sms(&app, &id, "+442079460958").await;
+    app.enable_sms(&id, PHONE).await;
+    app.enable_sms(&id, "+442079460958").await;
     let dup = app.admin(Method::POST, "/api/two-factor/send", Some(json!({"userId": id, "mobilePhone": PHONE}))).await;
     assert_eq!(dup.status, 200);
     let c = app.last_code_to(PHONE).unwrap();
@@ -472,7 +456,7 @@ async fn secrets_and_codes_are_not_readable_from_the_database() {
     let app = spawn_app().await;
     let id = user(&app).await;
     let (secret, codes) = enable_totp(&app, &id).await;
-    enable_sms(&app, &id, PHONE).await;
+    app.enable_sms(&id, PHONE).await;
     let (two_factor_id, _) = challenge(&app).await;
     app.post_json(&format!("/api/two-factor/send/{two_factor_id}"), json!({})).await;
     let sms_code = app.last_code_to(PHONE).unwrap();
@@ -542,7 +526,7 @@ async fn rotating_the_seal_key_and_resealing() {
 async fn the_audit_log_and_metrics_see_every_step() {
     let app = spawn_app().await;
     let id = user(&app).await;
-    enable_sms(&app, &id, PHONE).await;
+    app.enable_sms(&id, PHONE).await;
     let (two_factor_id, _) = challenge(&app).await;
     two_factor_login(&app, &two_factor_id, "000000").await;
     app.post_json(&format!("/api/two-factor/send/{two_factor_id}"), json!({})).await;
@@ -581,7 +565,7 @@ async fn two_factor_on_postgres() {
     let app = app().backend(tessera_store::Backend::Postgres).spawn().await;
     let id = user(&app).await;
     let (secret, codes) = enable_totp(&app, &id).await;
-    enable_sms(&app, &id, PHONE).await;
+    app.enable_sms(&id, PHONE).await;
     app.clock.advance(Duration::from_secs(30));
     let (a, _) = challenge(&app).await;
     assert_eq!(two_factor_login(&app, &a, &code(&app, &secret, 0)).await.status, 200);
