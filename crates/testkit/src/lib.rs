@@ -218,6 +218,22 @@ impl TestApp {
         r.json
     }
 
+    /// The code an authenticator app with `secret` shows `offset` 30-second steps from the
+    /// server's now (default TOTP settings).
+    pub fn totp(&self, secret: &[u8], offset: i64) -> String {
+        let step = tessera_core::totp::step_at(Clock::now(self.clock.as_ref()), 30);
+        tessera_core::totp::totp_at_step(&tessera_core::totp::TotpParams::default(), secret, step + offset)
+    }
+
+    /// Turns on an authenticator app with `secret` for `user`, confirmed with the code of
+    /// the server's now; returns the answer (recovery codes when it was the first factor).
+    pub async fn enable_authenticator(&self, user: &str, secret: &[u8]) -> Value {
+        let body = json!({"method": "authenticator", "secretBase32Encoded": tessera_core::base32::encode(secret), "code": self.totp(secret, 0)});
+        let r = self.admin(reqwest::Method::POST, &format!("/api/user/two-factor/{user}"), Some(body)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json
+    }
+
     /// The second factors of the user with this login id.
     pub async fn factors_of(&self, login_id: &str) -> Vec<tessera_core::twofactor::TwoFactorMethod> {
         let found = self.admin(reqwest::Method::GET, &format!("/api/user?loginId={login_id}"), None).await;

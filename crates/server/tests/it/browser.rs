@@ -8,11 +8,7 @@ use reqwest::Method;
 use serde_json::json;
 use tessera_testkit::{TestApp, spawn_app};
 
-use crate::oidc::application;
-
-const CB: &str = "https://app.example.com/callback";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+use crate::oidc::{CB, CHALLENGE, application, claims, query, redeem};
 
 fn authorize(client_id: &str) -> String {
     format!(
@@ -43,23 +39,9 @@ async fn browse(app: &TestApp, name: &str, env: &[(&str, String)]) -> String {
 
 async fn amr_after(app: &TestApp, callback: &str, client_id: &str) -> serde_json::Value {
     assert!(callback.starts_with(CB), "{callback}");
-    let q: Vec<(String, String)> = serde_urlencoded::from_str(callback.split_once('?').unwrap().1).unwrap();
-    let code = q.iter().find(|(k, _)| k == "code").unwrap().1.clone();
-    let t = app
-        .send(app.client.post(app.url("/oauth2/token")).form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", CB),
-            ("client_id", client_id),
-            ("code_verifier", VERIFIER),
-        ]))
-        .await;
+    let t = redeem(app, client_id, &query(callback)["code"]).await;
     assert_eq!(t.status, 200, "{}", t.text);
-    use base64::Engine;
-    let payload = t.json["id_token"].as_str().unwrap().split('.').nth(1).unwrap().to_owned();
-    let claims: serde_json::Value =
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
-    claims["amr"].clone()
+    claims(t.json["id_token"].as_str().unwrap())["amr"].clone()
 }
 
 async fn client(app: &TestApp, policy: &str) -> String {
@@ -74,10 +56,7 @@ async fn password_and_authenticator_sign_in_in_chromium() {
     let app = spawn_app().await;
     let user = app.create_user("ann@example.com", "correct horse").await;
     let secret = b"12345678901234567890".to_vec();
-    let step = tessera_core::totp::step_at(tessera_server::clock::Clock::now(app.clock.as_ref()), 30);
-    let totp = |s: i64| tessera_core::totp::totp_at_step(&tessera_core::totp::TotpParams::default(), &secret, s);
-    let body = json!({"method": "authenticator", "secretBase32Encoded": tessera_core::base32::encode(&secret), "code": totp(step)});
-    assert_eq!(app.admin(Method::POST, &format!("/api/user/two-factor/{user}"), Some(body)).await.status, 200);
+    app.enable_authenticator(&user, &secret).await;
     let client_id = client(&app, "Enabled").await;
     let callback = browse(
         &app,
@@ -86,7 +65,7 @@ async fn password_and_authenticator_sign_in_in_chromium() {
             ("AUTHORIZE", authorize(&client_id)),
             ("LOGIN_ID", "ann@example.com".into()),
             ("PASSWORD", "correct horse".into()),
-            ("TOTP_CODE", totp(step + 1)),
+            ("TOTP_CODE", app.totp(&secret, 1)),
         ],
     )
     .await;

@@ -12,16 +12,16 @@ use tessera_testkit::{TestApp, spawn_app};
 
 use crate::forms::{Browser, field};
 
-const CB: &str = "https://app.example.com/callback";
+pub const CB: &str = "https://app.example.com/callback";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
-fn query(url: &str) -> HashMap<String, String> {
+pub fn query(url: &str) -> HashMap<String, String> {
     let q = url.split_once('?').map_or("", |(_, q)| q);
     serde_urlencoded::from_str::<Vec<(String, String)>>(q).unwrap().into_iter().collect()
 }
 
-fn claims(jwt: &str) -> Value {
+pub fn claims(jwt: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(jwt.split('.').nth(1).unwrap()).unwrap()).unwrap()
 }
 
@@ -91,6 +91,18 @@ async fn sign_in(b: &mut Browser<'_>, client_id: &str, extra: &str, second: Opti
     q["code"].clone()
 }
 
+/// Redeems an authorization code the way the sample public client does (PKCE).
+pub async fn redeem(app: &TestApp, client_id: &str, code: &str) -> tessera_testkit::Reply {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", CB),
+        ("client_id", client_id),
+        ("code_verifier", VERIFIER),
+    ];
+    exchange(app, &form).await
+}
+
 async fn exchange(app: &TestApp, form: &[(&str, &str)]) -> tessera_testkit::Reply {
     app.send(app.client.post(app.url("/oauth2/token")).form(form)).await
 }
@@ -115,17 +127,7 @@ async fn the_code_flow_with_pkce_signs_in_refreshes_and_logs_out() {
     let mut b = Browser::new(&app);
     let code = sign_in(&mut b, &client_id, "", None).await;
 
-    let t = exchange(
-        &app,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", CB),
-            ("client_id", &client_id),
-            ("code_verifier", VERIFIER),
-        ],
-    )
-    .await;
+    let t = redeem(&app, &client_id, &code).await;
     assert_eq!(t.status, 200, "{}", t.text);
     assert_eq!(t.json["token_type"], "Bearer");
     let id = claims(t.json["id_token"].as_str().unwrap());
@@ -142,17 +144,7 @@ async fn the_code_flow_with_pkce_signs_in_refreshes_and_logs_out() {
     assert_eq!((info.status, info.json["email"].as_str()), (200, Some("ann@example.com")));
     assert_eq!(app.send(app.client.get(app.url("/oauth2/userinfo")).bearer_auth("nope")).await.status, 401);
 
-    let again = exchange(
-        &app,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", CB),
-            ("client_id", &client_id),
-            ("code_verifier", VERIFIER),
-        ],
-    )
-    .await;
+    let again = redeem(&app, &client_id, &code).await;
     assert_eq!((again.status, again.json["error"].as_str()), (400, Some("invalid_grant")), "a code works once");
 
     let refreshed = exchange(
@@ -256,27 +248,13 @@ async fn a_user_with_a_factor_passes_it_and_the_id_token_says_so() {
     let app = spawn_app().await;
     let user = app.create_user("ann@example.com", "correct horse").await;
     let secret = b"12345678901234567890".to_vec();
-    let step = tessera_core::totp::step_at(tessera_server::clock::Clock::now(app.clock.as_ref()), 30);
-    let totp = |s: i64| tessera_core::totp::totp_at_step(&tessera_core::totp::TotpParams::default(), &secret, s);
-    let r = app
-        .admin(Method::POST, &format!("/api/user/two-factor/{user}"), Some(json!({"method": "authenticator", "secretBase32Encoded": tessera_core::base32::encode(&secret), "code": totp(step)})))
-        .await;
-    assert_eq!(r.status, 200);
+    app.enable_authenticator(&user, &secret).await;
     let (client_id, _) = client(&app, true, "Enabled").await;
     let mut b = Browser::new(&app);
     let code =
-        sign_in(&mut b, &client_id, &format!("&acr_values={}", "urn%3Atessera%3Amfa"), Some(totp(step + 1))).await;
-    let t = exchange(
-        &app,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", CB),
-            ("client_id", &client_id),
-            ("code_verifier", VERIFIER),
-        ],
-    )
-    .await;
+        sign_in(&mut b, &client_id, &format!("&acr_values={}", "urn%3Atessera%3Amfa"), Some(app.totp(&secret, 1)))
+            .await;
+    let t = redeem(&app, &client_id, &code).await;
     let id = claims(t.json["id_token"].as_str().unwrap());
     assert_eq!(id["amr"], json!(["pwd", "otp", "mfa"]));
     assert_eq!(id["acr"], "urn:tessera:mfa");
@@ -346,17 +324,7 @@ async fn max_age_idle_sessions_and_required_factors() {
     let to_client = back.location.unwrap();
     assert!(to_client.starts_with(CB), "{to_client}");
     let code = query(&to_client)["code"].clone();
-    let t = exchange(
-        &app,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", CB),
-            ("client_id", &client_id),
-            ("code_verifier", VERIFIER),
-        ],
-    )
-    .await;
+    let t = redeem(&app, &client_id, &code).await;
     assert_eq!(claims(t.json["id_token"].as_str().unwrap())["amr"], json!(["pwd", "otp", "mfa"]));
     let wrong = b
         .post(
@@ -461,17 +429,13 @@ async fn the_account_page_lists_and_manages_factors() {
     let app = spawn_app().await;
     let user = app.create_user("ann@example.com", "correct horse").await;
     let secret = b"12345678901234567890".to_vec();
-    let now = tessera_server::clock::Clock::now(app.clock.as_ref());
-    let step = tessera_core::totp::step_at(now, 30);
-    let totp = |s: i64| tessera_core::totp::totp_at_step(&tessera_core::totp::TotpParams::default(), &secret, s);
-    let body = json!({"method": "authenticator", "secretBase32Encoded": tessera_core::base32::encode(&secret), "code": totp(step)});
-    assert_eq!(app.admin(Method::POST, &format!("/api/user/two-factor/{user}"), Some(body)).await.status, 200);
+    app.enable_authenticator(&user, &secret).await;
 
     let mut b = Browser::new(&app);
     let anonymous = b.get("/account").await;
     assert_eq!(anonymous.location.as_deref(), Some("/login?return_to=%2Faccount"));
     let (csrf, second) = b.sign_in_to_account().await;
-    let done = b.second_step(&csrf, &second, &totp(step + 1)).await;
+    let done = b.second_step(&csrf, &second, &app.totp(&secret, 1)).await;
     assert_eq!(done.location.as_deref(), Some("/account"));
 
     let page = b.get("/account").await;
@@ -488,9 +452,8 @@ async fn the_account_page_lists_and_manages_factors() {
     assert_eq!(wrong.status, 401);
     assert!(wrong.text.contains("nothing was removed"));
     app.clock.advance(Duration::from_secs(60));
-    let later = tessera_core::totp::step_at(tessera_server::clock::Clock::now(app.clock.as_ref()), 30);
     let removed =
-        b.post("/account/remove", &[("csrf", &csrf), ("method_id", &method_id), ("code", &totp(later))]).await;
+        b.post("/account/remove", &[("csrf", &csrf), ("method_id", &method_id), ("code", &app.totp(&secret, 0))]).await;
     assert!(removed.text.contains("Removed."), "{}", removed.text);
     assert!(!removed.text.contains("Authenticator app<form"));
 

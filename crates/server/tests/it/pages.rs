@@ -2,7 +2,7 @@
 //! picker, voice codes, themes, and the headers every page carries.
 
 use reqwest::Method;
-use serde_json::json;
+
 use tessera_core::messaging::Channel;
 use tessera_testkit::{TestApp, app, spawn_app};
 
@@ -217,12 +217,7 @@ async fn changing_factors_needs_a_sign_in_that_used_one() {
         .unwrap()
         .to_owned();
     let secret = b"12345678901234567890".to_vec();
-    let now = tessera_server::clock::Clock::now(app.clock.as_ref());
-    let step = tessera_core::totp::step_at(now, 30);
-    let totp = |s: i64| tessera_core::totp::totp_at_step(&tessera_core::totp::TotpParams::default(), &secret, s);
-    let body = json!({"method": "authenticator", "secretBase32Encoded": tessera_core::base32::encode(&secret), "code": totp(step)});
-    let on = app.admin(Method::POST, &format!("/api/user/two-factor/{user}"), Some(body)).await;
-    assert_eq!(on.status, 200);
+    app.enable_authenticator(&user, &secret).await;
 
     let codes = b.post("/account/recovery-codes", &[("csrf", &csrf)]).await;
     assert_eq!(codes.status, 403, "a password alone mints no recovery codes: {}", codes.text);
@@ -234,7 +229,7 @@ async fn changing_factors_needs_a_sign_in_that_used_one() {
 
     // Signing in again asks for the second step; then the same changes are allowed.
     let (csrf, second) = b.sign_in_to_account().await;
-    let done = b.second_step(&csrf, &second, &totp(step + 1)).await;
+    let done = b.second_step(&csrf, &second, &app.totp(&secret, 1)).await;
     assert_eq!(done.location.as_deref(), Some("/account"));
     let codes = b.post("/account/recovery-codes", &[("csrf", &csrf)]).await;
     assert_eq!(codes.status, 200, "{}", codes.text);

@@ -6,25 +6,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tessera_core::base32;
 use tessera_core::seal::{SealKey, Sealer};
-use tessera_core::totp::{TotpParams, step_at, totp_at_step};
 use tessera_testkit::{TEST_SEAL_KEY, TestApp, app, spawn_app};
 
 const PHONE: &str = "+15554443232";
-
-/// A TOTP code for `secret` at the app's clock, `offset` steps away.
-fn code(app: &TestApp, secret: &[u8], offset: i64) -> String {
-    let step = step_at(app.clock.now(), 30) + offset;
-    totp_at_step(&TotpParams::default(), secret, step)
-}
-
-trait Now {
-    fn now(&self) -> tessera_core::Timestamp;
-}
-impl Now for std::sync::Arc<tessera_testkit::FakeClock> {
-    fn now(&self) -> tessera_core::Timestamp {
-        tessera_server::clock::Clock::now(self.as_ref())
-    }
-}
 
 async fn user(app: &TestApp) -> String {
     app.create_user("ann@example.com", "correct horse").await
@@ -40,7 +24,7 @@ async fn enable_totp(app: &TestApp, user: &str) -> (Vec<u8>, Value) {
         .admin(
             Method::POST,
             &format!("/api/user/two-factor/{user}"),
-            Some(json!({"method": "authenticator", "secretBase32Encoded": b32, "code": code(app, &secret, 0)})),
+            Some(json!({"method": "authenticator", "secretBase32Encoded": b32, "code": app.totp(&secret, 0)})),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -73,9 +57,9 @@ async fn totp_enroll_then_login_242_then_code_200() {
     let (two_factor_id, methods) = challenge(&app).await;
     assert_eq!(methods[0]["id"], m["id"]);
     // The code used to enroll cannot sign in: its time step is spent.
-    assert_eq!(two_factor_login(&app, &two_factor_id, &code(&app, &secret, 0)).await.status, 421);
+    assert_eq!(two_factor_login(&app, &two_factor_id, &app.totp(&secret, 0)).await.status, 421);
     app.clock.advance(Duration::from_secs(30));
-    let ok = two_factor_login(&app, &two_factor_id, &code(&app, &secret, 0)).await;
+    let ok = two_factor_login(&app, &two_factor_id, &app.totp(&secret, 0)).await;
     assert_eq!(ok.status, 200, "{}", ok.text);
     assert_eq!(ok.json["user"]["id"], id.as_str());
     let token = ok.json["token"].as_str().unwrap();
@@ -92,13 +76,13 @@ async fn a_totp_step_is_accepted_once_and_neighbours_within_the_window() {
     let (secret, _) = enable_totp(&app, &id).await;
     app.clock.advance(Duration::from_secs(60));
     let (first, _) = challenge(&app).await;
-    let c = code(&app, &secret, 0);
+    let c = app.totp(&secret, 0);
     assert_eq!(two_factor_login(&app, &first, &c).await.status, 200);
     let (second, _) = challenge(&app).await;
     assert_eq!(two_factor_login(&app, &second, &c).await.status, 421, "replayed step");
-    assert_eq!(two_factor_login(&app, &second, &code(&app, &secret, -1)).await.status, 421, "older step");
-    assert_eq!(two_factor_login(&app, &second, &code(&app, &secret, 2)).await.status, 421, "outside the window");
-    assert_eq!(two_factor_login(&app, &second, &code(&app, &secret, 1)).await.status, 200, "next step, within ±1");
+    assert_eq!(two_factor_login(&app, &second, &app.totp(&secret, -1)).await.status, 421, "older step");
+    assert_eq!(two_factor_login(&app, &second, &app.totp(&secret, 2)).await.status, 421, "outside the window");
+    assert_eq!(two_factor_login(&app, &second, &app.totp(&secret, 1)).await.status, 200, "next step, within ±1");
 }
 
 #[tokio::test]
@@ -197,7 +181,7 @@ async fn challenges_and_codes_expire() {
     let (secret, _) = enable_totp(&app, &id).await;
     let (two_factor_id, _) = challenge(&app).await;
     app.clock.advance(Duration::from_secs(301));
-    assert_eq!(two_factor_login(&app, &two_factor_id, &code(&app, &secret, 0)).await.status, 404, "300 s default");
+    assert_eq!(two_factor_login(&app, &two_factor_id, &app.totp(&secret, 0)).await.status, 404, "300 s default");
 }
 
 #[tokio::test]
@@ -230,7 +214,7 @@ async fn a_trusted_device_skips_the_challenge_until_methods_change() {
     let (two_factor_id, _) = challenge(&app).await;
     let r = app
         .send(app.client.post(app.url("/api/two-factor/login")).json(&json!({
-            "twoFactorId": two_factor_id, "code": code(&app, &secret, 0), "trustComputer": true
+            "twoFactorId": two_factor_id, "code": app.totp(&secret, 0), "trustComputer": true
         })))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -300,7 +284,7 @@ async fn disabling_needs_a_code_and_the_last_method_takes_recovery_codes_along()
     assert_eq!(app.admin(Method::DELETE, &path(sms_id, &manage), None).await.status, 404);
 
     app.clock.advance(Duration::from_secs(30));
-    assert_eq!(app.admin(Method::DELETE, &path(totp_id, &code(&app, &secret, 0)), None).await.status, 200);
+    assert_eq!(app.admin(Method::DELETE, &path(totp_id, &app.totp(&secret, 0)), None).await.status, 200);
     let u = app.admin(Method::GET, &format!("/api/user/{id}"), None).await;
     assert_eq!(u.json["user"]["twoFactor"]["methods"], json!([]));
     assert_eq!(app.login("ann@example.com", "correct horse").await.status, 200, "no factor, no challenge");
@@ -338,11 +322,7 @@ async fn several_authenticators_and_phones() {
     let (two_factor_id, methods) = challenge(&app).await;
     assert_eq!(methods.as_array().unwrap().len(), 4);
     app.clock.advance(Duration::from_secs(30));
-    assert_eq!(
-        two_factor_login(&app, &two_factor_id, &code(&app, &second, 0)).await.status,
-        200,
-        "the second app works"
-    );
+    assert_eq!(two_factor_login(&app, &two_factor_id, &app.totp(&second, 0)).await.status, 200, "the second app works");
 }
 
 #[tokio::test]
@@ -386,7 +366,7 @@ async fn enabling_checks_the_code_and_the_input() {
         .admin(
             Method::POST,
             &path,
-            Some(json!({"method": "authenticator", "secret": s.json["secretHex"], "code": code(&app, &secret, 0)})),
+            Some(json!({"method": "authenticator", "secret": s.json["secretHex"], "code": app.totp(&secret, 0)})),
         )
         .await;
     assert_eq!(by_hex.status, 200, "hex secrets are accepted: {}", by_hex.text);
@@ -425,7 +405,7 @@ async fn users_manage_their_own_factors_with_their_token_only() {
     let token = app.login("ann@example.com", "correct horse").await.json["token"].as_str().unwrap().to_owned();
     let s = app.send(app.client.get(app.url("/api/two-factor/secret"))).await;
     let secret = base32::decode(s.json["secretBase32Encoded"].as_str().unwrap()).unwrap();
-    let body = json!({"method": "authenticator", "secretBase32Encoded": s.json["secretBase32Encoded"], "code": code(&app, &secret, 0)});
+    let body = json!({"method": "authenticator", "secretBase32Encoded": s.json["secretBase32Encoded"], "code": app.totp(&secret, 0)});
     let other = app
         .send(app.client.post(app.url(&format!("/api/user/two-factor/{bob}"))).bearer_auth(&token).json(&body))
         .await;
@@ -505,7 +485,7 @@ async fn rotating_the_seal_key_and_resealing() {
         .await;
     rotated.clock.advance(Duration::from_secs(30));
     let (a, _) = challenge(&rotated).await;
-    assert_eq!(two_factor_login(&rotated, &a, &code(&rotated, &secret, 0)).await.status, 200, "old key still opens");
+    assert_eq!(two_factor_login(&rotated, &a, &rotated.totp(&secret, 0)).await.status, 200, "old key still opens");
     let sealer = Sealer::new(k2.clone(), vec![SealKey::parse(TEST_SEAL_KEY).unwrap()]);
     let n = tessera_core::service::reseal(rotated.state.store.as_ref(), &sealer).await.unwrap();
     assert_eq!(n, 2, "the TOTP secret and the JWT signing key");
@@ -516,7 +496,7 @@ async fn rotating_the_seal_key_and_resealing() {
     only_new.clock.advance(Duration::from_secs(60));
     let (b, _) = challenge(&only_new).await;
     assert_eq!(
-        two_factor_login(&only_new, &b, &code(&only_new, &secret, 0)).await.status,
+        two_factor_login(&only_new, &b, &only_new.totp(&secret, 0)).await.status,
         200,
         "re-sealed under the new key"
     );
@@ -568,9 +548,9 @@ async fn two_factor_on_postgres() {
     app.enable_sms(&id, PHONE).await;
     app.clock.advance(Duration::from_secs(30));
     let (a, _) = challenge(&app).await;
-    assert_eq!(two_factor_login(&app, &a, &code(&app, &secret, 0)).await.status, 200);
+    assert_eq!(two_factor_login(&app, &a, &app.totp(&secret, 0)).await.status, 200);
     let (b, _) = challenge(&app).await;
-    assert_eq!(two_factor_login(&app, &b, &code(&app, &secret, 0)).await.status, 421);
+    assert_eq!(two_factor_login(&app, &b, &app.totp(&secret, 0)).await.status, 421);
     assert_eq!(two_factor_login(&app, &b, codes[3].as_str().unwrap()).await.status, 200);
 }
 
@@ -627,8 +607,8 @@ async fn wrong_codes_in_a_row_across_challenges_lock_the_second_factor() {
     assert_eq!((locked.status, &locked.json["generalErrors"][0]["code"]), (409, &json!("[LoginPreventedException]")));
     app.clock.advance(Duration::from_secs(30));
     let (third, _) = challenge(&app).await;
-    assert_eq!(two_factor_login(&app, &third, &code(&app, &secret, 0)).await.status, 409, "even the right code");
+    assert_eq!(two_factor_login(&app, &third, &app.totp(&secret, 0)).await.status, 409, "even the right code");
     app.clock.advance(Duration::from_secs(3600));
     let (fourth, _) = challenge(&app).await;
-    assert_eq!(two_factor_login(&app, &fourth, &code(&app, &secret, 0)).await.status, 200, "the lock expired");
+    assert_eq!(two_factor_login(&app, &fourth, &app.totp(&secret, 0)).await.status, 200, "the lock expired");
 }
