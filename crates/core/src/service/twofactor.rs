@@ -131,6 +131,14 @@ impl Identity {
         UserScope { tenant_id: session.tenant_id, user_id: session.user_id }
     }
 
+    /// Whether a browser session may change its user's second steps: only one that
+    /// passed a second step, once the user has any. A password alone (a session from
+    /// before a factor was added through the API, say) must not add a phone or mint
+    /// recovery codes.
+    pub async fn session_may_manage_factors(&self, session: &crate::oidc::BrowserSession) -> Result<bool, CoreError> {
+        Ok(session.amr.iter().any(|m| m == "mfa") || self.store.methods(session.user_id).await?.is_empty())
+    }
+
     pub async fn methods(&self, user: UserId) -> Result<Vec<TwoFactorMethod>, CoreError> {
         Ok(self.store.methods(user).await?)
     }

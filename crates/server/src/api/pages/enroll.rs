@@ -15,8 +15,8 @@ use tessera_core::service::{EnableOutcome, SendOutcome};
 use tessera_core::twofactor::mask_phone;
 
 use super::{
-    Cookies, confirm_first, current_session, display_name, error_page, factor_form, factor_on, may_manage_factors,
-    regions, render, safe_return, sent_notice, with_csrf,
+    Cookies, confirm_first, current_session, display_name, error_page, factor_form, factor_on, regions, render,
+    safe_return, sent_notice, with_csrf,
 };
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -78,7 +78,7 @@ pub async fn enroll_page(
         let ctx = minijinja::context! { title => "Sign in", csrf => &csrf, return_to, error => "Sign in first." };
         return Ok(with_csrf(render(&s, StatusCode::OK, "login.html", ctx), &cookies, &csrf));
     };
-    if !may_manage_factors(&s, &session).await? {
+    if !s.identity.session_may_manage_factors(&session).await? {
         return Ok(confirm_first(&s));
     }
     let page = enroll_view(&s, StatusCode::OK, &session, &csrf, &return_to, &headers, Filled::default()).await?;

@@ -210,13 +210,6 @@ async fn current_session(
     }
 }
 
-/// Whether this session may change the user's second steps: only one that passed a
-/// second step, once the user has any. A password alone (a session from before a factor
-/// was added through the API, say) must not add a phone or mint recovery codes.
-async fn may_manage_factors(s: &AppState, session: &BrowserSession) -> Result<bool, ApiError> {
-    Ok(session.amr.iter().any(|m| m == "mfa") || s.identity.methods(session.user_id).await?.is_empty())
-}
-
 /// A posted form from a signed-in user who may change their second steps, or the page
 /// to show instead: the form expired, the sign-in expired, or a second step is needed.
 async fn factor_form(
@@ -226,7 +219,7 @@ async fn factor_form(
 ) -> Result<Result<(Form, BrowserSession), Response>, ApiError> {
     let Some((cookies, form)) = checked(s, headers, body) else { return Ok(Err(form_expired(s))) };
     let Some(session) = current_session(s, &cookies, headers).await? else { return Ok(Err(sign_in_expired(s))) };
-    if !may_manage_factors(s, &session).await? {
+    if !s.identity.session_may_manage_factors(&session).await? {
         return Ok(Err(confirm_first(s)));
     }
     Ok(Ok((form, session)))
