@@ -64,12 +64,6 @@ impl Templates {
         Ok(Templates { env })
     }
 
-    /// The built-in templates only.
-    pub fn built_in() -> Self {
-        // The shipped templates are compiled by a unit test; failing here is a build defect.
-        Self::load(None).unwrap_or_else(|e| panic!("{e}"))
-    }
-
     pub fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String, TemplateError> {
         let template = self.env.get_template(name).map_err(|e| TemplateError(describe(name, &e)))?;
         template.render(ctx).map_err(|e| TemplateError(describe(name, &e)))
@@ -94,7 +88,7 @@ mod tests {
 
     #[test]
     fn values_are_escaped() {
-        let t = Templates::built_in();
+        let t = Templates::load(None).unwrap();
         let html =
             t.render("message.html", minijinja::context! { title => "Hi", message => "<script>x</script>" }).unwrap();
         assert!(html.contains("&lt;script&gt;"), "{html}");
