@@ -79,3 +79,13 @@ fn uuid_like() -> String {
 fn getrandom_fill(buf: &mut [u8]) -> Result<(), StoreError> {
     tessera_core::random::fill(buf).map_err(|e| StoreError::Unavailable(e.to_string()))
 }
+
+/// Runs statements against a test database behind the store's back, for tests that make
+/// the database misbehave (a trigger that refuses a write) to see what Tessera does then.
+pub async fn execute(url: &str, sql: &str) -> Result<(), StoreError> {
+    sqlx::any::install_default_drivers();
+    let pool = AnyPool::connect(url).await.map_err(unavailable)?;
+    let done = pool.execute(sqlx::AssertSqlSafe(sql.to_owned())).await.map(|_| ()).map_err(unavailable);
+    pool.close().await;
+    done
+}

@@ -434,3 +434,104 @@ async fn http_requests_send_forms_and_headers() {
     );
     assert_eq!(req.header("x-source").as_deref(), Some("tessera-+15550001111"));
 }
+
+#[tokio::test]
+async fn twilio_signatures_cover_the_url_but_not_the_order_of_the_fields() {
+    let app = flows_app(true).await;
+    let slack = MockVendor::start().await;
+    slack.default_reply(Reply::text(200, "ok"));
+    twilio_account(&app).await;
+    let flow = import(&app, studio_slack_flow(&slack.url)).await;
+    let params = twilio_params("Hello");
+    let url = format!("{PUBLIC}/webhooks/twilio/sms");
+    // Signed by the official twilio package, not by our own code.
+    let for_other_url =
+        crate::sdk::twilio_signature("twilio_token", "https://elsewhere.example.com/webhooks/twilio/sms", &params)
+            .await;
+    assert_eq!(post_twilio(&app, &params, &for_other_url).await.status, 403, "signed for another URL");
+    let with_query = crate::sdk::twilio_signature("twilio_token", &format!("{url}?x=1"), &params).await;
+    assert_eq!(post_twilio(&app, &params, &with_query).await.status, 403, "signed for another query");
+    assert!(runs(&app, &flow).await.is_empty());
+
+    let genuine = crate::sdk::twilio_signature("twilio_token", &url, &params).await;
+    let mut reordered = params.clone();
+    reordered.reverse();
+    let r = post_twilio(&app, &reordered, &genuine).await;
+    assert_eq!(r.status, 200, "the same fields in another order: {}", r.text);
+    assert_eq!(finished_run(&app, &flow).await["trigger"]["message"]["Body"], "Hello");
+}
+
+/// `X-Tessera-Signature` as the README documents it, computed here rather than by
+/// Tessera's own signing code: `t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+fn generic_signature(secret: &str, t: i64, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("t={t},v1={hex}")
+}
+
+#[tokio::test]
+async fn the_generic_inbound_webhook_checks_its_signature_and_timestamp() {
+    let app = flows_app(true).await;
+    let slack = MockVendor::start().await;
+    slack.default_reply(Reply::text(200, "ok"));
+    let r = app
+        .admin(
+            Method::POST,
+            "/api/messenger",
+            Some(json!({"messenger": {"type": "Generic", "name": "g", "url": slack.url,
+                "signingSecret": "generic_secret", "channels": []}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let flow = import(&app, studio_slack_flow(&format!("{}/services/T/B/X", slack.url))).await;
+    let post = |body: &[u8], sig: Option<String>| {
+        let mut req = app
+            .client
+            .post(app.url("/webhooks/generic/sms"))
+            .header("Content-Type", "application/json")
+            .body(body.to_vec());
+        if let Some(sig) = sig {
+            req = req.header("X-Tessera-Signature", sig);
+        }
+        app.send(req)
+    };
+    let body = json!({"from": "+15557654321", "to": NUMBER, "body": "Code 314159"}).to_string();
+    let body = body.as_bytes();
+    let now = tessera_server::clock::Clock::now(app.clock.as_ref()).seconds();
+
+    assert_eq!(post(body, None).await.status, 403, "unsigned");
+    let tampered = json!({"from": "+15557654321", "to": NUMBER, "body": "Send money"}).to_string();
+    assert_eq!(
+        post(tampered.as_bytes(), Some(generic_signature("generic_secret", now, body))).await.status,
+        403,
+        "the body was changed after signing"
+    );
+    assert_eq!(post(body, Some(generic_signature("other_secret", now, body))).await.status, 403, "another secret");
+    let mut moved = generic_signature("generic_secret", now, body);
+    moved = moved.replacen(&format!("t={now}"), &format!("t={}", now - 1), 1);
+    assert_eq!(post(body, Some(moved)).await.status, 403, "the signed time was changed");
+    assert_eq!(
+        post(body, Some(generic_signature("generic_secret", now - 301, body))).await.status,
+        403,
+        "signed 301 s ago"
+    );
+    assert_eq!(
+        post(body, Some(generic_signature("generic_secret", now + 301, body))).await.status,
+        403,
+        "signed 301 s ahead"
+    );
+    assert!(runs(&app, &flow).await.is_empty(), "nothing ran for refused requests");
+    assert!(slack.requests().is_empty());
+
+    let ok = post(body, Some(generic_signature("generic_secret", now - 299, body))).await;
+    assert_eq!(ok.status, 204, "signed 299 s ago: {}", ok.text);
+    let run = finished_run(&app, &flow).await;
+    assert_eq!(run["trigger"]["message"]["Body"], "Code 314159");
+    assert_eq!(run["trigger"]["message"]["From"], "+15557654321");
+    let got = app.eventually("Slack to be called", || async { slack.last() }).await;
+    assert_eq!(got.json(), json!({"text": "Code 314159"}));
+    assert_eq!(runs(&app, &flow).await.len(), 1);
+}

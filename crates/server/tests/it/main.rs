@@ -11,6 +11,7 @@ mod messengers;
 mod multi_instance;
 mod oidc;
 mod pages;
+mod sdk;
 mod system;
 mod tokens;
 mod two_factor;

@@ -243,6 +243,62 @@ async fn bad_requests_get_the_errors_rfc6749_and_rfc7636_name() {
     assert_eq!(no_csrf.status, 403, "forms need their CSRF token");
 }
 
+/// A token request for the sample public client, with the fields given.
+async fn exchange_code(app: &TestApp, client_id: &str, code: &str, extra: &[(&str, &str)]) -> tessera_testkit::Reply {
+    let mut form = vec![("grant_type", "authorization_code"), ("code", code), ("client_id", client_id)];
+    form.extend_from_slice(extra);
+    exchange(app, &form).await
+}
+
+fn invalid_grant(r: &tessera_testkit::Reply) -> (u16, Option<&str>) {
+    (r.status, r.json["error"].as_str())
+}
+
+#[tokio::test]
+async fn the_token_endpoint_wants_the_redirect_uri_the_code_was_issued_for() {
+    const OTHER_CB: &str = "https://app.example.com/other-callback";
+    let app = spawn_app().await;
+    app.create_user("ann@example.com", "correct horse").await;
+    let client_id = app.state.identity.default_application().id.to_string();
+    let mut body = application(true, "Disabled");
+    body["application"]["oauthConfiguration"]["authorizedRedirectURLs"] = json!([CB, OTHER_CB]);
+    let r = app.admin(Method::PUT, &format!("/api/application/{client_id}"), Some(body)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut b = Browser::new(&app);
+
+    // Registered for the client, but not the address this code was issued for (RFC 6749 §4.1.3).
+    let code = sign_in(&mut b, &client_id, "", None).await;
+    let r = exchange_code(&app, &client_id, &code, &[("redirect_uri", OTHER_CB), ("code_verifier", VERIFIER)]).await;
+    assert_eq!(invalid_grant(&r), (400, Some("invalid_grant")), "another registered redirect_uri: {}", r.text);
+    let code = sign_in(&mut b, &client_id, "&prompt=login", None).await;
+    let r = exchange_code(&app, &client_id, &code, &[("code_verifier", VERIFIER)]).await;
+    assert_eq!(invalid_grant(&r), (400, Some("invalid_grant")), "no redirect_uri: {}", r.text);
+    let code = sign_in(&mut b, &client_id, "&prompt=login", None).await;
+    let r = exchange_code(&app, &client_id, &code, &[("redirect_uri", CB), ("code_verifier", VERIFIER)]).await;
+    assert_eq!(r.status, 200, "the same redirect_uri: {}", r.text);
+    assert!(r.json["id_token"].is_string());
+}
+
+#[tokio::test]
+async fn a_public_client_needs_the_code_verifier_of_its_challenge() {
+    let app = spawn_app().await;
+    app.create_user("ann@example.com", "correct horse").await;
+    let (client_id, secret) = client(&app, true, "Disabled").await;
+    assert!(secret.is_none(), "a public client has no secret to fall back on");
+    let mut b = Browser::new(&app);
+
+    let code = sign_in(&mut b, &client_id, "", None).await;
+    let r = exchange_code(&app, &client_id, &code, &[("redirect_uri", CB)]).await;
+    assert_eq!(invalid_grant(&r), (400, Some("invalid_grant")), "no code_verifier: {}", r.text);
+    let code = sign_in(&mut b, &client_id, "&prompt=login", None).await;
+    let wrong = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj";
+    let r = exchange_code(&app, &client_id, &code, &[("redirect_uri", CB), ("code_verifier", wrong)]).await;
+    assert_eq!(invalid_grant(&r), (400, Some("invalid_grant")), "a wrong code_verifier: {}", r.text);
+    let code = sign_in(&mut b, &client_id, "&prompt=login", None).await;
+    let r = redeem(&app, &client_id, &code).await;
+    assert_eq!(r.status, 200, "the right code_verifier: {}", r.text);
+}
+
 #[tokio::test]
 async fn a_user_with_a_factor_passes_it_and_the_id_token_says_so() {
     let app = spawn_app().await;
@@ -336,34 +392,12 @@ async fn max_age_idle_sessions_and_required_factors() {
     assert!(wrong.text.contains("is not right"), "errors in words, not JSON");
 }
 
-/// A virtualenv with authlib, made once per target directory.
-fn python_with_authlib() -> std::path::PathBuf {
-    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("authlib-venv");
-    let python = venv.join("bin/python");
-    let ready = python.exists()
-        && std::process::Command::new(&python)
-            .args(["-c", "import authlib, requests"])
-            .status()
-            .is_ok_and(|s| s.success());
-    if !ready {
-        let made =
-            std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv).status().expect("python3 -m venv");
-        assert!(made.success(), "could not create a virtualenv");
-        let pip = std::process::Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "authlib==1.6.5", "requests"])
-            .status()
-            .expect("pip");
-        assert!(pip.success(), "could not install authlib");
-    }
-    python
-}
-
 #[tokio::test]
 async fn a_real_openid_connect_client_library_completes_the_flow() {
     let app = spawn_app().await;
     app.create_user("ann@example.com", "correct horse").await;
     let (client_id, _) = client(&app, true, "Enabled").await;
-    let python = tokio::task::spawn_blocking(python_with_authlib).await.unwrap();
+    let python = tokio::task::spawn_blocking(crate::sdk::python_with_authlib).await.unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/oidc_client.py");
     let server_now = tessera_server::clock::Clock::now(app.clock.as_ref()).seconds().to_string();
     let run = |args: Vec<String>| {

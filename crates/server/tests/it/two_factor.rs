@@ -612,3 +612,234 @@ async fn wrong_codes_in_a_row_across_challenges_lock_the_second_factor() {
     let (fourth, _) = challenge(&app).await;
     assert_eq!(two_factor_login(&app, &fourth, &app.totp(&secret, 0)).await.status, 200, "the lock expired");
 }
+
+/// An app with an authenticator for ann, enrolled at the server's now with a TOTP window
+/// of `window` steps; returns the app, ann's id and the secret.
+async fn with_totp_window(window: u32) -> (TestApp, String, Vec<u8>) {
+    let app = app().configure(move |c| c.policies.two_factor.totp_window = window).spawn().await;
+    let id = user(&app).await;
+    let (secret, _) = enable_totp(&app, &id).await;
+    (app, id, secret)
+}
+
+#[tokio::test]
+async fn a_totp_window_of_zero_takes_only_the_current_step() {
+    let (app, id, secret) = with_totp_window(0).await;
+    app.clock.advance(Duration::from_secs(90));
+    let (two_factor_id, _) = challenge(&app).await;
+    assert_eq!(two_factor_login(&app, &two_factor_id, &app.totp(&secret, -1)).await.status, 421, "one step behind");
+    assert_eq!(two_factor_login(&app, &two_factor_id, &app.totp(&secret, 1)).await.status, 421, "one step ahead");
+    assert_eq!(two_factor_login(&app, &two_factor_id, &app.totp(&secret, 0)).await.status, 200, "the current step");
+
+    // Enrolment reads the same setting.
+    let second = b"abcdefghijklmnopqrst".to_vec();
+    let body = |offset| json!({"method": "authenticator", "secretBase32Encoded": base32::encode(&second), "code": app.totp(&second, offset)});
+    let path = format!("/api/user/two-factor/{id}");
+    assert_eq!(app.admin(Method::POST, &path, Some(body(1))).await.status, 421, "enrolment: one step ahead");
+    assert_eq!(app.admin(Method::POST, &path, Some(body(0))).await.status, 200, "enrolment: the current step");
+}
+
+#[tokio::test]
+async fn a_totp_window_of_two_takes_codes_two_steps_away() {
+    let (app, id, secret) = with_totp_window(2).await;
+    app.clock.advance(Duration::from_secs(150)); // five steps after the enrolment's
+    let (first, _) = challenge(&app).await;
+    assert_eq!(two_factor_login(&app, &first, &app.totp(&secret, -3)).await.status, 421, "three behind is outside");
+    assert_eq!(two_factor_login(&app, &first, &app.totp(&secret, 3)).await.status, 421, "three ahead is outside");
+    assert_eq!(two_factor_login(&app, &first, &app.totp(&secret, -2)).await.status, 200, "two behind");
+    let (second, _) = challenge(&app).await;
+    assert_eq!(two_factor_login(&app, &second, &app.totp(&secret, 2)).await.status, 200, "two ahead");
+
+    let other = b"abcdefghijklmnopqrst".to_vec();
+    let body = |offset| json!({"method": "authenticator", "secretBase32Encoded": base32::encode(&other), "code": app.totp(&other, offset)});
+    let path = format!("/api/user/two-factor/{id}");
+    assert_eq!(app.admin(Method::POST, &path, Some(body(3))).await.status, 421, "enrolment: three ahead");
+    assert_eq!(app.admin(Method::POST, &path, Some(body(2))).await.status, 200, "enrolment: two ahead");
+}
+
+async fn send_code(app: &TestApp, body: Value) -> u16 {
+    app.admin(Method::POST, "/api/two-factor/send", Some(body)).await.status
+}
+
+#[tokio::test]
+async fn enrolment_and_manage_codes_expire_after_the_code_ttl() {
+    let app = app().configure(|c| c.policies.two_factor.code_ttl = Duration::from_secs(120)).spawn().await;
+    let id = user(&app).await;
+    let user_id = id.parse().unwrap();
+    let enable_path = format!("/api/user/two-factor/{id}");
+    let enable = |code: String| json!({"method": "sms", "mobilePhone": PHONE, "code": code});
+
+    assert_eq!(send_code(&app, json!({"userId": id, "mobilePhone": PHONE})).await, 200);
+    let stale = app.last_code_to(PHONE).unwrap();
+    app.clock.advance(Duration::from_secs(121));
+    assert_eq!(app.admin(Method::POST, &enable_path, Some(enable(stale))).await.status, 421, "enrolment code at 121 s");
+    assert!(app.state.identity.methods(user_id).await.unwrap().is_empty(), "no phone was enabled");
+    assert_eq!(send_code(&app, json!({"userId": id, "mobilePhone": PHONE})).await, 200);
+    let fresh = app.last_code_to(PHONE).unwrap();
+    app.clock.advance(Duration::from_secs(119));
+    assert_eq!(app.admin(Method::POST, &enable_path, Some(enable(fresh))).await.status, 200, "enrolment code at 119 s");
+
+    let method = app.state.identity.methods(user_id).await.unwrap().remove(0).id;
+    let disable = |code: &str| format!("/api/user/two-factor/{id}?methodId={}&code={code}", method.as_str());
+    assert_eq!(send_code(&app, json!({"userId": id, "methodId": method.as_str()})).await, 200);
+    let stale = app.last_code_to(PHONE).unwrap();
+    app.clock.advance(Duration::from_secs(121));
+    assert_eq!(app.admin(Method::DELETE, &disable(&stale), None).await.status, 421, "manage code at 121 s");
+    assert_eq!(app.state.identity.methods(user_id).await.unwrap().len(), 1, "the phone stays");
+    assert_eq!(send_code(&app, json!({"userId": id, "methodId": method.as_str()})).await, 200);
+    let fresh = app.last_code_to(PHONE).unwrap();
+    app.clock.advance(Duration::from_secs(119));
+    assert_eq!(app.admin(Method::DELETE, &disable(&fresh), None).await.status, 200, "manage code at 119 s");
+    assert!(app.state.identity.methods(user_id).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_per_number_window_holds_for_second_factor_sends() {
+    let app = app()
+        .configure(|c| c.policies.mfa_guard.per_number = tessera_core::verify::Limit { max: 3, window_seconds: 600 })
+        .spawn()
+        .await;
+    let ann = user(&app).await;
+    let bob = app.create_user("bob@example.com", "battery staple").await;
+    let body = |user: &str, phone: &str| json!({"userId": user, "mobilePhone": phone});
+    // Two users, so the per-user send limit (5 a minute) is never what stops them.
+    for user in [&ann, &bob, &ann] {
+        assert_eq!(send_code(&app, body(user, PHONE)).await, 200);
+    }
+    let refused = app.admin(Method::POST, "/api/two-factor/send", Some(body(&bob, PHONE))).await;
+    assert_eq!(
+        (refused.status, &refused.json["generalErrors"][0]["code"]),
+        (403, &json!("[Blocked]")),
+        "fourth code to one number"
+    );
+    assert_eq!(app.messages_sent(), 3, "nothing went out past the window");
+    assert_eq!(send_code(&app, body(&bob, "+15554443233")).await, 200, "another number has its own window");
+    app.clock.advance(Duration::from_secs(601));
+    assert_eq!(send_code(&app, body(&bob, PHONE)).await, 200, "the window passed");
+    let log = app.admin(Method::GET, "/api/system/audit-log?numberOfResults=50", None).await;
+    let reasons: Vec<&str> = log.json["auditLogs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "verify.blocked")
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["number_rate"]);
+}
+
+/// What the eager messenger does with a code the moment it is handed one.
+#[derive(Clone)]
+enum TryCode {
+    /// Finish this sign-in with it.
+    SignIn(String),
+    /// Enable the phone it was sent to for this user.
+    Enable(String),
+}
+
+/// A messenger stand-in (Tessera's Generic type) that, on receiving a code, tries it
+/// against Tessera at once and only then answers the send; so a code that is sent before
+/// it is stored shows up as a refused try.
+struct EagerMessenger {
+    url: String,
+    next: std::sync::Arc<std::sync::Mutex<Option<TryCode>>>,
+    answers: std::sync::Arc<std::sync::Mutex<Vec<u16>>>,
+}
+
+impl EagerMessenger {
+    async fn start(app: &TestApp) -> EagerMessenger {
+        use std::sync::{Arc, Mutex};
+        let next: Arc<Mutex<Option<TryCode>>> = Arc::default();
+        let answers: Arc<Mutex<Vec<u16>>> = Arc::default();
+        let (base, key, client) = (app.base.clone(), app.api_key.clone(), app.client.clone());
+        let (next_, answers_) = (next.clone(), answers.clone());
+        let handler = move |axum::Json(sent): axum::Json<Value>| {
+            let (base, key, client, next, answers) =
+                (base.clone(), key.clone(), client.clone(), next_.clone(), answers_.clone());
+            async move {
+                let code = sent["code"].as_str().unwrap_or_default().to_owned();
+                let attempt = next.lock().unwrap().clone();
+                let req = match attempt {
+                    Some(TryCode::SignIn(id)) => client
+                        .post(format!("{base}/api/two-factor/login"))
+                        .json(&json!({"twoFactorId": id, "code": code})),
+                    Some(TryCode::Enable(user)) => client
+                        .post(format!("{base}/api/user/two-factor/{user}"))
+                        .header("Authorization", key)
+                        .json(&json!({"method": "sms", "mobilePhone": sent["recipient"], "code": code})),
+                    None => return axum::Json(json!({"messageId": "unexpected"})),
+                };
+                let status = req.send().await.map_or(0, |r| r.status().as_u16());
+                answers.lock().unwrap().push(status);
+                axum::Json(json!({"messageId": "eager-1"}))
+            }
+        };
+        let router = axum::Router::new().fallback(axum::routing::post(handler));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        let m = json!({"messenger": {"type": "Generic", "name": "eager", "url": url, "signingSecret": "eager-secret"}});
+        let r = app.admin(Method::POST, "/api/messenger", Some(m)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        EagerMessenger { url, next, answers }
+    }
+
+    fn will(&self, attempt: TryCode) {
+        *self.next.lock().unwrap() = Some(attempt);
+    }
+
+    fn answers(&self) -> Vec<u16> {
+        self.answers.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn a_code_is_stored_before_it_is_sent() {
+    let app = spawn_app().await;
+    let id = user(&app).await;
+    let eager = EagerMessenger::start(&app).await;
+
+    eager.will(TryCode::Enable(id.clone()));
+    assert_eq!(send_code(&app, json!({"userId": id, "mobilePhone": PHONE})).await, 200);
+    assert_eq!(eager.answers(), [200], "the enrolment code worked the moment it arrived ({})", eager.url);
+    assert_eq!(app.state.identity.methods(id.parse().unwrap()).await.unwrap().len(), 1);
+
+    let (two_factor_id, _) = challenge(&app).await;
+    eager.will(TryCode::SignIn(two_factor_id.clone()));
+    let sent = app.post_json(&format!("/api/two-factor/send/{two_factor_id}"), json!({})).await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    assert_eq!(eager.answers(), [200, 200], "the sign-in code worked the moment it arrived");
+    assert_eq!(two_factor_login(&app, &two_factor_id, "000000").await.status, 404, "that sign-in is finished");
+}
+
+#[tokio::test]
+async fn a_code_that_could_not_be_stored_is_not_sent() {
+    let app = spawn_app().await;
+    let id = user(&app).await;
+    app.enable_sms(&id, PHONE).await;
+    let eager = EagerMessenger::start(&app).await;
+    let refuse = "CREATE TRIGGER refuse_codes BEFORE UPDATE ON two_factor_challenges \
+                  WHEN NEW.code_hash IS NOT NULL BEGIN SELECT RAISE(ABORT, 'injected failure'); END; \
+                  CREATE TRIGGER refuse_user_codes BEFORE INSERT ON user_codes \
+                  BEGIN SELECT RAISE(ABORT, 'injected failure'); END;";
+    tessera_store::testing::execute(&app.database_url, refuse).await.unwrap();
+
+    let (two_factor_id, _) = challenge(&app).await;
+    eager.will(TryCode::SignIn(two_factor_id.clone()));
+    let sent = app.post_json(&format!("/api/two-factor/send/{two_factor_id}"), json!({})).await;
+    assert!(sent.status >= 500, "the store failed, so the send did: {} {}", sent.status, sent.text);
+    eager.will(TryCode::Enable(id.clone()));
+    let enrol = app
+        .admin(Method::POST, "/api/two-factor/send", Some(json!({"userId": id, "mobilePhone": "+15554440001"})))
+        .await;
+    assert!(enrol.status >= 500, "{} {}", enrol.status, enrol.text);
+    assert!(eager.answers().is_empty(), "no code reached the messenger: {:?}", eager.answers());
+
+    // The same sends go out once the database takes the writes again.
+    let allow = "DROP TRIGGER refuse_codes; DROP TRIGGER refuse_user_codes;";
+    tessera_store::testing::execute(&app.database_url, allow).await.unwrap();
+    eager.will(TryCode::SignIn(two_factor_id.clone()));
+    let sent = app.post_json(&format!("/api/two-factor/send/{two_factor_id}"), json!({})).await;
+    assert_eq!((sent.status, eager.answers()), (200, vec![200]), "{}", sent.text);
+}

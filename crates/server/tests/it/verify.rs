@@ -167,6 +167,31 @@ async fn start_resend_check_and_approve() {
 }
 
 #[tokio::test]
+async fn an_approved_verification_is_done_by_its_sid_too() {
+    let app = spawn_app().await;
+    let v = Verify::new(&app).await;
+    let va = v.service(&[("FriendlyName", "Acme")]).await;
+    let ve = v.start(&va, TO).await.json["sid"].as_str().unwrap().to_owned();
+    let code = code_sent_to(&app, TO);
+    let by_sid = |code: &str| {
+        let form = [("VerificationSid", ve.clone()), ("Code", code.to_owned())];
+        let path = format!("/v2/Services/{va}/VerificationCheck");
+        let v = &v;
+        async move { v.post(&path, &form.iter().map(|(k, c)| (*k, c.as_str())).collect::<Vec<_>>()).await }
+    };
+    assert_eq!(by_sid(&code).await.json["status"], "approved");
+    let again = by_sid(&code).await;
+    assert_eq!(
+        error(&again),
+        (404, 20404, "The requested resource was not found".into()),
+        "approved is done: {}",
+        again.text
+    );
+    assert_eq!(error(&by_sid("000000").await).1, 20404, "a wrong code after approval too");
+    assert_eq!(v.get(&format!("/v2/Services/{va}/Verifications/{ve}")).await.json["status"], "approved");
+}
+
+#[tokio::test]
 async fn five_checks_then_max_attempts_reached() {
     let app = spawn_app().await;
     let v = Verify::new(&app).await;
@@ -401,30 +426,11 @@ async fn verify_sends_go_through_the_messengers() {
     assert_eq!((failed.status, failed.json["code"].as_i64()), (502, Some(60001)), "{}", failed.text);
 }
 
-/// A virtualenv with the `twilio` package, made once per target directory.
-fn python_with_twilio() -> std::path::PathBuf {
-    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("twilio-venv");
-    let python = venv.join("bin/python");
-    let ready = python.exists()
-        && std::process::Command::new(&python).args(["-c", "import twilio"]).status().is_ok_and(|s| s.success());
-    if !ready {
-        let made =
-            std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv).status().expect("python3 -m venv");
-        assert!(made.success(), "could not create a virtualenv");
-        let pip = std::process::Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "twilio==9.13.0"])
-            .status()
-            .expect("pip");
-        assert!(pip.success(), "could not install the twilio package");
-    }
-    python
-}
-
 #[tokio::test]
 async fn the_official_twilio_python_sdk_works_against_tessera() {
     let app = spawn_app().await;
     let v = Verify::new(&app).await;
-    let python = tokio::task::spawn_blocking(python_with_twilio).await.unwrap();
+    let python = tokio::task::spawn_blocking(crate::sdk::python_with_twilio).await.unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/twilio_verify.py");
     let run = tokio::process::Command::new(python)
         .arg(script)
