@@ -46,17 +46,22 @@ pub fn verify_twilio(auth_token: &str, url: &str, params: &[(String, String)], h
     same(&twilio(auth_token, url, params), header.trim())
 }
 
-/// Plivo V3: Base64(HMAC-SHA256(authToken, base + "." + nonce)), where base is the URL
-/// without its query, then `?` and the query sorted as `k=v&…` (and `.` if there was a
-/// query), then the POST parameters sorted, concatenated as `kv`.
+/// Plivo V3: Base64(HMAC-SHA256(authToken, base + "." + nonce)), built as Plivo's SDKs
+/// build it (`construct_post_url`): the URL without its query; then `?` whenever there
+/// is a query or there are POST parameters; the query decoded and sorted as `k=v&…`;
+/// a `.` only when there are both; then the POST parameters sorted, as `kv`.
 pub fn plivo_v3(auth_token: &str, url: &str, nonce: &str, params: &[(String, String)]) -> String {
-    let (path, query) = url.split_once('?').map_or((url, None), |(p, q)| (p, Some(q)));
+    let (path, query) = url.split_once('?').map_or((url, ""), |(p, q)| (p, q));
+    let mut query: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+    query.sort();
+    let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let query = query.join("&");
     let mut base = path.to_owned();
-    if let Some(q) = query.filter(|q| !q.is_empty()) {
-        let mut pairs: Vec<&str> = q.split('&').collect();
-        pairs.sort_unstable();
+    if !query.is_empty() || !params.is_empty() {
         base.push('?');
-        base.push_str(&pairs.join("&"));
+        base.push_str(&query);
+    }
+    if !query.is_empty() && !params.is_empty() {
         base.push('.');
     }
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
@@ -116,18 +121,22 @@ mod tests {
     }
 
     #[test]
-    fn plivo_v3_builds_the_documented_base_string() {
-        // The base string spelled out by hand, signed independently.
-        let url = "https://example.com/sms/?b=2&a=1";
+    fn plivo_v3_builds_the_base_string_as_plivos_sdks_do() {
+        // The base strings spelled out by hand, signed independently. (What proves them
+        // is the server's test against signatures made by the official `plivo` package.)
+        let sign = |base: &str| b64_hmac_sha256(b"token", base.as_bytes());
         let params = p(&[("To", "14155550100"), ("From", "14155550101"), ("Text", "hi")]);
-        let base = "https://example.com/sms/?a=1&b=2.From14155550101TexthiTo14155550100";
-        let want = b64_hmac_sha256(b"token", format!("{base}.12345").as_bytes());
-        assert_eq!(plivo_v3("token", url, "12345", &params), want);
-        assert!(verify_plivo_v3("token", url, "12345", &params, &format!("bogus, {want}")));
-        assert!(!verify_plivo_v3("token", url, "12346", &params, &want), "the nonce is signed");
-        // Without a query there is no `?…` and no extra dot.
-        let plain = b64_hmac_sha256(b"token", b"https://example.com/smsFromx.n");
-        assert_eq!(plivo_v3("token", "https://example.com/sms", "n", &p(&[("From", "x")])), plain);
+        let with_query = "https://example.com/sms/?a=1&b=2.From14155550101TexthiTo14155550100.12345";
+        assert_eq!(plivo_v3("token", "https://example.com/sms/?b=2&a=1", "12345", &params), sign(with_query));
+        let want = sign("https://example.com/sms?From14155550101TexthiTo14155550100.12345");
+        assert_eq!(plivo_v3("token", "https://example.com/sms", "12345", &params), want, "`?` without a query");
+        assert_eq!(plivo_v3("token", "https://example.com/sms", "n", &[]), sign("https://example.com/sms.n"));
+        assert_eq!(
+            plivo_v3("token", "https://example.com/sms?b=%20x", "n", &[]),
+            sign("https://example.com/sms?b= x.n")
+        );
+        assert!(verify_plivo_v3("token", "https://example.com/sms", "12345", &params, &format!("bogus, {want}")));
+        assert!(!verify_plivo_v3("token", "https://example.com/sms", "12346", &params, &want), "the nonce is signed");
     }
 
     #[test]

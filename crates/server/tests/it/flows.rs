@@ -173,7 +173,7 @@ async fn a_plivo_signed_message_runs_the_flow_too() {
             .form(&params)
     };
     assert_eq!(app.send(send("forged".into())).await.status, 403);
-    let r = app.send(send(signature::plivo_v3("plivo_token", &url, "n9", &params))).await;
+    let r = app.send(send(crate::sdk::plivo_signature("plivo_token", &url, "n9", &params).await)).await;
     assert_eq!((r.status, r.text.as_str()), (200, "<Response></Response>"));
     let got = app.eventually("Slack to be called", || async { slack.last() }).await;
     assert_eq!(got.json(), json!({"text": "Code 777111"}));

@@ -487,7 +487,7 @@ async fn status_callbacks_update_deliveries_only_when_signed() {
     assert_eq!(test_send(&app, pid, PHONE).await.status, 200);
     let url = format!("{public}/webhooks/plivo/status/{pid}");
     let params = vec![("MessageUUID".to_owned(), "pu-1".to_owned()), ("Status".to_owned(), "delivered".to_owned())];
-    let sig = signature::plivo_v3("plivo_token_5678", &url, "nonce-1", &params);
+    let sig = crate::sdk::plivo_signature("plivo_token_5678", &url, "nonce-1", &params).await;
     let send = |sig: &str, nonce: &str| {
         app.client
             .post(app.url(&format!("/webhooks/plivo/status/{pid}")))
@@ -639,7 +639,7 @@ async fn plivo_voice_calls_fetch_what_to_say_from_tessera_once() {
             .form(&params)
     };
     assert_eq!(app.send(fetch("forged".into())).await.status, 403);
-    let sig = signature::plivo_v3("plivo_token_5678", &answer_url, "n1", &params);
+    let sig = crate::sdk::plivo_signature("plivo_token_5678", &answer_url, "n1", &params).await;
     let xml = app.send(fetch(sig.clone())).await;
     assert_eq!(xml.status, 200);
     assert!(xml.text.starts_with("<Response><Speak>Your Default code is "), "{}", xml.text);

@@ -53,3 +53,29 @@ pub async fn twilio_signature(auth_token: &str, url: &str, params: &[(String, St
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
 }
+
+pub fn python_with_plivo() -> PathBuf {
+    python_with("plivo-venv", "import plivo.utils.signature_v3", &["plivo==4.63.0"])
+}
+
+/// `X-Plivo-Signature-V3` for a POST to `url` with these form fields and `nonce`, as the
+/// official `plivo` package builds it (`construct_post_url`, `get_signature_v3`: what its
+/// `validate_v3_signature` accepts).
+pub async fn plivo_signature(auth_token: &str, url: &str, nonce: &str, params: &[(String, String)]) -> String {
+    let python = tokio::task::spawn_blocking(python_with_plivo).await.expect("virtualenv");
+    let fields: serde_json::Map<String, serde_json::Value> =
+        params.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str()))).collect();
+    let script = "import json, sys\n\
+                  from plivo.utils.signature_v3 import construct_post_url, get_signature_v3, validate_v3_signature\n\
+                  token, url, nonce, params = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])\n\
+                  sig = get_signature_v3(token.encode(), construct_post_url(url, params).decode(), nonce.encode()).decode()\n\
+                  assert validate_v3_signature('POST', url, nonce, token, sig, params)\n\
+                  print(sig)";
+    let out = tokio::process::Command::new(python)
+        .args(["-c", script, auth_token, url, nonce, &serde_json::Value::Object(fields).to_string()])
+        .output()
+        .await
+        .expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
+}
