@@ -194,6 +194,9 @@ pub struct Config {
     pub log_level: String,
     /// Keep console messages in memory only (tests); not a configuration key.
     pub quiet_console: bool,
+    /// What loading noticed but did not refuse (unknown variables), for the log once
+    /// logging is set up; not a configuration key.
+    pub warnings: Vec<String>,
     /// Templates that replace the built-in hosted pages.
     pub pages_template_dir: Option<PathBuf>,
 }
@@ -220,6 +223,7 @@ impl Config {
             }
         }
         let mut files = Vec::new();
+        let mut warnings = Vec::new();
         for (name, value) in env {
             let Some(rest) = name.strip_prefix("TESSERA_") else {
                 continue;
@@ -232,7 +236,15 @@ impl Config {
                 files.push((base.to_owned(), name.clone(), PathBuf::from(value)));
                 continue;
             }
-            let kind = kind_of(&key).ok_or_else(|| ConfigError(format!("unknown variable {name}")))?;
+            let Some(kind) = kind_of(&key) else {
+                // The environment is shared with the platform (Kubernetes names variables
+                // after Services), so an unknown variable is not an error; a near-miss of a
+                // key is worth a warning, since the setting the operator meant is not applied.
+                if let Some(warning) = unknown_variable(&name, &value) {
+                    warnings.push(warning);
+                }
+                continue;
+            };
             table.insert(key, typed(kind, &name, value.trim())?);
         }
         // A `_FILE` variable wins over the plain one: it is the deliberate way to pass secrets.
@@ -242,7 +254,9 @@ impl Config {
             let kind = kind_of(&key).unwrap_or(Kind::Text);
             table.insert(key, typed(kind, &var, text.trim_end_matches(['\r', '\n']))?);
         }
-        Self::from_table(table)
+        let mut config = Self::from_table(table)?;
+        config.warnings = warnings;
+        Ok(config)
     }
 
     fn from_table(mut table: BTreeMap<String, Value>) -> Result<Self, ConfigError> {
@@ -272,6 +286,80 @@ impl Config {
             })
             .collect()
     }
+}
+
+/// What to say of a `TESSERA_*` variable that names no key: nothing for a Kubernetes
+/// service link, otherwise that it is ignored (and which key it may have meant).
+fn unknown_variable(name: &str, value: &str) -> Option<String> {
+    if is_service_link(name, value) {
+        return None;
+    }
+    let key = name.trim_start_matches("TESSERA_").to_ascii_lowercase();
+    let key = key.strip_suffix("_file").unwrap_or(&key);
+    let nearest = KEYS.iter().map(|(k, ..)| (edit_distance(key, k), *k)).min();
+    Some(match nearest {
+        Some((d, k)) if d <= 2 => {
+            format!("ignoring the unknown variable {name}: did you mean TESSERA_{}?", k.to_ascii_uppercase())
+        }
+        _ => format!("ignoring the unknown variable {name}"),
+    })
+}
+
+/// The variables Kubernetes injects for every Service in the namespace (here, ones whose
+/// name starts with `tessera`): `{SVC}_SERVICE_HOST`, `{SVC}_SERVICE_PORT[_{NAME}]`,
+/// `{SVC}_PORT=tcp://…` and `{SVC}_PORT_{port}_{TCP|UDP|SCTP}[_PROTO|_PORT|_ADDR]`.
+fn is_service_link(name: &str, value: &str) -> bool {
+    if name.ends_with("_SERVICE_HOST") || name.ends_with("_SERVICE_PORT") || name.contains("_SERVICE_PORT_") {
+        return true;
+    }
+    if name.ends_with("_PORT") && ["tcp://", "udp://", "sctp://"].iter().any(|p| value.starts_with(p)) {
+        return true;
+    }
+    let Some((_, link)) = name.split_once("_PORT_") else { return false };
+    let link = ["_PROTO", "_PORT", "_ADDR"].iter().find_map(|s| link.strip_suffix(s)).unwrap_or(link);
+    let mut parts = link.split('_');
+    let port = parts.next().is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let proto = parts.next().is_some_and(|p| matches!(p, "TCP" | "UDP" | "SCTP"));
+    port && proto && parts.next().is_none()
+}
+
+/// A `log_level` must be levels or `target=level` directives: tracing would take a
+/// misspelt level (`inf`) as a target name and quietly turn every other log off.
+fn check_log_filter(filter: &str) -> Result<(), ConfigError> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let is_level = |l: &str| LEVELS.iter().any(|x| x.eq_ignore_ascii_case(l.trim()));
+    for directive in filter.split(',').map(str::trim) {
+        let ok = match directive.split_once('=') {
+            None => is_level(directive),
+            Some((target, level)) => {
+                !target.trim().is_empty() && !target.contains(char::is_whitespace) && is_level(level)
+            }
+        };
+        if !ok {
+            return Err(ConfigError(format!(
+                "log_level: {directive:?} in {filter:?} is neither a level ({}) nor target=level",
+                LEVELS.join(", ")
+            )));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| ConfigError(format!("log_level: {filter:?}: {e}")))?;
+    Ok(())
+}
+
+/// Levenshtein distance, for "did you mean" (keys are short).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            prev = row[j + 1];
+            row[j + 1] = here;
+        }
+    }
+    row[b.len()]
 }
 
 fn kind_of(key: &str) -> Option<Kind> {
@@ -309,6 +397,7 @@ impl Raw {
         };
         hash.validate().map_err(ConfigError)?;
         let jwt_algorithm: JwtAlgorithm = self.jwt_algorithm.parse().map_err(ConfigError)?;
+        check_log_filter(&self.log_level)?;
         let log_format = match self.log_format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -418,6 +507,7 @@ impl Raw {
             log_format,
             log_level: self.log_level,
             quiet_console: false,
+            warnings: Vec::new(),
             pages_template_dir: self.pages_template_dir.filter(|d| !d.is_empty()).map(PathBuf::from),
         })
     }
@@ -482,8 +572,60 @@ mod tests {
         let toml = temp_file("tessera.toml", "lisen = \"x\"\n");
         let e = Config::load(Some(&toml), env(&[])).unwrap_err();
         assert!(e.0.contains("unknown key `lisen`"), "{e}");
-        let e = Config::load(None, env(&[("TESSERA_DATABSE_URL", "x")])).unwrap_err();
-        assert!(e.0.contains("TESSERA_DATABSE_URL"), "{e}");
+    }
+
+    #[test]
+    fn unknown_variables_are_ignored_and_near_misses_named() {
+        let c = Config::load(None, env(&[("TESSERA_DATABSE_URL", "x"), ("TESSERA_FROBNICATE", "1")])).unwrap();
+        assert_eq!(c.database_url, "sqlite://tessera-data/tessera.db", "the misspelt variable is not applied");
+        assert_eq!(
+            c.warnings,
+            [
+                "ignoring the unknown variable TESSERA_DATABSE_URL: did you mean TESSERA_DATABASE_URL?",
+                "ignoring the unknown variable TESSERA_FROBNICATE"
+            ]
+        );
+        let c = Config::load(None, env(&[("TESSERA_API_KYE_FILE", "/nowhere")])).unwrap();
+        assert_eq!(c.warnings, ["ignoring the unknown variable TESSERA_API_KYE_FILE: did you mean TESSERA_API_KEY?"]);
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_not_configuration() {
+        // Exactly what Kubernetes injects into every pod for Services `tessera` (port
+        // 9011, named http) and `tessera-db` in the namespace.
+        let injected = [
+            ("TESSERA_PORT", "tcp://10.96.12.7:9011"),
+            ("TESSERA_PORT_9011_TCP", "tcp://10.96.12.7:9011"),
+            ("TESSERA_PORT_9011_TCP_PROTO", "tcp"),
+            ("TESSERA_PORT_9011_TCP_PORT", "9011"),
+            ("TESSERA_PORT_9011_TCP_ADDR", "10.96.12.7"),
+            ("TESSERA_SERVICE_HOST", "10.96.12.7"),
+            ("TESSERA_SERVICE_PORT", "9011"),
+            ("TESSERA_SERVICE_PORT_HTTP", "9011"),
+            ("TESSERA_DB_PORT", "tcp://10.96.40.2:5432"),
+            ("TESSERA_DB_PORT_5432_TCP", "tcp://10.96.40.2:5432"),
+            ("TESSERA_DB_PORT_5432_TCP_PROTO", "tcp"),
+            ("TESSERA_DB_PORT_5432_TCP_PORT", "5432"),
+            ("TESSERA_DB_PORT_5432_TCP_ADDR", "10.96.40.2"),
+            ("TESSERA_DB_SERVICE_HOST", "10.96.40.2"),
+            ("TESSERA_DB_SERVICE_PORT", "5432"),
+        ];
+        let mut vars = injected.to_vec();
+        vars.push(("TESSERA_LISTEN", "0.0.0.0:9011"));
+        let c = Config::load(None, env(&vars)).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9011");
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn a_log_filter_that_would_silence_everything_is_refused() {
+        for good in ["info", "warn,tessera=debug", "tower_http=trace, info", "OFF"] {
+            assert!(Config::load(None, env(&[("TESSERA_LOG_LEVEL", good)])).is_ok(), "{good}");
+        }
+        for bad in ["inf", "info,tessera=loud", "=debug", "info,"] {
+            let e = Config::load(None, env(&[("TESSERA_LOG_LEVEL", bad)])).unwrap_err();
+            assert!(e.0.starts_with("log_level: "), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -119,6 +119,9 @@ fn main() -> ExitCode {
         }
     };
     tessera_server::telemetry::init(&config);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -139,16 +142,21 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match command {
         Command::Serve => {
-            let prepared = prepare(&config, Arc::clone(&clock)).await?;
-            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            // Bind first: a start that cannot listen must not bootstrap the database
+            // (and make an admin key it never gets to print).
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
             let addr = listener.local_addr()?;
+            let prepared = prepare(&config, Arc::clone(&clock)).await?;
+            let shutdown = shutdown_signal();
             if let Some(key) = &prepared.bootstrap.generated_key {
                 println!("Created the default tenant and application.");
                 println!("Admin API key (shown once, keep it safe): {}", key.expose());
             }
             println!("Tessera listening on http://{addr}");
             tracing::info!(%addr, database = backend_name(&config.database_url), "listening");
-            serve(listener, prepared, shutdown_signal()).await?;
+            serve(listener, prepared, shutdown).await?;
             tracing::info!("stopped");
         }
         Command::Migrate => {
@@ -222,24 +230,33 @@ fn backend_name(url: &str) -> &'static str {
 }
 
 /// SIGTERM (what service managers send) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers for SIGTERM and Ctrl-C at once (not when first awaited), so a signal that
+/// arrives just after the start was announced stops the server gracefully.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(unix)]
+    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(term) => {},
+                () = wait(interrupt) => {},
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down: finishing requests in flight");
     }
-    tracing::info!("shutting down: finishing requests in flight");
 }

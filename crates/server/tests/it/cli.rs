@@ -170,6 +170,49 @@ async fn an_operator_key_from_a_file_is_used_instead_of_a_generated_one() {
     assert!(server.stop().success());
 }
 
+#[tokio::test]
+async fn kubernetes_service_links_do_not_stop_the_start() {
+    let dir = temp_dir();
+    // What Kubernetes injects into every pod for a Service named `tessera`.
+    let injected = [
+        ("TESSERA_PORT", "tcp://10.96.12.7:9011"),
+        ("TESSERA_PORT_9011_TCP", "tcp://10.96.12.7:9011"),
+        ("TESSERA_PORT_9011_TCP_PROTO", "tcp"),
+        ("TESSERA_PORT_9011_TCP_PORT", "9011"),
+        ("TESSERA_PORT_9011_TCP_ADDR", "10.96.12.7"),
+        ("TESSERA_SERVICE_HOST", "10.96.12.7"),
+        ("TESSERA_SERVICE_PORT", "9011"),
+        ("TESSERA_SERVICE_PORT_HTTP", "9011"),
+    ];
+    let server = Running::start(&dir, &injected);
+    let status = tessera_testkit::http_client().get(format!("{}/api/status", server.base)).send().await.unwrap();
+    assert_eq!(status.status(), 200);
+    assert!(server.stop().success());
+    let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap();
+    assert!(!log.contains("ignoring"), "service links are not worth a warning: {log}");
+}
+
+#[tokio::test]
+async fn a_start_that_cannot_listen_creates_nothing_and_the_next_prints_the_key() {
+    let dir = temp_dir();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = tessera(&dir).arg("serve").env("TESSERA_LISTEN", &addr).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Admin API key"));
+    assert!(!dir.join("tessera-data/tessera.db").exists(), "no database, so no admin key was made and lost");
+    drop(taken);
+
+    let server = Running::start(&dir, &[]);
+    assert!(
+        server.printed_key.as_deref().is_some_and(|k| k.starts_with("tsk_")),
+        "the first real start prints the key"
+    );
+    assert!(server.stop().success());
+}
+
 #[test]
 fn migrate_and_config_errors() {
     let dir = temp_dir();
@@ -177,9 +220,19 @@ fn migrate_and_config_errors() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Migrations applied.");
 
-    let out = tessera(&dir).arg("serve").env("TESSERA_LISTN", "127.0.0.1:1").output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown variable TESSERA_LISTN"));
+    // A misspelt variable is not applied; the start says so and goes on.
+    let out = tessera(&dir).arg("migrate").env("TESSERA_LISTN", "127.0.0.1:1").output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ignoring the unknown variable TESSERA_LISTN: did you mean TESSERA_LISTEN?"), "{stderr}");
+
+    let out = tessera(&dir).arg("serve").env("TESSERA_LOG_LEVEL", "inf").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "a log filter that would silence every log stops the start");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("log_level: \"inf\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     std::fs::write(dir.join("tessera.toml"), "listen = \"127.0.0.1:0\"\ndatabase = \"x\"\n").unwrap();
     let out = tessera(&dir).arg("migrate").output().unwrap();
