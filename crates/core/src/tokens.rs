@@ -288,8 +288,8 @@ impl TokenIssuer {
     }
 
     /// Checks the signature only: for an `id_token_hint`, which names who signs out and
-    /// may well have expired (OpenID Connect RP-Initiated Logout §2). ID tokens carry the
-    /// OpenID issuer URL, not the API tokens' `iss`; our signature is what matters here.
+    /// may well have expired (OpenID Connect RP-Initiated Logout §2); our signature is
+    /// what matters here.
     pub fn signed_claims(&self, token: &str) -> Result<Value, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;

@@ -12,7 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use tessera_core::audit::AuditKind;
-use tessera_core::service::{BootstrapReport, Deps, Identity, bootstrap};
+use tessera_core::service::{BootstrapReport, Deps, Identity, Policies, bootstrap};
 use tessera_core::store::Store;
 use tessera_core::{CoreError, store::StoreError};
 use tessera_providers::{ConsoleMessenger, Router as MessageRouter};
@@ -37,6 +37,9 @@ pub struct AppState {
     pub router: Arc<MessageRouter>,
     /// Tessera's public base URL, for checking webhook signatures.
     pub public_url: Option<String>,
+    /// Where clients reach Tessera: `public_url`, else the listening address. The OpenID
+    /// endpoints are advertised under it.
+    pub base_url: String,
     /// Seals and opens secrets at rest (flow runs read through it).
     pub sealer: tessera_core::seal::Sealer,
     /// Peers whose `X-Forwarded-For` is believed.
@@ -116,7 +119,8 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
         messenger: router.clone(),
         on_event: Some(Arc::new(move |kind: AuditKind, outcome| events.record_event(kind.as_str(), outcome))),
     };
-    let identity = Identity::start(deps, config.policies.clone(), clock.now()).await?;
+    let policies = Policies { issuer: config.issuer(), ..config.policies.clone() };
+    let identity = Identity::start(deps, policies, clock.now()).await?;
     for (i, m) in config.messengers.iter().enumerate() {
         let id = m.get("id").and_then(|v| v.as_str()).and_then(|v| v.parse().ok()).ok_or_else(|| {
             StartError::Config(format!(
@@ -148,6 +152,7 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
         console,
         router,
         public_url,
+        base_url: config.base_url(),
         sealer,
         trusted_proxies,
         effects,

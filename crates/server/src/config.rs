@@ -46,7 +46,7 @@ const KEYS: &[(&str, Kind, &str, &str)] = &[
         "connection pool size (default: 4 for SQLite, whose writes take turns anyway; 10 for PostgreSQL)",
     ),
     ("api_key", Kind::Text, "", "admin API key to accept (created on first start if absent)"),
-    ("issuer", Kind::Text, "\"tessera\"", "JWT `iss` claim"),
+    ("issuer", Kind::Text, "", "`iss` of access and ID tokens (default: public_url, else http://<listen>)"),
     ("jwt_algorithm", Kind::Text, "\"EdDSA\"", "EdDSA, ES256 or RS256"),
     ("jwt_ttl_seconds", Kind::Integer, "3600", "access token lifetime"),
     ("refresh_token_ttl_seconds", Kind::Integer, "2592000", "refresh token lifetime (30 days)"),
@@ -128,7 +128,7 @@ struct Raw {
     database_url: String,
     database_max_connections: Option<u32>,
     api_key: Option<String>,
-    issuer: String,
+    issuer: Option<String>,
     jwt_algorithm: String,
     jwt_ttl_seconds: u64,
     refresh_token_ttl_seconds: u64,
@@ -172,6 +172,8 @@ pub enum LogFormat {
 
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The `issuer` key as given; see [`Config::issuer`].
+    pub issuer: Option<String>,
     pub listen: SocketAddr,
     pub database_url: String,
     pub database_max_connections: u32,
@@ -202,6 +204,29 @@ pub struct Config {
 }
 
 impl Config {
+    /// Where clients reach Tessera: `public_url`, else the listening address (an
+    /// unspecified address is reached as localhost).
+    pub fn base_url(&self) -> String {
+        if let Some(u) = &self.messaging.public_url {
+            return u.clone();
+        }
+        let ip = self.listen.ip();
+        let host = match ip {
+            _ if ip.is_unspecified() => "localhost".to_owned(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+        };
+        format!("http://{host}:{}", self.listen.port())
+    }
+
+    /// The `iss` of every token: the `issuer` key, else [`Config::base_url`]. One issuer
+    /// for access and ID tokens, since OpenID Connect needs the ID token's `iss` to be
+    /// the discovery document's, and an access token should not claim another. Never
+    /// taken from a request.
+    pub fn issuer(&self) -> String {
+        self.issuer.clone().unwrap_or_else(|| self.base_url())
+    }
+
     /// The defaults alone.
     pub fn defaults() -> Result<Self, ConfigError> {
         Self::from_table(BTreeMap::new())
@@ -442,6 +467,7 @@ impl Raw {
         };
         Ok(Config {
             listen,
+            issuer: self.issuer.map(|i| i.trim().to_owned()).filter(|i| !i.is_empty()),
             database_url: self.database_url,
             database_max_connections: self.database_max_connections.unwrap_or(default_pool).max(1),
             api_key: self.api_key.filter(|k| !k.is_empty()).map(Secret::new),
@@ -453,7 +479,7 @@ impl Raw {
                     window: Duration::from_secs(self.login_failure_window_seconds),
                     lock_for: Duration::from_secs(self.login_lock_seconds),
                 },
-                issuer: self.issuer,
+                issuer: String::new(),
                 jwt_algorithm,
                 jwt_ttl: Duration::from_secs(self.jwt_ttl_seconds),
                 refresh_ttl: Duration::from_secs(self.refresh_token_ttl_seconds),

@@ -148,6 +148,8 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
             let addr = listener.local_addr()?;
+            // With port 0 the issuer and endpoints name the port actually taken.
+            let config = Config { listen: addr, ..config };
             let prepared = prepare(&config, Arc::clone(&clock)).await?;
             let shutdown = shutdown_signal();
             if let Some(key) = &prepared.bootstrap.generated_key {

@@ -132,13 +132,15 @@ impl AppBuilder {
         config.trusted_proxies = vec![std::net::IpAddr::from([127, 0, 0, 1])];
         // One key for every app in a test, so instances sharing a database agree.
         config.seal_key = Some(SealKey::parse(TEST_SEAL_KEY).expect("test seal key"));
+        // Bound first, so the issuer and advertised endpoints name the real port.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        config.listen = addr;
         (self.config)(&mut config);
 
         let clock = self.clock.unwrap_or_default();
         let prepared = tessera_server::prepare(&config, clock.clone()).await.expect("server starts");
         let state = prepared.state.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = tessera_server::serve(listener, prepared, async {

@@ -211,7 +211,6 @@ impl Identity {
         params: &HashMap<String, String>,
         client_id: &str,
         client_secret: Option<&str>,
-        issuer: &str,
         now: Timestamp,
     ) -> Result<Result<TokenResponse, TokenError>, CoreError> {
         let client = match self.authenticate_client(client_id, client_secret).await? {
@@ -219,7 +218,7 @@ impl Identity {
             Err(e) => return Ok(Err(e)),
         };
         match params.get("grant_type").map(String::as_str) {
-            Some("authorization_code") => self.code_grant(&client, params, issuer, now).await,
+            Some("authorization_code") => self.code_grant(&client, params, now).await,
             Some("refresh_token") => {
                 let Some(refresh) = params.get("refresh_token") else {
                     return Ok(Err(TokenError::InvalidRequest("refresh_token is missing")));
@@ -245,7 +244,6 @@ impl Identity {
         &self,
         client: &OAuthClient,
         params: &HashMap<String, String>,
-        issuer: &str,
         now: Timestamp,
     ) -> Result<Result<TokenResponse, TokenError>, CoreError> {
         let Some(code) = params.get("code") else { return Ok(Err(TokenError::InvalidRequest("code is missing"))) };
@@ -271,8 +269,9 @@ impl Identity {
         let (access, _) = self.tokens.issue(&user, client.id, record.auth_time, now)?;
         let (refresh, stored) = RefreshToken::generate(&user, client.id, self.policies.refresh_ttl, now)?;
         self.store.insert_refresh_token(&stored).await?;
+        // One issuer for access and ID tokens, from configuration, never from a request.
         let claims = id_token_claims(
-            issuer,
+            self.tokens.issuer(),
             &user,
             client.id,
             record.nonce.as_deref(),
@@ -316,6 +315,11 @@ impl Identity {
             info["family_name"] = json!(n);
         }
         Ok(Some(info))
+    }
+
+    /// The `iss` of every token Tessera signs, access and ID tokens alike.
+    pub fn issuer(&self) -> &str {
+        self.tokens.issuer()
     }
 
     pub fn jwt_algorithm(&self) -> &'static str {

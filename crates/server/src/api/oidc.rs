@@ -20,24 +20,17 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::bearer;
 
-/// The issuer: the public URL, or this request's own origin.
-pub fn issuer(s: &AppState, headers: &HeaderMap) -> String {
-    if let Some(u) = &s.public_url {
-        return u.clone();
-    }
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    format!("http://{host}")
-}
-
-pub async fn discovery(State(s): State<AppState>, headers: HeaderMap) -> Json<Value> {
-    let iss = issuer(&s, &headers);
+/// Discovery. The issuer and the endpoints come from configuration (`issuer`,
+/// `public_url`, `listen`), never from the request: a `Host` header is the client's to set.
+pub async fn discovery(State(s): State<AppState>) -> Json<Value> {
+    let base = &s.base_url;
     Json(json!({
-        "issuer": iss,
-        "authorization_endpoint": format!("{iss}/oauth2/authorize"),
-        "token_endpoint": format!("{iss}/oauth2/token"),
-        "userinfo_endpoint": format!("{iss}/oauth2/userinfo"),
-        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
-        "end_session_endpoint": format!("{iss}/oauth2/logout"),
+        "issuer": s.identity.issuer(),
+        "authorization_endpoint": format!("{base}/oauth2/authorize"),
+        "token_endpoint": format!("{base}/oauth2/token"),
+        "userinfo_endpoint": format!("{base}/oauth2/userinfo"),
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "end_session_endpoint": format!("{base}/oauth2/logout"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
@@ -157,8 +150,7 @@ pub async fn token(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -
             return Ok(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication is required."));
         }
     };
-    let iss = issuer(&s, &headers);
-    let answer = s.identity.token(&params, &client_id, secret.as_deref(), &iss, s.clock.now()).await?;
+    let answer = s.identity.token(&params, &client_id, secret.as_deref(), s.clock.now()).await?;
     Ok(match answer {
         Ok(t) => {
             let mut body = json!({"access_token": t.access_token, "token_type": "Bearer", "expires_in": t.expires_in, "scope": t.scope});

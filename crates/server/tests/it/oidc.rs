@@ -120,6 +120,44 @@ async fn discovery_describes_the_provider() {
 }
 
 #[tokio::test]
+async fn the_issuer_comes_from_configuration_not_the_host_header() {
+    let app = spawn_app().await;
+    app.create_user("ann@example.com", "correct horse").await;
+    let (client_id, _) = client(&app, true, "Disabled").await;
+    let forged =
+        app.send(app.client.get(app.url("/.well-known/openid-configuration")).header("Host", "evil.example")).await;
+    assert_eq!(forged.json["issuer"], app.base.as_str(), "a Host header does not move the issuer");
+    for endpoint in
+        ["authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri", "end_session_endpoint"]
+    {
+        let url = forged.json[endpoint].as_str().unwrap();
+        assert!(url.starts_with(&format!("{}/", app.base)), "{endpoint}: {url}");
+    }
+
+    // Access and ID tokens name the same issuer as discovery.
+    let mut b = Browser::new(&app);
+    let code = sign_in(&mut b, &client_id, "", None).await;
+    let tokens = redeem(&app, &client_id, &code).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.text);
+    assert_eq!(claims(tokens.json["id_token"].as_str().unwrap())["iss"], app.base.as_str());
+    assert_eq!(claims(tokens.json["access_token"].as_str().unwrap())["iss"], app.base.as_str());
+    let api = app.login("ann@example.com", "correct horse").await;
+    assert_eq!(claims(api.json["token"].as_str().unwrap())["iss"], app.base.as_str(), "the Login API's token too");
+
+    let behind_proxy = tessera_testkit::app()
+        .configure(|c| c.messaging.public_url = Some("https://auth.example.com".into()))
+        .spawn()
+        .await;
+    let d = behind_proxy.send(behind_proxy.client.get(behind_proxy.url("/.well-known/openid-configuration"))).await;
+    assert_eq!(d.json["issuer"], "https://auth.example.com");
+    assert_eq!(d.json["token_endpoint"], "https://auth.example.com/oauth2/token");
+    let named = tessera_testkit::app().configure(|c| c.issuer = Some("https://id.example.com".into())).spawn().await;
+    let d = named.send(named.client.get(named.url("/.well-known/openid-configuration"))).await;
+    assert_eq!(d.json["issuer"], "https://id.example.com", "the issuer key wins");
+    assert_eq!(d.json["token_endpoint"], format!("{}/oauth2/token", named.base), "endpoints stay where we listen");
+}
+
+#[tokio::test]
 async fn the_code_flow_with_pkce_signs_in_refreshes_and_logs_out() {
     let app = spawn_app().await;
     app.create_user("ann@example.com", "correct horse").await;
