@@ -169,17 +169,32 @@ pub struct Reply {
     pub json: Value,
 }
 
+async fn read_reply(req: reqwest::RequestBuilder) -> Reply {
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply { status, text, json }
+}
+
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body");
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, text, json }
+        read_reply(req).await
+    }
+
+    /// Sends every request at once, each on its own task, and returns the replies in
+    /// the order given: how limits are tested under concurrency.
+    pub async fn all_at_once(&self, requests: Vec<reqwest::RequestBuilder>) -> Vec<Reply> {
+        let tasks: Vec<_> = requests.into_iter().map(|r| tokio::spawn(read_reply(r))).collect();
+        let mut replies = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            replies.push(t.await.expect("request task"));
+        }
+        replies
     }
 
     /// An admin call with the app's API key.

@@ -76,7 +76,18 @@ pub enum EnableOutcome {
 pub enum DisableOutcome {
     Disabled,
     WrongCode,
+    /// Too many wrong codes: no code is checked until then.
+    Locked {
+        until: Timestamp,
+    },
     NotFound,
+}
+
+/// Whether a code proved that the caller holds one of the user's factors.
+enum Possession {
+    Proven,
+    Wrong,
+    Locked { until: Timestamp },
 }
 
 /// Where a code goes and why.
@@ -104,6 +115,13 @@ const MANAGE_PURPOSE: &str = "manage";
 /// login-id failure counters, under a key no login id can take).
 fn factor_failures_key(user: UserId) -> LoginId {
     LoginId::internal(format!("2fa:{user}"))
+}
+
+/// Where wrong codes offered to manage factors are counted: a session or token can try
+/// codes without a password each time, so they get what one twoFactorId gets
+/// (`max_attempts` per `challenge_ttl`) on top of the account's run shared with sign-in.
+fn manage_failures_key(user: UserId) -> LoginId {
+    LoginId::internal(format!("2fa-manage:{user}"))
 }
 
 fn enable_purpose(phone: &PhoneNumber) -> String {
@@ -616,14 +634,10 @@ impl Identity {
         if !methods.iter().any(|m| &m.id == method_id) {
             return Ok(DisableOutcome::NotFound);
         }
-        let code = code.trim();
-        let proven = self.check_totp(user, &methods, code, now).await?
-            || self.take_user_code(user, MANAGE_PURPOSE, code, now).await?
-            || self.use_recovery_code(user, code).await?;
-        if !proven {
-            let detail = json!({"stage": "disable"});
-            self.audit(AuditKind::TwoFactorFailure, Some(user), "failure", ctx, detail, now).await?;
-            return Ok(DisableOutcome::WrongCode);
+        match self.prove_possession(scope, &methods, code.trim(), "disable", ctx, now).await? {
+            Possession::Proven => {}
+            Possession::Wrong => return Ok(DisableOutcome::WrongCode),
+            Possession::Locked { until } => return Ok(DisableOutcome::Locked { until }),
         }
         self.store.delete_method(user, method_id).await?;
         self.store.delete_trust_tokens(user).await?;
@@ -634,6 +648,55 @@ impl Identity {
         let detail = json!({"methodId": method_id.as_str()});
         self.audit(AuditKind::FactorDisabled, Some(user), "success", ctx, detail, now).await?;
         Ok(DisableOutcome::Disabled)
+    }
+
+    /// A current code of the user (TOTP, a manage code from [`Self::send_method_code`], or
+    /// a recovery code), limited as sign-in's codes are. The attempt is counted before the
+    /// code is looked at (one atomic increment), so concurrent guesses cannot all be
+    /// evaluated; a wrong code also joins the account's run of failures shared with the
+    /// second step of sign-in, and its lock.
+    async fn prove_possession(
+        &self,
+        scope: &UserScope,
+        methods: &[TwoFactorMethod],
+        code: &str,
+        stage: &str,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<Possession, CoreError> {
+        let (user, tenant, p) = (scope.user_id, scope.tenant_id, &self.policies.two_factor);
+        let (account_key, manage_key) = (factor_failures_key(user), manage_failures_key(user));
+        let account = self.store.login_failures(tenant, &account_key).await?;
+        if let Some(until) = account.and_then(|f| f.locked_at(now)) {
+            return Ok(Possession::Locked { until });
+        }
+        // The count itself is the lock (no separate lock write that could reset it while
+        // other attempts are in flight): past `max_attempts`, nothing is checked until the
+        // window that began with the first wrong code is over.
+        let attempts = self.store.record_login_failure(tenant, &manage_key, now, now.minus(p.challenge_ttl)).await?;
+        if attempts > p.max_attempts {
+            return Ok(Possession::Locked { until: now.plus(p.challenge_ttl) });
+        }
+        let proven = self.check_totp(user, methods, code, now).await?
+            || self.take_user_code(user, MANAGE_PURPOSE, code, now).await?
+            || self.use_recovery_code(user, code).await?;
+        if proven {
+            self.store.clear_login_failures(tenant, &manage_key).await?;
+            if account.is_some() {
+                self.store.clear_login_failures(tenant, &account_key).await?;
+            }
+            return Ok(Possession::Proven);
+        }
+        let detail = json!({"stage": stage, "attempts": attempts});
+        self.audit(AuditKind::TwoFactorFailure, Some(user), "failure", ctx, detail, now).await?;
+        let in_a_row = self.store.record_login_failure(tenant, &account_key, now, Timestamp::from_millis(0)).await?;
+        if in_a_row >= p.account_max_failures {
+            let until = now.plus(p.account_lock_for);
+            self.store.lock_login(tenant, &account_key, until).await?;
+            let detail = json!({"secondFactor": true, "failuresInARow": in_a_row, "stage": stage});
+            self.audit(AuditKind::LoginLocked, Some(user), "locked", ctx, detail, now).await?;
+        }
+        Ok(Possession::Wrong)
     }
 
     /// New recovery codes; `None` when the user has no factor to recover.

@@ -222,11 +222,7 @@ pub async fn login(State(s): State<AppState>, Caller(caller): Caller, body: Byte
         TwoFactorLoginOutcome::NotFound => Ok(StatusCode::NOT_FOUND.into_response()),
         TwoFactorLoginOutcome::Locked { until } => {
             s.metrics.record_login("locked");
-            let body = json!({"generalErrors": [{
-                "code": "[LoginPreventedException]",
-                "message": "Too many wrong codes. Try again later, or ask an administrator.",
-            }], "lockedUntilInstant": until.millis()});
-            Ok((StatusCode::CONFLICT, Json(body)).into_response())
+            Ok(too_many_wrong_codes(until))
         }
     }
 }
@@ -352,8 +348,18 @@ pub async fn disable(
     Ok(match s.identity.disable_method(&scope, &id, &code, &ctx, s.clock.now()).await? {
         DisableOutcome::Disabled => StatusCode::OK.into_response(),
         DisableOutcome::WrongCode => StatusCode::from_u16(421).unwrap_or(StatusCode::BAD_REQUEST).into_response(),
+        DisableOutcome::Locked { until } => too_many_wrong_codes(until),
         DisableOutcome::NotFound => StatusCode::NOT_FOUND.into_response(),
     })
+}
+
+/// 409, as FusionAuth answers a sign-in it prevents: no code is checked until `until`.
+fn too_many_wrong_codes(until: tessera_core::Timestamp) -> Response {
+    let body = json!({"generalErrors": [{
+        "code": "[LoginPreventedException]",
+        "message": "Too many wrong codes. Try again later, or ask an administrator.",
+    }], "lockedUntilInstant": until.millis()});
+    (StatusCode::CONFLICT, Json(body)).into_response()
 }
 
 /// `POST /api/user/two-factor/recovery-code/{userId}`: ten new codes; the old ones die.

@@ -497,6 +497,29 @@ async fn a_real_openid_connect_client_library_completes_the_flow() {
 }
 
 #[tokio::test]
+async fn the_account_page_stops_checking_codes_after_five_wrong_ones() {
+    let app = spawn_app().await;
+    let user = app.create_user("ann@example.com", "correct horse").await;
+    let secret = b"12345678901234567890".to_vec();
+    app.enable_authenticator(&user, &secret).await;
+    let mut b = Browser::new(&app);
+    let (csrf, second) = b.sign_in_to_account().await;
+    b.second_step(&csrf, &second, &app.totp(&secret, 1)).await;
+    let page = b.get("/account").await;
+    let (csrf, method_id) = (field(&page.text, "csrf"), field(&page.text, "method_id"));
+    for i in 0..5 {
+        let wrong = b.post("/account/remove", &[("csrf", &csrf), ("method_id", &method_id), ("code", "000000")]).await;
+        assert_eq!(wrong.status, 401, "wrong code {i}");
+    }
+    app.clock.advance(Duration::from_secs(60));
+    let right = app.totp(&secret, 0);
+    let locked = b.post("/account/remove", &[("csrf", &csrf), ("method_id", &method_id), ("code", &right)]).await;
+    assert_eq!(locked.status, 409, "{}", locked.text);
+    assert!(locked.text.contains("Too many wrong codes; nothing was removed."), "{}", locked.text);
+    assert_eq!(app.factors_of("ann@example.com").await.len(), 1);
+}
+
+#[tokio::test]
 async fn the_account_page_lists_and_manages_factors() {
     let app = spawn_app().await;
     let user = app.create_user("ann@example.com", "correct horse").await;

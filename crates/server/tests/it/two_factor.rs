@@ -843,3 +843,48 @@ async fn a_code_that_could_not_be_stored_is_not_sent() {
     let sent = app.post_json(&format!("/api/two-factor/send/{two_factor_id}"), json!({})).await;
     assert_eq!((sent.status, eager.answers()), (200, vec![200]), "{}", sent.text);
 }
+
+#[tokio::test]
+async fn removing_a_factor_takes_five_wrong_codes_then_locks_like_a_sign_in() {
+    let app = app().configure(|c| c.policies.two_factor.account_max_failures = 7).spawn().await;
+    let id = user(&app).await;
+    let (secret, _) = enable_totp(&app, &id).await;
+    let method = app.state.identity.methods(id.parse().unwrap()).await.unwrap().remove(0).id;
+    let path = |code: &str| format!("/api/user/two-factor/{id}?methodId={}&code={code}", method.as_str());
+    for i in 0..5 {
+        assert_eq!(app.admin(Method::DELETE, &path("000000"), None).await.status, 421, "wrong code {i}");
+    }
+    app.clock.advance(Duration::from_secs(30));
+    let locked = app.admin(Method::DELETE, &path(&app.totp(&secret, 0)), None).await;
+    assert_eq!((locked.status, &locked.json["generalErrors"][0]["code"]), (409, &json!("[LoginPreventedException]")));
+    assert_eq!(app.state.identity.methods(id.parse().unwrap()).await.unwrap().len(), 1, "not even the right code");
+
+    // The wrong codes count toward the account's run shared with sign-in (7 here).
+    let (two_factor_id, _) = challenge(&app).await;
+    assert_eq!(two_factor_login(&app, &two_factor_id, "000000").await.status, 421, "sixth in a row");
+    assert_eq!(two_factor_login(&app, &two_factor_id, "000000").await.status, 409, "seventh locks the account");
+}
+
+#[tokio::test]
+async fn fifty_concurrent_codes_to_remove_a_factor_are_at_most_five_guesses() {
+    for backend in [tessera_store::Backend::Sqlite, tessera_store::Backend::Postgres] {
+        at_most_five_guesses(app().backend(backend).spawn().await).await;
+    }
+}
+
+async fn at_most_five_guesses(app: TestApp) {
+    let id = user(&app).await;
+    let (secret, _) = enable_totp(&app, &id).await;
+    let method = app.state.identity.methods(id.parse().unwrap()).await.unwrap().remove(0).id;
+    let path = format!("/api/user/two-factor/{id}?methodId={}&code=000000", method.as_str());
+    let guesses = (0..50).map(|_| app.client.delete(app.url(&path)).header("Authorization", &app.api_key)).collect();
+    let statuses: Vec<u16> = app.all_at_once(guesses).await.iter().map(|r| r.status).collect();
+    let evaluated = statuses.iter().filter(|s| **s == 421).count();
+    assert!(evaluated <= 5, "{evaluated} of 50 guesses were checked: {statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 421 || *s == 409), "{statuses:?}");
+
+    // The window of a twoFactorId (5 minutes) passes, and the owner's code works again.
+    app.clock.advance(Duration::from_secs(301));
+    let ok = app.admin(Method::DELETE, &path.replace("000000", &app.totp(&secret, 0)), None).await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+}

@@ -92,6 +92,10 @@ pub async fn account_remove(
             let error = Some("That code is not right; nothing was removed.");
             account_view(&s, &headers, StatusCode::UNAUTHORIZED, None, error).await
         }
+        DisableOutcome::Locked { .. } => {
+            let error = Some("Too many wrong codes; nothing was removed. Try again in a few minutes.");
+            account_view(&s, &headers, StatusCode::CONFLICT, None, error).await
+        }
         DisableOutcome::NotFound => {
             account_view(&s, &headers, StatusCode::NOT_FOUND, None, Some("That second step does not exist.")).await
         }
