@@ -2,7 +2,6 @@
 //! `AppState`, routes and middleware into a `Router`, and serving it until shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -59,6 +58,7 @@ pub struct Prepared {
     pub state: AppState,
     pub bootstrap: BootstrapReport,
     pub request_timeout: std::time::Duration,
+    pub connections: crate::connections::ConnectionLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +119,13 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
         messenger: router.clone(),
         on_event: Some(Arc::new(move |kind: AuditKind, outcome| events.record_event(kind.as_str(), outcome))),
     };
+    if config.database_url.starts_with("postgres") && config.issuer.is_none() && config.messaging.public_url.is_none() {
+        // Several instances on one database must agree on `iss`, or each refuses the others' tokens.
+        tracing::warn!(
+            issuer = %config.issuer(),
+            "neither public_url nor issuer is set: tokens name this instance's address, so other instances behind the same load balancer will refuse them"
+        );
+    }
     let policies = Policies { issuer: config.issuer(), ..config.policies.clone() };
     let identity = Identity::start(deps, policies, clock.now()).await?;
     for (i, m) in config.messengers.iter().enumerate() {
@@ -162,7 +169,7 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
         hasher,
         templates,
     };
-    Ok(Prepared { state, bootstrap: report, request_timeout: config.request_timeout })
+    Ok(Prepared { state, bootstrap: report, request_timeout: config.request_timeout, connections: config.connections })
 }
 
 pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
@@ -285,9 +292,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let purger = tokio::spawn(purge_periodically(prepared.state.clone()));
     let app = router(prepared.state, prepared.request_timeout);
-    let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = crate::connections::serve(listener, app, prepared.connections, shutdown).await;
     purger.abort();
     result
 }

@@ -113,6 +113,19 @@ const KEYS: &[(&str, Kind, &str, &str)] = &[
     ("messenger_attempt_timeout_ms", Kind::Integer, "2000", "longest one call to one provider may take"),
     ("messenger_attempts", Kind::Integer, "3", "calls per messenger before failing over (first try included)"),
     ("request_timeout_seconds", Kind::Integer, "30", "longest a request may take"),
+    (
+        "http_header_read_timeout_seconds",
+        Kind::Integer,
+        "10",
+        "longest a client may take to send a request's headers, from connecting or its first byte",
+    ),
+    ("http_idle_timeout_seconds", Kind::Integer, "60", "how long a keep-alive connection may sit idle between requests"),
+    (
+        "http_max_connections",
+        Kind::Integer,
+        "256",
+        "connections served at once; more wait to be accepted (keep well below `ulimit -n`)",
+    ),
     ("log_format", Kind::Text, "\"text\"", "text or json"),
     ("log_level", Kind::Text, "\"info\"", "tracing filter, e.g. info,tessera=debug"),
 ];
@@ -160,6 +173,9 @@ struct Raw {
     messenger_attempt_timeout_ms: u64,
     messenger_attempts: u32,
     request_timeout_seconds: u64,
+    http_header_read_timeout_seconds: u64,
+    http_idle_timeout_seconds: u64,
+    http_max_connections: u64,
     log_format: String,
     log_level: String,
 }
@@ -192,6 +208,7 @@ pub struct Config {
     /// Messengers to create or update at start (each with an `id`).
     pub messengers: Vec<serde_json::Value>,
     pub request_timeout: Duration,
+    pub connections: crate::connections::ConnectionLimits,
     pub log_format: LogFormat,
     pub log_level: String,
     /// Keep console messages in memory only (tests); not a configuration key.
@@ -530,6 +547,11 @@ impl Raw {
                 ..RouterSettings::default()
             },
             request_timeout: Duration::from_secs(self.request_timeout_seconds.max(1)),
+            connections: crate::connections::ConnectionLimits {
+                header_read_timeout: Duration::from_secs(self.http_header_read_timeout_seconds.max(1)),
+                idle_timeout: Duration::from_secs(self.http_idle_timeout_seconds.max(1)),
+                max_connections: usize::try_from(self.http_max_connections.max(1)).unwrap_or(usize::MAX),
+            },
             log_format,
             log_level: self.log_level,
             quiet_console: false,

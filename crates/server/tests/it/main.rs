@@ -3,6 +3,7 @@
 
 mod applications;
 mod browser;
+mod connections;
 mod cli;
 mod flows;
 mod forms;

@@ -3,13 +3,18 @@
 use std::sync::Arc;
 
 use tessera_store::Backend;
-use tessera_testkit::{FakeClock, app};
+use tessera_testkit::{AppBuilder, FakeClock, app};
+
+/// Instances behind one load balancer share its URL, so their tokens name one issuer.
+fn behind_the_balancer() -> AppBuilder {
+    app().configure(|c| c.messaging.public_url = Some("https://auth.example.com".into()))
+}
 
 #[tokio::test]
 async fn two_instances_share_users_tokens_and_lockouts() {
     let clock = Arc::new(FakeClock::new());
-    let a = app().backend(Backend::Postgres).clock(clock.clone()).spawn().await;
-    let b = app().database_url(&a.database_url).clock(clock.clone()).spawn().await;
+    let a = behind_the_balancer().backend(Backend::Postgres).clock(clock.clone()).spawn().await;
+    let b = behind_the_balancer().database_url(&a.database_url).clock(clock.clone()).spawn().await;
 
     a.create_user("ann@example.com", "correct horse").await;
     let r = b.login("ann@example.com", "correct horse").await;
@@ -38,9 +43,9 @@ async fn two_instances_share_users_tokens_and_lockouts() {
 async fn instances_starting_together_bootstrap_once() {
     let url = tessera_store::testing::fresh_database_url(Backend::Postgres).await.unwrap();
     let (a, b, c) = tokio::join!(
-        app().database_url(&url).spawn(),
-        app().database_url(&url).spawn(),
-        app().database_url(&url).spawn()
+        behind_the_balancer().database_url(&url).spawn(),
+        behind_the_balancer().database_url(&url).spawn(),
+        behind_the_balancer().database_url(&url).spawn()
     );
     let tenants: Vec<_> = [&a, &b, &c].iter().map(|s| s.state.identity.default_application().tenant_id).collect();
     assert!(tenants.windows(2).all(|w| w[0] == w[1]), "one tenant: {tenants:?}");
