@@ -242,6 +242,7 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/api/system/audit-log", get(api::system::audit_log))
         .route("/api/status", get(api::system::status))
         .route("/metrics", get(api::system::metrics))
+        .layer(middleware::from_fn(crate::nul::refuse_nul))
         .merge(browser_routes(state.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -271,6 +272,7 @@ fn browser_routes(state: AppState) -> Router<AppState> {
         .route("/account/remove", post(api::pages::account_remove))
         .route("/account/recovery-codes", post(api::pages::account_recovery_codes))
         .route("/logout", get(api::pages::logout_page))
+        .route_layer(middleware::from_fn(crate::nul::refuse_nul))
         .route_layer(middleware::from_fn_with_state(state, api::pages::html_errors))
 }
 

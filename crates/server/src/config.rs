@@ -119,7 +119,12 @@ const KEYS: &[(&str, Kind, &str, &str)] = &[
         "10",
         "longest a client may take to send a request's headers, from connecting or its first byte",
     ),
-    ("http_idle_timeout_seconds", Kind::Integer, "60", "how long a keep-alive connection may sit idle between requests"),
+    (
+        "http_idle_timeout_seconds",
+        Kind::Integer,
+        "60",
+        "how long a keep-alive connection may sit idle between requests",
+    ),
     (
         "http_max_connections",
         Kind::Integer,

@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod hashing;
 pub mod metrics;
+pub mod nul;
 pub mod sealing;
 pub mod telemetry;
 pub mod templates;

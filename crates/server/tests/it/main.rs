@@ -3,8 +3,8 @@
 
 mod applications;
 mod browser;
-mod connections;
 mod cli;
+mod connections;
 mod flows;
 mod forms;
 mod login;

@@ -90,3 +90,39 @@ async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
     let log = behind.admin(Method::GET, "/api/system/audit-log", None).await;
     assert_eq!(log.json["auditLogs"][0]["ipAddress"], "203.0.113.9", "the right-most address not a trusted proxy");
 }
+
+#[tokio::test]
+async fn a_nul_character_anywhere_is_a_400_before_the_database() {
+    let app = tessera_testkit::app().backend(tessera_store::Backend::Postgres).spawn().await;
+    let login =
+        app.post_json("/api/login", serde_json::json!({"loginId": "ann\u{0}@example.com", "password": "x"})).await;
+    assert_eq!(
+        (login.status, &login.json["generalErrors"][0]["code"]),
+        (400, &serde_json::json!("[invalidCharacter]")),
+        "{}",
+        login.text
+    );
+
+    let page = app.send(app.client.get(app.url("/login"))).await;
+    let csrf = crate::forms::field(&page.text, "csrf");
+    let hosted = app
+        .send(app.client.post(app.url("/login")).form(&[
+            ("csrf", csrf.as_str()),
+            ("return_to", "/"),
+            ("login_id", "ann\u{0}"),
+            ("password", "x"),
+        ]))
+        .await;
+    assert_eq!(hosted.status, 400, "{}", hosted.text);
+    assert!(hosted.text.contains("NUL character"), "a page in words: {}", hosted.text);
+
+    let verify = app.send(app.client.get(app.url("/v2/Services")).basic_auth("AC\u{0}1", Some("token"))).await;
+    assert_eq!((verify.status, verify.json["code"].as_i64()), (400, Some(60200)), "{}", verify.text);
+    let query = app.admin(reqwest::Method::GET, "/api/user?loginId=ann%00", None).await;
+    assert_eq!(query.status, 400, "{}", query.text);
+    let path = app.send(app.client.get(app.url("/v2/Services/VA%00")).basic_auth("AC1", Some("token"))).await;
+    assert_eq!(path.status, 400, "{}", path.text);
+    let fine =
+        app.post_json("/api/login", serde_json::json!({"loginId": "ann\\u0000@example.com", "password": "x"})).await;
+    assert_eq!(fine.status, 404, "a backslash and the text u0000 is just text");
+}
