@@ -188,20 +188,22 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             store.migrate().await?;
             tessera_core::service::bootstrap(&store as &dyn Store, config.api_key.as_ref(), clock.now()).await?;
             let tenant = tessera_core::store::TenantStore::default_tenant(&store).await?.ok_or("no tenant")?.id;
+            let sealer = tessera_server::sealing::sealer(&config)?;
             let flow = match action {
                 FlowAction::Import { file, number, name } => {
                     let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
                     let definition: serde_json::Value =
                         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-                    let flow =
-                        flows::import_flow(&store, tenant, definition, name, clock.now()).await.map_err(explain)?;
+                    let flow = flows::import_flow(&store, &sealer, tenant, definition, name, clock.now())
+                        .await
+                        .map_err(explain)?;
                     if let Some(n) = number {
                         flows::bind_number(&store, tenant, &flow.sid, &n).await.map_err(explain)?;
                     }
                     flow
                 }
                 FlowAction::ForwardToSlack { number, webhook, redact } => {
-                    flows::forward_to_slack(&store, tenant, &number, &webhook, redact, clock.now())
+                    flows::forward_to_slack(&store, &sealer, tenant, &number, &webhook, redact, clock.now())
                         .await
                         .map_err(explain)?
                 }

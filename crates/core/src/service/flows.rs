@@ -13,9 +13,10 @@ use crate::validation::ValidationErrors;
 use crate::verify::new_sid;
 use crate::{CoreError, Timestamp};
 
-/// Validates and stores a Studio flow definition.
+/// Validates and stores a Studio flow definition (sealed: see [`sealed_definition`]).
 pub async fn import_flow(
     store: &dyn Store,
+    sealer: &Sealer,
     tenant: TenantId,
     definition: Value,
     name: Option<String>,
@@ -27,8 +28,63 @@ pub async fn import_flow(
         .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| "Flow".into());
     let stored = StoredFlow { sid: new_sid("FW")?, tenant_id: tenant, friendly_name, definition, created_at: now };
-    store.insert_flow(&stored).await?;
+    store.insert_flow(&sealed_definition(&stored, sealer)?).await?;
     Ok(stored)
+}
+
+/// What a flow's definition is sealed under: its sid, so a sealed definition cannot be
+/// moved to another flow (or taken for a run's context).
+pub fn definition_context(flow_sid: &str) -> Vec<u8> {
+    format!("flow:{flow_sid}").into_bytes()
+}
+
+/// A definition holds credentials as plain parts of its JSON (a Slack webhook URL, an
+/// `Authorization` header, a token in a query string or a body template), wherever the
+/// author put them; so the whole definition is sealed at rest, as messenger credentials
+/// are.
+fn sealed_definition(flow: &StoredFlow, sealer: &Sealer) -> Result<StoredFlow, CoreError> {
+    let mut f = flow.clone();
+    let sealed = sealer.seal(flow.definition.to_string().as_bytes(), &definition_context(&flow.sid))?;
+    f.definition = json!({ SEALED: sealed });
+    Ok(f)
+}
+
+/// A flow as stored, with its definition opened (one stored before definitions were
+/// sealed is returned as it is; `tessera reseal` seals it).
+pub fn opened_flow(mut flow: StoredFlow, sealer: &Sealer) -> Result<StoredFlow, CoreError> {
+    if let Some(s) = sealed_part(&flow.definition) {
+        let plain = sealer.open(s, &definition_context(&flow.sid))?;
+        flow.definition =
+            serde_json::from_slice(&plain).map_err(|e| CoreError::Internal(format!("flow definition: {e}")))?;
+    }
+    Ok(flow)
+}
+
+/// The sealed text of a stored definition or run context, if it is sealed.
+pub fn sealed_part(stored: &Value) -> Option<&str> {
+    stored.as_object().filter(|o| o.len() == 1).and_then(|o| o.get(SEALED)).and_then(Value::as_str)
+}
+
+pub async fn get_flow(
+    store: &dyn Store,
+    sealer: &Sealer,
+    tenant: TenantId,
+    sid: &str,
+) -> Result<Option<StoredFlow>, CoreError> {
+    store.flow(tenant, sid).await?.map(|f| opened_flow(f, sealer)).transpose()
+}
+
+pub async fn list_flows(store: &dyn Store, sealer: &Sealer, tenant: TenantId) -> Result<Vec<StoredFlow>, CoreError> {
+    store.flows(tenant).await?.into_iter().map(|f| opened_flow(f, sealer)).collect()
+}
+
+/// The flow bound to an inbound message's number.
+pub async fn flow_for_number(
+    store: &dyn Store,
+    sealer: &Sealer,
+    number: &str,
+) -> Result<Option<StoredFlow>, CoreError> {
+    store.flow_for_number(number).await?.map(|f| opened_flow(f, sealer)).transpose()
 }
 
 pub async fn bind_number(
@@ -48,6 +104,7 @@ pub async fn bind_number(
 /// (with `redact`) only the code found in it.
 pub async fn forward_to_slack(
     store: &dyn Store,
+    sealer: &Sealer,
     tenant: TenantId,
     number: &str,
     webhook: &str,
@@ -71,7 +128,7 @@ pub async fn forward_to_slack(
         "initial_state": "Trigger",
         "flags": {"allow_concurrent_calls": true}
     });
-    let flow = import_flow(store, tenant, definition, None, now).await?;
+    let flow = import_flow(store, sealer, tenant, definition, None, now).await?;
     bind_number(store, tenant, &flow.sid, number).await?;
     Ok(flow)
 }
@@ -88,7 +145,7 @@ fn sealed(run: &FlowRun, sealer: &Sealer) -> Result<FlowRun, CoreError> {
 
 /// A run as stored, with its context opened.
 pub fn opened(mut run: FlowRun, sealer: &Sealer) -> Result<FlowRun, CoreError> {
-    if let Some(s) = run.context.get(SEALED).and_then(Value::as_str) {
+    if let Some(s) = sealed_part(&run.context) {
         let plain = sealer.open(s, run.sid.as_bytes())?;
         run.context =
             serde_json::from_slice(&plain).map_err(|e| CoreError::Internal(format!("flow run context: {e}")))?;
@@ -133,7 +190,7 @@ pub async fn execute_run(
     now: &(dyn Fn() -> Timestamp + Send + Sync),
 ) -> Result<FlowRun, CoreError> {
     let mut run = opened(store.run(run_sid).await?.ok_or(CoreError::NotFound)?, sealer)?;
-    let stored = store.flow(tenant, &run.flow_sid).await?;
+    let stored = get_flow(store, sealer, tenant, &run.flow_sid).await?;
     let flow = match stored.map(|f| Flow::parse(&f.definition)) {
         Some(Ok(f)) => f,
         _ => {

@@ -33,12 +33,13 @@ pub async fn import(
         Some(f) if f.is_object() => (f.clone(), body.get("friendlyName").and_then(Value::as_str).map(str::to_owned)),
         _ => (body, None),
     };
-    let flow = flows::import_flow(s.store.as_ref(), admin.tenant_id, definition, name, s.clock.now()).await?;
+    let flow =
+        flows::import_flow(s.store.as_ref(), &s.sealer, admin.tenant_id, definition, name, s.clock.now()).await?;
     Ok(Json(json!({"flow": flow_json(&flow)})))
 }
 
 pub async fn list(State(s): State<AppState>, AdminAuth(admin): AdminAuth) -> Result<Json<Value>, ApiError> {
-    let all = s.store.flows(admin.tenant_id).await?;
+    let all = flows::list_flows(s.store.as_ref(), &s.sealer, admin.tenant_id).await?;
     Ok(Json(json!({"flows": all.iter().map(flow_json).collect::<Vec<_>>()})))
 }
 
@@ -47,7 +48,7 @@ pub async fn get(
     AdminAuth(admin): AdminAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let f = s.store.flow(admin.tenant_id, &id).await?.ok_or(ApiError::NotFound)?;
+    let f = flows::get_flow(s.store.as_ref(), &s.sealer, admin.tenant_id, &id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(json!({"flow": flow_json(&f)})))
 }
 
@@ -126,7 +127,15 @@ pub async fn forward_to_slack(
         e.add("webhook", "blank", "You must specify the Slack [webhook] URL.");
     }
     let (Some(number), Some(webhook)) = (b.number, b.webhook) else { return Err(ApiError::Invalid(e)) };
-    let f =
-        flows::forward_to_slack(s.store.as_ref(), admin.tenant_id, &number, &webhook, b.redact, s.clock.now()).await?;
+    let f = flows::forward_to_slack(
+        s.store.as_ref(),
+        &s.sealer,
+        admin.tenant_id,
+        &number,
+        &webhook,
+        b.redact,
+        s.clock.now(),
+    )
+    .await?;
     Ok(Json(json!({"flow": flow_json(&f)})))
 }

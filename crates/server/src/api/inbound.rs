@@ -37,7 +37,7 @@ async fn secrets_of(
 /// Saves a run for the message, answers the vendor, and runs the flow afterwards, so
 /// a slow step (a slow Slack) never delays the answer.
 async fn dispatch(s: &AppState, to: &str, message: Map<String, Value>) -> Result<(), ApiError> {
-    let Some(flow) = s.store.flow_for_number(to).await? else {
+    let Some(flow) = flows::flow_for_number(s.store.as_ref(), &s.sealer, to).await? else {
         tracing::info!(%to, "inbound message to a number with no flow");
         return Ok(());
     };

@@ -373,7 +373,11 @@ async fn runs_interrupted_by_a_restart_are_marked_failed() {
     let slack = MockVendor::start().await;
     slack.default_reply(Reply::text(200, "ok"));
     let flow = import(&first, studio_slack_flow(&slack.url)).await;
-    let stored = first.state.store.flow(first.state.identity.tenant().id, &flow).await.unwrap().unwrap();
+    let tenant = first.state.identity.tenant().id;
+    let stored = tessera_core::service::flows::get_flow(first.state.store.as_ref(), &first.state.sealer, tenant, &flow)
+        .await
+        .unwrap()
+        .unwrap();
     let msg = serde_json::Map::from_iter([("Body".to_owned(), json!("x")), ("From".to_owned(), json!("+15557654321"))]);
     let run = tessera_core::service::flows::start_run(
         first.state.store.as_ref(),
@@ -534,4 +538,52 @@ async fn the_generic_inbound_webhook_checks_its_signature_and_timestamp() {
     let got = app.eventually("Slack to be called", || async { slack.last() }).await;
     assert_eq!(got.json(), json!({"text": "Code 314159"}));
     assert_eq!(runs(&app, &flow).await.len(), 1);
+}
+
+/// The SQLite file and its write-ahead log, for looking for what must not be there.
+fn database_bytes(app: &TestApp) -> Vec<u8> {
+    let file = app.database_url.trim_start_matches("sqlite://").to_owned();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.extend(std::fs::read(format!("{file}-wal")).unwrap_or_default());
+    bytes
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn flow_definitions_are_sealed_at_rest() {
+    let app = flows_app(true).await;
+    let slack = MockVendor::start().await;
+    slack.default_reply(Reply::text(200, "ok"));
+    twilio_account(&app).await;
+    let webhook = format!("{}/services/T0SECRET/B0SECRET/XOXB-WEBHOOK-SECRET", slack.url);
+    let mut definition = studio_slack_flow(&webhook);
+    definition["states"][1]["properties"]["headers"] =
+        json!([{"key": "Authorization", "value": "Bearer header-secret-42"}]);
+    let flow = import(&app, definition).await;
+    let recipe = app
+        .admin(
+            Method::POST,
+            "/api/flow/forward-to-slack",
+            Some(json!({"number": "+15550002222", "webhook": "https://hooks.slack.com/services/T1/B1/RECIPE-SECRET"})),
+        )
+        .await;
+    assert_eq!(recipe.status, 200, "{}", recipe.text);
+
+    let bytes = database_bytes(&app);
+    for secret in ["XOXB-WEBHOOK-SECRET", "header-secret-42", "RECIPE-SECRET"] {
+        assert!(!holds(&bytes, secret), "{secret} is in the database in the clear");
+    }
+    // Admins still read what they imported, and the flow still runs with it.
+    let got = app.admin(Method::GET, &format!("/api/flow/{flow}"), None).await;
+    assert_eq!(got.json["flow"]["definition"]["states"][1]["properties"]["url"], webhook.as_str());
+    let listed = app.admin(Method::GET, "/api/flow", None).await;
+    assert!(listed.text.contains("RECIPE-SECRET"), "{}", listed.text);
+    let params = twilio_params("hello");
+    let url = format!("{PUBLIC}/webhooks/twilio/sms");
+    assert_eq!(post_twilio(&app, &params, &signature::twilio("twilio_token", &url, &params)).await.status, 200);
+    let got = app.eventually("Slack to be called", || async { slack.last() }).await;
+    assert_eq!(got.header("authorization").as_deref(), Some("Bearer header-secret-42"));
 }
