@@ -71,15 +71,41 @@ fn is_private(ip: IpAddr) -> bool {
                 || v4.is_unspecified()
                 || v4.is_broadcast()
                 || v4.is_multicast()
-                || v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1])
+                || v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1]) // carrier-grade NAT
+                || v4.octets()[0] == 0 // "this network"
+                || v4.octets()[0] >= 240 // reserved
+                || v4.octets()[0] == 198 && (18..20).contains(&v4.octets()[1]) // benchmarking
+                || v4.octets()[..3] == [192, 0, 0] // IETF protocol assignments
         }
         IpAddr::V6(v6) => {
             v6.is_loopback() || v6.is_unspecified() || v6.is_multicast()
                 || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
                 || (v6.segments()[0] & 0xffc0) == 0xfe80 // link local
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+                || embedded_ipv4(v6).is_some_and(|v4| is_private(IpAddr::V4(v4)))
         }
     }
+}
+
+/// The IPv4 address an IPv6 one stands for, in the forms that reach it: IPv4-mapped
+/// (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`, deprecated but still routed by some
+/// stacks), NAT64 (`64:ff9b::/96` and the local-use `64:ff9b:1::/48`, RFC 6052 and 8215)
+/// and 6to4 (`2002:AABB:CCDD::/48`).
+fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let (s, o) = (v6.segments(), v6.octets());
+    let last = std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    if s[..6] == [0; 6] {
+        return Some(last);
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) {
+        return Some(last);
+    }
+    if s[0] == 0x2002 {
+        return Some(std::net::Ipv4Addr::new(o[2], o[3], o[4], o[5]));
+    }
+    None
 }
 
 impl Effects {
@@ -242,10 +268,22 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:10.0.0.1",
+            "64:ff9b::a00:1",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::169.254.169.254",
+            "64:ff9b:1::c0a8:101",
+            "::10.0.0.1",
+            "::127.0.0.1",
+            "::169.254.169.254",
+            "2002:a00:1::1",
+            "2002:7f00:1::",
+            "0.1.2.3",
+            "198.18.0.1",
+            "240.0.0.1",
         ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "64:ff9b::808:808", "::8.8.8.8", "2002:808:808::1"] {
             assert!(!is_private(ip.parse().unwrap()), "{ip}");
         }
     }
