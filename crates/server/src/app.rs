@@ -271,7 +271,8 @@ fn browser_routes(state: AppState) -> Router<AppState> {
         .route("/account", get(api::pages::account))
         .route("/account/remove", post(api::pages::account_remove))
         .route("/account/recovery-codes", post(api::pages::account_recovery_codes))
-        .route("/logout", get(api::pages::logout_page))
+        .route("/logout", get(api::pages::logout_page).post(api::pages::logout_submit))
+        .route_layer(middleware::from_fn_with_state(state.clone(), api::pages::refuse_bad_return_to))
         .route_layer(middleware::from_fn(crate::nul::refuse_nul))
         .route_layer(middleware::from_fn_with_state(state, api::pages::html_errors))
 }

@@ -19,6 +19,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("recovery_codes.html", include_str!("../templates/recovery_codes.html")),
     ("account.html", include_str!("../templates/account.html")),
     ("message.html", include_str!("../templates/message.html")),
+    ("logout.html", include_str!("../templates/logout.html")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -72,6 +72,16 @@ impl Identity {
         Ok(client.filter(|c| c.redirect_uris.contains(uri)).map(|_| uri.clone()))
     }
 
+    /// Whether an RP-initiated logout carries an `id_token_hint` we signed (expired
+    /// ones count) for the client it names, if it names one.
+    pub fn logout_hint_is_ours(&self, params: &HashMap<String, String>) -> bool {
+        let Some(claims) = params.get("id_token_hint").and_then(|h| self.tokens.signed_claims(h).ok()) else {
+            return false;
+        };
+        let aud = claims.get("aud").and_then(Value::as_str);
+        aud.is_some() && params.get("client_id").is_none_or(|c| Some(c.as_str()) == aud)
+    }
+
     pub async fn oauth_client(&self, id: &str) -> Result<Option<OAuthClient>, CoreError> {
         match id.parse() {
             Ok(id) => Ok(self.store.oauth_client(id).await?),

@@ -45,7 +45,7 @@ pub async fn discovery(State(s): State<AppState>) -> Json<Value> {
     }))
 }
 
-fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
+pub(crate) fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
     let q = serde_urlencoded::to_string(pairs).unwrap_or_default();
     format!("{base}{}{q}", if base.contains('?') { '&' } else { '?' })
 }
@@ -192,24 +192,18 @@ pub async fn userinfo(State(s): State<AppState>, headers: HeaderMap) -> Result<R
     })
 }
 
-/// `GET /oauth2/logout`: RP-initiated logout. The browser session ends; the browser is
-/// sent back only to an address registered for the client.
+/// `GET /oauth2/logout`: RP-initiated logout. With an `id_token_hint` we signed, the
+/// client is known to be asking and the session ends at once; otherwise the user
+/// confirms first (OpenID Connect RP-Initiated Logout §2), so a bare link cannot sign
+/// anyone out. The browser is sent back only to an address registered for the client.
 pub async fn logout(
     State(s): State<AppState>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let cookies = Cookies::new(&s);
-    if let Some(c) = cookies.session(&headers) {
-        s.identity.end_browser_session(&c).await?;
+    if s.identity.logout_hint_is_ours(&params) {
+        pages::sign_out(&s, &headers, &params).await
+    } else {
+        pages::logout_confirmation(&s, &headers, &params).await
     }
-    let mut response = match s.identity.post_logout_redirect(&params).await? {
-        Some(uri) => {
-            let q: Vec<(&str, &str)> = params.get("state").map(|st| vec![("state", st.as_str())]).unwrap_or_default();
-            see_other(&if q.is_empty() { uri } else { with_query(&uri, &q) })
-        }
-        None => pages::message_page(&s, "Signed out", "You are signed out."),
-    };
-    cookies.clear_session(&mut response);
-    Ok(response)
 }

@@ -201,7 +201,17 @@ async fn the_code_flow_with_pkce_signs_in_refreshes_and_logs_out() {
     let silent = b.get(&authorize_url(&client_id, "")).await;
     assert!(silent.location.as_deref().unwrap().starts_with(CB));
 
-    let out = b.get(&format!("/oauth2/logout?client_id={client_id}&post_logout_redirect_uri=https%3A%2F%2Fapp.example.com%2Fcallback&state=bye")).await;
+    // Without an id_token_hint the user confirms: a bare link signs no one out.
+    let ask = b.get(&format!("/oauth2/logout?client_id={client_id}&post_logout_redirect_uri=https%3A%2F%2Fapp.example.com%2Fcallback&state=bye")).await;
+    assert_eq!(ask.status, 200, "{}", ask.text);
+    let still = b.get(&authorize_url(&client_id, "")).await;
+    assert!(still.location.as_deref().unwrap().starts_with(CB), "still signed in after the GET");
+    let carried: Vec<(&str, String)> = ["csrf", "client_id", "post_logout_redirect_uri", "state"]
+        .into_iter()
+        .map(|k| (k, field(&ask.text, k)))
+        .collect();
+    let form: Vec<(&str, &str)> = carried.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = b.post("/logout", &form).await;
     assert_eq!((out.status, out.location.as_deref()), (303, Some("https://app.example.com/callback?state=bye")));
     let after = b.get(&authorize_url(&client_id, "")).await;
     assert!(after.location.unwrap().starts_with("/login"), "signed out");
@@ -497,6 +507,27 @@ async fn a_real_openid_connect_client_library_completes_the_flow() {
 }
 
 #[tokio::test]
+async fn a_return_to_with_a_line_break_is_a_malformed_request() {
+    let app = spawn_app().await;
+    app.create_user("ann@example.com", "correct horse").await;
+    let mut b = Browser::new(&app);
+    let link = b.get("/login?return_to=%2Foauth2%2Fauthorize%3Fx%0D%0ASet-Cookie%3A%20a%3Db").await;
+    assert_eq!(link.status, 400, "{}", link.text);
+    let form = b.get("/login").await;
+    let csrf = field(&form.text, "csrf");
+    let evil = "/oauth2/authorize?x\r\nSet-Cookie: a=b";
+    let posted = b
+        .post(
+            "/login",
+            &[("csrf", &csrf), ("return_to", evil), ("login_id", "ann@example.com"), ("password", "correct horse")],
+        )
+        .await;
+    assert_eq!(posted.status, 400, "{}", posted.text);
+    assert!(posted.text.contains("malformed"), "{}", posted.text);
+    assert_eq!(b.get("/account").await.status, 303, "no session was started");
+}
+
+#[tokio::test]
 async fn the_account_page_stops_checking_codes_after_five_wrong_ones() {
     let app = spawn_app().await;
     let user = app.create_user("ann@example.com", "correct horse").await;
@@ -552,7 +583,13 @@ async fn the_account_page_lists_and_manages_factors() {
     assert!(removed.text.contains("Removed."), "{}", removed.text);
     assert!(!removed.text.contains("Authenticator app<form"));
 
-    let out = b.get("/logout").await;
-    assert!(out.text.contains("You are signed out."));
+    let ask = b.get("/logout").await;
+    assert!(ask.text.contains("Sign out ann@example.com?"), "{}", ask.text);
+    assert_eq!(b.get("/account").await.status, 200, "a GET signs no one out");
+    let forged = b.post("/logout", &[("csrf", "not-the-token")]).await;
+    assert_eq!(forged.status, 403, "another site's form cannot sign out");
+    assert_eq!(b.get("/account").await.status, 200);
+    let out = b.post("/logout", &[("csrf", &field(&ask.text, "csrf"))]).await;
+    assert!(out.text.contains("You are signed out."), "{}", out.text);
     assert_eq!(b.get("/account").await.status, 303, "signed out means signed out");
 }

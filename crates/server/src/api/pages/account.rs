@@ -1,6 +1,8 @@
 //! The signed-in user's own page: factors (add, remove with a current code), new
 //! recovery codes, recent sign-ins; and signing out.
 
+use std::collections::HashMap;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -129,13 +131,70 @@ pub async fn account_recovery_codes(
     }
 }
 
-/// `GET /logout`: ends the browser session.
+/// The parameters of an RP-initiated logout a confirmation carries to its POST, where
+/// they are checked again.
+const LOGOUT_CARRIED: [&str; 3] = ["client_id", "post_logout_redirect_uri", "state"];
+
+/// `GET /logout`: asks before signing out. A link (or an image on another site) must not
+/// be able to end a session, so only the posted form with its CSRF token does.
 pub async fn logout_page(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let cookies = Cookies::new(&s);
-    if let Some(c) = cookies.session(&headers) {
+    logout_confirmation(&s, &headers, &HashMap::new()).await
+}
+
+/// The confirmation for a browser that holds a session; with none, there is nothing to
+/// protect, so the sign-out (and its redirect) happens at once.
+pub async fn logout_confirmation(
+    s: &AppState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let cookies = Cookies::new(s);
+    let Some(session) = current_session(s, &cookies, headers).await? else {
+        return sign_out(s, headers, params).await;
+    };
+    let csrf = cookies.csrf_or_new(headers)?;
+    let carry: Vec<(String, String)> =
+        LOGOUT_CARRIED.iter().filter_map(|k| params.get(*k).map(|v| ((*k).to_owned(), v.clone()))).collect();
+    let name = display_name(s, &session).await?;
+    let page = render(
+        s,
+        StatusCode::OK,
+        "logout.html",
+        minijinja::context! { title => "Sign out", csrf => &csrf, carry, name },
+    );
+    Ok(with_csrf(page, &cookies, &csrf))
+}
+
+/// `POST /logout`: ends the browser session, then returns to the client when the form
+/// carried a registered `post_logout_redirect_uri`.
+pub async fn logout_submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let Some((_, form)) = checked(&s, &headers, &body) else { return Ok(form_expired(&s)) };
+    let params: HashMap<String, String> = LOGOUT_CARRIED
+        .iter()
+        .filter(|k| !form.get(k).is_empty())
+        .map(|k| ((*k).to_owned(), form.get(k).to_owned()))
+        .collect();
+    sign_out(&s, &headers, &params).await
+}
+
+/// Ends the browser's session (if any) and says so, or sends it back to the client.
+pub async fn sign_out(
+    s: &AppState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let cookies = Cookies::new(s);
+    if let Some(c) = cookies.session(headers) {
         s.identity.end_browser_session(&c).await?;
     }
-    let mut r = message_page(&s, "Signed out", "You are signed out.");
-    cookies.clear_session(&mut r);
-    Ok(r)
+    let mut response = match s.identity.post_logout_redirect(params).await? {
+        Some(uri) => {
+            let state: Vec<(&str, &str)> =
+                params.get("state").map(|st| vec![("state", st.as_str())]).unwrap_or_default();
+            see_other(&if state.is_empty() { uri } else { crate::api::oidc::with_query(&uri, &state) })
+        }
+        None => message_page(s, "Signed out", "You are signed out."),
+    };
+    cookies.clear_session(&mut response);
+    Ok(response)
 }

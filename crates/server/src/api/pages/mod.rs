@@ -18,7 +18,9 @@ use tessera_core::oidc::BrowserSession;
 use tessera_core::random;
 use tessera_core::secret::{Secret, constant_time_eq};
 
-pub use account::{account, account_recovery_codes, account_remove, logout_page};
+pub use account::{
+    account, account_recovery_codes, account_remove, logout_confirmation, logout_page, logout_submit, sign_out,
+};
 pub use enroll::{enroll_page, enroll_phone_confirm, enroll_phone_send, enroll_submit};
 pub use signin::{login_page, login_submit, send_code, two_factor_submit};
 
@@ -143,6 +145,26 @@ fn sign_in_expired(s: &AppState) -> Response {
 
 /// Only our own authorize endpoint and account page are places to go back to: no
 /// open redirects.
+/// A `return_to` (query or form field) is one of our own URLs, encoded: printable ASCII
+/// without spaces. Anything else (a CR/LF left the sign-in's redirect without a
+/// `Location`) is a malformed request, refused before a handler runs.
+pub async fn refuse_bad_return_to(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let clean = |v: &str| v.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    let fields = |text: &[u8]| serde_urlencoded::from_bytes::<Vec<(String, String)>>(text).unwrap_or_default();
+    let bad = |text: &[u8]| fields(text).iter().any(|(k, v)| k == "return_to" && !clean(v));
+    if req.uri().query().is_some_and(|q| bad(q.as_bytes())) {
+        return error_page(&s, StatusCode::BAD_REQUEST, "That link is malformed.");
+    }
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return error_page(&s, StatusCode::PAYLOAD_TOO_LARGE, "That form was too large.");
+    };
+    if bad(&bytes) {
+        return error_page(&s, StatusCode::BAD_REQUEST, "That form is malformed.");
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
 fn safe_return(to: &str) -> String {
     if to.starts_with("/oauth2/authorize?") || to == "/account" { to.to_owned() } else { "/account".to_owned() }
 }
