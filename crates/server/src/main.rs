@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tessera_core::service::flows;
-use tessera_core::store::Store;
 use tessera_server::clock::{Clock, SystemClock};
 use tessera_server::{Config, prepare, serve};
 use tessera_store::StoreOptions;
@@ -167,15 +166,12 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             println!("Migrations applied.");
         }
         Command::ApiKey { action: ApiKeyAction::Create { description } } => {
-            let store = open(&config).await?;
-            store.migrate().await?;
-            tessera_core::service::bootstrap(&store as &dyn Store, config.api_key.as_ref(), clock.now()).await?;
+            let store = open_existing(&config).await?;
             let key = tessera_core::service::issue_api_key(&store, &description, clock.now()).await?;
             println!("{}", key.expose());
         }
         Command::Reseal => {
-            let store = open(&config).await?;
-            store.migrate().await?;
+            let store = open_existing(&config).await?;
             let sealer = tessera_server::sealing::sealer(&config)?;
             let n = tessera_core::service::reseal(&store, &sealer).await?;
             println!(
@@ -184,9 +180,7 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             );
         }
         Command::Flow { action } => {
-            let store = open(&config).await?;
-            store.migrate().await?;
-            tessera_core::service::bootstrap(&store as &dyn Store, config.api_key.as_ref(), clock.now()).await?;
+            let store = open_existing(&config).await?;
             let tenant = tessera_core::store::TenantStore::default_tenant(&store).await?.ok_or("no tenant")?.id;
             let sealer = tessera_server::sealing::sealer(&config)?;
             let flow = match action {
@@ -229,12 +223,34 @@ async fn open(config: &Config) -> Result<tessera_store::SqlStore, tessera_core::
     tessera_store::open(&config.database_url, &StoreOptions { max_connections: 2 }).await
 }
 
+/// For commands that work on an installation (`api-key`, `reseal`, `flow`): the
+/// database must exist and be set up. Run in the wrong directory, they would otherwise
+/// make a new, empty one beside it (and, with it, an admin key nobody sees).
+async fn open_existing(config: &Config) -> Result<tessera_store::SqlStore, Box<dyn std::error::Error>> {
+    let shown = tessera_store::display_url(&config.database_url);
+    eprintln!("tessera: using the database {shown}");
+    if let Some(file) = tessera_store::sqlite_file(&config.database_url)
+        && !std::path::Path::new(file).exists()
+    {
+        return Err(format!(
+            "there is no database at {file}: run this where `tessera serve` keeps its data, \
+             or name yours with --config or TESSERA_DATABASE_URL"
+        )
+        .into());
+    }
+    let store = open(config).await?;
+    store.migrate().await?;
+    if tessera_core::store::TenantStore::default_tenant(&store).await?.is_none() {
+        return Err(format!("the database {shown} is not set up yet: start `tessera serve` on it once").into());
+    }
+    Ok(store)
+}
+
 fn backend_name(url: &str) -> &'static str {
     if url.starts_with("sqlite:") { "sqlite" } else { "postgres" }
 }
 
-/// SIGTERM (what service managers send) or Ctrl-C.
-/// Registers for SIGTERM and Ctrl-C at once (not when first awaited), so a signal that
+/// SIGTERM (what service managers send) or Ctrl-C, registered for SIGTERM and Ctrl-C at once (not when first awaited), so a signal that
 /// arrives just after the start was announced stops the server gracefully.
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]

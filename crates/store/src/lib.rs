@@ -42,6 +42,25 @@ impl Backend {
     }
 }
 
+/// The file a `sqlite:` URL names (`None` for other URLs and for `:memory:`).
+pub fn sqlite_file(url: &str) -> Option<&str> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    Some(path.split('?').next().unwrap_or_default()).filter(|f| *f != ":memory:" && !f.is_empty())
+}
+
+/// The URL as it may be shown or logged: a password in it is replaced.
+pub fn display_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:••••@{host}{}", &rest[authority_end..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
     pub max_connections: u32,
@@ -62,6 +81,25 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<SqlStore, StoreEr
         Backend::Postgres => postgres::connect(url, options).await?,
     };
     Ok(SqlStore::new(pool, backend))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_their_file_and_show_no_password() {
+        assert_eq!(sqlite_file("sqlite://tessera-data/tessera.db?mode=rwc"), Some("tessera-data/tessera.db"));
+        assert_eq!(sqlite_file("sqlite:x.db"), Some("x.db"));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://h/db"), None);
+        assert_eq!(
+            display_url("postgres://app:s3cret@db.example.com:5432/tessera"),
+            "postgres://app:••••@db.example.com:5432/tessera"
+        );
+        assert_eq!(display_url("postgres://postgres@127.0.0.1/test"), "postgres://postgres@127.0.0.1/test");
+        assert_eq!(display_url("sqlite://tessera-data/tessera.db"), "sqlite://tessera-data/tessera.db");
+    }
 }
 
 pub(crate) fn migration(version: i64, description: &'static str, sql: &'static str) -> sqlx::migrate::Migration {

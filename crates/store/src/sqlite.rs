@@ -10,9 +10,7 @@ use tessera_core::store::StoreError;
 use crate::{StoreOptions, migration, unavailable};
 
 pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<AnyPool, StoreError> {
-    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-    let file = path.split('?').next().unwrap_or_default();
-    if file != ":memory:"
+    if let Some(file) = crate::sqlite_file(url)
         && let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty())
     {
         std::fs::create_dir_all(dir)

@@ -245,8 +245,37 @@ fn migrate_and_config_errors() {
 }
 
 #[test]
+fn commands_in_the_wrong_directory_make_no_database() {
+    let dir = temp_dir();
+    for args in [
+        &["api-key", "create"][..],
+        &["reseal"],
+        &["flow", "forward-to-slack", "--number", "+15550001111", "--webhook", "https://hooks.slack.com/x"],
+    ] {
+        let out = tessera(&dir).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("using the database sqlite://tessera-data/tessera.db"), "{args:?}: {stderr}");
+        assert!(stderr.contains("there is no database at tessera-data/tessera.db"), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: no key printed");
+    }
+    assert!(!dir.join("tessera-data").exists(), "nothing was created");
+
+    let out = tessera(&dir).arg("migrate").output().unwrap();
+    assert!(out.status.success());
+    let out = tessera(&dir).args(["api-key", "create"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not set up yet"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn flows_are_imported_and_recipes_made_from_the_command_line() {
     let dir = temp_dir();
+    Running::start(&dir, &[]).stop();
     let good = dir.join("flow.json");
     std::fs::write(
         &good,
