@@ -227,3 +227,9 @@ mod tests {
         assert_eq!(voice, "Your Acme code is 1, 2, 3. Your Acme code is 1, 2, 3.");
     }
 }
+
+/// What a Plivo call's prompt is sealed under while it waits to be fetched: the digest of
+/// its answer-URL token.
+pub fn voice_prompt_context(digest: &str) -> Vec<u8> {
+    format!("voice:{digest}").into_bytes()
+}

@@ -99,13 +99,19 @@ pub struct MessengerConfig {
     pub updated_at: Timestamp,
 }
 
+/// What a messenger's credentials are sealed under: its id, so they cannot be moved to
+/// another messenger.
+pub fn seal_context(messenger_id: &str) -> Vec<u8> {
+    format!("messenger:{messenger_id}").into_bytes()
+}
+
 impl MessengerConfig {
     pub fn setting(&self, key: &str) -> Option<&str> {
         self.settings.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
     }
 
     pub fn seal_context(&self) -> Vec<u8> {
-        format!("messenger:{}", self.id).into_bytes()
+        seal_context(&self.id.to_string())
     }
 
     fn serves(&self, channel: Channel, country: Option<u16>) -> bool {

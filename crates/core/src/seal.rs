@@ -119,6 +119,11 @@ impl Sealer {
     }
 
     /// True when `sealed` was made with another key than the current one.
+    /// The id of the key new values are sealed (and codes keyed) with.
+    pub fn current_id(&self) -> &str {
+        &self.current.id
+    }
+
     pub fn is_stale(&self, sealed: &str) -> bool {
         sealed.split('.').nth(1) != Some(self.current.id.as_str())
     }

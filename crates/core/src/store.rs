@@ -353,6 +353,39 @@ pub trait OidcStore: Send + Sync {
     async fn delete_session(&self, digest: &str) -> StoreResult<bool>;
 }
 
+/// Columns of sealed values kept by a single-text key, for `tessera reseal` (TOTP
+/// secrets and signing keys have their own methods). Flow definitions and run contexts
+/// hold `{"sealed": …}` JSON; the others hold the sealed text itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SealedColumn {
+    MessengerSecrets,
+    VoicePrompt,
+    VerificationCode,
+    FlowDefinition,
+    FlowRunContext,
+}
+
+impl SealedColumn {
+    pub const ALL: [SealedColumn; 5] = [
+        SealedColumn::MessengerSecrets,
+        SealedColumn::VoicePrompt,
+        SealedColumn::VerificationCode,
+        SealedColumn::FlowDefinition,
+        SealedColumn::FlowRunContext,
+    ];
+}
+
+#[async_trait]
+pub trait SealedValueStore: Send + Sync {
+    /// Every row's key and stored value in the column.
+    async fn sealed_values(&self, column: SealedColumn) -> StoreResult<Vec<(String, String)>>;
+    /// Replaces a stored value if it is still `old`.
+    async fn replace_sealed_value(&self, column: SealedColumn, key: &str, old: &str, new: &str) -> StoreResult<bool>;
+    /// Every recovery code's keyed hash (`<key id>.<hex>`): these cannot be re-keyed, so
+    /// `reseal` tells which older keys they still need.
+    async fn recovery_code_hashes(&self) -> StoreResult<Vec<String>>;
+}
+
 #[async_trait]
 pub trait Store:
     TenantStore
@@ -367,6 +400,7 @@ pub trait Store:
     + VerifyStore
     + FlowStore
     + OidcStore
+    + SealedValueStore
 {
     /// Whether the database answers; what `/api/status` reports.
     async fn ping(&self) -> StoreResult<()>;

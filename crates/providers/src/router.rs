@@ -129,7 +129,10 @@ impl Router {
         let fail = |e: String| MessengerError::retryable("tessera", None, e);
         let token = Secret::new(random::token(24).map_err(|e| fail(e.to_string()))?);
         let digest = token.digest();
-        let sealed = self.sealer.seal(msg.text.as_bytes(), &voice_context(&digest)).map_err(|e| fail(e.to_string()))?;
+        let sealed = self
+            .sealer
+            .seal(msg.text.as_bytes(), &tessera_core::messaging::voice_prompt_context(&digest))
+            .map_err(|e| fail(e.to_string()))?;
         let expires = (self.now)().plus(Duration::from_secs(600));
         self.store.put_voice_prompt(&digest, &sealed, expires).await.map_err(|e| fail(e.to_string()))?;
         Ok(Some(format!("{}/webhooks/plivo/answer/{}/{}", base.trim_end_matches('/'), m.id, token.expose())))
@@ -144,7 +147,10 @@ impl Router {
         else {
             return Ok(None);
         };
-        let text = self.sealer.open(&sealed, &voice_context(&digest)).map_err(|e| fail(e.to_string()))?;
+        let text = self
+            .sealer
+            .open(&sealed, &tessera_core::messaging::voice_prompt_context(&digest))
+            .map_err(|e| fail(e.to_string()))?;
         Ok(Some(String::from_utf8_lossy(&text).into_owned()))
     }
 
@@ -312,10 +318,6 @@ impl Router {
             _ => Err(unusable(m, "not a Verify service")),
         }
     }
-}
-
-fn voice_context(digest: &str) -> Vec<u8> {
-    format!("voice:{digest}").into_bytes()
 }
 
 fn provider_name(kind: MessengerType) -> &'static str {

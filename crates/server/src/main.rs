@@ -173,11 +173,13 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
         Command::Reseal => {
             let store = open_existing(&config).await?;
             let sealer = tessera_server::sealing::sealer(&config)?;
-            let n = tessera_core::service::reseal(&store, &sealer).await?;
-            println!(
-                "Re-sealed {n} secrets under key {}.",
-                config.seal_key.as_ref().map_or("from seal.key", |k| k.id())
-            );
+            let report = tessera_core::service::reseal(&store, &sealer).await?;
+            println!("Re-sealed {} values under key {}.", report.resealed, sealer.current_id());
+            for (kid, n) in &report.recovery_codes_on_old_keys {
+                println!(
+                    "{n} recovery codes are keyed with key {kid}: keep it in seal_keys_previous until those users make new codes."
+                );
+            }
         }
         Command::Flow { action } => {
             let store = open_existing(&config).await?;

@@ -12,6 +12,7 @@ mod oidc;
 mod postgres;
 mod queries;
 mod rows;
+mod sealed;
 mod sqlite;
 pub mod testing;
 mod twofactor;

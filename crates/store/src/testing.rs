@@ -89,3 +89,20 @@ pub async fn execute(url: &str, sql: &str) -> Result<(), StoreError> {
     pool.close().await;
     done
 }
+
+/// Runs a query behind the store's back and returns every row as text (NULL as `None`);
+/// select text columns, or `CAST(… AS TEXT)`.
+pub async fn query_text(url: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, StoreError> {
+    sqlx::any::install_default_drivers();
+    let pool = AnyPool::connect(url).await.map_err(unavailable)?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).fetch_all(&pool).await.map_err(unavailable);
+    pool.close().await;
+    rows?
+        .iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| r.try_get::<Option<String>, _>(i).map_err(|e| StoreError::Corrupt(e.to_string())))
+                .collect()
+        })
+        .collect()
+}

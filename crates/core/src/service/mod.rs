@@ -6,6 +6,7 @@ pub mod flows;
 mod fraud;
 mod messengers;
 mod oidc;
+mod reseal;
 mod sessions;
 mod twofactor;
 mod users;
@@ -18,8 +19,9 @@ use serde_json::{Value, json};
 
 pub use self::applications::{ApplicationInput, ApplicationRecord};
 pub use self::oidc::{AuthorizeOutcome, TokenError as OAuthTokenError, TokenResponse};
+pub use self::reseal::{ResealReport, reseal};
 pub use self::twofactor::{
-    DisableOutcome, EnableOutcome, SendOutcome, TwoFactorLoginOutcome, TwoFactorLoginRequest, UserScope, reseal,
+    DisableOutcome, EnableOutcome, SendOutcome, TwoFactorLoginOutcome, TwoFactorLoginRequest, UserScope,
 };
 pub use self::verify::{CheckInput, ServiceInput, StartInput, VerifyError, VerifyFailure, VerifyResult};
 use crate::apikey::{Admin, ApiKey};

@@ -10,9 +10,7 @@ use crate::ids::{TenantId, UserId};
 use crate::login::LoginSuccess;
 use crate::messaging::{self, Channel, OutboundMessage, Purpose, Verification};
 use crate::phone::PhoneNumber;
-use crate::seal::Sealer;
 use crate::secret::Secret;
-use crate::store::Store;
 use crate::totp::{self, TotpParams};
 use crate::twofactor::{
     self as tf, Authenticator, Challenge, MethodId, MethodKind, OtpCode, PendingCode, TrustToken, TwoFactorMethod,
@@ -713,30 +711,4 @@ impl Identity {
         self.audit(AuditKind::RecoveryCodesRegenerated, Some(scope.user_id), "success", ctx, json!({}), now).await?;
         Ok(Some(codes))
     }
-}
-
-/// Re-seals every TOTP secret and signing key not sealed under the current key (after
-/// a key rotation). Returns how many were re-sealed.
-pub async fn reseal(store: &dyn Store, sealer: &Sealer) -> Result<u64, CoreError> {
-    let mut n = 0;
-    for key in store.signing_keys().await? {
-        if sealer.is_stale(&key.sealed_private) {
-            let fresh = crate::tokens::SigningKey::open(&key, sealer)?.seal(sealer)?;
-            if store.replace_sealed_signing_key(&key.kid, &key.sealed_private, &fresh.sealed_private).await? {
-                n += 1;
-            }
-        }
-    }
-    for (user, id, sealed) in store.sealed_secrets().await? {
-        if !sealer.is_stale(&sealed) {
-            continue;
-        }
-        let context = tf::secret_context(user, &id);
-        let plain = sealer.open(&sealed, &context)?;
-        let fresh = sealer.seal(&plain, &context)?;
-        if store.replace_sealed_secret(user, &id, &sealed, &fresh).await? {
-            n += 1;
-        }
-    }
-    Ok(n)
 }

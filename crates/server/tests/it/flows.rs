@@ -24,7 +24,7 @@ async fn flows_app(allow_loopback: bool) -> TestApp {
 }
 
 /// Exactly what Twilio Studio exports for "incoming message → POST to Slack".
-fn studio_slack_flow(url: &str) -> Value {
+pub fn studio_slack_flow(url: &str) -> Value {
     json!({
         "description": "SMS to Slack",
         "states": [
@@ -63,7 +63,7 @@ async fn twilio_account(app: &TestApp) {
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
-fn twilio_params(body: &str) -> Vec<(String, String)> {
+pub fn twilio_params(body: &str) -> Vec<(String, String)> {
     [
         ("MessageSid", "SM1"),
         ("AccountSid", "AC123"),

@@ -13,6 +13,7 @@ mod multi_instance;
 mod oidc;
 mod pages;
 mod sdk;
+mod sealing;
 mod system;
 mod tokens;
 mod two_factor;

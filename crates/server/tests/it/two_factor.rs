@@ -488,8 +488,10 @@ async fn rotating_the_seal_key_and_resealing() {
     assert_eq!(two_factor_login(&rotated, &a, &rotated.totp(&secret, 0)).await.status, 200, "old key still opens");
     let sealer = Sealer::new(k2.clone(), vec![SealKey::parse(TEST_SEAL_KEY).unwrap()]);
     let n = tessera_core::service::reseal(rotated.state.store.as_ref(), &sealer).await.unwrap();
-    assert_eq!(n, 2, "the TOTP secret and the JWT signing key");
-    assert_eq!(tessera_core::service::reseal(rotated.state.store.as_ref(), &sealer).await.unwrap(), 0, "idempotent");
+    assert_eq!(n.resealed, 2, "the TOTP secret and the JWT signing key");
+    assert_eq!(n.recovery_codes_on_old_keys.get("test"), Some(&10), "recovery codes still need the old key");
+    let again = tessera_core::service::reseal(rotated.state.store.as_ref(), &sealer).await.unwrap();
+    assert_eq!(again.resealed, 0, "idempotent");
     drop(rotated);
 
     let only_new = app().database_url(&url).configure(move |c| c.seal_key = Some(k2)).spawn().await;
