@@ -199,6 +199,12 @@ pub fn render(purpose: Purpose, channel: Channel, locale: &str, code: &str, appl
     }
 }
 
+/// What a Plivo call's prompt is sealed under while it waits to be fetched: the digest of
+/// its answer-URL token.
+pub fn voice_prompt_context(digest: &str) -> Vec<u8> {
+    format!("voice:{digest}").into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,10 +232,4 @@ mod tests {
         let voice = render(Purpose::SecondFactor, Channel::Voice, "en", "123", "Acme");
         assert_eq!(voice, "Your Acme code is 1, 2, 3. Your Acme code is 1, 2, 3.");
     }
-}
-
-/// What a Plivo call's prompt is sealed under while it waits to be fetched: the digest of
-/// its answer-URL token.
-pub fn voice_prompt_context(digest: &str) -> Vec<u8> {
-    format!("voice:{digest}").into_bytes()
 }

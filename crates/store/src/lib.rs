@@ -84,6 +84,21 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<SqlStore, StoreEr
     Ok(SqlStore::new(pool, backend))
 }
 
+pub(crate) fn migration(version: i64, description: &'static str, sql: &'static str) -> sqlx::migrate::Migration {
+    use sqlx::migrate::{Migration, MigrationType};
+    Migration::new(
+        version,
+        std::borrow::Cow::Borrowed(description),
+        MigrationType::Simple,
+        sqlx::SqlStr::from_static(sql),
+        false,
+    )
+}
+
+pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,19 +116,4 @@ mod tests {
         assert_eq!(display_url("postgres://postgres@127.0.0.1/test"), "postgres://postgres@127.0.0.1/test");
         assert_eq!(display_url("sqlite://tessera-data/tessera.db"), "sqlite://tessera-data/tessera.db");
     }
-}
-
-pub(crate) fn migration(version: i64, description: &'static str, sql: &'static str) -> sqlx::migrate::Migration {
-    use sqlx::migrate::{Migration, MigrationType};
-    Migration::new(
-        version,
-        std::borrow::Cow::Borrowed(description),
-        MigrationType::Simple,
-        sqlx::SqlStr::from_static(sql),
-        false,
-    )
-}
-
-pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
 }
