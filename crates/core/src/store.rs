@@ -318,6 +318,9 @@ pub struct FlowRun {
     pub steps: Vec<serde_json::Value>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// While `running`: until when the executing instance holds the run (renewed at
+    /// every step). `None` for runs from before leases, and for finished ones.
+    pub lease_until: Option<Timestamp>,
 }
 
 #[async_trait]
@@ -334,8 +337,11 @@ pub trait FlowStore: Send + Sync {
     async fn run(&self, sid: &str) -> StoreResult<Option<FlowRun>>;
     /// Newest first.
     async fn runs(&self, flow_sid: &str, limit: u64) -> StoreResult<Vec<FlowRun>>;
-    /// Runs still `running` (after a restart: interrupted).
-    async fn running_runs(&self) -> StoreResult<Vec<FlowRun>>;
+    /// Runs still `running` whose lease ran out (or that have none): their instance is gone.
+    async fn abandoned_runs(&self, now: Timestamp) -> StoreResult<Vec<FlowRun>>;
+    /// Saves `r` (failed) only if the run is still abandoned at `now`; false when its
+    /// instance renewed the lease or finished it meanwhile.
+    async fn fail_abandoned_run(&self, r: &FlowRun, now: Timestamp) -> StoreResult<bool>;
 }
 
 #[async_trait]

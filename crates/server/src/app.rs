@@ -151,7 +151,7 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
     );
     let interrupted = tessera_core::service::flows::fail_interrupted_runs(store.as_ref(), clock.now()).await?;
     if interrupted > 0 {
-        tracing::warn!(runs = interrupted, "marked flow runs interrupted by the last stop as failed");
+        tracing::warn!(runs = interrupted, "failed flow runs whose instance stopped");
     }
     let trusted_proxies = Arc::new(config.trusted_proxies.clone());
     let state = AppState {
@@ -300,13 +300,22 @@ pub async fn serve(
     result
 }
 
-/// Expired challenges, codes and tokens are refused on read anyway; this only keeps
-/// the tables small. Any server may run it; the deletes are idempotent.
+/// Every minute, flow runs whose instance died are failed (their lease ran out); every
+/// ten, expired challenges, codes and tokens are purged (they are refused on read
+/// anyway; this only keeps the tables small). Any server may run it; both are idempotent.
 async fn purge_periodically(state: AppState) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
-    loop {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    for tick in 0u64.. {
         every.tick().await;
         let now = state.clock.now();
+        match tessera_core::service::flows::fail_interrupted_runs(state.store.as_ref(), now).await {
+            Ok(n) if n > 0 => tracing::warn!(runs = n, "failed flow runs whose instance stopped"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "failing abandoned flow runs failed"),
+        }
+        if tick % 10 != 0 {
+            continue;
+        }
         let day_ago = now.minus(std::time::Duration::from_secs(24 * 3600));
         match state.store.purge_expired(now, day_ago).await {
             Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired records"),

@@ -20,7 +20,7 @@ fn flow(row: &AnyRow) -> StoreResult<StoredFlow> {
     })
 }
 
-const RUN_COLUMNS: &str = "sid, flow_sid, status, current_state, context, steps, created_at, updated_at";
+const RUN_COLUMNS: &str = "sid, flow_sid, status, current_state, context, steps, created_at, updated_at, lease_until";
 
 fn run(row: &AnyRow) -> StoreResult<FlowRun> {
     Ok(FlowRun {
@@ -32,6 +32,7 @@ fn run(row: &AnyRow) -> StoreResult<FlowRun> {
         steps: serde_json::from_str(&get::<String>(row, "steps")?).map_err(corrupt)?,
         created_at: Timestamp::from_millis(get(row, "created_at")?),
         updated_at: Timestamp::from_millis(get(row, "updated_at")?),
+        lease_until: get::<Option<i64>>(row, "lease_until")?.map(Timestamp::from_millis),
     })
 }
 
@@ -122,7 +123,7 @@ impl FlowStore for SqlStore {
 
     async fn insert_run(&self, r: &FlowRun) -> StoreResult<()> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO flow_runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            "INSERT INTO flow_runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         )))
         .bind(r.sid.clone())
         .bind(r.flow_sid.clone())
@@ -132,6 +133,7 @@ impl FlowStore for SqlStore {
         .bind(serde_json::Value::from(r.steps.clone()).to_string())
         .bind(r.created_at.millis())
         .bind(r.updated_at.millis())
+        .bind(r.lease_until.map(Timestamp::millis))
         .execute(&self.pool)
         .await
         .map_err(write_error)?;
@@ -139,17 +141,37 @@ impl FlowStore for SqlStore {
     }
 
     async fn update_run(&self, r: &FlowRun) -> StoreResult<()> {
-        sqlx::query("UPDATE flow_runs SET status = $2, current_state = $3, context = $4, steps = $5, updated_at = $6 WHERE sid = $1")
-            .bind(r.sid.clone())
-            .bind(r.status.clone())
-            .bind(r.current.clone())
-            .bind(r.context.to_string())
-            .bind(serde_json::Value::from(r.steps.clone()).to_string())
-            .bind(r.updated_at.millis())
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        sqlx::query(
+            "UPDATE flow_runs SET status = $2, current_state = $3, context = $4, steps = $5, updated_at = $6, \
+             lease_until = $7 WHERE sid = $1",
+        )
+        .bind(r.sid.clone())
+        .bind(r.status.clone())
+        .bind(r.current.clone())
+        .bind(r.context.to_string())
+        .bind(serde_json::Value::from(r.steps.clone()).to_string())
+        .bind(r.updated_at.millis())
+        .bind(r.lease_until.map(Timestamp::millis))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn fail_abandoned_run(&self, r: &FlowRun, now: Timestamp) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE flow_runs SET status = $2, current_state = $3, steps = $4, updated_at = $5, lease_until = NULL \
+             WHERE sid = $1 AND status = 'running' AND (lease_until IS NULL OR lease_until < $5)",
+        )
+        .bind(r.sid.clone())
+        .bind(r.status.clone())
+        .bind(r.current.clone())
+        .bind(serde_json::Value::from(r.steps.clone()).to_string())
+        .bind(now.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn run(&self, sid: &str) -> StoreResult<Option<FlowRun>> {
@@ -176,13 +198,16 @@ impl FlowStore for SqlStore {
         .collect()
     }
 
-    async fn running_runs(&self) -> StoreResult<Vec<FlowRun>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM flow_runs WHERE status = 'running'")))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?
-            .iter()
-            .map(run)
-            .collect()
+    async fn abandoned_runs(&self, now: Timestamp) -> StoreResult<Vec<FlowRun>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM flow_runs WHERE status = 'running' AND (lease_until IS NULL OR lease_until < $1)"
+        )))
+        .bind(now.millis())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(run)
+        .collect()
     }
 }

@@ -2,6 +2,8 @@
 //! messages, execute them step by step with every step saved, and fail runs a restart
 //! interrupted rather than lose them.
 
+use std::time::Duration;
+
 use serde_json::{Map, Value, json};
 
 use crate::flows::{self, Flow, FlowEffects, MAX_STEPS};
@@ -153,7 +155,14 @@ pub fn opened(mut run: FlowRun, sealer: &Sealer) -> Result<FlowRun, CoreError> {
     Ok(run)
 }
 
-async fn save(store: &dyn Store, run: &FlowRun, sealer: &Sealer) -> Result<(), CoreError> {
+/// How long an instance holds a running run without saving a step. Every step (one
+/// HTTP call at most, bounded by its timeouts and retries) renews it; another instance
+/// fails the run only once it ran out.
+pub const RUN_LEASE: Duration = Duration::from_secs(120);
+
+/// Saves the run, renewing its lease while it runs.
+async fn save(store: &dyn Store, run: &mut FlowRun, sealer: &Sealer) -> Result<(), CoreError> {
+    run.lease_until = (run.status == "running").then(|| run.updated_at.plus(RUN_LEASE));
     Ok(store.update_run(&sealed(run, sealer)?).await?)
 }
 
@@ -175,6 +184,7 @@ pub async fn start_run(
         steps: Vec::new(),
         created_at: now,
         updated_at: now,
+        lease_until: Some(now.plus(RUN_LEASE)),
     };
     store.insert_run(&sealed(&run, sealer)?).await?;
     Ok(run)
@@ -198,7 +208,7 @@ pub async fn execute_run(
             run.steps.push(json!({"error": "the flow was removed or no longer validates"}));
             run.current = None;
             run.updated_at = now();
-            save(store, &run, sealer).await?;
+            save(store, &mut run, sealer).await?;
             return Ok(run);
         }
     };
@@ -217,25 +227,29 @@ pub async fn execute_run(
             run.status = if failed { "failed" } else { "ended" }.into();
         }
         run.updated_at = now();
-        save(store, &run, sealer).await?;
+        save(store, &mut run, sealer).await?;
     }
     if run.status == "running" {
         run.status = "ended".into();
     }
     run.updated_at = now();
-    save(store, &run, sealer).await?;
+    save(store, &mut run, sealer).await?;
     Ok(run)
 }
 
-/// At start: runs a previous process left mid-way are marked failed, with why.
+/// Runs whose instance stopped or died mid-way (their lease ran out) are marked failed,
+/// with why. At start and periodically; a run another live instance is executing keeps
+/// its lease and is left alone.
 pub async fn fail_interrupted_runs(store: &dyn Store, now: Timestamp) -> Result<usize, CoreError> {
-    let runs = store.running_runs().await?;
-    for mut run in runs.clone() {
+    let mut failed = 0;
+    for mut run in store.abandoned_runs(now).await? {
         run.status = "failed".into();
-        run.steps.push(json!({"error": "interrupted by a restart", "state": run.current}));
+        run.steps.push(json!({"error": "interrupted: the instance running it stopped", "state": run.current}));
         run.current = None;
         run.updated_at = now;
-        store.update_run(&run).await?;
+        if store.fail_abandoned_run(&run, now).await? {
+            failed += 1;
+        }
     }
-    Ok(runs.len())
+    Ok(failed)
 }

@@ -391,11 +391,47 @@ async fn runs_interrupted_by_a_restart_are_marked_failed() {
     let url = first.database_url.clone();
     drop(first);
 
-    let second = app().database_url(&url).spawn().await;
+    // Within its lease the run may belong to a live instance; past it, it is abandoned.
+    let clock = std::sync::Arc::new(tessera_testkit::FakeClock::new());
+    let second = app().database_url(&url).clock(clock.clone()).spawn().await;
     let r = second.admin(Method::GET, &format!("/api/flow/run/{}", run.sid), None).await;
+    assert_eq!(r.json["run"]["status"], "running", "the lease has not run out");
+    drop(second);
+    clock.advance(tessera_core::service::flows::RUN_LEASE + Duration::from_secs(1));
+    let third = app().database_url(&url).clock(clock).spawn().await;
+    let r = third.admin(Method::GET, &format!("/api/flow/run/{}", run.sid), None).await;
     assert_eq!(r.json["run"]["status"], "failed");
-    assert_eq!(r.json["run"]["steps"][0]["error"], "interrupted by a restart");
+    assert_eq!(r.json["run"]["steps"][0]["error"], "interrupted: the instance running it stopped");
     assert!(slack.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_second_instance_leaves_the_first_ones_live_runs_alone() {
+    let clock = std::sync::Arc::new(tessera_testkit::FakeClock::new());
+    let first = app()
+        .backend(tessera_store::Backend::Postgres)
+        .clock(clock.clone())
+        .configure(|c| {
+            c.messaging.public_url = Some(PUBLIC.into());
+            c.flow_http_allowlist = vec!["127.0.0.1".into()];
+        })
+        .spawn()
+        .await;
+    let slack = MockVendor::start().await;
+    // Slow enough that the run is mid-step while the second instance starts.
+    slack.default_reply(Reply::text(200, "ok").after(Duration::from_secs(3)));
+    twilio_account(&first).await;
+    let flow = import(&first, studio_slack_flow(&slack.url)).await;
+    let params = twilio_params("hello");
+    let url = format!("{PUBLIC}/webhooks/twilio/sms");
+    assert_eq!(post_twilio(&first, &params, &signature::twilio("twilio_token", &url, &params)).await.status, 200);
+    first.eventually("Slack to be called", || async { slack.last() }).await;
+
+    let second = app().database_url(&first.database_url).clock(clock).spawn().await;
+    let live = runs(&second, &flow).await;
+    assert_eq!(live[0]["status"], "running", "a rolling restart's new instance fails no live run: {live:?}");
+    let done = finished_run(&first, &flow).await;
+    assert_eq!(done["status"], "ended", "{done}");
 }
 
 trait NowTs {

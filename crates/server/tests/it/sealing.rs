@@ -85,6 +85,7 @@ const PLAIN: &[&str] = &[
     "flow_runs.current_state",
     "flow_runs.steps",
     "flow_runs.created_at",
+    "flow_runs.lease_until",
     "flow_runs.updated_at",
     "flows.sid",
     "flows.tenant_id",
