@@ -323,14 +323,27 @@ pub struct FlowRun {
     pub lease_until: Option<Timestamp>,
 }
 
+/// A number (E.164) to bind to a flow; `move_from_other` allows taking it from the flow
+/// it is bound to now.
+#[derive(Clone, Debug)]
+pub struct Binding {
+    pub number: String,
+    pub move_from_other: bool,
+}
+
 #[async_trait]
 pub trait FlowStore: Send + Sync {
-    async fn insert_flow(&self, f: &StoredFlow) -> StoreResult<()>;
+    /// Inserts the flow and, in the same transaction, binds `number` to it (see
+    /// [`Binding`]): a refused binding leaves no flow behind.
+    async fn insert_flow(&self, f: &StoredFlow, number: Option<&Binding>) -> StoreResult<()>;
     async fn flow(&self, tenant: TenantId, sid: &str) -> StoreResult<Option<StoredFlow>>;
     async fn flows(&self, tenant: TenantId) -> StoreResult<Vec<StoredFlow>>;
     async fn delete_flow(&self, tenant: TenantId, sid: &str) -> StoreResult<bool>;
-    /// Binds a number (E.164) to a flow, replacing an earlier binding.
-    async fn bind_number(&self, tenant: TenantId, number: &str, flow_sid: &str) -> StoreResult<()>;
+    /// Binds a number to a flow. Fails with `Conflict("number")` when the number is bound
+    /// to another flow and the binding does not say to move it.
+    async fn bind_number(&self, tenant: TenantId, flow_sid: &str, binding: &Binding) -> StoreResult<()>;
+    /// The tenant's bindings as (number, flow sid), by number; one flow's with `flow_sid`.
+    async fn bindings(&self, tenant: TenantId, flow_sid: Option<&str>) -> StoreResult<Vec<(String, String)>>;
     async fn flow_for_number(&self, number: &str) -> StoreResult<Option<StoredFlow>>;
     async fn insert_run(&self, r: &FlowRun) -> StoreResult<()>;
     async fn update_run(&self, r: &FlowRun) -> StoreResult<()>;

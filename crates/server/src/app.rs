@@ -217,6 +217,7 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/api/verify/{account}/services/{sid}/blocks", get(api::verify::blocks))
         .route("/api/flow", post(api::flows::import).get(api::flows::list))
         .route("/api/flow/forward-to-slack", post(api::flows::forward_to_slack))
+        .route("/api/flow/numbers", get(api::flows::numbers))
         .route("/api/flow/run/{id}", get(api::flows::run))
         .route("/api/flow/{id}", get(api::flows::get).delete(api::flows::delete))
         .route("/api/flow/{id}/number", post(api::flows::bind))

@@ -52,18 +52,29 @@ enum Command {
 enum FlowAction {
     /// Import a Studio flow definition (JSON file), optionally binding a number to it.
     Import {
+        /// The flow as Twilio Studio exports it.
         file: PathBuf,
+        /// A number (E.164) whose inbound messages start the flow.
         #[arg(long)]
         number: Option<String>,
+        /// Take the number from the flow it is bound to now (refused otherwise).
+        #[arg(long = "move", requires = "number")]
+        move_number: bool,
+        /// The flow's name (default: its description).
         #[arg(long)]
         name: Option<String>,
     },
     /// Post every SMS that reaches NUMBER to a Slack incoming webhook.
     ForwardToSlack {
+        /// The number (E.164) whose messages are forwarded.
         #[arg(long)]
         number: String,
+        /// The Slack incoming-webhook URL.
         #[arg(long)]
         webhook: String,
+        /// Take the number from the flow it is bound to now (refused otherwise).
+        #[arg(long = "move")]
+        move_number: bool,
         /// Post only the code found in each message.
         #[arg(long)]
         redact: bool,
@@ -186,20 +197,19 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             let tenant = tessera_core::store::TenantStore::default_tenant(&store).await?.ok_or("no tenant")?.id;
             let sealer = tessera_server::sealing::sealer(&config)?;
             let flow = match action {
-                FlowAction::Import { file, number, name } => {
+                FlowAction::Import { file, number, move_number, name } => {
                     let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
                     let definition: serde_json::Value =
                         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-                    let flow = flows::import_flow(&store, &sealer, tenant, definition, name, clock.now())
+                    let request =
+                        number.as_deref().map(|number| flows::NumberRequest { number, move_from_other: move_number });
+                    flows::import_flow(&store, &sealer, tenant, definition, name, request, clock.now())
                         .await
-                        .map_err(explain)?;
-                    if let Some(n) = number {
-                        flows::bind_number(&store, tenant, &flow.sid, &n).await.map_err(explain)?;
-                    }
-                    flow
+                        .map_err(explain)?
                 }
-                FlowAction::ForwardToSlack { number, webhook, redact } => {
-                    flows::forward_to_slack(&store, &sealer, tenant, &number, &webhook, redact, clock.now())
+                FlowAction::ForwardToSlack { number, webhook, redact, move_number } => {
+                    let request = flows::NumberRequest { number: &number, move_from_other: move_number };
+                    flows::forward_to_slack(&store, &sealer, tenant, request, &webhook, redact, clock.now())
                         .await
                         .map_err(explain)?
                 }

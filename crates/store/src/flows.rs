@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use tessera_core::Timestamp;
 use tessera_core::ids::TenantId;
-use tessera_core::store::{FlowRun, FlowStore, StoreResult, StoredFlow};
+use tessera_core::store::{Binding, FlowRun, FlowStore, StoreError, StoreResult, StoredFlow};
 
 use crate::queries::{SqlStore, write_error};
 use crate::rows::{corrupt, get};
@@ -36,9 +36,41 @@ fn run(row: &AnyRow) -> StoreResult<FlowRun> {
     })
 }
 
+/// Binds within a transaction: a plain insert, or (when moving is allowed) an upsert; a
+/// number already bound to this very flow is no conflict.
+async fn bind(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: TenantId,
+    flow_sid: &str,
+    b: &Binding,
+) -> StoreResult<()> {
+    let sql = if b.move_from_other {
+        "INSERT INTO flow_numbers (number, tenant_id, flow_sid) VALUES ($1, $2, $3) \
+         ON CONFLICT (number) DO UPDATE SET tenant_id = $2, flow_sid = $3"
+    } else {
+        "INSERT INTO flow_numbers (number, tenant_id, flow_sid) VALUES ($1, $2, $3) ON CONFLICT (number) DO NOTHING"
+    };
+    sqlx::query(sql)
+        .bind(b.number.clone())
+        .bind(tenant.to_string())
+        .bind(flow_sid.to_owned())
+        .execute(&mut **tx)
+        .await
+        .map_err(write_error)?;
+    let bound: Option<String> = sqlx::query("SELECT flow_sid FROM flow_numbers WHERE number = $1")
+        .bind(b.number.clone())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(unavailable)?
+        .map(|r| get(&r, "flow_sid"))
+        .transpose()?;
+    if bound.as_deref() == Some(flow_sid) { Ok(()) } else { Err(StoreError::Conflict("number".into())) }
+}
+
 #[async_trait]
 impl FlowStore for SqlStore {
-    async fn insert_flow(&self, f: &StoredFlow) -> StoreResult<()> {
+    async fn insert_flow(&self, f: &StoredFlow, number: Option<&Binding>) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
         sqlx::query(
             "INSERT INTO flows (sid, tenant_id, friendly_name, definition, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -47,9 +79,13 @@ impl FlowStore for SqlStore {
         .bind(f.friendly_name.clone())
         .bind(f.definition.to_string())
         .bind(f.created_at.millis())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(write_error)?;
+        if let Some(b) = number {
+            bind(&mut tx, f.tenant_id, &f.sid, b).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
         Ok(())
     }
 
@@ -94,18 +130,22 @@ impl FlowStore for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn bind_number(&self, tenant: TenantId, number: &str, flow_sid: &str) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO flow_numbers (number, tenant_id, flow_sid) VALUES ($1, $2, $3) \
-             ON CONFLICT (number) DO UPDATE SET tenant_id = $2, flow_sid = $3",
+    async fn bind_number(&self, tenant: TenantId, flow_sid: &str, binding: &Binding) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        bind(&mut tx, tenant, flow_sid, binding).await?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn bindings(&self, tenant: TenantId, flow_sid: Option<&str>) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT number, flow_sid FROM flow_numbers WHERE tenant_id = $1 AND ($2 = '' OR flow_sid = $2) ORDER BY number",
         )
-        .bind(number.to_owned())
         .bind(tenant.to_string())
-        .bind(flow_sid.to_owned())
-        .execute(&self.pool)
+        .bind(flow_sid.unwrap_or_default().to_owned())
+        .fetch_all(&self.pool)
         .await
-        .map_err(write_error)?;
-        Ok(())
+        .map_err(unavailable)?;
+        rows.iter().map(|r| Ok((get(r, "number")?, get(r, "flow_sid")?))).collect()
     }
 
     async fn flow_for_number(&self, number: &str) -> StoreResult<Option<StoredFlow>> {

@@ -10,27 +10,67 @@ use crate::flows::{self, Flow, FlowEffects, MAX_STEPS};
 use crate::ids::TenantId;
 use crate::phone::PhoneNumber;
 use crate::seal::Sealer;
-use crate::store::{FlowRun, Store, StoredFlow};
+use crate::store::{Binding, FlowRun, Store, StoreError, StoredFlow};
 use crate::validation::ValidationErrors;
 use crate::verify::new_sid;
 use crate::{CoreError, Timestamp};
 
-/// Validates and stores a Studio flow definition (sealed: see [`sealed_definition`]).
+/// A number to bind to a flow, as the caller gave it; `move_from_other` allows taking it
+/// from the flow it is bound to now (never done silently).
+pub struct NumberRequest<'a> {
+    pub number: &'a str,
+    pub move_from_other: bool,
+}
+
+fn parse_number(number: &str) -> Result<PhoneNumber, CoreError> {
+    PhoneNumber::parse(number)
+        .map_err(|e| ValidationErrors::field("number", "invalid", format!("The [number] is {e}.")).into())
+}
+
+/// A refused move, in words that say which flow has the number and how to move it.
+async fn explain_conflict(store: &dyn Store, tenant: TenantId, number: &PhoneNumber, e: StoreError) -> CoreError {
+    if !matches!(&e, StoreError::Conflict(f) if f == "number") {
+        return e.into();
+    }
+    let holder = store
+        .bindings(tenant, None)
+        .await
+        .ok()
+        .and_then(|b| b.into_iter().find(|(n, _)| n == number.as_str()).map(|(_, flow)| format!("flow {flow}")));
+    let msg = format!(
+        "The number {} is bound to {} already; ask to move it (\"moveNumber\": true, or --move).",
+        number.as_str(),
+        holder.unwrap_or_else(|| "another tenant's flow".into())
+    );
+    ValidationErrors::field("number", "inUse", msg).into()
+}
+
+/// Validates and stores a Studio flow definition (sealed: see [`sealed_definition`]),
+/// with its number bound in the same transaction: bad input or a refused move leaves
+/// nothing behind.
 pub async fn import_flow(
     store: &dyn Store,
     sealer: &Sealer,
     tenant: TenantId,
     definition: Value,
     name: Option<String>,
+    number: Option<NumberRequest<'_>>,
     now: Timestamp,
 ) -> Result<StoredFlow, CoreError> {
     Flow::parse(&definition)?;
+    let number = number.map(|n| parse_number(n.number).map(|p| (p, n.move_from_other))).transpose()?;
     let friendly_name = name
         .or_else(|| definition.get("description").and_then(Value::as_str).map(str::to_owned))
         .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| "Flow".into());
     let stored = StoredFlow { sid: new_sid("FW")?, tenant_id: tenant, friendly_name, definition, created_at: now };
-    store.insert_flow(&sealed_definition(&stored, sealer)?).await?;
+    let binding = number.as_ref().map(|(p, m)| Binding { number: p.as_str().to_owned(), move_from_other: *m });
+    if let Err(e) = store.insert_flow(&sealed_definition(&stored, sealer)?, binding.as_ref()).await {
+        return Err(match &number {
+            Some((p, _)) => explain_conflict(store, tenant, p, e).await,
+            None => e.into(),
+        });
+    }
     Ok(stored)
 }
 
@@ -93,13 +133,25 @@ pub async fn bind_number(
     store: &dyn Store,
     tenant: TenantId,
     flow_sid: &str,
-    number: &str,
+    request: NumberRequest<'_>,
 ) -> Result<PhoneNumber, CoreError> {
-    let number = PhoneNumber::parse(number)
-        .map_err(|e| ValidationErrors::field("number", "invalid", format!("The [number] is {e}.")))?;
+    let number = parse_number(request.number)?;
     store.flow(tenant, flow_sid).await?.ok_or(CoreError::NotFound)?;
-    store.bind_number(tenant, number.as_str(), flow_sid).await?;
+    let binding = Binding { number: number.as_str().to_owned(), move_from_other: request.move_from_other };
+    if let Err(e) = store.bind_number(tenant, flow_sid, &binding).await {
+        return Err(explain_conflict(store, tenant, &number, e).await);
+    }
     Ok(number)
+}
+
+/// The numbers bound to one flow, or (`None`) every binding of the tenant as
+/// (number, flow sid).
+pub async fn bindings(
+    store: &dyn Store,
+    tenant: TenantId,
+    flow_sid: Option<&str>,
+) -> Result<Vec<(String, String)>, CoreError> {
+    Ok(store.bindings(tenant, flow_sid).await?)
 }
 
 /// The common case as one step: every SMS to `number` posted to a Slack webhook, or
@@ -108,7 +160,7 @@ pub async fn forward_to_slack(
     store: &dyn Store,
     sealer: &Sealer,
     tenant: TenantId,
-    number: &str,
+    number: NumberRequest<'_>,
     webhook: &str,
     redact: bool,
     now: Timestamp,
@@ -118,7 +170,7 @@ pub async fn forward_to_slack(
     }
     let text = if redact { "{{trigger.message.Code}}" } else { "{{trigger.message.Body}}" };
     let definition = json!({
-        "description": format!("Forward SMS to {number} to Slack"),
+        "description": format!("Forward SMS to {} to Slack", number.number),
         "states": [
             {"name": "Trigger", "type": "trigger", "properties": {"offset": {"x": 0, "y": 0}},
              "transitions": [{"event": "incomingMessage", "next": "post_to_slack"}, {"event": "incomingCall"}, {"event": "incomingRequest"}]},
@@ -130,9 +182,7 @@ pub async fn forward_to_slack(
         "initial_state": "Trigger",
         "flags": {"allow_concurrent_calls": true}
     });
-    let flow = import_flow(store, sealer, tenant, definition, None, now).await?;
-    bind_number(store, tenant, &flow.sid, number).await?;
-    Ok(flow)
+    import_flow(store, sealer, tenant, definition, None, Some(number), now).await
 }
 
 const SEALED: &str = "sealed";

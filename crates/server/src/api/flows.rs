@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tessera_core::service::flows;
+use tessera_core::service::flows::{self, NumberRequest};
 use tessera_core::store::{FlowRun, StoredFlow};
 use tessera_core::validation::ValidationErrors;
 
@@ -13,8 +13,17 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{AdminAuth, ApiJson};
 
-fn flow_json(f: &StoredFlow) -> Value {
-    json!({"id": f.sid, "friendlyName": f.friendly_name, "definition": f.definition, "insertInstant": f.created_at.millis()})
+/// A flow with the numbers bound to it (taken from `bindings`: all, or the flow's).
+fn flow_json(f: &StoredFlow, bindings: &[(String, String)]) -> Value {
+    let numbers: Vec<&str> = bindings.iter().filter(|(_, flow)| *flow == f.sid).map(|(n, _)| n.as_str()).collect();
+    json!({"id": f.sid, "friendlyName": f.friendly_name, "definition": f.definition, "numbers": numbers,
+           "insertInstant": f.created_at.millis()})
+}
+
+/// The flow as answered after a change, with its numbers.
+async fn answer(s: &AppState, tenant: tessera_core::ids::TenantId, f: &StoredFlow) -> Result<Json<Value>, ApiError> {
+    let bound = flows::bindings(s.store.as_ref(), tenant, Some(&f.sid)).await?;
+    Ok(Json(json!({"flow": flow_json(f, &bound)})))
 }
 
 pub fn run_json(r: &FlowRun) -> Value {
@@ -23,24 +32,38 @@ pub fn run_json(r: &FlowRun) -> Value {
            "steps": r.steps, "insertInstant": r.created_at.millis(), "lastUpdateInstant": r.updated_at.millis()})
 }
 
-/// `POST /api/flow`: the Studio JSON as exported, or `{"flow": {…}, "friendlyName": …}`.
+/// `POST /api/flow`: the Studio JSON as exported, or `{"flow": {…}, "friendlyName": …,
+/// "number": …, "moveNumber": …}`; the flow and its number are stored in one
+/// transaction, and a number bound to another flow moves only with `moveNumber: true`.
 pub async fn import(
     State(s): State<AppState>,
     AdminAuth(admin): AdminAuth,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let (definition, name) = match body.get("flow") {
-        Some(f) if f.is_object() => (f.clone(), body.get("friendlyName").and_then(Value::as_str).map(str::to_owned)),
-        _ => (body, None),
+    let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+    let (definition, name, number) = match body.get("flow") {
+        Some(f) if f.is_object() => (f.clone(), text("friendlyName"), text("number")),
+        _ => (body.clone(), None, None),
     };
+    let move_from_other = body.get("moveNumber").and_then(Value::as_bool).unwrap_or(false);
+    let request = number.as_deref().map(|number| NumberRequest { number, move_from_other });
     let flow =
-        flows::import_flow(s.store.as_ref(), &s.sealer, admin.tenant_id, definition, name, s.clock.now()).await?;
-    Ok(Json(json!({"flow": flow_json(&flow)})))
+        flows::import_flow(s.store.as_ref(), &s.sealer, admin.tenant_id, definition, name, request, s.clock.now())
+            .await?;
+    answer(&s, admin.tenant_id, &flow).await
 }
 
 pub async fn list(State(s): State<AppState>, AdminAuth(admin): AdminAuth) -> Result<Json<Value>, ApiError> {
     let all = flows::list_flows(s.store.as_ref(), &s.sealer, admin.tenant_id).await?;
-    Ok(Json(json!({"flows": all.iter().map(flow_json).collect::<Vec<_>>()})))
+    let bound = flows::bindings(s.store.as_ref(), admin.tenant_id, None).await?;
+    Ok(Json(json!({"flows": all.iter().map(|f| flow_json(f, &bound)).collect::<Vec<_>>()})))
+}
+
+/// `GET /api/flow/numbers`: every number bound to a flow.
+pub async fn numbers(State(s): State<AppState>, AdminAuth(admin): AdminAuth) -> Result<Json<Value>, ApiError> {
+    let bound = flows::bindings(s.store.as_ref(), admin.tenant_id, None).await?;
+    let numbers: Vec<Value> = bound.iter().map(|(n, f)| json!({"number": n, "flowId": f})).collect();
+    Ok(Json(json!({"numbers": numbers})))
 }
 
 pub async fn get(
@@ -49,7 +72,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let f = flows::get_flow(s.store.as_ref(), &s.sealer, admin.tenant_id, &id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(json!({"flow": flow_json(&f)})))
+    answer(&s, admin.tenant_id, &f).await
 }
 
 pub async fn delete(
@@ -61,11 +84,15 @@ pub async fn delete(
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NumberBody {
     number: Option<String>,
+    #[serde(default)]
+    move_number: bool,
 }
 
-/// `POST /api/flow/{id}/number` `{number}`: messages to that number start this flow.
+/// `POST /api/flow/{id}/number` `{number, moveNumber?}`: messages to that number start
+/// this flow. A number bound to another flow moves only with `moveNumber: true`.
 pub async fn bind(
     State(s): State<AppState>,
     AdminAuth(admin): AdminAuth,
@@ -75,7 +102,8 @@ pub async fn bind(
     let number = b.number.ok_or_else(|| {
         ApiError::Invalid(ValidationErrors::field("number", "blank", "You must specify the [number]."))
     })?;
-    let n = flows::bind_number(s.store.as_ref(), admin.tenant_id, &id, &number).await?;
+    let request = NumberRequest { number: &number, move_from_other: b.move_number };
+    let n = flows::bind_number(s.store.as_ref(), admin.tenant_id, &id, request).await?;
     Ok(Json(json!({"flowId": id, "number": n.as_str()})))
 }
 
@@ -106,14 +134,17 @@ pub async fn run(
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SlackBody {
     number: Option<String>,
     webhook: Option<String>,
     #[serde(default)]
     redact: bool,
+    #[serde(default)]
+    move_number: bool,
 }
 
-/// `POST /api/flow/forward-to-slack` `{number, webhook, redact?}`.
+/// `POST /api/flow/forward-to-slack` `{number, webhook, redact?, moveNumber?}`.
 pub async fn forward_to_slack(
     State(s): State<AppState>,
     AdminAuth(admin): AdminAuth,
@@ -127,15 +158,16 @@ pub async fn forward_to_slack(
         e.add("webhook", "blank", "You must specify the Slack [webhook] URL.");
     }
     let (Some(number), Some(webhook)) = (b.number, b.webhook) else { return Err(ApiError::Invalid(e)) };
+    let request = NumberRequest { number: &number, move_from_other: b.move_number };
     let f = flows::forward_to_slack(
         s.store.as_ref(),
         &s.sealer,
         admin.tenant_id,
-        &number,
+        request,
         &webhook,
         b.redact,
         s.clock.now(),
     )
     .await?;
-    Ok(Json(json!({"flow": flow_json(&f)})))
+    answer(&s, admin.tenant_id, &f).await
 }

@@ -272,10 +272,12 @@ fn commands_in_the_wrong_directory_make_no_database() {
     );
 }
 
-#[test]
-fn flows_are_imported_and_recipes_made_from_the_command_line() {
+#[tokio::test]
+async fn flows_are_imported_and_recipes_made_from_the_command_line() {
     let dir = temp_dir();
-    Running::start(&dir, &[]).stop();
+    let first = Running::start(&dir, &[]);
+    let key = first.printed_key.clone().unwrap();
+    assert!(first.stop().success());
     let good = dir.join("flow.json");
     std::fs::write(
         &good,
@@ -286,7 +288,26 @@ fn flows_are_imported_and_recipes_made_from_the_command_line() {
     .unwrap();
     let out = tessera(&dir).args(["flow", "import"]).arg(&good).args(["--number", "+15550001111"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).trim().starts_with("FW"));
+    let first_flow = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(first_flow.starts_with("FW"));
+
+    // The number is taken: refused (naming the flow that has it) unless asked to move it,
+    // and a refused or malformed --number leaves no flow behind.
+    let out = tessera(&dir).args(["flow", "import"]).arg(&good).args(["--number", "+15550001111"]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("is bound to flow {first_flow} already")), "{stderr}");
+    let out = tessera(&dir).args(["flow", "import"]).arg(&good).args(["--number", "12"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[number]"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tessera(&dir)
+        .args(["flow", "import"])
+        .arg(&good)
+        .args(["--number", "+15550001111", "--move"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let moved_to = String::from_utf8_lossy(&out.stdout).trim().to_owned();
 
     let bad = dir.join("bad.json");
     std::fs::write(&bad, json!({"initial_state": "A", "states": [{"name": "A", "type": "run-function"}]}).to_string())
@@ -312,4 +333,14 @@ fn flows_are_imported_and_recipes_made_from_the_command_line() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let server = Running::start(&dir, &[]);
+    let client = tessera_testkit::http_client();
+    let get = |path: &str| client.get(format!("{}{path}", server.base)).header("Authorization", &key).send();
+    let flows: serde_json::Value = get("/api/flow").await.unwrap().json().await.unwrap();
+    assert_eq!(flows["flows"].as_array().unwrap().len(), 3, "no orphan from the refused imports: {flows}");
+    let numbers: serde_json::Value = get("/api/flow/numbers").await.unwrap().json().await.unwrap();
+    assert_eq!(numbers["numbers"][0], json!({"number": "+15550001111", "flowId": moved_to}));
+    assert_eq!(numbers["numbers"].as_array().unwrap().len(), 2);
+    assert!(server.stop().success());
 }

@@ -623,3 +623,32 @@ async fn flow_definitions_are_sealed_at_rest() {
     let got = app.eventually("Slack to be called", || async { slack.last() }).await;
     assert_eq!(got.header("authorization").as_deref(), Some("Bearer header-secret-42"));
 }
+
+#[tokio::test]
+async fn numbers_move_between_flows_only_when_asked() {
+    let app = flows_app(true).await;
+    let def = || studio_slack_flow("https://hooks.slack.com/services/T/B/X");
+    let a = app.admin(Method::POST, "/api/flow", Some(json!({"flow": def(), "number": NUMBER}))).await;
+    assert_eq!((a.status, &a.json["flow"]["numbers"]), (200, &json!([NUMBER])), "{}", a.text);
+    let a = a.json["flow"]["id"].as_str().unwrap().to_owned();
+
+    let taken = app.admin(Method::POST, "/api/flow", Some(json!({"flow": def(), "number": NUMBER}))).await;
+    assert_eq!((taken.status, &taken.json["fieldErrors"]["number"][0]["code"]), (400, &json!("[inUse]number")));
+    assert!(taken.text.contains(&a), "names the flow that has it: {}", taken.text);
+    let bad = app.admin(Method::POST, "/api/flow", Some(json!({"flow": def(), "number": "12"}))).await;
+    assert_eq!(bad.json["fieldErrors"]["number"][0]["code"], "[invalid]number");
+    let all = app.admin(Method::GET, "/api/flow", None).await;
+    assert_eq!(all.json["flows"].as_array().unwrap().len(), 1, "refused imports leave no flow: {}", all.text);
+
+    let c = app.admin(Method::POST, "/api/flow", Some(def())).await.json["flow"]["id"].as_str().unwrap().to_owned();
+    let bind_path = format!("/api/flow/{c}/number");
+    let bind = |body: serde_json::Value| app.admin(Method::POST, &bind_path, Some(body));
+    let refused = bind(json!({"number": NUMBER})).await;
+    assert_eq!(refused.json["fieldErrors"]["number"][0]["code"], "[inUse]number");
+    assert_eq!(app.admin(Method::GET, &format!("/api/flow/{a}"), None).await.json["flow"]["numbers"], json!([NUMBER]));
+    assert_eq!(bind(json!({"number": NUMBER, "moveNumber": true})).await.status, 200);
+    assert_eq!(bind(json!({"number": NUMBER})).await.status, 200, "binding it to the flow that has it is no move");
+    assert_eq!(app.admin(Method::GET, &format!("/api/flow/{a}"), None).await.json["flow"]["numbers"], json!([]));
+    let numbers = app.admin(Method::GET, "/api/flow/numbers", None).await;
+    assert_eq!(numbers.json, json!({"numbers": [{"number": NUMBER, "flowId": c}]}));
+}

@@ -3,6 +3,7 @@
 mod support;
 
 mod connection;
+mod flows;
 mod login_failures;
 mod messengers;
 mod oidc;
