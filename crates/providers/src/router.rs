@@ -331,6 +331,19 @@ fn provider_name(kind: MessengerType) -> &'static str {
     }
 }
 
+/// One error naming every messenger tried and why each failed, so an administrator
+/// (or the log) learns which credentials or settings to fix.
+fn all_failed(failures: &[(String, MessengerError)]) -> MessengerError {
+    let tried: Vec<String> = failures.iter().map(|(name, e)| format!("\"{name}\" ({e})")).collect();
+    let retryable = failures.last().is_some_and(|(_, e)| e.retryable);
+    let message = if tried.is_empty() {
+        "no messenger could send".to_owned()
+    } else {
+        format!("no messenger could send; tried {}", tried.join("; "))
+    };
+    MessengerError { retryable, ..MessengerError::permanent("tessera", None, message) }
+}
+
 #[async_trait]
 impl Messenger for Router {
     async fn send(&self, msg: &OutboundMessage) -> Result<Receipt, MessengerError> {
@@ -351,20 +364,20 @@ impl Messenger for Router {
             return Err(MessengerError::permanent("tessera", None, text));
         }
         let deadline = Instant::now() + self.settings.deadline;
-        let mut last = None;
+        let mut failures: Vec<(String, MessengerError)> = Vec::new();
         for m in candidates {
             match self.deliver_via(m, msg, deadline).await {
                 Ok(r) => return Ok(r),
                 Err(e) => {
                     tracing::warn!(messenger = %m.name, error = %e, "messenger failed; trying the next");
-                    last = Some(e);
+                    failures.push((m.name.clone(), e));
                 }
             }
             if Instant::now() >= deadline {
                 break;
             }
         }
-        Err(last.unwrap_or_else(|| MessengerError::permanent("tessera", None, "no messenger could send")))
+        Err(all_failed(&failures))
     }
 
     async fn start_verification(&self, msg: &OutboundMessage) -> Result<Option<Verification>, MessengerError> {

@@ -11,7 +11,7 @@ use tessera_core::messengers::MessengerType;
 use tessera_core::service::flows;
 use tessera_providers::signature;
 
-use crate::api::webhooks::{form, param, plivo_signed, signed_url, twilio_signed};
+use crate::api::webhooks::{form, log_rejected, param, plivo_signed, signed_url, twilio_signed};
 use crate::app::AppState;
 use crate::error::ApiError;
 
@@ -73,8 +73,9 @@ pub async fn twilio_sms(
         .filter(|(settings, _)| settings.get("accountSID").and_then(Value::as_str) == Some(account))
         .map(|(_, token)| token)
         .collect();
-    if !twilio_signed(&headers, signed_url(&s, &uri).as_deref(), &params, &tokens) {
-        tracing::warn!("rejected an inbound Twilio message without a valid signature");
+    let url = signed_url(&s, &uri);
+    if !twilio_signed(&headers, url.as_deref(), &params, &tokens) {
+        log_rejected("an inbound Twilio message", url.as_deref(), tokens.len());
         return Ok(StatusCode::FORBIDDEN.into_response());
     }
     let message: Map<String, Value> = params.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
@@ -94,8 +95,9 @@ pub async fn plivo_sms(
     let params = form(&body);
     let tokens: Vec<String> =
         secrets_of(&s, MessengerType::Plivo, "authToken").await?.into_iter().map(|(_, t)| t).collect();
-    if !plivo_signed(&headers, signed_url(&s, &uri).as_deref(), &params, &tokens) {
-        tracing::warn!("rejected an inbound Plivo message without a valid signature");
+    let url = signed_url(&s, &uri);
+    if !plivo_signed(&headers, url.as_deref(), &params, &tokens) {
+        log_rejected("an inbound Plivo message", url.as_deref(), tokens.len());
         return Ok(StatusCode::FORBIDDEN.into_response());
     }
     // Plivo writes numbers without '+'; the flow sees Studio's names and E.164.

@@ -80,7 +80,9 @@ fn invalid(field: &str, kind: &str, message: &str) -> ApiError {
     ApiError::Invalid(ValidationErrors::field(field, kind, message))
 }
 
-fn send_response(outcome: SendOutcome) -> Response {
+/// `explain`: the caller is an administrator or the user (API key or token), who may
+/// read which messengers failed and why; a sign-in in progress gets the plain message.
+fn send_response(outcome: SendOutcome, explain: bool) -> Response {
     match outcome {
         SendOutcome::Sent => StatusCode::OK.into_response(),
         SendOutcome::NotFound => StatusCode::NOT_FOUND.into_response(),
@@ -95,7 +97,12 @@ fn send_response(outcome: SendOutcome) -> Response {
         }
         SendOutcome::Failed(detail) => {
             tracing::warn!(%detail, "messenger failed");
-            let body = json!({"generalErrors": [{"code": "[MessengerFailure]", "message": "The code could not be sent. Try again, or use another method."}]});
+            let message = if explain {
+                format!("The code could not be sent: {detail}")
+            } else {
+                "The code could not be sent. Try again, or use another method.".to_owned()
+            };
+            let body = json!({"generalErrors": [{"code": "[MessengerFailure]", "message": message}]});
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
@@ -128,7 +135,7 @@ pub async fn send_for_challenge(
         .identity
         .send_challenge_code(&Secret::new(two_factor_id), method_id.as_ref(), channel, &locale, &ctx, s.clock.now())
         .await?;
-    Ok(send_response(outcome))
+    Ok(send_response(outcome, false))
 }
 
 #[derive(Deserialize)]
@@ -170,7 +177,7 @@ pub async fn send_for_user(
             return Err(invalid("mobilePhone", "blank", "You must specify the [mobilePhone] or [methodId] property."));
         }
     };
-    Ok(send_response(outcome))
+    Ok(send_response(outcome, true))
 }
 
 #[derive(Deserialize)]

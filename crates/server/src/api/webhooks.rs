@@ -26,6 +26,28 @@ pub(crate) fn signed_url(s: &AppState, uri: &Uri) -> Option<String> {
     Some(format!("{base}{}", uri.path_and_query().map_or(uri.path(), |p| p.as_str())))
 }
 
+/// Says why a vendor's request was refused, so an operator can fix it: `public_url`
+/// unset (the signed URL cannot be known), no credentials that could have signed it, or
+/// a signature that does not match the URL we checked (the one to configure at the
+/// vendor; its query left out of the log).
+pub(crate) fn log_rejected(what: &str, url: Option<&str>, credentials: usize) {
+    match url {
+        None => tracing::warn!(
+            "rejected {what}: public_url is unset, so the URL the vendor signed cannot be known; set public_url to the address the vendor calls"
+        ),
+        Some(_) if credentials == 0 => {
+            tracing::warn!("rejected {what}: no messenger is configured whose credentials could have signed it")
+        }
+        Some(u) => {
+            let url = u.split('?').next().unwrap_or_default();
+            tracing::warn!(
+                %url,
+                "rejected {what}: its signature does not match a request to this URL with the configured credentials (is this the URL set at the vendor?)"
+            )
+        }
+    }
+}
+
 /// Whether one of `tokens` made the request's `X-Twilio-Signature`.
 pub(crate) fn twilio_signed(
     headers: &HeaderMap,
@@ -75,8 +97,9 @@ pub async fn twilio_status(
 ) -> Result<StatusCode, ApiError> {
     let params = form(&body);
     let tokens: Vec<String> = auth_token(&s, &id, MessengerType::Twilio).await?.into_iter().collect();
-    if !twilio_signed(&headers, signed_url(&s, &uri).as_deref(), &params, &tokens) {
-        tracing::warn!(messenger = %id, "rejected a Twilio callback without a valid signature");
+    let url = signed_url(&s, &uri);
+    if !twilio_signed(&headers, url.as_deref(), &params, &tokens) {
+        log_rejected(&format!("a Twilio status callback for messenger {id}"), url.as_deref(), tokens.len());
         return Ok(StatusCode::FORBIDDEN);
     }
     apply_status(&s, "twilio", &params, ("MessageSid", "MessageStatus")).await
@@ -108,8 +131,9 @@ pub async fn plivo_status(
 ) -> Result<StatusCode, ApiError> {
     let params = form(&body);
     let tokens: Vec<String> = auth_token(&s, &id, MessengerType::Plivo).await?.into_iter().collect();
-    if !plivo_signed(&headers, signed_url(&s, &uri).as_deref(), &params, &tokens) {
-        tracing::warn!(messenger = %id, "rejected a Plivo callback without a valid signature");
+    let url = signed_url(&s, &uri);
+    if !plivo_signed(&headers, url.as_deref(), &params, &tokens) {
+        log_rejected(&format!("a Plivo status callback for messenger {id}"), url.as_deref(), tokens.len());
         return Ok(StatusCode::FORBIDDEN);
     }
     apply_status(&s, "plivo", &params, ("MessageUUID", "Status")).await

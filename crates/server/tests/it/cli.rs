@@ -344,3 +344,34 @@ async fn flows_are_imported_and_recipes_made_from_the_command_line() {
     assert_eq!(numbers["numbers"].as_array().unwrap().len(), 2);
     assert!(server.stop().success());
 }
+
+#[tokio::test]
+async fn refused_webhooks_say_why_in_the_log() {
+    let dir = temp_dir();
+    let server = Running::start(&dir, &[]);
+    let key = server.printed_key.clone().unwrap();
+    let client = tessera_testkit::http_client();
+    let m = json!({"messenger": {"type": "Twilio", "name": "t", "accountSID": "AC1", "authToken": "tok",
+                                 "fromPhoneNumber": "+15550001111", "channels": []}});
+    let r = client.post(format!("{}/api/messenger", server.base)).header("Authorization", &key).json(&m).send().await;
+    assert_eq!(r.unwrap().status(), 200);
+    let inbound = [("AccountSid", "AC1"), ("From", "+15557654321"), ("To", "+15550001111"), ("Body", "hi")];
+    let post = |base: &str| {
+        client
+            .post(format!("{base}/webhooks/twilio/sms"))
+            .header("X-Twilio-Signature", "bm9wZQ==")
+            .form(&inbound)
+            .send()
+    };
+    assert_eq!(post(&server.base).await.unwrap().status(), 403);
+    assert!(server.stop().success());
+    let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap();
+    assert!(log.contains("rejected an inbound Twilio message: public_url is unset"), "{log}");
+
+    let server = Running::start(&dir, &[("TESSERA_PUBLIC_URL", "https://tessera.example.com")]);
+    assert_eq!(post(&server.base).await.unwrap().status(), 403);
+    assert!(server.stop().success());
+    let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap();
+    assert!(log.contains("https://tessera.example.com/webhooks/twilio/sms"), "the URL that was checked: {log}");
+    assert!(log.contains("does not match"), "{log}");
+}

@@ -656,3 +656,57 @@ async fn plivo_voice_calls_fetch_what_to_say_from_tessera_once() {
         .await;
     assert_eq!(r.status, 200, "the spoken code enables the factor: {}", r.text);
 }
+
+#[tokio::test]
+async fn when_every_messenger_fails_the_error_names_each_and_why() {
+    let app = spawn_app().await;
+    // A phone enrolled while the console messenger still printed codes.
+    let user = app.create_user("ann@example.com", "correct horse").await;
+    app.enable_sms(&user, PHONE).await;
+    let bad_credentials = MockVendor::start().await;
+    bad_credentials.default_reply(Reply::json(
+        401,
+        json!({"code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401}),
+    ));
+    let unreachable = MockVendor::start().await;
+    unreachable.default_reply(Reply::json(400, json!({"error": "src is not a Plivo number"})));
+    add(
+        &app,
+        json!({"type": "Twilio", "name": "twilio-placeholder", "url": bad_credentials.url, "accountSID": "ACxxxxxxxx",
+                      "authToken": "your_auth_token", "fromPhoneNumber": "+15550001111", "priority": 1}),
+    )
+    .await;
+    add(
+        &app,
+        json!({"type": "Plivo", "name": "plivo-backup", "url": unreachable.url, "authId": "MA1", "authToken": "t",
+                      "src": "+15550002222", "priority": 2}),
+    )
+    .await;
+
+    let r = app
+        .admin(Method::POST, "/api/two-factor/send", Some(json!({"userId": user, "mobilePhone": "+15554443233"})))
+        .await;
+    assert_eq!(r.status, 503);
+    let message = r.json["generalErrors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("\"twilio-placeholder\"") && message.contains("20003"), "{message}");
+    assert!(message.contains("\"plivo-backup\"") && message.contains("400"), "{message}");
+    assert!(!message.contains("your_auth_token"), "{message}");
+
+    let v = app.admin(Method::POST, "/api/verify/account", None).await.json;
+    let (sid, token) = (v["accountSid"].as_str().unwrap(), v["authToken"].as_str().unwrap());
+    let post =
+        |path: &str, form: &[(&str, &str)]| app.client.post(app.url(path)).basic_auth(sid, Some(token)).form(form);
+    let va = app.send(post("/v2/Services", &[("FriendlyName", "Acme")])).await.json["sid"].as_str().unwrap().to_owned();
+    let started =
+        app.send(post(&format!("/v2/Services/{va}/Verifications"), &[("To", PHONE), ("Channel", "sms")])).await;
+    assert_eq!(started.status, 502);
+    let message = started.json["message"].as_str().unwrap();
+    assert!(message.contains("\"twilio-placeholder\"") && message.contains("\"plivo-backup\""), "{message}");
+
+    // A sign-in in progress is told only that the code could not be sent.
+    let login = app.login("ann@example.com", "correct horse").await;
+    let two_factor_id = login.json["twoFactorId"].as_str().unwrap();
+    let sent = app.post_json(&format!("/api/two-factor/send/{two_factor_id}"), json!({})).await;
+    assert_eq!(sent.status, 503, "{}", sent.text);
+    assert!(!sent.text.contains("twilio-placeholder"), "{}", sent.text);
+}
