@@ -26,6 +26,9 @@ pub enum AuditKind {
     RecoveryCodesRegenerated,
     TrustTokenIssued,
     VerifyPending,
+    /// A new verification whose code could not be delivered (outcome `failed`), or a
+    /// resend that could not (`resend_failed`).
+    VerifyFailed,
     VerifyApproved,
     VerifyCanceled,
     VerifyExpired,
@@ -41,6 +44,10 @@ pub enum AuditKind {
     MessengerCreated,
     MessengerUpdated,
     MessengerDeleted,
+    /// An application got a sign-in through `/oauth2/authorize` (an authorization code):
+    /// outcome `session` when the browser session alone sufficed (single sign-on), `login`
+    /// right after a sign-in.
+    OAuthAuthorized,
 }
 
 impl AuditKind {
@@ -65,6 +72,7 @@ impl AuditKind {
             AuditKind::RecoveryCodesRegenerated => "two_factor.recovery_codes_regenerated",
             AuditKind::TrustTokenIssued => "two_factor.trust_issued",
             AuditKind::VerifyPending => "verify.pending",
+            AuditKind::VerifyFailed => "verify.failed",
             AuditKind::VerifyApproved => "verify.approved",
             AuditKind::VerifyCanceled => "verify.canceled",
             AuditKind::VerifyExpired => "verify.expired",
@@ -77,6 +85,7 @@ impl AuditKind {
             AuditKind::MessengerCreated => "messenger.created",
             AuditKind::MessengerUpdated => "messenger.updated",
             AuditKind::MessengerDeleted => "messenger.deleted",
+            AuditKind::OAuthAuthorized => "oauth.authorized",
         }
     }
 }

@@ -248,6 +248,7 @@ pub fn id_token_claims(
         }
         if let Some(e) = &user.email {
             m.insert("email".into(), json!(e.as_str()));
+            m.insert("email_verified".into(), json!(user.email_verified));
         }
         if let Some(u) = &user.username {
             m.insert("preferred_username".into(), json!(u.as_str()));

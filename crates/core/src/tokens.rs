@@ -366,6 +366,7 @@ mod tests {
             last_name: None,
             data: Map::new(),
             active: true,
+            email_verified: false,
             password_hash: None,
             created_at: Timestamp::from_millis(0),
             updated_at: Timestamp::from_millis(0),

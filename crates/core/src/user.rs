@@ -92,6 +92,10 @@ pub struct User {
     pub last_name: Option<String>,
     pub data: Map<String, Value>,
     pub active: bool,
+    /// The email address is known to be the user's (FusionAuth's `verified`, the ID
+    /// token's `email_verified`). Tessera does not send verification mail yet, so only an
+    /// administrator's `skipVerification` sets it; changing the address clears it.
+    pub email_verified: bool,
     pub password_hash: Option<PasswordHash>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,

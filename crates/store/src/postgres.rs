@@ -28,5 +28,6 @@ pub(crate) fn migrator() -> Migrator {
         migration(7, "oidc", include_str!("../migrations/postgres/0007_oidc.sql")),
         migration(8, "application active", include_str!("../migrations/postgres/0008_application_active.sql")),
         migration(9, "flow run lease", include_str!("../migrations/postgres/0009_flow_run_lease.sql")),
+        migration(10, "email verified", include_str!("../migrations/postgres/0010_email_verified.sql")),
     ])
 }

@@ -101,6 +101,7 @@ fn bind_user(q: Q, u: &User) -> Q {
         .bind(u.password_hash.as_ref().map(|h| h.as_phc().to_owned()))
         .bind(u.created_at.millis())
         .bind(u.updated_at.millis())
+        .bind(i64::from(u.email_verified))
 }
 
 #[async_trait]
@@ -181,8 +182,8 @@ impl UserStore for SqlStore {
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
         let q = sqlx::query(
             "INSERT INTO users (id, tenant_id, email, username, username_lower, mobile_phone, first_name, \
-             last_name, data, active, password_hash, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             last_name, data, active, password_hash, created_at, updated_at, email_verified) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         );
         bind_user(q, user).execute(&self.pool).await.map_err(write_error)?;
         Ok(())
@@ -222,7 +223,7 @@ impl UserStore for SqlStore {
         let q = sqlx::query(
             "UPDATE users SET email = $3, username = $4, username_lower = $5, mobile_phone = $6, \
              first_name = $7, last_name = $8, data = $9, active = $10, password_hash = $11, \
-             created_at = $12, updated_at = $13 WHERE id = $1 AND tenant_id = $2",
+             created_at = $12, updated_at = $13, email_verified = $14 WHERE id = $1 AND tenant_id = $2",
         );
         let done = bind_user(q, user).execute(&self.pool).await.map_err(write_error)?;
         Ok(done.rows_affected() == 1)

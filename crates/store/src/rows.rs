@@ -77,7 +77,7 @@ pub(crate) fn api_key(row: &AnyRow) -> StoreResult<ApiKey> {
 }
 
 pub(crate) const USER_COLUMNS: &str = "id, tenant_id, email, username, mobile_phone, first_name, last_name, \
-     data, active, password_hash, created_at, updated_at";
+     data, active, password_hash, created_at, updated_at, email_verified";
 
 pub(crate) fn user(row: &AnyRow) -> StoreResult<User> {
     let data = match serde_json::from_str(&text(row, "data")?) {
@@ -97,6 +97,7 @@ pub(crate) fn user(row: &AnyRow) -> StoreResult<User> {
         last_name: opt_text(row, "last_name")?,
         data,
         active: int(row, "active")? != 0,
+        email_verified: int(row, "email_verified")? != 0,
         password_hash,
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{Identity, RequestContext};
+use crate::audit::AuditKind;
 use crate::login::LoginSuccess;
 use crate::oidc::{
     AuthCode, AuthorizeError, AuthorizeRequest, BrowserSession, CODE_TTL, MfaPolicy, OAuthClient, SessionPolicy,
@@ -139,10 +140,14 @@ impl Identity {
 
     /// `/oauth2/authorize`: checks the request, then either asks for a sign-in or
     /// issues a code for the session's user.
+    /// Every code issued is audited (`oauth.authorized`): outcome `login` when the
+    /// session began within the last minute (the browser is back from the hosted
+    /// sign-in), `session` when the session alone signed the user in to this application.
     pub async fn authorize(
         &self,
         params: &HashMap<String, String>,
         session: Option<&BrowserSession>,
+        ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<AuthorizeOutcome, CoreError> {
         let client = self.oauth_client(params.get("client_id").map_or("", String::as_str)).await?;
@@ -198,6 +203,10 @@ impl Identity {
             expires_at: now.plus(CODE_TTL),
         };
         self.store.insert_code(&record).await?;
+        let fresh = now.minus(Duration::from_secs(60)) <= session.auth_time;
+        let detail = json!({"applicationId": client.id.to_string(), "authTime": session.auth_time.millis()});
+        let outcome = if fresh { "login" } else { "session" };
+        self.audit(AuditKind::OAuthAuthorized, Some(session.user_id), outcome, ctx, detail, now).await?;
         Ok(AuthorizeOutcome::Code { redirect_uri: req.redirect_uri, code, state: req.state })
     }
 
@@ -313,7 +322,7 @@ impl Identity {
         let mut info = json!({"sub": sub});
         if let Some(e) = &user.email {
             info["email"] = json!(e.as_str());
-            info["email_verified"] = json!(false);
+            info["email_verified"] = json!(user.email_verified);
         }
         if let Some(u) = &user.username {
             info["preferred_username"] = json!(u.as_str());

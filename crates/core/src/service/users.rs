@@ -13,11 +13,14 @@ use crate::validation::ValidationErrors;
 use crate::{CoreError, Timestamp};
 
 impl Identity {
+    /// `skip_verification`: the administrator vouches for the email address
+    /// (FusionAuth's `skipVerification`), so it counts as verified.
     pub async fn create_user(
         &self,
         admin: &Admin,
         id: Option<UserId>,
         input: UserInput,
+        skip_verification: bool,
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<User, CoreError> {
@@ -26,7 +29,8 @@ impl Identity {
             Some(p) => Some(self.hasher.hash(p.clone()).await?),
             None => None,
         };
-        let user = build_user(id.unwrap_or_else(UserId::random), admin.tenant_id, valid, password_hash, now, now);
+        let mut user = build_user(id.unwrap_or_else(UserId::random), admin.tenant_id, valid, password_hash, now, now);
+        user.email_verified = skip_verification && user.email.is_some();
         self.store.insert_user(&user).await.map_err(conflict_to_validation)?;
         self.audit(AuditKind::UserCreated, Some(user.id), "success", ctx, json!({}), now).await?;
         Ok(user)
@@ -57,7 +61,9 @@ impl Identity {
             Some(p) => Some(self.hasher.hash(p.clone()).await?),
             None => existing.password_hash.clone(),
         };
-        let user = build_user(id, admin.tenant_id, valid, password_hash, existing.created_at, now);
+        let mut user = build_user(id, admin.tenant_id, valid, password_hash, existing.created_at, now);
+        // A new address is not known to be the user's.
+        user.email_verified = existing.email_verified && user.email.is_some() && user.email == existing.email;
         if !self.store.update_user(&user).await.map_err(conflict_to_validation)? {
             return Err(CoreError::NotFound);
         }
@@ -132,6 +138,7 @@ fn build_user(
         last_name: v.last_name,
         data: v.data,
         active: v.active,
+        email_verified: false,
         password_hash,
         created_at,
         updated_at: now,

@@ -357,8 +357,6 @@ impl Identity {
             self.store.update_verification(&v, v.checks).await?;
         } else {
             self.store.insert_verification(&v).await?;
-            self.verify_audit(AuditKind::VerifyPending, "pending", &v, json!({"channel": channel.as_str()}), now)
-                .await?;
         }
         self.store.record_verify_send(&service.sid, to.as_str(), &v.prefix, ctx.ip.as_deref(), now).await?;
         self.count(AuditKind::VerifySent, if resend { "resend" } else { "new" });
@@ -372,12 +370,20 @@ impl Identity {
         let message =
             OutboundMessage { to, channel, purpose: Purpose::SecondFactor, locale, text, code: Secret::new(code) };
         if let Err(e) = self.messenger.send(&message).await {
+            let detail = json!({"channel": channel.as_str(), "error": e.message});
+            let outcome = if resend { "resend_failed" } else { "failed" };
             if !resend {
                 let checks = v.checks;
                 v.status = Status::Failed;
                 self.store.update_verification(&v, checks).await?;
             }
+            self.verify_audit(AuditKind::VerifyFailed, outcome, &v, detail, now).await?;
             return Err(VerifyError::Delivery(e.message).into());
+        }
+        if !resend {
+            // Audited once the code is on its way: a failed send is `verify.failed`.
+            self.verify_audit(AuditKind::VerifyPending, "pending", &v, json!({"channel": channel.as_str()}), now)
+                .await?;
         }
         Ok(v)
     }

@@ -65,6 +65,7 @@ pub fn session_policy() -> SessionPolicy {
 /// `GET /oauth2/authorize`.
 pub async fn authorize(
     State(s): State<AppState>,
+    crate::extract::Caller(ctx): crate::extract::Caller,
     uri: Uri,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
@@ -75,7 +76,7 @@ pub async fn authorize(
         Some(c) => s.identity.browser_session(&c, &session_policy(), now).await?,
         None => None,
     };
-    Ok(match s.identity.authorize(&params, session.as_ref(), now).await? {
+    Ok(match s.identity.authorize(&params, session.as_ref(), &ctx, now).await? {
         AuthorizeOutcome::ErrorPage(message) => pages::error_page(&s, StatusCode::BAD_REQUEST, &message),
         AuthorizeOutcome::RedirectError { redirect_uri, error, description, state } => {
             let mut q = vec![("error", error), ("error_description", description.as_str())];

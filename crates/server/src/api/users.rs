@@ -16,8 +16,12 @@ use crate::extract::{AdminAuth, ApiJson, Caller};
 
 /// `{"user": {…}}`, the envelope FusionAuth uses for requests and answers.
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct UserRequest {
     user: Option<UserInput>,
+    /// FusionAuth's: the administrator vouches for the email address.
+    #[serde(default)]
+    skip_verification: bool,
 }
 
 fn missing_user() -> ApiError {
@@ -33,7 +37,7 @@ pub fn user_json(u: &User, methods: &[TwoFactorMethod]) -> Value {
         "insertInstant": u.created_at.millis(),
         "lastUpdateInstant": u.updated_at.millis(),
         "passwordChangeRequired": false,
-        "verified": true,
+        "verified": u.email_verified,
         "twoFactor": {"methods": methods.iter().map(|m| method_json(m, false)).collect::<Vec<_>>()},
     });
     let fields = [
@@ -70,7 +74,7 @@ pub async fn create(
     ApiJson(body): ApiJson<UserRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let input = body.user.ok_or_else(missing_user)?;
-    let user = s.identity.create_user(&admin, None, input, &ctx, s.clock.now()).await?;
+    let user = s.identity.create_user(&admin, None, input, body.skip_verification, &ctx, s.clock.now()).await?;
     envelope(&s, &user).await
 }
 
@@ -84,7 +88,7 @@ pub async fn create_with_id(
     let id: UserId =
         id.parse().map_err(|_| ApiError::general("[invalid]userId", "The user id in the URL is not a valid UUID."))?;
     let input = body.user.ok_or_else(missing_user)?;
-    let user = s.identity.create_user(&admin, Some(id), input, &ctx, s.clock.now()).await?;
+    let user = s.identity.create_user(&admin, Some(id), input, body.skip_verification, &ctx, s.clock.now()).await?;
     envelope(&s, &user).await
 }
 

@@ -702,6 +702,15 @@ async fn when_every_messenger_fails_the_error_names_each_and_why() {
     assert_eq!(started.status, 502);
     let message = started.json["message"].as_str().unwrap();
     assert!(message.contains("\"twilio-placeholder\"") && message.contains("\"plivo-backup\""), "{message}");
+    let log = app.admin(Method::GET, "/api/system/audit-log?numberOfResults=100", None).await;
+    let verify: Vec<(&str, &str)> = log.json["auditLogs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"].as_str().unwrap().starts_with("verify."))
+        .map(|e| (e["event"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(verify, [("verify.failed", "failed")], "a send that failed is not audited as pending");
 
     // A sign-in in progress is told only that the code could not be sent.
     let login = app.login("ann@example.com", "correct horse").await;

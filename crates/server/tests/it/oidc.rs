@@ -240,6 +240,52 @@ async fn the_code_flow_with_pkce_signs_in_refreshes_and_logs_out() {
 }
 
 #[tokio::test]
+async fn single_sign_on_is_audited_and_email_verified_follows_the_user_record() {
+    let app = spawn_app().await;
+    let created = app
+        .admin(
+            Method::POST,
+            "/api/user",
+            Some(json!({"user": {"email": "ann@example.com", "password": "correct horse"}, "skipVerification": true})),
+        )
+        .await;
+    assert_eq!(created.json["user"]["verified"], true, "the administrator vouched for the address");
+    let bob = app.create_user("bob@example.com", "battery staple").await;
+    let bob_json = app.admin(Method::GET, &format!("/api/user/{bob}"), None).await;
+    assert_eq!(bob_json.json["user"]["verified"], false, "nothing verified bob's address");
+
+    let (client_id, _) = client(&app, true, "Disabled").await;
+    let mut b = Browser::new(&app);
+    let code = sign_in(&mut b, &client_id, "", None).await;
+    let t = redeem(&app, &client_id, &code).await;
+    assert_eq!(claims(t.json["id_token"].as_str().unwrap())["email_verified"], true);
+    let info = app
+        .send(app.client.get(app.url("/oauth2/userinfo")).bearer_auth(t.json["access_token"].as_str().unwrap()))
+        .await;
+    assert_eq!(info.json["email_verified"], true);
+
+    // Later, the session alone signs ann in: that sign-in is audited too.
+    app.clock.advance(Duration::from_secs(600));
+    let silent = b.get(&authorize_url(&client_id, "")).await;
+    assert!(silent.location.as_deref().unwrap().starts_with(CB));
+    let log = app.admin(Method::GET, "/api/system/audit-log?numberOfResults=100", None).await;
+    let outcomes: Vec<&str> = log.json["auditLogs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "oauth.authorized")
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["session", "login"], "newest first");
+
+    // A new address is not verified.
+    let id = created.json["user"]["id"].as_str().unwrap();
+    let patched =
+        app.admin(Method::PATCH, &format!("/api/user/{id}"), Some(json!({"user": {"email": "ann@new.example"}}))).await;
+    assert_eq!(patched.json["user"]["verified"], false, "{}", patched.text);
+}
+
+#[tokio::test]
 async fn bad_requests_get_the_errors_rfc6749_and_rfc7636_name() {
     let app = spawn_app().await;
     app.create_user("ann@example.com", "correct horse").await;

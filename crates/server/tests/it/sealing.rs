@@ -185,6 +185,7 @@ const PLAIN: &[&str] = &[
     "users.password_hash",
     "users.created_at",
     "users.updated_at",
+    "users.email_verified",
     "verifications.sid",
     "verifications.service_sid",
     "verifications.account_sid",

@@ -68,6 +68,7 @@ pub fn user(tenant: TenantId, email: &str) -> User {
         last_name: None,
         data: serde_json::Map::new(),
         active: true,
+        email_verified: false,
         password_hash: None,
         created_at: T0,
         updated_at: T0,
