@@ -1,7 +1,24 @@
 //! Command-line arguments, parsed by hand: five flags do not need a parser crate.
 
-pub const USAGE: &str =
-    "usage: tessera-bench login [--connections N] [--seconds S] [--url URL --api-key KEY] [--server PATH]";
+pub const USAGE: &str = "\
+usage: tessera-bench SCENARIO [--connections N] [--seconds S] [--users N] [--url URL --api-key KEY] [--server PATH]
+
+scenarios:
+  login        password sign-ins (argon2-bound), with unknown-user and wrong-password timing
+  two-factor   password sign-in, then the TOTP second step
+  code-check   the second step alone (pre-made challenges)
+  verify       Verify API start and check
+
+options:
+  --connections N      concurrent connections (default 64)
+  --seconds S          how long to load (default 10)
+  --users N            users to set up for two-factor scenarios (default: enough never to run dry)
+  --url URL            load a running server instead of starting one (with --api-key)
+  --api-key KEY        that server's admin key
+  --server PATH        the tessera binary to start (default: the one beside tessera-bench)";
+
+/// What `parse` answers to `--help`: not an error, the caller prints the usage.
+pub const HELP: &str = "help";
 
 pub struct Args {
     pub scenario: String,
@@ -17,6 +34,9 @@ pub struct Args {
 impl Args {
     pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         let scenario = it.next().ok_or("name a scenario")?;
+        if matches!(scenario.as_str(), "--help" | "-h" | "help") {
+            return Err(HELP.into());
+        }
         let mut a = Args { scenario, connections: 64, seconds: 10, url: None, api_key: None, server: None, users: 0 };
         while let Some(flag) = it.next() {
             let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -34,5 +54,18 @@ impl Args {
             return Err("--url and --api-key go together".into());
         }
         Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_is_asked_for_not_an_error() {
+        for flag in ["--help", "-h", "help"] {
+            assert_eq!(Args::parse([flag.to_owned()].into_iter()).err().as_deref(), Some(HELP));
+        }
+        assert!(Args::parse(["login".to_owned(), "--seconds".to_owned(), "3".to_owned()].into_iter()).is_ok());
     }
 }

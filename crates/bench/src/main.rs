@@ -28,6 +28,10 @@ async fn main() {
     tessera_providers::install_tls();
     let args = match Args::parse(std::env::args().skip(1)) {
         Ok(a) => a,
+        Err(e) if e == args::HELP => {
+            println!("{}", args::USAGE);
+            return;
+        }
         Err(e) => {
             eprintln!("tessera-bench: {e}\n\n{}", args::USAGE);
             std::process::exit(2);

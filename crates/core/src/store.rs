@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use crate::Timestamp;
 use crate::apikey::ApiKey;
 use crate::audit::{AuditEvent, AuditRecord};
-use crate::ids::{ApplicationId, MessengerId, RefreshTokenId, TenantId, UserId};
+use crate::ids::{ApiKeyId, ApplicationId, MessengerId, RefreshTokenId, TenantId, UserId};
 use crate::messengers::{Delivery, MessengerConfig};
 use crate::password::PasswordHash;
 use crate::tokens::{RefreshToken, StoredSigningKey};
@@ -88,6 +88,11 @@ pub trait ApplicationStore: Send + Sync {
 pub trait ApiKeyStore: Send + Sync {
     async fn insert_api_key(&self, key: &ApiKey) -> StoreResult<()>;
     async fn find_api_key(&self, digest: &str) -> StoreResult<Option<ApiKey>>;
+    /// The tenant's keys, oldest first.
+    async fn api_keys(&self, tenant: TenantId) -> StoreResult<Vec<ApiKey>>;
+    /// Deletes the key unless it is the tenant's last one (which would lock every
+    /// administrator out); false when it is unknown or the last.
+    async fn delete_api_key_unless_last(&self, tenant: TenantId, id: ApiKeyId) -> StoreResult<bool>;
 }
 
 #[async_trait]

@@ -241,6 +241,8 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/api/logout", post(api::jwt::logout))
         .route("/.well-known/jwks.json", get(api::jwt::jwks))
         .route("/api/system/audit-log", get(api::system::audit_log))
+        .route("/api/api-key", get(api::system::api_keys))
+        .route("/api/api-key/{id}", axum::routing::delete(api::system::revoke_api_key))
         .route("/api/status", get(api::system::status))
         .route("/metrics", get(api::system::metrics))
         .layer(middleware::from_fn(crate::nul::refuse_nul))

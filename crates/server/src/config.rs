@@ -263,9 +263,10 @@ impl Config {
             let parsed: toml::Table =
                 toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
             for (k, v) in parsed {
-                if kind_of(&k).is_none() {
+                let Some(kind) = kind_of(&k) else {
                     return Err(ConfigError(format!("unknown key `{k}` in {}", path.display())));
-                }
+                };
+                check_type(kind, &k, &v).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
                 table.insert(k, v);
             }
         }
@@ -321,17 +322,20 @@ impl Config {
         raw.into_config()
     }
 
-    /// The configuration reference as Markdown rows, for the README.
+    /// The configuration reference as a Markdown table, for the README.
     pub fn reference() -> String {
-        KEYS.iter()
-            .map(|(k, _, d, doc)| {
-                format!(
-                    "| `{k}` | `TESSERA_{}` | {} | {doc} |\n",
-                    k.to_ascii_uppercase(),
-                    if d.is_empty() { "—" } else { d }
-                )
-            })
-            .collect()
+        let header = "| key | variable | default | meaning |\n|---|---|---|---|\n";
+        header.to_owned()
+            + &KEYS
+                .iter()
+                .map(|(k, _, d, doc)| {
+                    format!(
+                        "| `{k}` | `TESSERA_{}` | {} | {doc} |\n",
+                        k.to_ascii_uppercase(),
+                        if d.is_empty() { "—" } else { d }
+                    )
+                })
+                .collect::<String>()
     }
 }
 
@@ -407,6 +411,26 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// A value of the wrong type for its key, said with the key's name (the TOML decoder's
+/// own message names only the type).
+fn check_type(kind: Kind, key: &str, v: &Value) -> Result<(), String> {
+    let (ok, wanted) = match kind {
+        Kind::Text => (v.is_str(), "a string (in quotes)"),
+        Kind::Integer => (v.is_integer(), "a whole number"),
+        Kind::Messengers => (v.is_array(), "an array of [[messengers]] tables"),
+    };
+    let got = match v {
+        Value::String(s) => format!("{s:?}"),
+        Value::Integer(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Array(_) => "an array".into(),
+        Value::Table(_) => "a table".into(),
+        Value::Datetime(d) => d.to_string(),
+    };
+    if ok { Ok(()) } else { Err(format!("`{key}` must be {wanted}, got {got}")) }
 }
 
 fn kind_of(key: &str) -> Option<Kind> {
@@ -705,6 +729,22 @@ mod tests {
         assert_eq!(c.messengers[0]["name"], "dev");
         let e = Config::load(None, env(&[("TESSERA_MESSENGERS", "nope")])).unwrap_err();
         assert!(e.0.contains("JSON array"), "{e}");
+    }
+
+    #[test]
+    fn a_wrong_type_in_the_file_names_the_key() {
+        let toml = temp_file("tessera.toml", "jwt_ttl_seconds = \"an hour\"\n");
+        let e = Config::load(Some(&toml), env(&[])).unwrap_err();
+        assert!(e.0.contains("`jwt_ttl_seconds` must be a whole number, got \"an hour\""), "{e}");
+        let toml = temp_file("tessera.toml", "listen = 9011\n");
+        let e = Config::load(Some(&toml), env(&[])).unwrap_err();
+        assert!(e.0.contains("`listen` must be a string"), "{e}");
+    }
+
+    #[test]
+    fn the_reference_is_a_table_with_a_header() {
+        let r = Config::reference();
+        assert!(r.starts_with("| key | variable | default | meaning |\n|---|---|---|---|\n"), "{r}");
     }
 
     #[test]

@@ -91,8 +91,16 @@ enum SealKeyAction {
 enum ApiKeyAction {
     /// Create an admin API key and print it (it is not shown again).
     Create {
+        /// What the key is for, shown when keys are listed.
         #[arg(long, default_value = "created with tessera api-key create")]
         description: String,
+    },
+    /// List the admin keys: id, created, description (never the keys themselves).
+    List,
+    /// Revoke an admin key by its id (the last one cannot be revoked).
+    Revoke {
+        /// The key's id, as `api-key list` shows it.
+        id: String,
     },
 }
 
@@ -175,6 +183,23 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             let store = open(&config).await?;
             store.migrate().await?;
             println!("Migrations applied.");
+        }
+        Command::ApiKey { action: ApiKeyAction::List } => {
+            let store = open_existing(&config).await?;
+            for k in tessera_core::service::api_keys(&store).await? {
+                println!("{}\t{}\t{}", k.id, tessera_core::verify::iso8601(k.created_at), k.description);
+            }
+        }
+        Command::ApiKey { action: ApiKeyAction::Revoke { id } } => {
+            let store = open_existing(&config).await?;
+            let id = id.parse().map_err(|_| format!("{id:?} is not a key id (see `tessera api-key list`)"))?;
+            match tessera_core::service::revoke_api_key(&store, id, None, clock.now()).await? {
+                tessera_core::service::RevokeKey::Revoked => println!("Revoked."),
+                tessera_core::service::RevokeKey::NotFound => return Err("no admin key has that id".into()),
+                tessera_core::service::RevokeKey::LastKey => {
+                    return Err("that is the only admin key: create another first".into());
+                }
+            }
         }
         Command::ApiKey { action: ApiKeyAction::Create { description } } => {
             let store = open_existing(&config).await?;

@@ -6,7 +6,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use tessera_core::store::StoreError;
 
-use crate::{StoreOptions, migration, unavailable};
+use crate::{StoreOptions, migration};
 
 pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<AnyPool, StoreError> {
     AnyPoolOptions::new()
@@ -14,7 +14,10 @@ pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<AnyPool
         .acquire_timeout(std::time::Duration::from_secs(5))
         .connect(url)
         .await
-        .map_err(unavailable)
+        // sqlx says only "pool timed out": name the server the operator must look at.
+        .map_err(|e| {
+            StoreError::Unavailable(format!("cannot connect to PostgreSQL at {}: {e}", crate::display_url(url)))
+        })
 }
 
 pub(crate) fn migrator() -> Migrator {

@@ -8,7 +8,7 @@ use sqlx::{Any, AnyPool, Row};
 use tessera_core::Timestamp;
 use tessera_core::apikey::ApiKey;
 use tessera_core::audit::{AuditEvent, AuditRecord};
-use tessera_core::ids::{RefreshTokenId, TenantId, UserId};
+use tessera_core::ids::{ApiKeyId, RefreshTokenId, TenantId, UserId};
 use tessera_core::password::PasswordHash;
 use tessera_core::store::{
     ApiKeyStore, AuditStore, Bootstrap, FailureState, LoginAttemptStore, Store, StoreError, StoreResult, Tenant,
@@ -174,6 +174,33 @@ impl ApiKeyStore for SqlStore {
             .map_err(unavailable)?
             .map(|r| rows::api_key(&r))
             .transpose()
+    }
+
+    async fn api_keys(&self, tenant: TenantId) -> StoreResult<Vec<ApiKey>> {
+        sqlx::query(
+            "SELECT id, tenant_id, digest, description, created_at FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id",
+        )
+        .bind(tenant.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(rows::api_key)
+        .collect()
+    }
+
+    async fn delete_api_key_unless_last(&self, tenant: TenantId, id: ApiKeyId) -> StoreResult<bool> {
+        // One statement: two concurrent revocations cannot both leave the tenant keyless.
+        let done = sqlx::query(
+            "DELETE FROM api_keys WHERE tenant_id = $1 AND id = $2 \
+             AND (SELECT COUNT(*) FROM api_keys WHERE tenant_id = $1) > 1",
+        )
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
     }
 }
 

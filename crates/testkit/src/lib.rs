@@ -178,6 +178,11 @@ async fn read_reply(req: reqwest::RequestBuilder) -> Reply {
 }
 
 impl TestApp {
+    /// The server's now (its fake clock).
+    pub fn now(&self) -> Timestamp {
+        Clock::now(self.clock.as_ref())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -140,6 +140,50 @@ pub async fn issue_api_key(store: &dyn Store, description: &str, now: Timestamp)
     Ok(secret)
 }
 
+/// The tenant's admin keys (digests only: a key is shown once, when made).
+pub async fn api_keys(store: &dyn Store) -> Result<Vec<ApiKey>, CoreError> {
+    let tenant =
+        store.default_tenant().await?.ok_or_else(|| CoreError::Internal("database not bootstrapped".into()))?;
+    Ok(store.api_keys(tenant.id).await?)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RevokeKey {
+    Revoked,
+    NotFound,
+    /// The tenant's only key: revoking it would leave no way in.
+    LastKey,
+}
+
+/// Revokes an admin key (at once: it is looked up on every request), never the last.
+pub async fn revoke_api_key(
+    store: &dyn Store,
+    id: ApiKeyId,
+    ip: Option<String>,
+    now: Timestamp,
+) -> Result<RevokeKey, CoreError> {
+    let tenant =
+        store.default_tenant().await?.ok_or_else(|| CoreError::Internal("database not bootstrapped".into()))?;
+    let keys = store.api_keys(tenant.id).await?;
+    if !keys.iter().any(|k| k.id == id) {
+        return Ok(RevokeKey::NotFound);
+    }
+    if !store.delete_api_key_unless_last(tenant.id, id).await? {
+        return Ok(RevokeKey::LastKey);
+    }
+    let event = AuditEvent {
+        tenant_id: tenant.id,
+        at: now,
+        kind: AuditKind::ApiKeyRevoked,
+        user_id: None,
+        ip,
+        outcome: "success",
+        detail: json!({"keyId": id.to_string()}),
+    };
+    store.append_audit(&event).await?;
+    Ok(RevokeKey::Revoked)
+}
+
 async fn audit_key_created(
     store: &dyn Store,
     tenant_id: TenantId,
@@ -237,6 +281,24 @@ impl Identity {
     }
 
     /// Counts an event in metrics without writing it to the audit log.
+    /// An admin key revoked through the API: audited as by the command, and counted.
+    pub async fn revoke_api_key(
+        &self,
+        id: ApiKeyId,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<RevokeKey, CoreError> {
+        let outcome = revoke_api_key(self.store.as_ref(), id, ctx.ip.clone(), now).await?;
+        if outcome == RevokeKey::Revoked {
+            self.count(AuditKind::ApiKeyRevoked, "success");
+        }
+        Ok(outcome)
+    }
+
+    pub async fn api_keys(&self) -> Result<Vec<ApiKey>, CoreError> {
+        api_keys(self.store.as_ref()).await
+    }
+
     fn count(&self, kind: AuditKind, outcome: &'static str) {
         if let Some(hook) = &self.on_event {
             hook(kind, outcome);

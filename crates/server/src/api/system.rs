@@ -48,3 +48,36 @@ pub async fn audit_log(
         .collect();
     Ok(Json(json!({"auditLogs": logs, "total": total})))
 }
+
+/// `GET /api/api-key`: the admin keys, in FusionAuth's shape, never the keys themselves
+/// (only their digests are stored).
+pub async fn api_keys(State(s): State<AppState>, AdminAuth(_admin): AdminAuth) -> Result<Json<Value>, ApiError> {
+    let keys: Vec<Value> = s
+        .identity
+        .api_keys()
+        .await?
+        .iter()
+        .map(|k| {
+            json!({"id": k.id.to_string(), "metaData": {"attributes": {"description": k.description}},
+                   "insertInstant": k.created_at.millis()})
+        })
+        .collect();
+    Ok(Json(json!({"apiKeys": keys})))
+}
+
+/// `DELETE /api/api-key/{id}`: revokes a key at once; the last one cannot go.
+pub async fn revoke_api_key(
+    State(s): State<AppState>,
+    AdminAuth(_admin): AdminAuth,
+    crate::extract::Caller(ctx): crate::extract::Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = id.parse().map_err(|_| ApiError::NotFound)?;
+    match s.identity.revoke_api_key(id, &ctx, s.clock.now()).await? {
+        tessera_core::service::RevokeKey::Revoked => Ok(StatusCode::OK),
+        tessera_core::service::RevokeKey::NotFound => Err(ApiError::NotFound),
+        tessera_core::service::RevokeKey::LastKey => {
+            Err(ApiError::general("[LastKey]", "This is the only admin key; create another before revoking it."))
+        }
+    }
+}

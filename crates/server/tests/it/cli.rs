@@ -129,6 +129,21 @@ async fn first_start_prints_a_working_key_and_sigterm_stops_cleanly() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // Keys are listed (never shown again) and revoked by id.
+    let out = tessera(&dir).args(["api-key", "list"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(!listed.contains("tsk_"), "{listed}");
+    let ci = listed.lines().find(|l| l.ends_with("\tci")).unwrap().split('\t').next().unwrap().to_owned();
+    let out = tessera(&dir).args(["api-key", "revoke", &ci]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = client
+        .get(format!("{}/api/user?loginId=ann@example.com", again.base))
+        .header("Authorization", &second_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "the revoked key no longer works");
     assert!(again.stop().success());
 }
 

@@ -384,7 +384,7 @@ async fn runs_interrupted_by_a_restart_are_marked_failed() {
         &first.state.sealer,
         &stored,
         &msg,
-        first.clock.as_ref().now_ts(),
+        first.now(),
     )
     .await
     .unwrap();
@@ -432,15 +432,6 @@ async fn a_second_instance_leaves_the_first_ones_live_runs_alone() {
     assert_eq!(live[0]["status"], "running", "a rolling restart's new instance fails no live run: {live:?}");
     let done = finished_run(&first, &flow).await;
     assert_eq!(done["status"], "ended", "{done}");
-}
-
-trait NowTs {
-    fn now_ts(&self) -> tessera_core::Timestamp;
-}
-impl NowTs for tessera_testkit::FakeClock {
-    fn now_ts(&self) -> tessera_core::Timestamp {
-        tessera_server::clock::Clock::now(self)
-    }
 }
 
 #[tokio::test]

@@ -126,3 +126,28 @@ async fn a_nul_character_anywhere_is_a_400_before_the_database() {
         app.post_json("/api/login", serde_json::json!({"loginId": "ann\\u0000@example.com", "password": "x"})).await;
     assert_eq!(fine.status, 404, "a backslash and the text u0000 is just text");
 }
+
+#[tokio::test]
+async fn admin_keys_are_listed_and_revoked_but_never_the_last() {
+    let app = spawn_app().await;
+    let second =
+        tessera_core::service::issue_api_key(app.state.store.as_ref(), "ci pipeline", app.now()).await.unwrap();
+    let listed = app.admin(Method::GET, "/api/api-key", None).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let keys = listed.json["apiKeys"].as_array().unwrap().clone();
+    assert_eq!(keys.len(), 2);
+    assert!(!listed.text.contains("tsk_"), "never the keys themselves: {}", listed.text);
+    let ci = keys.iter().find(|k| k["metaData"]["attributes"]["description"] == "ci pipeline").unwrap();
+    let ci_id = ci["id"].as_str().unwrap();
+    let with_second = |path: &str| app.client.get(app.url(path)).header("Authorization", second.expose());
+    assert_eq!(app.send(with_second("/api/api-key")).await.status, 200);
+
+    assert_eq!(app.admin(Method::DELETE, &format!("/api/api-key/{ci_id}"), None).await.status, 200);
+    assert_eq!(app.send(with_second("/api/api-key")).await.status, 401, "a revoked key stops working at once");
+    assert_eq!(app.admin(Method::DELETE, &format!("/api/api-key/{ci_id}"), None).await.status, 404);
+    let own = app.admin(Method::GET, "/api/api-key", None).await.json["apiKeys"][0]["id"].as_str().unwrap().to_owned();
+    let last = app.admin(Method::DELETE, &format!("/api/api-key/{own}"), None).await;
+    assert_eq!((last.status, &last.json["generalErrors"][0]["code"]), (400, &json!("[LastKey]")));
+    let log = app.admin(Method::GET, "/api/system/audit-log", None).await;
+    assert!(log.text.contains("api_key.revoked"), "{}", log.text);
+}
