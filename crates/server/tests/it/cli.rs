@@ -1,9 +1,7 @@
 //! The real `tessera` binary, as a new user runs it.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::json;
@@ -25,41 +23,36 @@ fn tessera(dir: &Path) -> Command {
 
 struct Running {
     child: Child,
-    lines: mpsc::Receiver<String>,
     base: String,
     printed_key: Option<String>,
 }
 
 impl Running {
+    /// `tessera serve` in `dir`, as the README runs it: what it prints goes to
+    /// `tessera.log` there (the admin key, console messages), its logs to `stderr.log`.
     fn start(dir: &Path, extra_env: &[(&str, &str)]) -> Running {
         let mut cmd = tessera(dir);
-        // Logs go to stderr; kept in the directory for tests that read them.
+        let out = std::fs::File::create(dir.join("tessera.log")).unwrap();
         let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
-        cmd.arg("serve").env("TESSERA_LISTEN", "127.0.0.1:0").stdout(Stdio::piped()).stderr(log);
+        cmd.arg("serve").env("TESSERA_LISTEN", "127.0.0.1:0").stdout(out).stderr(log);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut printed_key = None;
+        let deadline = std::time::Instant::now() + DEADLINE;
         loop {
-            let Ok(line) = lines.recv_timeout(DEADLINE) else {
+            let printed = std::fs::read_to_string(dir.join("tessera.log")).unwrap_or_default();
+            let line = |prefix: &str| printed.lines().find_map(|l| l.strip_prefix(prefix).map(str::to_owned));
+            if let Some(base) = line("Tessera listening on ") {
+                let printed_key = line("Admin API key (shown once, keep it safe): ");
+                return Running { child, base, printed_key };
+            }
+            if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("server did not print its address in time");
-            };
-            if let Some(k) = line.strip_prefix("Admin API key (shown once, keep it safe): ") {
-                printed_key = Some(k.to_owned());
+                panic!("server did not print its address in time: {printed}");
             }
-            if let Some(addr) = line.strip_prefix("Tessera listening on ") {
-                return Running { child, lines, base: addr.to_owned(), printed_key };
-            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -69,7 +62,6 @@ impl Running {
         let deadline = std::time::Instant::now() + DEADLINE;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                drop(self.lines);
                 return status;
             }
             assert!(std::time::Instant::now() < deadline, "server did not stop after SIGTERM");
@@ -389,4 +381,63 @@ async fn refused_webhooks_say_why_in_the_log() {
     let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap();
     assert!(log.contains("https://tessera.example.com/webhooks/twilio/sms"), "the URL that was checked: {log}");
     assert!(log.contains("does not match"), "{log}");
+}
+
+/// The README's walk-through, pasted as a reader would: every `sh` block from
+/// "## Walk-through" to "## API", in order, in one shell, against a fresh server.
+fn walk_through(readme: &str) -> String {
+    let section = readme.split("\n## Walk-through").nth(1).unwrap().split("\n## API").next().unwrap();
+    let mut script = String::from("set -euo pipefail\n");
+    let mut in_block = false;
+    for line in section.lines() {
+        match (in_block, line) {
+            (false, "```sh") => in_block = true,
+            (true, "```") => in_block = false,
+            (true, l) => {
+                script.push_str(l);
+                script.push('\n');
+            }
+            _ => {}
+        }
+    }
+    script
+}
+
+#[tokio::test]
+async fn the_readme_walk_through_runs_as_written() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+    let script = walk_through(&readme);
+    assert!(script.lines().count() > 30, "the walk-through was found: {script}");
+    let dir = temp_dir();
+    let server = Running::start(&dir, &[]);
+    let run = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(&dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("BASE", &server.base)
+        .env("TESSERA", BIN)
+        .env("TESSERA_LOG_LEVEL", "warn")
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), run).await.expect("the walk-through finished").unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "the walk-through failed\nstdout:\n{stdout}\nstderr:\n{stderr}\nscript:\n{script}");
+    // What the blocks print, in order: the token's subject, a key id, ten recovery codes,
+    // the trusted sign-in's user, then Verify's pending and approved.
+    let printed: Vec<&str> = stdout.lines().collect();
+    assert!(printed.contains(&"10"), "ten recovery codes: {stdout}");
+    assert!(printed.windows(2).any(|w| w == ["pending", "approved"]), "Verify approved the code: {stdout}");
+    assert!(printed.contains(&server.base.as_str()), "the issuer: {stdout}");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn the_license_matches_the_manifest() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("license = \"Apache-2.0\""), "the workspace's license");
+    let license = std::fs::read_to_string(root.join("LICENSE")).expect("a LICENSE file");
+    assert!(license.contains("Apache License") && license.contains("Version 2.0, January 2004"));
 }
