@@ -136,6 +136,17 @@ pub trait LoginAttemptStore: Send + Sync {
         now: Timestamp,
         window_start: Timestamp,
     ) -> StoreResult<u32>;
+    /// Counts an attempt before its password is checked, in one statement: the count in
+    /// the current window (this attempt included) and the lock, if one holds at `now` (a
+    /// locked id's count does not move). So concurrent attempts past the limit are known
+    /// before any argon2 work starts.
+    async fn reserve_login_attempt(
+        &self,
+        tenant: TenantId,
+        login_id: &LoginId,
+        now: Timestamp,
+        window_start: Timestamp,
+    ) -> StoreResult<(u32, Option<Timestamp>)>;
     async fn lock_login(&self, tenant: TenantId, login_id: &LoginId, until: Timestamp) -> StoreResult<()>;
     async fn clear_login_failures(&self, tenant: TenantId, login_id: &LoginId) -> StoreResult<()>;
 }

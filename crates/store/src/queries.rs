@@ -332,6 +332,36 @@ impl LoginAttemptStore for SqlStore {
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
+    async fn reserve_login_attempt(
+        &self,
+        tenant: TenantId,
+        login_id: &LoginId,
+        now: Timestamp,
+        window_start: Timestamp,
+    ) -> StoreResult<(u32, Option<Timestamp>)> {
+        let row = sqlx::query(
+            "INSERT INTO login_failures (tenant_id, login_id, failures, window_started_at) VALUES ($1, $2, 1, $3) \
+             ON CONFLICT (tenant_id, login_id) DO UPDATE SET \
+               failures = CASE WHEN login_failures.locked_until > $3 THEN login_failures.failures \
+                               WHEN login_failures.window_started_at < $4 THEN 1 \
+                               ELSE login_failures.failures + 1 END, \
+               window_started_at = CASE WHEN login_failures.locked_until > $3 THEN login_failures.window_started_at \
+                                        WHEN login_failures.window_started_at < $4 THEN $3 \
+                                        ELSE login_failures.window_started_at END \
+             RETURNING failures, locked_until",
+        )
+        .bind(tenant.to_string())
+        .bind(login_id.as_str().to_owned())
+        .bind(now.millis())
+        .bind(window_start.millis())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let n = row.try_get::<i64, _>("failures").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let locked = row.try_get::<Option<i64>, _>("locked_until").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok((u32::try_from(n).unwrap_or(u32::MAX), locked.map(Timestamp::from_millis).filter(|u| *u > now)))
+    }
+
     async fn lock_login(&self, tenant: TenantId, login_id: &LoginId, until: Timestamp) -> StoreResult<()> {
         sqlx::query("UPDATE login_failures SET locked_until = $3, failures = 0 WHERE tenant_id = $1 AND login_id = $2")
             .bind(tenant.to_string())

@@ -38,8 +38,12 @@ impl Identity {
         let tenant = application.tenant_id;
         let lockout = self.policies.lockout;
 
-        let failures = self.store.login_failures(tenant, &req.login_id).await?;
-        if let Some(until) = failures.and_then(|f| f.locked_at(now)) {
+        // The attempt is counted before the password is checked (and cleared if it is
+        // right), so 50 concurrent guesses run at most `max_failures` argon2 checks.
+        let (attempts, locked) =
+            self.store.reserve_login_attempt(tenant, &req.login_id, now, now.minus(lockout.window)).await?;
+        let locked = locked.or_else(|| (attempts > lockout.max_failures).then(|| now.plus(lockout.lock_for)));
+        if let Some(until) = locked {
             self.audit(AuditKind::LoginLocked, None, "locked", ctx, json!({"loginId": req.login_id.as_str()}), now)
                 .await?;
             return Ok(LoginOutcome::Locked { until });
@@ -57,8 +61,7 @@ impl Identity {
         };
 
         let Some((user, hash)) = verified else {
-            let failures =
-                self.store.record_login_failure(tenant, &req.login_id, now, now.minus(lockout.window)).await?;
+            let failures = attempts;
             if failures >= lockout.max_failures {
                 let until = now.plus(lockout.lock_for);
                 self.store.lock_login(tenant, &req.login_id, until).await?;
@@ -71,9 +74,7 @@ impl Identity {
             return Ok(LoginOutcome::InvalidCredentials);
         };
 
-        if failures.is_some() {
-            self.store.clear_login_failures(tenant, &req.login_id).await?;
-        }
+        self.store.clear_login_failures(tenant, &req.login_id).await?;
         if hash.needs_rehash(&self.policies.hash) {
             let upgraded = self.hasher.hash(req.password.clone()).await?;
             self.store.set_password_hash(user.id, &upgraded, now).await?;

@@ -174,3 +174,42 @@ async fn login_and_lockout_work_on_postgres() {
     app.clock.advance(Duration::from_secs(181));
     assert_eq!(app.login("ann@example.com", "correct horse").await.status, 200);
 }
+
+/// 50 wrong passwords at once, spread over `apps`: the lockout (5) holds, and no argon2
+/// check starts once the limit is reached.
+async fn fifty_guesses_at_once(apps: &[&tessera_testkit::TestApp]) {
+    apps[0].create_user("ann@example.com", "correct horse").await;
+    let before: u64 = apps.iter().map(|a| a.state.hasher.verifications()).sum();
+    let guesses = (0..50)
+        .map(|i| {
+            let a = apps[i % apps.len()];
+            a.client
+                .post(a.url("/api/login"))
+                .json(&serde_json::json!({"loginId": "ann@example.com", "password": "guess"}))
+        })
+        .collect();
+    let replies = apps[0].all_at_once(guesses).await;
+    let checked: u64 = apps.iter().map(|a| a.state.hasher.verifications()).sum::<u64>() - before;
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert!(checked <= 5, "{checked} argon2 checks for 50 guesses: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 404).count(), 4, "four plain failures: {statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 404 || *s == 409), "{statuses:?}");
+    assert_eq!(apps[0].login("ann@example.com", "correct horse").await.status, 409, "and the id is locked");
+}
+
+#[tokio::test]
+async fn fifty_concurrent_wrong_passwords_run_at_most_five_argon2_checks() {
+    fifty_guesses_at_once(&[&spawn_app().await]).await;
+    fifty_guesses_at_once(&[&app().backend(Backend::Postgres).spawn().await]).await;
+    let a = app()
+        .backend(Backend::Postgres)
+        .configure(|c| c.messaging.public_url = Some("https://auth.example.com".into()))
+        .spawn()
+        .await;
+    let b = app()
+        .database_url(&a.database_url)
+        .configure(|c| c.messaging.public_url = Some("https://auth.example.com".into()))
+        .spawn()
+        .await;
+    fifty_guesses_at_once(&[&a, &b]).await;
+}

@@ -49,3 +49,21 @@ contract!(concurrent_failures_are_all_counted, |c| {
     seen.sort();
     assert_eq!(seen, (1..=20).collect::<Vec<u32>>());
 });
+
+contract!(an_attempt_is_counted_before_it_is_checked_and_a_lock_freezes_the_count, |c| {
+    let id = LoginId::parse("ann@example.com").unwrap();
+    let at = |s: i64| tessera_core::Timestamp::from_millis(T0.millis() + s * 1000);
+    assert_eq!(c.store.reserve_login_attempt(c.tenant, &id, at(0), at(-60)).await.unwrap(), (1, None));
+    assert_eq!(c.store.reserve_login_attempt(c.tenant, &id, at(1), at(-59)).await.unwrap(), (2, None));
+    c.store.lock_login(c.tenant, &id, at(100)).await.unwrap();
+    assert_eq!(
+        c.store.reserve_login_attempt(c.tenant, &id, at(2), at(-58)).await.unwrap(),
+        (0, Some(at(100))),
+        "locked"
+    );
+    assert_eq!(
+        c.store.reserve_login_attempt(c.tenant, &id, at(101), at(41)).await.unwrap(),
+        (1, None),
+        "after the lock"
+    );
+});
