@@ -19,8 +19,18 @@ pub enum StoreError {
     /// A uniqueness rule was broken; names the user-facing field (`user.email`, …).
     #[error("duplicate value for {0}")]
     Conflict(String),
+    /// The database cannot be reached (pool exhausted, connection lost, server down):
+    /// the one store error that says "try again shortly".
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// Concurrent transactions collided (a serialization failure, a deadlock, a busy
+    /// SQLite file); the work was rolled back and may be retried as a whole.
+    #[error("transaction conflict: {0}")]
+    Busy(String),
+    /// The database refused the statement itself (a bug, a schema out of step, a broken
+    /// constraint other than uniqueness): retrying will not help.
+    #[error("query failed: {0}")]
+    Query(String),
     /// A row that cannot be turned back into a domain value.
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -421,9 +431,21 @@ pub trait SealedValueStore: Send + Sync {
     async fn recovery_code_hashes(&self) -> StoreResult<Vec<String>>;
 }
 
+/// Limits that count what happened recently and then record one more (send windows,
+/// attempt counts) are only limits if no two requests count at the same time.
+#[async_trait]
+pub trait LimitStore: Send + Sync {
+    /// Inside a unit of work, waits until no other unit holds the named limit, then holds
+    /// it until this unit ends (commit or rollback), on every instance sharing the
+    /// database. Count, decide and record under it: N concurrent requests against a
+    /// limit of L then admit at most L. Outside a unit of work it holds nothing.
+    async fn hold_limit(&self, key: &str) -> StoreResult<()>;
+}
+
 #[async_trait]
 pub trait Store:
-    TenantStore
+    LimitStore
+    + TenantStore
     + ApplicationStore
     + ApiKeyStore
     + UserStore
@@ -439,4 +461,17 @@ pub trait Store:
 {
     /// Whether the database answers; what `/api/status` reports.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Starts a unit of work: every method of the returned store runs in one database
+    /// transaction, made visible at once by [`Tx::commit`]. Dropped without a commit
+    /// (an error part-way, a panic, a cancelled request), nothing it wrote remains.
+    /// Called on a unit of work, it joins it: the inner commit is left to the outer one.
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>>;
+}
+
+/// A unit of work: the whole store, inside one transaction.
+#[async_trait]
+pub trait Tx: Store {
+    /// Makes every write of the unit visible at once. A failed commit wrote nothing.
+    async fn commit(&self) -> StoreResult<()>;
 }

@@ -7,10 +7,10 @@ use tessera_core::ids::{ApplicationId, TenantId};
 use tessera_core::oidc::{MfaPolicy, OAuthClient};
 use tessera_core::store::{Application, ApplicationStore, StoreResult};
 
+use crate::db_error;
 use crate::oidc::text_list;
 use crate::queries::SqlStore;
 use crate::rows::{self, corrupt, get};
-use crate::unavailable;
 
 pub(crate) const COLUMNS: &str =
     "id, tenant_id, name, created_at, active, client_secret_digest, redirect_uris, mfa_policy";
@@ -30,9 +30,9 @@ impl ApplicationStore for SqlStore {
     async fn get_application(&self, id: ApplicationId) -> StoreResult<Option<Application>> {
         sqlx::query("SELECT id, tenant_id, name, created_at, active FROM applications WHERE id = $1")
             .bind(id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?
+            .map_err(db_error)?
             .map(|r| rows::application(&r))
             .transpose()
     }
@@ -43,9 +43,9 @@ impl ApplicationStore for SqlStore {
              ORDER BY created_at, id LIMIT 1",
         )
         .bind(tenant.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .map(|r| rows::application(&r))
         .transpose()
     }
@@ -62,9 +62,9 @@ impl ApplicationStore for SqlStore {
         .bind(c.secret_digest.clone())
         .bind(text_list(&c.redirect_uris))
         .bind(c.mfa_policy.as_str().to_owned())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -79,9 +79,9 @@ impl ApplicationStore for SqlStore {
         .bind(c.secret_digest.clone())
         .bind(text_list(&c.redirect_uris))
         .bind(c.mfa_policy.as_str().to_owned())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -90,9 +90,9 @@ impl ApplicationStore for SqlStore {
             "SELECT {COLUMNS} FROM applications WHERE tenant_id = $1 ORDER BY created_at, id"
         )))
         .bind(tenant.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .iter()
         .map(|r| Ok((rows::application(r)?, client(r)?)))
         .collect()
@@ -103,20 +103,21 @@ impl ApplicationStore for SqlStore {
             .bind(id.to_string())
             .bind(tenant.to_string())
             .bind(i64::from(active))
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn delete_application(&self, tenant: TenantId, id: ApplicationId, now: Timestamp) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut conn = self.conn().await?;
+        let mut tx = self.begin_on(&mut conn).await?;
         let gone = sqlx::query("DELETE FROM applications WHERE id = $1 AND tenant_id = $2")
             .bind(id.to_string())
             .bind(tenant.to_string())
             .execute(&mut *tx)
             .await
-            .map_err(unavailable)?
+            .map_err(db_error)?
             .rows_affected()
             == 1;
         if !gone {
@@ -128,14 +129,14 @@ impl ApplicationStore for SqlStore {
             .bind(now.millis())
             .execute(&mut *tx)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         for table in [
             "DELETE FROM oauth_codes WHERE client_id = $1",
             "DELETE FROM two_factor_challenges WHERE application_id = $1",
         ] {
-            sqlx::query(table).bind(id.clone()).execute(&mut *tx).await.map_err(unavailable)?;
+            sqlx::query(table).bind(id.clone()).execute(&mut *tx).await.map_err(db_error)?;
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await.map_err(db_error)?;
         Ok(true)
     }
 }

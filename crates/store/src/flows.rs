@@ -6,9 +6,9 @@ use tessera_core::Timestamp;
 use tessera_core::ids::TenantId;
 use tessera_core::store::{Binding, FlowRun, FlowStore, StoreError, StoreResult, StoredFlow};
 
+use crate::db_error;
 use crate::queries::{SqlStore, write_error};
 use crate::rows::{corrupt, get};
-use crate::unavailable;
 
 fn flow(row: &AnyRow) -> StoreResult<StoredFlow> {
     Ok(StoredFlow {
@@ -61,7 +61,7 @@ async fn bind(
         .bind(b.number.clone())
         .fetch_optional(&mut **tx)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .map(|r| get(&r, "flow_sid"))
         .transpose()?;
     if bound.as_deref() == Some(flow_sid) { Ok(()) } else { Err(StoreError::Conflict("number".into())) }
@@ -70,7 +70,8 @@ async fn bind(
 #[async_trait]
 impl FlowStore for SqlStore {
     async fn insert_flow(&self, f: &StoredFlow, number: Option<&Binding>) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut conn = self.conn().await?;
+        let mut tx = self.begin_on(&mut conn).await?;
         sqlx::query(
             "INSERT INTO flows (sid, tenant_id, friendly_name, definition, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -85,7 +86,7 @@ impl FlowStore for SqlStore {
         if let Some(b) = number {
             bind(&mut tx, f.tenant_id, &f.sid, b).await?;
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await.map_err(db_error)?;
         Ok(())
     }
 
@@ -95,9 +96,9 @@ impl FlowStore for SqlStore {
         )
         .bind(tenant.to_string())
         .bind(sid.to_owned())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .map(|r| flow(&r))
         .transpose()
     }
@@ -105,35 +106,37 @@ impl FlowStore for SqlStore {
     async fn flows(&self, tenant: TenantId) -> StoreResult<Vec<StoredFlow>> {
         sqlx::query("SELECT sid, tenant_id, friendly_name, definition, created_at FROM flows WHERE tenant_id = $1 ORDER BY created_at, sid")
             .bind(tenant.to_string())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?
+            .map_err(db_error)?
             .iter()
             .map(flow)
             .collect()
     }
 
     async fn delete_flow(&self, tenant: TenantId, sid: &str) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut conn = self.conn().await?;
+        let mut tx = self.begin_on(&mut conn).await?;
         sqlx::query("DELETE FROM flow_numbers WHERE flow_sid = $1")
             .bind(sid.to_owned())
             .execute(&mut *tx)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         let done = sqlx::query("DELETE FROM flows WHERE tenant_id = $1 AND sid = $2")
             .bind(tenant.to_string())
             .bind(sid.to_owned())
             .execute(&mut *tx)
             .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn bind_number(&self, tenant: TenantId, flow_sid: &str, binding: &Binding) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut conn = self.conn().await?;
+        let mut tx = self.begin_on(&mut conn).await?;
         bind(&mut tx, tenant, flow_sid, binding).await?;
-        tx.commit().await.map_err(unavailable)
+        tx.commit().await.map_err(db_error)
     }
 
     async fn bindings(&self, tenant: TenantId, flow_sid: Option<&str>) -> StoreResult<Vec<(String, String)>> {
@@ -142,9 +145,9 @@ impl FlowStore for SqlStore {
         )
         .bind(tenant.to_string())
         .bind(flow_sid.unwrap_or_default().to_owned())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         rows.iter().map(|r| Ok((get(r, "number")?, get(r, "flow_sid")?))).collect()
     }
 
@@ -154,9 +157,9 @@ impl FlowStore for SqlStore {
              JOIN flow_numbers n ON n.flow_sid = f.sid WHERE n.number = $1",
         )
         .bind(number.to_owned())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .map(|r| flow(&r))
         .transpose()
     }
@@ -174,7 +177,7 @@ impl FlowStore for SqlStore {
         .bind(r.created_at.millis())
         .bind(r.updated_at.millis())
         .bind(r.lease_until.map(Timestamp::millis))
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
@@ -192,9 +195,9 @@ impl FlowStore for SqlStore {
         .bind(serde_json::Value::from(r.steps.clone()).to_string())
         .bind(r.updated_at.millis())
         .bind(r.lease_until.map(Timestamp::millis))
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         Ok(())
     }
 
@@ -208,18 +211,18 @@ impl FlowStore for SqlStore {
         .bind(r.current.clone())
         .bind(serde_json::Value::from(r.steps.clone()).to_string())
         .bind(now.millis())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn run(&self, sid: &str) -> StoreResult<Option<FlowRun>> {
         sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM flow_runs WHERE sid = $1")))
             .bind(sid.to_owned())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?
+            .map_err(db_error)?
             .map(|r| run(&r))
             .transpose()
     }
@@ -230,9 +233,9 @@ impl FlowStore for SqlStore {
         )))
         .bind(flow_sid.to_owned())
         .bind(i64::try_from(limit).unwrap_or(100))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .iter()
         .map(run)
         .collect()
@@ -243,9 +246,9 @@ impl FlowStore for SqlStore {
             "SELECT {RUN_COLUMNS} FROM flow_runs WHERE status = 'running' AND (lease_until IS NULL OR lease_until < $1)"
         )))
         .bind(now.millis())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .iter()
         .map(run)
         .collect()

@@ -16,6 +16,7 @@ mod sealed;
 mod sqlite;
 pub mod testing;
 mod twofactor;
+mod unit;
 mod verify;
 
 use sqlx::AnyPool;
@@ -95,6 +96,37 @@ pub(crate) fn migration(version: i64, description: &'static str, sql: &'static s
     )
 }
 
+/// Tells a database that is not there (503, try again) from a transaction that lost a
+/// race (retry the unit) and from a statement the database refused (a bug: 500).
+pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
+    use sqlx::Error as E;
+    match &e {
+        E::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            let code = code.as_ref();
+            // PostgreSQL: 40001 serialization failure, 40P01 deadlock, 55P03 lock not
+            // available. SQLite: 5 busy, 6 locked (and their extended codes).
+            let sqlite_busy = code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+            if matches!(code, "40001" | "40P01" | "55P03") || sqlite_busy {
+                StoreError::Busy(e.to_string())
+            // 08: connection exceptions, 53: out of resources, 57P: the server is going down.
+            } else if code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") {
+                StoreError::Unavailable(e.to_string())
+            } else {
+                StoreError::Query(e.to_string())
+            }
+        }
+        E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Protocol(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        E::ColumnDecode { .. } | E::Decode(_) | E::ColumnNotFound(_) | E::ColumnIndexOutOfBounds { .. } => {
+            StoreError::Corrupt(e.to_string())
+        }
+        _ => StoreError::Query(e.to_string()),
+    }
+}
+
+/// For connection setup and migrations: any failure there means no usable database.
 pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }

@@ -8,9 +8,9 @@ use tessera_core::messaging::{Channel, Purpose};
 use tessera_core::messengers::{Delivery, MessengerConfig, MessengerType};
 use tessera_core::store::{MessengerStore, StoreResult};
 
+use crate::db_error;
 use crate::queries::{SqlStore, write_error};
 use crate::rows::{corrupt, get};
-use crate::unavailable;
 
 fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> StoreResult<T> {
     serde_json::from_str(&get::<String>(row, col)?).map_err(|e| corrupt(format!("{col}: {e}")))
@@ -95,7 +95,7 @@ impl MessengerStore for SqlStore {
         let q = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO messengers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         )));
-        bind_messenger(q, m).execute(&self.pool).await.map_err(write_error)?;
+        bind_messenger(q, m).execute(&mut *self.conn().await?).await.map_err(write_error)?;
         Ok(())
     }
 
@@ -103,9 +103,9 @@ impl MessengerStore for SqlStore {
         sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM messengers WHERE tenant_id = $1 AND id = $2")))
             .bind(tenant.to_string())
             .bind(id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?
+            .map_err(db_error)?
             .map(|r| messenger(&r))
             .transpose()
     }
@@ -115,9 +115,9 @@ impl MessengerStore for SqlStore {
             "SELECT {COLUMNS} FROM messengers WHERE tenant_id = $1 ORDER BY created_at, id"
         )))
         .bind(tenant.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .iter()
         .map(messenger)
         .collect()
@@ -129,16 +129,16 @@ impl MessengerStore for SqlStore {
              priority = $9, country_codes = $10, preferred_country_codes = $11, created_at = $12, updated_at = $13 \
              WHERE id = $1 AND tenant_id = $2",
         );
-        Ok(bind_messenger(q, m).execute(&self.pool).await.map_err(write_error)?.rows_affected() == 1)
+        Ok(bind_messenger(q, m).execute(&mut *self.conn().await?).await.map_err(write_error)?.rows_affected() == 1)
     }
 
     async fn delete_messenger(&self, tenant: TenantId, id: MessengerId) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM messengers WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.to_string())
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -164,7 +164,7 @@ impl MessengerStore for SqlStore {
         .bind(d.price_unit.clone())
         .bind(d.created_at.millis())
         .bind(d.updated_at.millis())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
@@ -187,9 +187,9 @@ impl MessengerStore for SqlStore {
         .bind(status.to_owned())
         .bind(error_code.map(str::to_owned))
         .bind(now.millis())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -198,7 +198,7 @@ impl MessengerStore for SqlStore {
             .bind(digest.to_owned())
             .bind(sealed_text.to_owned())
             .bind(expires_at.millis())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map_err(write_error)?;
         Ok(())
@@ -207,9 +207,9 @@ impl MessengerStore for SqlStore {
     async fn take_voice_prompt(&self, digest: &str, now: Timestamp) -> StoreResult<Option<String>> {
         let row = sqlx::query("DELETE FROM voice_prompts WHERE digest = $1 RETURNING sealed_text, expires_at")
             .bind(digest.to_owned())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         match row {
             Some(r) if get::<i64>(&r, "expires_at")? > now.millis() => Ok(Some(get(&r, "sealed_text")?)),
             _ => Ok(None),
@@ -223,15 +223,15 @@ impl MessengerStore for SqlStore {
         .bind(tenant.to_string())
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         let list = rows.iter().map(delivery).collect::<StoreResult<Vec<_>>>()?;
         let total = sqlx::query("SELECT COUNT(*) AS n FROM deliveries WHERE tenant_id = $1")
             .bind(tenant.to_string())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok((list, u64::try_from(get::<i64>(&total, "n")?).unwrap_or(0)))
     }
 }

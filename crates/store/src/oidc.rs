@@ -8,9 +8,9 @@ use tessera_core::oidc::{AuthCode, BrowserSession, OAuthClient};
 use tessera_core::store::{OidcStore, StoreResult};
 
 use crate::applications;
+use crate::db_error;
 use crate::queries::{SqlStore, write_error};
 use crate::rows::{corrupt, get};
-use crate::unavailable;
 
 pub(crate) fn list(row: &AnyRow, col: &str) -> StoreResult<Vec<String>> {
     serde_json::from_str(&get::<String>(row, col)?).map_err(corrupt)
@@ -58,9 +58,9 @@ impl OidcStore for SqlStore {
             applications::COLUMNS
         )))
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .map(|r| applications::client(&r))
         .transpose()
     }
@@ -79,7 +79,7 @@ impl OidcStore for SqlStore {
         .bind(c.auth_time.millis())
         .bind(text_list(&c.amr))
         .bind(c.expires_at.millis())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
@@ -89,17 +89,17 @@ impl OidcStore for SqlStore {
         // The conditional UPDATE is the single-use guarantee, across servers too.
         let done = sqlx::query("UPDATE oauth_codes SET used = 1 WHERE digest = $1 AND used = 0")
             .bind(digest.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         if done.rows_affected() != 1 {
             return Ok(None);
         }
         sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CODE_COLUMNS} FROM oauth_codes WHERE digest = $1")))
             .bind(digest.to_owned())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?
+            .map_err(db_error)?
             .map(|r| code(&r))
             .transpose()
     }
@@ -116,7 +116,7 @@ impl OidcStore for SqlStore {
         .bind(text_list(&s.amr))
         .bind(s.last_seen.millis())
         .bind(s.expires_at.millis())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
@@ -125,9 +125,9 @@ impl OidcStore for SqlStore {
     async fn session(&self, digest: &str) -> StoreResult<Option<BrowserSession>> {
         sqlx::query("SELECT digest, tenant_id, user_id, auth_time, amr, last_seen, expires_at FROM browser_sessions WHERE digest = $1")
             .bind(digest.to_owned())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?
+            .map_err(db_error)?
             .map(|r| session(&r))
             .transpose()
     }
@@ -136,9 +136,9 @@ impl OidcStore for SqlStore {
         sqlx::query("UPDATE browser_sessions SET last_seen = $2 WHERE digest = $1")
             .bind(digest.to_owned())
             .bind(now.millis())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok(())
     }
 
@@ -146,18 +146,18 @@ impl OidcStore for SqlStore {
         sqlx::query("UPDATE browser_sessions SET amr = $2 WHERE digest = $1")
             .bind(digest.to_owned())
             .bind(text_list(amr))
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok(())
     }
 
     async fn delete_session(&self, digest: &str) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM browser_sessions WHERE digest = $1")
             .bind(digest.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 }

@@ -11,23 +11,36 @@ use tessera_core::audit::{AuditEvent, AuditRecord};
 use tessera_core::ids::{ApiKeyId, RefreshTokenId, TenantId, UserId};
 use tessera_core::password::PasswordHash;
 use tessera_core::store::{
-    ApiKeyStore, AuditStore, Bootstrap, FailureState, LoginAttemptStore, Store, StoreError, StoreResult, Tenant,
-    TenantStore, TokenStore, UserStore,
+    ApiKeyStore, AuditStore, Bootstrap, FailureState, LoginAttemptStore, StoreError, StoreResult, Tenant, TenantStore,
+    TokenStore, UserStore,
 };
 use tessera_core::tokens::{RefreshToken, StoredSigningKey};
 use tessera_core::user::{LoginId, User};
 
-use crate::{Backend, postgres, rows, sqlite, unavailable};
+use crate::unit::Unit;
+use crate::{Backend, db_error, postgres, rows, sqlite};
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SqlStore {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    /// Set on the store a unit of work hands out ([`Store::begin`]).
+    pub(crate) unit: Option<Unit>,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore").field("backend", &self.backend).field("in_unit", &self.unit.is_some()).finish()
+    }
 }
 
 impl SqlStore {
     pub(crate) fn new(pool: AnyPool, backend: Backend) -> Self {
-        SqlStore { pool, backend }
+        SqlStore { pool, backend, unit: None }
+    }
+
+    pub(crate) fn with_unit(&self, unit: Unit) -> Self {
+        SqlStore { pool: self.pool.clone(), backend: self.backend, unit: Some(unit) }
     }
 
     pub fn backend(&self) -> Backend {
@@ -56,9 +69,9 @@ impl SqlStore {
         let row = sqlx::query(
             "SELECT CAST(CASE WHEN ssl THEN 1 ELSE 0 END AS BIGINT) AS tls FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         Ok(row.map(|r| rows::get::<i64>(&r, "tls")).transpose()?.unwrap_or(0) == 1)
     }
 }
@@ -84,7 +97,7 @@ pub(crate) fn write_error(e: sqlx::Error) -> StoreError {
         };
         return StoreError::Conflict(field.to_owned());
     }
-    unavailable(e)
+    db_error(e)
 }
 
 fn bind_user(q: Q, u: &User) -> Q {
@@ -107,14 +120,15 @@ fn bind_user(q: Q, u: &User) -> Q {
 #[async_trait]
 impl TenantStore for SqlStore {
     async fn bootstrap(&self, b: &Bootstrap) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut conn = self.conn().await?;
+        let mut tx = self.begin_on(&mut conn).await?;
         // The single-row `bootstrap` table decides which of several racing processes
         // sets the database up; the others see zero rows inserted and write nothing.
         let claimed = sqlx::query("INSERT INTO bootstrap (id, tenant_id) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
             .bind(b.tenant.id.to_string())
             .execute(&mut *tx)
             .await
-            .map_err(unavailable)?
+            .map_err(db_error)?
             .rows_affected()
             == 1;
         if !claimed {
@@ -126,7 +140,7 @@ impl TenantStore for SqlStore {
             .bind(b.tenant.created_at.millis())
             .execute(&mut *tx)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         sqlx::query("INSERT INTO applications (id, tenant_id, name, created_at) VALUES ($1, $2, $3, $4)")
             .bind(b.application.id.to_string())
             .bind(b.application.tenant_id.to_string())
@@ -134,17 +148,17 @@ impl TenantStore for SqlStore {
             .bind(b.application.created_at.millis())
             .execute(&mut *tx)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         insert_api_key_query(&b.api_key).execute(&mut *tx).await.map_err(write_error)?;
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await.map_err(db_error)?;
         Ok(true)
     }
 
     async fn default_tenant(&self) -> StoreResult<Option<Tenant>> {
         sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY created_at, id LIMIT 1")
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?
+            .map_err(db_error)?
             .map(|r| rows::tenant(&r))
             .transpose()
     }
@@ -162,16 +176,16 @@ fn insert_api_key_query(k: &ApiKey) -> Q {
 #[async_trait]
 impl ApiKeyStore for SqlStore {
     async fn insert_api_key(&self, key: &ApiKey) -> StoreResult<()> {
-        insert_api_key_query(key).execute(&self.pool).await.map_err(write_error)?;
+        insert_api_key_query(key).execute(&mut *self.conn().await?).await.map_err(write_error)?;
         Ok(())
     }
 
     async fn find_api_key(&self, digest: &str) -> StoreResult<Option<ApiKey>> {
         sqlx::query("SELECT id, tenant_id, digest, description, created_at FROM api_keys WHERE digest = $1")
             .bind(digest.to_owned())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?
+            .map_err(db_error)?
             .map(|r| rows::api_key(&r))
             .transpose()
     }
@@ -181,9 +195,9 @@ impl ApiKeyStore for SqlStore {
             "SELECT id, tenant_id, digest, description, created_at FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id",
         )
         .bind(tenant.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .iter()
         .map(rows::api_key)
         .collect()
@@ -197,9 +211,9 @@ impl ApiKeyStore for SqlStore {
         )
         .bind(tenant.to_string())
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 }
@@ -212,7 +226,7 @@ impl UserStore for SqlStore {
              last_name, data, active, password_hash, created_at, updated_at, email_verified) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         );
-        bind_user(q, user).execute(&self.pool).await.map_err(write_error)?;
+        bind_user(q, user).execute(&mut *self.conn().await?).await.map_err(write_error)?;
         Ok(())
     }
 
@@ -223,9 +237,9 @@ impl UserStore for SqlStore {
         )))
         .bind(tenant.to_string())
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .map(|r| rows::user(&r))
         .transpose()
     }
@@ -239,9 +253,9 @@ impl UserStore for SqlStore {
         )))
         .bind(tenant.to_string())
         .bind(login_id.as_str().to_owned())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .map(|r| rows::user(&r))
         .transpose()
     }
@@ -252,7 +266,7 @@ impl UserStore for SqlStore {
              first_name = $7, last_name = $8, data = $9, active = $10, password_hash = $11, \
              created_at = $12, updated_at = $13, email_verified = $14 WHERE id = $1 AND tenant_id = $2",
         );
-        let done = bind_user(q, user).execute(&self.pool).await.map_err(write_error)?;
+        let done = bind_user(q, user).execute(&mut *self.conn().await?).await.map_err(write_error)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -261,26 +275,27 @@ impl UserStore for SqlStore {
             .bind(id.to_string())
             .bind(hash.as_phc().to_owned())
             .bind(now.millis())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok(())
     }
 
     async fn delete_user(&self, tenant: TenantId, id: UserId) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut conn = self.conn().await?;
+        let mut tx = self.begin_on(&mut conn).await?;
         sqlx::query("DELETE FROM refresh_tokens WHERE user_id = $1")
             .bind(id.to_string())
             .execute(&mut *tx)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         let done = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.to_string())
             .bind(id.to_string())
             .execute(&mut *tx)
             .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 }
@@ -292,9 +307,9 @@ impl LoginAttemptStore for SqlStore {
             sqlx::query("SELECT failures, locked_until FROM login_failures WHERE tenant_id = $1 AND login_id = $2")
                 .bind(tenant.to_string())
                 .bind(login_id.as_str().to_owned())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.conn().await?)
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_error)?;
         row.map(|r| {
             Ok(FailureState {
                 failures: u32::try_from(rows::get::<i64>(&r, "failures")?).unwrap_or(u32::MAX),
@@ -325,9 +340,9 @@ impl LoginAttemptStore for SqlStore {
         .bind(login_id.as_str().to_owned())
         .bind(now.millis())
         .bind(window_start.millis())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         let n = row.try_get::<i64, _>("failures").map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
@@ -354,9 +369,9 @@ impl LoginAttemptStore for SqlStore {
         .bind(login_id.as_str().to_owned())
         .bind(now.millis())
         .bind(window_start.millis())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         let n = row.try_get::<i64, _>("failures").map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let locked = row.try_get::<Option<i64>, _>("locked_until").map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok((u32::try_from(n).unwrap_or(u32::MAX), locked.map(Timestamp::from_millis).filter(|u| *u > now)))
@@ -367,9 +382,9 @@ impl LoginAttemptStore for SqlStore {
             .bind(tenant.to_string())
             .bind(login_id.as_str().to_owned())
             .bind(until.millis())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok(())
     }
 
@@ -377,9 +392,9 @@ impl LoginAttemptStore for SqlStore {
         sqlx::query("DELETE FROM login_failures WHERE tenant_id = $1 AND login_id = $2")
             .bind(tenant.to_string())
             .bind(login_id.as_str().to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok(())
     }
 }
@@ -401,7 +416,7 @@ impl TokenStore for SqlStore {
         .bind(t.created_at.millis())
         .bind(t.expires_at.millis())
         .bind(t.revoked_at.map(Timestamp::millis))
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
@@ -410,9 +425,9 @@ impl TokenStore for SqlStore {
     async fn find_refresh_token(&self, digest: &str) -> StoreResult<Option<RefreshToken>> {
         sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE digest = $1")))
             .bind(digest.to_owned())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?
+            .map_err(db_error)?
             .map(|r| rows::refresh_token(&r))
             .transpose()
     }
@@ -421,9 +436,9 @@ impl TokenStore for SqlStore {
         let done = sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
             .bind(id.to_string())
             .bind(now.millis())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -431,9 +446,9 @@ impl TokenStore for SqlStore {
         let done = sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
             .bind(user.to_string())
             .bind(now.millis())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok(done.rows_affected())
     }
 
@@ -447,7 +462,7 @@ impl TokenStore for SqlStore {
         .bind(key.sealed_private.clone())
         .bind(key.public_jwk.to_string())
         .bind(key.created_at.millis())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
         .map_err(write_error)?;
         Ok(done.rows_affected() == 1)
@@ -458,9 +473,9 @@ impl TokenStore for SqlStore {
             .bind(kid.to_owned())
             .bind(old.to_owned())
             .bind(new.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -468,9 +483,9 @@ impl TokenStore for SqlStore {
         sqlx::query(
             "SELECT kid, algorithm, private_der, public_jwk, created_at FROM signing_keys ORDER BY created_at, kid",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .iter()
         .map(rows::signing_key)
         .collect()
@@ -491,9 +506,9 @@ impl AuditStore for SqlStore {
         .bind(e.ip.clone())
         .bind(e.outcome.to_owned())
         .bind(e.detail.to_string())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         Ok(())
     }
 
@@ -505,9 +520,9 @@ impl AuditStore for SqlStore {
         .bind(user.to_string())
         .bind(event.to_owned())
         .bind(i64::try_from(limit).unwrap_or(10))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .iter()
         .map(rows::audit_record)
         .collect()
@@ -521,25 +536,17 @@ impl AuditStore for SqlStore {
         .bind(tenant.to_string())
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .iter()
         .map(rows::audit_record)
         .collect::<StoreResult<Vec<_>>>()?;
         let total = sqlx::query("SELECT COUNT(*) AS n FROM audit_log WHERE tenant_id = $1")
             .bind(tenant.to_string())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok((page, u64::try_from(rows::count(&total)?).unwrap_or(0)))
-    }
-}
-
-#[async_trait]
-impl Store for SqlStore {
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
-        Ok(())
     }
 }

@@ -3,9 +3,9 @@
 use async_trait::async_trait;
 use tessera_core::store::{SealedColumn, SealedValueStore, StoreResult};
 
+use crate::db_error;
 use crate::queries::SqlStore;
 use crate::rows::get;
-use crate::unavailable;
 
 /// Table, key column and value column of each sealed column.
 fn place(column: SealedColumn) -> (&'static str, &'static str, &'static str) {
@@ -23,7 +23,7 @@ impl SealedValueStore for SqlStore {
     async fn sealed_values(&self, column: SealedColumn) -> StoreResult<Vec<(String, String)>> {
         let (table, key, value) = place(column);
         let sql = format!("SELECT {key} AS k, {value} AS v FROM {table} ORDER BY {key}");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await.map_err(unavailable)?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *self.conn().await?).await.map_err(db_error)?;
         rows.iter().map(|r| Ok((get(r, "k")?, get(r, "v")?))).collect()
     }
 
@@ -34,14 +34,17 @@ impl SealedValueStore for SqlStore {
             .bind(key.to_owned())
             .bind(old.to_owned())
             .bind(new.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn recovery_code_hashes(&self) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query("SELECT hash FROM recovery_codes").fetch_all(&self.pool).await.map_err(unavailable)?;
+        let rows = sqlx::query("SELECT hash FROM recovery_codes")
+            .fetch_all(&mut *self.conn().await?)
+            .await
+            .map_err(db_error)?;
         rows.iter().map(|r| get(r, "hash")).collect()
     }
 }

@@ -50,5 +50,6 @@ pub(crate) fn migrator() -> Migrator {
         migration(8, "application active", include_str!("../migrations/sqlite/0008_application_active.sql")),
         migration(9, "flow run lease", include_str!("../migrations/sqlite/0009_flow_run_lease.sql")),
         migration(10, "email verified", include_str!("../migrations/sqlite/0010_email_verified.sql")),
+        migration(11, "limit locks", include_str!("../migrations/sqlite/0011_limit_locks.sql")),
     ])
 }

@@ -13,9 +13,9 @@ use tessera_core::twofactor::{
     Authenticator, Challenge, MethodId, MethodKind, PendingCode, TrustToken, TwoFactorMethod, UserCode,
 };
 
+use crate::db_error;
 use crate::queries::{SqlStore, write_error};
 use crate::rows::{corrupt, get};
-use crate::unavailable;
 
 fn method_id(s: String) -> StoreResult<MethodId> {
     MethodId::parse(&s).ok_or_else(|| corrupt("method id"))
@@ -106,7 +106,7 @@ impl TwoFactorStore for SqlStore {
         .bind(period)
         .bind(last_step)
         .bind(m.created_at.millis())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
@@ -118,9 +118,9 @@ impl TwoFactorStore for SqlStore {
              FROM two_factor_methods WHERE user_id = $1 ORDER BY created_at, id",
         )
         .bind(user.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .iter()
         .map(method)
         .collect()
@@ -130,9 +130,9 @@ impl TwoFactorStore for SqlStore {
         let done = sqlx::query("DELETE FROM two_factor_methods WHERE user_id = $1 AND id = $2")
             .bind(user.to_string())
             .bind(id.as_str().to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -144,9 +144,9 @@ impl TwoFactorStore for SqlStore {
         .bind(user.to_string())
         .bind(id.as_str().to_owned())
         .bind(step)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -154,9 +154,9 @@ impl TwoFactorStore for SqlStore {
         let rows = sqlx::query(
             "SELECT user_id, id, secret_sealed FROM two_factor_methods WHERE secret_sealed IS NOT NULL ORDER BY user_id, id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         rows.iter()
             .map(|r| Ok((user_id(get(r, "user_id")?)?, method_id(get(r, "id")?)?, get(r, "secret_sealed")?)))
             .collect()
@@ -170,9 +170,9 @@ impl TwoFactorStore for SqlStore {
         .bind(id.as_str().to_owned())
         .bind(old.to_owned())
         .bind(new.to_owned())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -190,7 +190,7 @@ impl TwoFactorStore for SqlStore {
         .bind(c.code.as_ref().map(|p| p.method_id.as_str().to_owned()))
         .bind(c.code.as_ref().map(|p| p.hash.clone()))
         .bind(c.code.as_ref().map(|p| p.expires_at.millis()))
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
@@ -201,9 +201,9 @@ impl TwoFactorStore for SqlStore {
             "SELECT {CHALLENGE_COLUMNS} FROM two_factor_challenges WHERE digest = $1"
         )))
         .bind(digest.to_owned())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .map(|r| challenge(&r))
         .transpose()
     }
@@ -216,9 +216,9 @@ impl TwoFactorStore for SqlStore {
         .bind(code.method_id.as_str().to_owned())
         .bind(code.hash.clone())
         .bind(code.expires_at.millis())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         Ok(())
     }
 
@@ -229,9 +229,9 @@ impl TwoFactorStore for SqlStore {
         )
         .bind(digest.to_owned())
         .bind(hash.to_owned())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -240,9 +240,9 @@ impl TwoFactorStore for SqlStore {
             "UPDATE two_factor_challenges SET failures = failures + 1 WHERE digest = $1 RETURNING failures",
         )
         .bind(digest.to_owned())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         Ok(match row {
             Some(r) => count(get(&r, "failures")?),
             None => u32::MAX,
@@ -252,19 +252,20 @@ impl TwoFactorStore for SqlStore {
     async fn spend_challenge(&self, digest: &str) -> StoreResult<bool> {
         let done = sqlx::query("UPDATE two_factor_challenges SET spent = 1 WHERE digest = $1 AND spent = 0")
             .bind(digest.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn replace_recovery_codes(&self, user: UserId, hashes: &[String], now: Timestamp) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut conn = self.conn().await?;
+        let mut tx = self.begin_on(&mut conn).await?;
         sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
             .bind(user.to_string())
             .execute(&mut *tx)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         for h in hashes {
             sqlx::query("INSERT INTO recovery_codes (user_id, hash, created_at) VALUES ($1, $2, $3)")
                 .bind(user.to_string())
@@ -274,7 +275,7 @@ impl TwoFactorStore for SqlStore {
                 .await
                 .map_err(write_error)?;
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await.map_err(db_error)?;
         Ok(())
     }
 
@@ -283,9 +284,9 @@ impl TwoFactorStore for SqlStore {
             let done = sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1 AND hash = $2")
                 .bind(user.to_string())
                 .bind(h.clone())
-                .execute(&self.pool)
+                .execute(&mut *self.conn().await?)
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_error)?;
             if done.rows_affected() == 1 {
                 return Ok(true);
             }
@@ -296,9 +297,9 @@ impl TwoFactorStore for SqlStore {
     async fn recovery_code_count(&self, user: UserId) -> StoreResult<u32> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM recovery_codes WHERE user_id = $1")
             .bind(user.to_string())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok(count(get(&row, "n")?))
     }
 
@@ -312,9 +313,9 @@ impl TwoFactorStore for SqlStore {
         .bind(c.hash.clone())
         .bind(c.expires_at.millis())
         .bind(i64::from(c.failures))
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         Ok(())
     }
 
@@ -324,9 +325,9 @@ impl TwoFactorStore for SqlStore {
         )
         .bind(user.to_string())
         .bind(purpose.to_owned())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         row.map(|r| {
             Ok(UserCode {
                 user_id: user_id(get(&r, "user_id")?)?,
@@ -345,9 +346,9 @@ impl TwoFactorStore for SqlStore {
         )
         .bind(user.to_string())
         .bind(purpose.to_owned())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         Ok(match row {
             Some(r) => count(get(&r, "failures")?),
             None => u32::MAX,
@@ -359,13 +360,18 @@ impl TwoFactorStore for SqlStore {
             .bind(user.to_string())
             .bind(purpose.to_owned())
             .bind(hash.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn try_record_send(&self, user: UserId, now: Timestamp, since: Timestamp, limit: u32) -> StoreResult<bool> {
+        // Under the user's limit lock: on PostgreSQL a lone INSERT … WHERE (SELECT COUNT)
+        // let concurrent sends all see room (each statement sees only committed rows).
+        let mut conn = self.conn().await?;
+        let mut tx = self.begin_on(&mut conn).await?;
+        crate::unit::lock_limit(&mut tx, &format!("send:{user}")).await?;
         let done = sqlx::query(
             "INSERT INTO message_sends (user_id, at) SELECT $1, $2 \
              WHERE (SELECT COUNT(*) FROM message_sends WHERE user_id = $1 AND at > $3) < $4",
@@ -374,9 +380,10 @@ impl TwoFactorStore for SqlStore {
         .bind(now.millis())
         .bind(since.millis())
         .bind(i64::from(limit))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -386,7 +393,7 @@ impl TwoFactorStore for SqlStore {
             .bind(t.user_id.to_string())
             .bind(t.created_at.millis())
             .bind(t.expires_at.millis())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map_err(write_error)?;
         Ok(())
@@ -395,9 +402,9 @@ impl TwoFactorStore for SqlStore {
     async fn trust_token(&self, digest: &str) -> StoreResult<Option<TrustToken>> {
         let row = sqlx::query("SELECT digest, user_id, created_at, expires_at FROM trust_tokens WHERE digest = $1")
             .bind(digest.to_owned())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         row.map(|r| {
             Ok(TrustToken {
                 digest: get(&r, "digest")?,
@@ -412,9 +419,9 @@ impl TwoFactorStore for SqlStore {
     async fn delete_trust_tokens(&self, user: UserId) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM trust_tokens WHERE user_id = $1")
             .bind(user.to_string())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok(done.rows_affected())
     }
 
@@ -435,7 +442,7 @@ impl TwoFactorStore for SqlStore {
         ];
         let mut n = 0;
         for (sql, at) in statements {
-            n += sqlx::query(sql).bind(at).execute(&self.pool).await.map_err(unavailable)?.rows_affected();
+            n += sqlx::query(sql).bind(at).execute(&mut *self.conn().await?).await.map_err(db_error)?.rows_affected();
         }
         Ok(n)
     }

@@ -12,9 +12,9 @@ use tessera_core::phone::PhoneNumber;
 use tessera_core::store::{SendKey, StoreResult, VerifyStore};
 use tessera_core::verify::{Block, FraudGuard, Status, Verification, VerifyAccount, VerifyService};
 
+use crate::db_error;
 use crate::queries::{SqlStore, write_error};
 use crate::rows::{corrupt, get};
-use crate::unavailable;
 
 fn count(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
@@ -92,7 +92,7 @@ impl VerifyStore for SqlStore {
             .bind(a.tenant_id.to_string())
             .bind(a.token_digest.clone())
             .bind(a.created_at.millis())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map_err(write_error)?;
         Ok(())
@@ -101,9 +101,9 @@ impl VerifyStore for SqlStore {
     async fn verify_account(&self, sid: &str) -> StoreResult<Option<VerifyAccount>> {
         let row = sqlx::query("SELECT sid, tenant_id, token_digest, created_at FROM verify_accounts WHERE sid = $1")
             .bind(sid.to_owned())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         row.map(|r| {
             Ok(VerifyAccount {
                 sid: get(&r, "sid")?,
@@ -129,7 +129,7 @@ impl VerifyStore for SqlStore {
         .bind(guard_text(&s.guard))
         .bind(s.created_at.millis())
         .bind(s.updated_at.millis())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
@@ -141,9 +141,9 @@ impl VerifyStore for SqlStore {
         )))
         .bind(account_sid.to_owned())
         .bind(sid.to_owned())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .map(|r| service(&r))
         .transpose()
     }
@@ -153,9 +153,9 @@ impl VerifyStore for SqlStore {
             "SELECT {SERVICE_COLUMNS} FROM verify_services WHERE account_sid = $1 ORDER BY created_at, sid"
         )))
         .bind(account_sid.to_owned())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .iter()
         .map(service)
         .collect()
@@ -174,9 +174,9 @@ impl VerifyStore for SqlStore {
         .bind(i64::try_from(s.ttl.as_secs()).unwrap_or(600))
         .bind(guard_text(&s.guard))
         .bind(s.updated_at.millis())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -184,9 +184,9 @@ impl VerifyStore for SqlStore {
         let done = sqlx::query("DELETE FROM verify_services WHERE account_sid = $1 AND sid = $2")
             .bind(account_sid.to_owned())
             .bind(sid.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -210,7 +210,7 @@ impl VerifyStore for SqlStore {
         .bind(v.created_at.millis())
         .bind(v.updated_at.millis())
         .bind(v.expires_at.millis())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
@@ -222,9 +222,9 @@ impl VerifyStore for SqlStore {
         )))
         .bind(service_sid.to_owned())
         .bind(sid.to_owned())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .map(|r| verification(&r))
         .transpose()
     }
@@ -236,9 +236,9 @@ impl VerifyStore for SqlStore {
         )))
         .bind(service_sid.to_owned())
         .bind(to.to_owned())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .map(|r| verification(&r))
         .transpose()
     }
@@ -255,9 +255,9 @@ impl VerifyStore for SqlStore {
         .bind(sends_text(&v.sends))
         .bind(v.updated_at.millis())
         .bind(i64::from(expected_checks))
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -275,9 +275,9 @@ impl VerifyStore for SqlStore {
             .bind(prefix.to_owned())
             .bind(ip.map(str::to_owned))
             .bind(at.millis())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok(())
     }
 
@@ -296,9 +296,9 @@ impl VerifyStore for SqlStore {
                 let row = sqlx::query("SELECT COUNT(*) AS n FROM verify_sends WHERE service_sid = $1 AND at > $2")
                     .bind(service_sid.to_owned())
                     .bind(since.millis())
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *self.conn().await?)
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(db_error)?;
                 return Ok(count(get(&row, "n")?));
             }
         };
@@ -308,9 +308,9 @@ impl VerifyStore for SqlStore {
         .bind(service_sid.to_owned())
         .bind(value.to_owned())
         .bind(since.millis())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         Ok(count(get(&row, "n")?))
     }
 
@@ -322,9 +322,9 @@ impl VerifyStore for SqlStore {
         .bind(service_sid.to_owned())
         .bind(prefix.to_owned())
         .bind(since.millis())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
         Ok((count(get(&row, "started")?), count(get(&row, "approved")?)))
     }
 
@@ -335,9 +335,9 @@ impl VerifyStore for SqlStore {
             .bind(b.reason.clone())
             .bind(b.created_at.millis())
             .bind(b.expires_at.millis())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         Ok(())
     }
 
@@ -349,9 +349,9 @@ impl VerifyStore for SqlStore {
         .bind(service_sid.to_owned())
         .bind(prefix.to_owned())
         .bind(now.millis())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .map(|r| block(&r))
         .transpose()
     }
@@ -363,9 +363,9 @@ impl VerifyStore for SqlStore {
         )
         .bind(service_sid.to_owned())
         .bind(i64::try_from(limit).unwrap_or(100))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
-        .map_err(unavailable)?
+        .map_err(db_error)?
         .iter()
         .map(block)
         .collect()

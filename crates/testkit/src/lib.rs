@@ -295,6 +295,46 @@ impl TestApp {
         }
     }
 
+    /// Makes the database refuse every insert into `table`, as a full disk or a lost
+    /// connection would part-way through a use case (a trigger, made behind the
+    /// server's back); [`TestApp::allow_inserts_into`] takes it away.
+    pub async fn refuse_inserts_into(&self, table: &str) {
+        let statements = if self.database_url.starts_with("sqlite") {
+            vec![format!(
+                "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+            )]
+        } else {
+            vec![
+                "CREATE OR REPLACE FUNCTION refuse_insert() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$"
+                    .to_owned(),
+                format!(
+                    "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_insert()"
+                ),
+            ]
+        };
+        for sql in statements {
+            tessera_store::testing::execute(&self.database_url, &sql).await.expect("a refusing trigger");
+        }
+    }
+
+    pub async fn allow_inserts_into(&self, table: &str) {
+        let sql = if self.database_url.starts_with("sqlite") {
+            format!("DROP TRIGGER refuse_{table}")
+        } else {
+            format!("DROP TRIGGER refuse_{table} ON {table}")
+        };
+        tessera_store::testing::execute(&self.database_url, &sql).await.expect("the trigger dropped");
+    }
+
+    /// One number from the database behind the server's back (`SELECT COUNT(*) …`).
+    pub async fn count(&self, sql: &str) -> i64 {
+        let rows = tessera_store::testing::query_text(&self.database_url, &format!("SELECT CAST(({sql}) AS TEXT)"))
+            .await
+            .expect("a count");
+        rows[0][0].as_deref().and_then(|n| n.parse().ok()).expect("a number")
+    }
+
     /// How many messages the console messenger has sent.
     pub fn messages_sent(&self) -> usize {
         self.state.console.sent().len()

@@ -1,15 +1,16 @@
 //! The fraud guard's checks, shared by the Verify API and by second-factor sends:
 //! geo permissions, sliding windows per number, prefix, IP and service, active blocks,
-//! and conversion-based blocking. Every refusal is audited with its reason.
+//! and conversion-based blocking. Every refusal is audited with its reason. Checks
+//! and the send they admit are one unit of work holding the guard's limit.
 
 use std::time::Duration;
 
 use serde_json::json;
 
 use super::{Identity, RequestContext};
-use crate::audit::AuditKind;
+use crate::audit::{AuditEvent, AuditKind};
 use crate::phone::PhoneNumber;
-use crate::store::SendKey;
+use crate::store::{SendKey, Tx};
 use crate::verify::{Block, FraudGuard, Limit, prefix_of};
 use crate::{CoreError, Timestamp};
 
@@ -23,73 +24,102 @@ pub struct Refusal {
     pub detail: String,
 }
 
+/// A guard in force: its key (a Verify service's sid, or `mfa:{tenant}`) and rules,
+/// with the unit of work that holds its limit; every count and write goes through `tx`.
+pub(super) struct Guarded<'a> {
+    pub(super) tx: Box<dyn Tx>,
+    pub(super) key: &'a str,
+    pub(super) rules: &'a FraudGuard,
+}
+
 impl Identity {
-    async fn refuse(
+    fn refusal_event(
         &self,
         key: &str,
         to: &PhoneNumber,
-        kind: &'static str,
-        detail: String,
+        r: &Refusal,
         ctx: &RequestContext,
         now: Timestamp,
-    ) -> Result<Option<Refusal>, CoreError> {
-        let audit = json!({"guard": key, "prefix": prefix_of(to), "reason": kind, "detail": detail});
-        self.audit(AuditKind::VerifyBlocked, None, kind, ctx, audit, now).await?;
-        Ok(Some(Refusal { kind, detail }))
+    ) -> AuditEvent {
+        let detail = json!({"guard": key, "prefix": prefix_of(to), "reason": r.kind, "detail": r.detail});
+        self.event(AuditKind::VerifyBlocked, None, r.kind, ctx, detail, now)
+    }
+
+    /// Starts the unit of work in which a send is judged and recorded: it holds the
+    /// guard's limit, so concurrent sends under one guard are counted one at a time (on
+    /// every instance) and a window of N admits N.
+    pub(super) async fn guard_unit<'a>(&self, key: &'a str, rules: &'a FraudGuard) -> Result<Guarded<'a>, CoreError> {
+        let tx = self.store.begin().await?;
+        tx.hold_limit(&format!("guard:{key}")).await?;
+        Ok(Guarded { tx, key, rules })
+    }
+
+    /// Audits a refusal in the guard's unit and commits it (with any block it set).
+    pub(super) async fn refused(
+        &self,
+        g: Guarded<'_>,
+        to: &PhoneNumber,
+        refusal: Refusal,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<Refusal, CoreError> {
+        self.record(&*g.tx, self.refusal_event(g.key, to, &refusal, ctx, now)).await?;
+        g.tx.commit().await?;
+        Ok(refusal)
     }
 
     /// Checks about the destination itself, for every send (new or resent): is the
     /// country permitted, and has this number had its share of codes?
     pub(super) async fn destination_check(
         &self,
-        key: &str,
-        g: &FraudGuard,
+        guarded: &Guarded<'_>,
         to: &PhoneNumber,
-        ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<Option<Refusal>, CoreError> {
+        let Guarded { tx, key, rules: g } = guarded;
         if !g.allows_country(to.country_code()) {
-            return self.refuse(key, to, "geo", "destination country not permitted".into(), ctx, now).await;
+            return Ok(Some(Refusal { kind: "geo", detail: "destination country not permitted".into() }));
         }
-        let sent =
-            self.store.count_verify_sends(key, SendKey::Number, to.as_str(), now.minus(g.per_number.window())).await?;
+        let sent = tx.count_verify_sends(key, SendKey::Number, to.as_str(), now.minus(g.per_number.window())).await?;
         if sent >= g.per_number.max {
             let detail = format!("number_rate: more than {} in {} s", g.per_number.max, g.per_number.window_seconds);
-            return self.refuse(key, to, "number_rate", detail, ctx, now).await;
+            return Ok(Some(Refusal { kind: "number_rate", detail }));
         }
         Ok(None)
     }
 
     /// Checks about the traffic pattern, for a new verification: blocked prefix, the
-    /// prefix, IP and service windows, and (with `conversion`) the prefix's history.
+    /// prefix, IP and service windows, and (with `conversion`) the prefix's history,
+    /// which sets a block (in the unit) when it is too poor.
     pub(super) async fn fraud_check(
         &self,
-        key: &str,
-        g: &FraudGuard,
+        guarded: &Guarded<'_>,
         to: &PhoneNumber,
-        ctx: &RequestContext,
+        ip: Option<&str>,
         now: Timestamp,
         conversion: bool,
     ) -> Result<Option<Refusal>, CoreError> {
+        let Guarded { tx, key, rules: g } = guarded;
+        let key: &str = key;
         let prefix = prefix_of(to);
-        if let Some(block) = self.store.active_block(key, &prefix, now).await? {
-            return self.refuse(key, to, "prefix_blocked", block.reason, ctx, now).await;
+        if let Some(block) = tx.active_block(key, &prefix, now).await? {
+            return Ok(Some(Refusal { kind: "prefix_blocked", detail: block.reason }));
         }
         let windows: [(SendKey, Option<&str>, &Limit, &'static str); 3] = [
             (SendKey::Prefix, Some(prefix.as_str()), &g.per_prefix, "prefix_rate"),
-            (SendKey::Ip, ctx.ip.as_deref(), &g.per_ip, "ip_rate"),
+            (SendKey::Ip, ip, &g.per_ip, "ip_rate"),
             (SendKey::Service, Some(key), &g.per_service, "service_rate"),
         ];
         for (send_key, value, limit, kind) in windows {
             let Some(value) = value else { continue };
-            if self.store.count_verify_sends(key, send_key, value, now.minus(limit.window())).await? >= limit.max {
+            if tx.count_verify_sends(key, send_key, value, now.minus(limit.window())).await? >= limit.max {
                 let detail = format!("{kind}: more than {} in {} s", limit.max, limit.window_seconds);
-                return self.refuse(key, to, kind, detail, ctx, now).await;
+                return Ok(Some(Refusal { kind, detail }));
             }
         }
         if conversion {
             let since = now.minus(Duration::from_secs(g.conversion_window_seconds));
-            let (started, approved) = self.store.prefix_conversion(key, &prefix, since).await?;
+            let (started, approved) = tx.prefix_conversion(key, &prefix, since).await?;
             if g.low_conversion(started, approved) {
                 let detail = format!("low_conversion: {approved} of {started} approved for {prefix}");
                 let block = Block {
@@ -99,8 +129,8 @@ impl Identity {
                     created_at: now,
                     expires_at: now.plus(Duration::from_secs(g.block_seconds)),
                 };
-                self.store.insert_block(&block).await?;
-                return self.refuse(key, to, "low_conversion", detail, ctx, now).await;
+                tx.insert_block(&block).await?;
+                return Ok(Some(Refusal { kind: "low_conversion", detail }));
             }
         }
         Ok(None)
@@ -116,14 +146,16 @@ impl Identity {
         now: Timestamp,
     ) -> Result<Option<Refusal>, CoreError> {
         let key = format!("mfa:{}", self.tenant.id);
-        let g = &self.policies.mfa_guard;
-        if let Some(r) = self.destination_check(&key, g, to, ctx, now).await? {
-            return Ok(Some(r));
+        let g = self.guard_unit(&key, &self.policies.mfa_guard).await?;
+        let refusal = match self.destination_check(&g, to, now).await? {
+            Some(r) => Some(r),
+            None => self.fraud_check(&g, to, ctx.ip.as_deref(), now, false).await?,
+        };
+        if let Some(r) = refusal {
+            return Ok(Some(self.refused(g, to, r, ctx, now).await?));
         }
-        if let Some(r) = self.fraud_check(&key, g, to, ctx, now, false).await? {
-            return Ok(Some(r));
-        }
-        self.store.record_verify_send(&key, to.as_str(), &prefix_of(to), ctx.ip.as_deref(), now).await?;
+        g.tx.record_verify_send(&key, to.as_str(), &prefix_of(to), ctx.ip.as_deref(), now).await?;
+        g.tx.commit().await?;
         Ok(None)
     }
 }

@@ -314,11 +314,28 @@ impl Identity {
         detail: Value,
         now: Timestamp,
     ) -> Result<(), CoreError> {
-        let event =
-            AuditEvent { tenant_id: self.tenant.id, at: now, kind, user_id, ip: ctx.ip.clone(), outcome, detail };
-        self.store.append_audit(&event).await?;
+        self.record(&*self.store, self.event(kind, user_id, outcome, ctx, detail, now)).await
+    }
+
+    /// An audit event of this tenant, for [`Identity::record`] inside a unit of work.
+    fn event(
+        &self,
+        kind: AuditKind,
+        user_id: Option<UserId>,
+        outcome: &'static str,
+        ctx: &RequestContext,
+        detail: Value,
+        now: Timestamp,
+    ) -> AuditEvent {
+        AuditEvent { tenant_id: self.tenant.id, at: now, kind, user_id, ip: ctx.ip.clone(), outcome, detail }
+    }
+
+    /// Appends the event through `store` (a unit of work, so it commits with the change
+    /// it describes) and counts it.
+    async fn record(&self, store: &dyn Store, event: AuditEvent) -> Result<(), CoreError> {
+        store.append_audit(&event).await?;
         if let Some(hook) = &self.on_event {
-            hook(kind, outcome);
+            hook(event.kind, event.outcome);
         }
         Ok(())
     }

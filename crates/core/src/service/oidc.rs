@@ -14,6 +14,7 @@ use crate::oidc::{
     amr_for, check_authorize, id_token_claims, pkce_matches,
 };
 use crate::secret::{Secret, constant_time_eq};
+use crate::store::Store;
 use crate::tokens::RefreshToken;
 use crate::{CoreError, Timestamp, random};
 
@@ -266,10 +267,27 @@ impl Identity {
         now: Timestamp,
     ) -> Result<Result<TokenResponse, TokenError>, CoreError> {
         let Some(code) = params.get("code") else { return Ok(Err(TokenError::InvalidRequest("code is missing"))) };
-        // Taken (spent) before any check: a replayed or stolen code never works twice.
-        let Some(record) = self.store.take_code(&Secret::new(code.clone()).digest()).await? else {
+        // Taken (spent) before any check: a replayed or stolen code never works twice. The
+        // spend commits with the refresh token it buys, or with the refusal; a failure
+        // in between leaves the code as it was.
+        let tx = self.store.begin().await?;
+        let Some(record) = tx.take_code(&Secret::new(code.clone()).digest()).await? else {
             return Ok(Err(TokenError::InvalidGrant("the code is unknown or was used already")));
         };
+        let answer = self.redeem(&*tx, client, params, record, now).await?;
+        tx.commit().await?;
+        Ok(answer)
+    }
+
+    /// The checks and tokens for a code just taken, in the token request's unit `tx`.
+    async fn redeem(
+        &self,
+        tx: &dyn Store,
+        client: &OAuthClient,
+        params: &HashMap<String, String>,
+        record: AuthCode,
+        now: Timestamp,
+    ) -> Result<Result<TokenResponse, TokenError>, CoreError> {
         if record.client_id != client.id || now >= record.expires_at {
             return Ok(Err(TokenError::InvalidGrant("the code expired or belongs to another client")));
         }
@@ -282,12 +300,12 @@ impl Identity {
                 return Ok(Err(TokenError::InvalidGrant("the code_verifier does not match the code_challenge")));
             }
         }
-        let Some(user) = self.store.get_user(client.tenant_id, record.user_id).await?.filter(|u| u.active) else {
+        let Some(user) = tx.get_user(client.tenant_id, record.user_id).await?.filter(|u| u.active) else {
             return Ok(Err(TokenError::InvalidGrant("the user is no longer active")));
         };
         let (access, _) = self.tokens.issue(&user, client.id, record.auth_time, now)?;
         let (refresh, stored) = RefreshToken::generate(&user, client.id, self.policies.refresh_ttl, now)?;
-        self.store.insert_refresh_token(&stored).await?;
+        tx.insert_refresh_token(&stored).await?;
         // One issuer for access and ID tokens, from configuration, never from a request.
         let claims = id_token_claims(
             self.tokens.issuer(),

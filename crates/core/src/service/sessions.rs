@@ -8,6 +8,7 @@ use crate::audit::{AuditKind, AuditRecord};
 use crate::ids::{ApplicationId, UserId};
 use crate::login::{LoginOutcome, LoginRequest, LoginSuccess};
 use crate::secret::Secret;
+use crate::store::Store;
 use crate::tokens::{RefreshToken, TokenError};
 use crate::twofactor::{Challenge, TwoFactorMethod};
 use crate::user::User;
@@ -99,14 +100,18 @@ impl Identity {
         }
         // With factors but no challenge, a remembered device vouched for the second step.
         let method = if methods.is_empty() { "pwd" } else { "trusted-device" };
-        let success = self.complete_login(user, methods, application.id, req.no_jwt, method, ctx, now).await?;
+        let tx = self.store.begin().await?;
+        let success = self.complete_login(&*tx, user, methods, application.id, req.no_jwt, method, ctx, now).await?;
+        tx.commit().await?;
         Ok(LoginOutcome::Success(Box::new(success)))
     }
 
-    /// The end of every successful sign-in: tokens, the audit entry.
+    /// The end of every successful sign-in: tokens, the audit entry, written through
+    /// `tx`, the sign-in's unit of work.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn complete_login(
         &self,
+        tx: &dyn Store,
         user: User,
         methods: Vec<TwoFactorMethod>,
         application_id: ApplicationId,
@@ -120,11 +125,11 @@ impl Identity {
         } else {
             let token = self.tokens.issue(&user, application_id, now, now)?;
             let (secret, record) = RefreshToken::generate(&user, application_id, self.policies.refresh_ttl, now)?;
-            self.store.insert_refresh_token(&record).await?;
+            tx.insert_refresh_token(&record).await?;
             (Some(token), Some(secret))
         };
         let detail = json!({"applicationId": application_id.to_string(), "method": method});
-        self.audit(AuditKind::LoginSuccess, Some(user.id), "success", ctx, detail, now).await?;
+        self.record(tx, self.event(AuditKind::LoginSuccess, Some(user.id), "success", ctx, detail, now)).await?;
         Ok(LoginSuccess {
             user,
             application_id,

@@ -11,6 +11,7 @@ use crate::login::LoginSuccess;
 use crate::messaging::{self, Channel, OutboundMessage, Purpose, Verification};
 use crate::phone::PhoneNumber;
 use crate::secret::Secret;
+use crate::store::{Store, Tx};
 use crate::totp::{self, TotpParams};
 use crate::twofactor::{
     self as tf, Authenticator, Challenge, MethodId, MethodKind, OtpCode, PendingCode, TrustToken, TwoFactorMethod,
@@ -502,24 +503,26 @@ impl Identity {
             }
             return Ok(TwoFactorLoginOutcome::WrongCode);
         };
-        if account_failures.is_some() {
-            self.store.clear_login_failures(user.tenant_id, &account_key).await?;
+        if !self.application_active(challenge.application_id).await? {
+            // Deactivated while the user was entering the code.
+            self.store.spend_challenge(&challenge.digest).await?;
+            return Ok(TwoFactorLoginOutcome::NotFound);
         }
-        if !self.store.spend_challenge(&challenge.digest).await? {
+        // One unit: the challenge is spent exactly when the tokens, the trust token and
+        // their audit entries are written.
+        let tx = self.store.begin().await?;
+        if !tx.spend_challenge(&challenge.digest).await? {
             // Another request with a valid code finished this challenge first.
             return Ok(TwoFactorLoginOutcome::NotFound);
         }
-        if !self.application_active(challenge.application_id).await? {
-            // Deactivated while the user was entering the code.
-            return Ok(TwoFactorLoginOutcome::NotFound);
+        if account_failures.is_some() {
+            tx.clear_login_failures(user.tenant_id, &account_key).await?;
         }
-        self.audit(AuditKind::TwoFactorSuccess, Some(user.id), "success", ctx, json!({"method": method}), now).await?;
+        let detail = json!({"method": method});
+        self.record(&*tx, self.event(AuditKind::TwoFactorSuccess, Some(user.id), "success", ctx, detail, now)).await?;
         let user_id = user.id;
         let mut success =
-            self.complete_login(user, methods, challenge.application_id, req.no_jwt, method, ctx, now).await?;
-        if let Some(stored) = owned_by_service {
-            self.approve_if_owned(&stored).await;
-        }
+            self.complete_login(&*tx, user, methods, challenge.application_id, req.no_jwt, method, ctx, now).await?;
         if req.trust_computer {
             let token = Secret::new(random::token(32)?);
             let record = TrustToken {
@@ -528,9 +531,14 @@ impl Identity {
                 created_at: now,
                 expires_at: now.plus(self.policies.two_factor.trust_ttl),
             };
-            self.store.insert_trust_token(&record).await?;
-            self.audit(AuditKind::TrustTokenIssued, Some(user_id), "success", ctx, json!({}), now).await?;
+            tx.insert_trust_token(&record).await?;
+            self.record(&*tx, self.event(AuditKind::TrustTokenIssued, Some(user_id), "success", ctx, json!({}), now))
+                .await?;
             success.trust_token = Some(token);
+        }
+        tx.commit().await?;
+        if let Some(stored) = owned_by_service {
+            self.approve_if_owned(&stored).await;
         }
         Ok(TwoFactorLoginOutcome::Success(Box::new(success)))
     }
@@ -539,11 +547,11 @@ impl Identity {
 
     /// Recovery codes for a user who just got their first factor (or asked for new
     /// ones): the old ones die.
-    async fn new_recovery_codes(&self, user: UserId, now: Timestamp) -> Result<Vec<String>, CoreError> {
+    async fn new_recovery_codes(&self, tx: &dyn Store, user: UserId, now: Timestamp) -> Result<Vec<String>, CoreError> {
         let codes = tf::recovery_codes()?;
         let hashes: Vec<String> =
             codes.iter().map(|c| self.sealer.hash_code(RECOVERY_PURPOSE, &tf::normalize_recovery_code(c))).collect();
-        self.store.replace_recovery_codes(user, &hashes, now).await?;
+        tx.replace_recovery_codes(user, &hashes, now).await?;
         Ok(codes)
     }
 
@@ -555,15 +563,27 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<EnableOutcome, CoreError> {
-        let first = self.store.methods(user).await?.is_empty();
+        // One unit holding the user's factors: the method, its recovery codes (shown
+        // once, so never without the method), the revoked devices and the audit entry.
+        let tx = self.factors_unit(user).await?;
+        let first = tx.methods(user).await?.is_empty();
         let method = TwoFactorMethod { id, user_id: user, kind, created_at: now };
-        self.store.insert_method(&method).await?;
+        tx.insert_method(&method).await?;
         // Methods changed: remembered devices must pass the new factor set again.
-        self.store.delete_trust_tokens(user).await?;
-        let recovery_codes = if first { Some(self.new_recovery_codes(user, now).await?) } else { None };
+        tx.delete_trust_tokens(user).await?;
+        let recovery_codes = if first { Some(self.new_recovery_codes(&*tx, user, now).await?) } else { None };
         let detail = json!({"method": method.method_name(), "methodId": method.id.as_str()});
-        self.audit(AuditKind::FactorEnabled, Some(user), "success", ctx, detail, now).await?;
+        self.record(&*tx, self.event(AuditKind::FactorEnabled, Some(user), "success", ctx, detail, now)).await?;
+        tx.commit().await?;
         Ok(EnableOutcome::Enabled { method, recovery_codes })
+    }
+
+    /// A unit of work over one user's factors: two changes at once (the first factor
+    /// twice, say) are made one after the other, each seeing the other's result.
+    async fn factors_unit(&self, user: UserId) -> Result<Box<dyn Tx>, CoreError> {
+        let tx = self.store.begin().await?;
+        tx.hold_limit(&format!("factors:{user}")).await?;
+        Ok(tx)
     }
 
     /// Enables an authenticator app after checking a code it produced from `secret`.
@@ -637,14 +657,19 @@ impl Identity {
             Possession::Wrong => return Ok(DisableOutcome::WrongCode),
             Possession::Locked { until } => return Ok(DisableOutcome::Locked { until }),
         }
-        self.store.delete_method(user, method_id).await?;
-        self.store.delete_trust_tokens(user).await?;
-        if methods.len() == 1 {
+        let tx = self.factors_unit(user).await?;
+        if !tx.delete_method(user, method_id).await? {
+            // Removed meanwhile by another request.
+            return Ok(DisableOutcome::NotFound);
+        }
+        tx.delete_trust_tokens(user).await?;
+        if tx.methods(user).await?.is_empty() {
             // No factor left: recovery codes would be a way in with nothing to recover.
-            self.store.replace_recovery_codes(user, &[], now).await?;
+            tx.replace_recovery_codes(user, &[], now).await?;
         }
         let detail = json!({"methodId": method_id.as_str()});
-        self.audit(AuditKind::FactorDisabled, Some(user), "success", ctx, detail, now).await?;
+        self.record(&*tx, self.event(AuditKind::FactorDisabled, Some(user), "success", ctx, detail, now)).await?;
+        tx.commit().await?;
         Ok(DisableOutcome::Disabled)
     }
 
@@ -704,11 +729,15 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<Option<Vec<String>>, CoreError> {
-        if self.store.methods(scope.user_id).await?.is_empty() {
+        let user = scope.user_id;
+        let tx = self.factors_unit(user).await?;
+        if tx.methods(user).await?.is_empty() {
             return Ok(None);
         }
-        let codes = self.new_recovery_codes(scope.user_id, now).await?;
-        self.audit(AuditKind::RecoveryCodesRegenerated, Some(scope.user_id), "success", ctx, json!({}), now).await?;
+        let codes = self.new_recovery_codes(&*tx, user, now).await?;
+        let event = self.event(AuditKind::RecoveryCodesRegenerated, Some(user), "success", ctx, json!({}), now);
+        self.record(&*tx, event).await?;
+        tx.commit().await?;
         Ok(Some(codes))
     }
 }

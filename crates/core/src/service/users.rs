@@ -64,14 +64,18 @@ impl Identity {
         let mut user = build_user(id, admin.tenant_id, valid, password_hash, existing.created_at, now);
         // A new address is not known to be the user's.
         user.email_verified = existing.email_verified && user.email.is_some() && user.email == existing.email;
-        if !self.store.update_user(&user).await.map_err(conflict_to_validation)? {
+        // One unit: a new password or a deactivation never lands without the refresh
+        // tokens it revokes.
+        let tx = self.store.begin().await?;
+        if !tx.update_user(&user).await.map_err(conflict_to_validation)? {
             return Err(CoreError::NotFound);
         }
         if password_changed || (existing.active && !user.active) {
-            self.store.revoke_user_refresh_tokens(id, now).await?;
+            tx.revoke_user_refresh_tokens(id, now).await?;
         }
         let detail = json!({"passwordChanged": password_changed});
-        self.audit(AuditKind::UserUpdated, Some(id), "success", ctx, detail, now).await?;
+        self.record(&*tx, self.event(AuditKind::UserUpdated, Some(id), "success", ctx, detail, now)).await?;
+        tx.commit().await?;
         Ok(user)
     }
 

@@ -6,10 +6,11 @@ use serde_json::json;
 
 use super::{Identity, RequestContext};
 use crate::apikey::Admin;
-use crate::audit::AuditKind;
+use crate::audit::{AuditEvent, AuditKind};
 use crate::messaging::{self, Channel, OutboundMessage, Purpose};
 use crate::phone::PhoneNumber;
 use crate::secret::Secret;
+use crate::store::Store;
 use crate::twofactor::numeric_code;
 use crate::verify::{
     Block, FraudGuard, MAX_CHECKS, Status, Verification, VerifyAccount, VerifyService, is_sid, new_sid, prefix_of,
@@ -242,6 +243,21 @@ impl Identity {
 
     // ---- verifications ----
 
+    fn verify_event(
+        &self,
+        kind: AuditKind,
+        outcome: &'static str,
+        v: &Verification,
+        detail: serde_json::Value,
+        now: Timestamp,
+    ) -> AuditEvent {
+        let mut d = json!({"serviceSid": v.service_sid, "verificationSid": v.sid, "prefix": v.prefix});
+        if let (serde_json::Value::Object(a), serde_json::Value::Object(b)) = (&mut d, detail) {
+            a.extend(b);
+        }
+        self.event(kind, None, outcome, &RequestContext::default(), d, now)
+    }
+
     async fn verify_audit(
         &self,
         kind: AuditKind,
@@ -250,35 +266,18 @@ impl Identity {
         detail: serde_json::Value,
         now: Timestamp,
     ) -> Result<(), CoreError> {
-        let mut d = json!({"serviceSid": v.service_sid, "verificationSid": v.sid, "prefix": v.prefix});
-        if let (serde_json::Value::Object(a), serde_json::Value::Object(b)) = (&mut d, detail) {
-            a.extend(b);
-        }
-        self.audit(kind, None, outcome, &RequestContext::default(), d, now).await
+        self.record(&*self.store, self.verify_event(kind, outcome, v, detail, now)).await
     }
 
-    /// The fraud guard for a new verification: blocks, windows and conversion.
-    async fn guard_new(
-        &self,
-        service: &VerifyService,
-        to: &PhoneNumber,
-        ctx: &RequestContext,
-        now: Timestamp,
-    ) -> VerifyResult<()> {
-        match self.fraud_check(&service.sid, &service.guard, to, ctx, now, true).await? {
-            Some(refusal) => Err(VerifyError::Blocked(refusal.detail).into()),
-            None => Ok(()),
-        }
-    }
-
-    /// Marks a pending verification past its validity as expired.
-    async fn settle(&self, mut v: Verification, now: Timestamp) -> Result<Verification, CoreError> {
+    /// Marks a pending verification past its validity as expired, through `store` (the
+    /// caller's unit of work, or the store itself).
+    async fn settle(&self, store: &dyn Store, mut v: Verification, now: Timestamp) -> Result<Verification, CoreError> {
         if v.status == Status::Pending && now >= v.expires_at {
             let checks = v.checks;
             v.status = Status::Expired;
             v.updated_at = now;
-            if self.store.update_verification(&v, checks).await? {
-                self.verify_audit(AuditKind::VerifyExpired, "expired", &v, json!({}), now).await?;
+            if store.update_verification(&v, checks).await? {
+                self.record(store, self.verify_event(AuditKind::VerifyExpired, "expired", &v, json!({}), now)).await?;
             }
         }
         Ok(v)
@@ -310,12 +309,16 @@ impl Identity {
         };
         let locale = input.locale.clone().filter(|l| !l.is_empty()).unwrap_or_else(|| "en".into());
         let country = to.country_code();
-        if let Some(refusal) = self.destination_check(&service.sid, &service.guard, &to, ctx, now).await? {
+        // One unit of work holding the service's limit: the guard's counts, the
+        // verification and the send it records are decided and written together.
+        let g = self.guard_unit(&service.sid, &service.guard).await?;
+        if let Some(refusal) = self.destination_check(&g, &to, now).await? {
+            let refusal = self.refused(g, &to, refusal, ctx, now).await?;
             return Err(if refusal.kind == "geo" { VerifyError::GeoDenied } else { VerifyError::MaxSends }.into());
         }
 
-        let existing = match self.store.pending_verification(&service.sid, to.as_str()).await? {
-            Some(v) => Some(self.settle(v, now).await?).filter(|v| v.is_open(now)),
+        let existing = match g.tx.pending_verification(&service.sid, to.as_str()).await? {
+            Some(v) => Some(self.settle(&*g.tx, v, now).await?).filter(|v| v.is_open(now)),
             None => None,
         };
         let (mut v, code, resend) = match existing {
@@ -324,7 +327,10 @@ impl Identity {
                 (v, code, true)
             }
             None => {
-                self.guard_new(&service, &to, ctx, now).await?;
+                if let Some(refusal) = self.fraud_check(&g, &to, ctx.ip.as_deref(), now, true).await? {
+                    let refusal = self.refused(g, &to, refusal, ctx, now).await?;
+                    return Err(VerifyError::Blocked(refusal.detail).into());
+                }
                 let code = match custom {
                     Some(c) => c,
                     None => numeric_code(service.code_length)?,
@@ -354,11 +360,13 @@ impl Identity {
         v.channel = channel;
         v.updated_at = now;
         if resend {
-            self.store.update_verification(&v, v.checks).await?;
+            g.tx.update_verification(&v, v.checks).await?;
         } else {
-            self.store.insert_verification(&v).await?;
+            g.tx.insert_verification(&v).await?;
         }
-        self.store.record_verify_send(&service.sid, to.as_str(), &v.prefix, ctx.ip.as_deref(), now).await?;
+        g.tx.record_verify_send(&service.sid, to.as_str(), &v.prefix, ctx.ip.as_deref(), now).await?;
+        // Committed before the send: whatever arrives can be checked.
+        g.tx.commit().await?;
         self.count(AuditKind::VerifySent, if resend { "resend" } else { "new" });
 
         let text = match channel {
@@ -398,7 +406,7 @@ impl Identity {
     ) -> VerifyResult<Verification> {
         let service = self.verify_service(account, service_sid).await?;
         let v = self.store.verification(&service.sid, sid).await?.ok_or(VerifyError::NotFound)?;
-        Ok(self.settle(v, now).await?)
+        Ok(self.settle(&*self.store, v, now).await?)
     }
 
     async fn find(
@@ -418,7 +426,7 @@ impl Identity {
             (None, None) => return Err(VerifyError::InvalidParameter("To").into()),
         };
         let v = found.ok_or(VerifyError::NotFound)?;
-        Ok(self.settle(v, now).await?)
+        Ok(self.settle(&*self.store, v, now).await?)
     }
 
     /// `POST /v2/Services/{sid}/VerificationCheck`: 200 `approved`, or 200 `pending` for a

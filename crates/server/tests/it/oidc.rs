@@ -639,3 +639,21 @@ async fn the_account_page_lists_and_manages_factors() {
     assert!(out.text.contains("You are signed out."), "{}", out.text);
     assert_eq!(b.get("/account").await.status, 303, "signed out means signed out");
 }
+
+/// Redemption is one unit: a code is spent exactly when its refresh token is stored,
+/// so a failure in between leaves the code good for one more try, and only one.
+#[tokio::test]
+async fn a_code_whose_tokens_could_not_be_stored_is_not_spent() {
+    for app in [spawn_app().await, tessera_testkit::app().backend(tessera_store::Backend::Postgres).spawn().await] {
+        app.create_user("ann@example.com", "correct horse").await;
+        let (client_id, _) = client(&app, true, "Disabled").await;
+        let code = sign_in(&mut Browser::new(&app), &client_id, "", None).await;
+        app.refuse_inserts_into("refresh_tokens").await;
+        assert_eq!(redeem(&app, &client_id, &code).await.status, 500);
+        app.allow_inserts_into("refresh_tokens").await;
+        let tokens = redeem(&app, &client_id, &code).await;
+        assert_eq!(tokens.status, 200, "{}", tokens.text);
+        let again = redeem(&app, &client_id, &code).await;
+        assert_eq!((again.status, again.json["error"].as_str()), (400, Some("invalid_grant")), "then it is spent");
+    }
+}

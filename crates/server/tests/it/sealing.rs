@@ -97,6 +97,7 @@ const PLAIN: &[&str] = &[
     "fraud_blocks.reason",
     "fraud_blocks.created_at",
     "fraud_blocks.expires_at",
+    "limit_locks.key",
     "login_failures.tenant_id",
     "login_failures.login_id",
     "login_failures.failures",

@@ -151,3 +151,16 @@ async fn admin_keys_are_listed_and_revoked_but_never_the_last() {
     let log = app.admin(Method::GET, "/api/system/audit-log", None).await;
     assert!(log.text.contains("api_key.revoked"), "{}", log.text);
 }
+
+/// A statement the database refuses is our bug, not an outage: 500 with an error id,
+/// never the 503 that tells load balancers and clients to come back later.
+#[tokio::test]
+async fn a_query_the_database_refuses_is_a_500_not_an_outage() {
+    for app in [spawn_app().await, tessera_testkit::app().backend(tessera_store::Backend::Postgres).spawn().await] {
+        tessera_store::testing::execute(&app.database_url, "ALTER TABLE verify_accounts RENAME TO gone").await.unwrap();
+        let r = app.admin(Method::POST, "/api/verify/account", None).await;
+        assert_eq!((r.status, &r.json["generalErrors"][0]["code"]), (500, &json!("[internal]")), "{}", r.text);
+        let status = app.send(app.client.get(app.url("/api/status"))).await;
+        assert_eq!(status.status, 200, "the database itself is fine");
+    }
+}

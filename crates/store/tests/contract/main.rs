@@ -9,5 +9,6 @@ mod messengers;
 mod oidc;
 mod tokens;
 mod two_factor;
+mod units;
 mod users;
 mod verify;

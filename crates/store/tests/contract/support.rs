@@ -9,6 +9,8 @@ pub const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);
 
 pub struct Ctx {
     pub store: SqlStore,
+    /// For tests that must reach past the store (break a table, count raw rows).
+    pub url: String,
     pub tenant: TenantId,
     pub app: ApplicationId,
 }
@@ -28,7 +30,7 @@ async fn open(backend: Backend) -> Ctx {
     let (_, api_key) = ApiKey::generate(tenant.id, "k", T0).unwrap();
     let (tenant_id, app_id) = (tenant.id, app.id);
     assert!(store.bootstrap(&Bootstrap { tenant, application: app, api_key }).await.unwrap());
-    Ctx { store, tenant: tenant_id, app: app_id }
+    Ctx { store, url, tenant: tenant_id, app: app_id }
 }
 
 /// Runs the body once per backend, naming the backend in any failure.

@@ -1,0 +1,103 @@
+//! Units of work (`Store::begin`), the limit lock, and errors that say what went wrong.
+
+use std::sync::Arc;
+
+use sqlx::Connection;
+use tessera_core::store::{SendKey, Store, StoreError, UserStore, VerifyStore};
+
+use crate::support::*;
+
+contract!(a_unit_is_invisible_until_committed_and_then_all_there, |c| {
+    let (a, b) = (user(c.tenant, "a@example.com"), user(c.tenant, "b@example.com"));
+    let tx = c.store.begin().await.unwrap();
+    tx.insert_user(&a).await.unwrap();
+    tx.insert_user(&b).await.unwrap();
+    assert!(tx.get_user(c.tenant, a.id).await.unwrap().is_some(), "the unit reads its own writes");
+    assert!(c.store.get_user(c.tenant, a.id).await.unwrap().is_none(), "others do not, yet");
+    tx.commit().await.unwrap();
+    assert!(c.store.get_user(c.tenant, a.id).await.unwrap().is_some());
+    assert!(c.store.get_user(c.tenant, b.id).await.unwrap().is_some());
+    assert!(matches!(tx.commit().await, Err(StoreError::Query(_))), "a unit commits once");
+});
+
+contract!(a_unit_dropped_without_commit_leaves_nothing, |c| {
+    let kept = user(c.tenant, "kept@example.com");
+    c.store.insert_user(&kept).await.unwrap();
+    let a = user(c.tenant, "a@example.com");
+    {
+        let tx = c.store.begin().await.unwrap();
+        tx.insert_user(&a).await.unwrap();
+        // A method with a transaction of its own runs inside the unit, as a savepoint.
+        assert!(tx.delete_user(c.tenant, kept.id).await.unwrap());
+        // An error part-way: the unit is dropped, never committed.
+    }
+    assert!(c.store.get_user(c.tenant, a.id).await.unwrap().is_none());
+    assert!(c.store.get_user(c.tenant, kept.id).await.unwrap().is_some(), "the delete was rolled back too");
+    // The connection went back to the pool clean: the next unit works.
+    let tx = c.store.begin().await.unwrap();
+    tx.insert_user(&a).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(c.store.get_user(c.tenant, a.id).await.unwrap().is_some());
+});
+
+contract!(a_unit_begun_inside_a_unit_joins_it, |c| {
+    let a = user(c.tenant, "a@example.com");
+    let outer = c.store.begin().await.unwrap();
+    let inner = outer.begin().await.unwrap();
+    inner.insert_user(&a).await.unwrap();
+    inner.commit().await.unwrap();
+    assert!(c.store.get_user(c.tenant, a.id).await.unwrap().is_none(), "the inner commit is the outer's to make");
+    drop(inner);
+    drop(outer);
+    assert!(c.store.get_user(c.tenant, a.id).await.unwrap().is_none(), "and the outer rolled back");
+});
+
+// 8 units at once each count the sends in the window and record one if there are
+// fewer than 3: under the limit lock exactly 3 get through.
+contract!(units_holding_a_limit_count_and_record_one_at_a_time, |c| {
+    let store = Arc::new(c.store.clone());
+    let start = Arc::new(tokio::sync::Barrier::new(8));
+    let tasks = (0..8).map(|i| {
+        let (store, start) = (store.clone(), start.clone());
+        tokio::spawn(async move {
+            start.wait().await;
+            let tx = store.begin().await.unwrap();
+            tx.hold_limit("test:window").await.unwrap();
+            let n = tx.count_verify_sends("VA1", SendKey::Service, "VA1", T0).await.unwrap();
+            // Another round trip between count and record: the others count meanwhile.
+            tx.count_verify_sends("VA1", SendKey::Number, "+15550000000", T0).await.unwrap();
+            let admitted = n < 3;
+            if admitted {
+                tx.record_verify_send(
+                    "VA1",
+                    &format!("+1555000{i:04}"),
+                    "+1555",
+                    None,
+                    T0.plus(std::time::Duration::from_secs(1)),
+                )
+                .await
+                .unwrap();
+            }
+            tx.commit().await.unwrap();
+            admitted
+        })
+    });
+    let tasks: Vec<_> = tasks.collect();
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += u32::from(t.await.unwrap());
+    }
+    assert_eq!(admitted, 3);
+    assert_eq!(c.store.count_verify_sends("VA1", SendKey::Service, "VA1", T0).await.unwrap(), 3);
+});
+
+contract!(a_query_the_database_refuses_is_not_an_outage, |c| {
+    let mut raw = sqlx::AnyConnection::connect(&c.url).await.unwrap();
+    sqlx::query("DROP TABLE verify_sends").execute(&mut raw).await.unwrap();
+    let e = c.store.count_verify_sends("VA1", SendKey::Service, "VA1", T0).await.unwrap_err();
+    assert!(matches!(e, StoreError::Query(_)), "{e:?}");
+    c.store.ping().await.unwrap();
+    c.store.close().await;
+    let e = c.store.ping().await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "a closed pool is: {e:?}");
+});
