@@ -291,6 +291,8 @@ pub trait VerifyStore: Send + Sync {
     async fn verification(&self, service_sid: &str, sid: &str) -> StoreResult<Option<Verification>>;
     /// The newest pending verification of a number in a service.
     async fn pending_verification(&self, service_sid: &str, to: &str) -> StoreResult<Option<Verification>>;
+    /// The newest verification of a number in a service, whatever its status.
+    async fn latest_verification(&self, service_sid: &str, to: &str) -> StoreResult<Option<Verification>>;
     /// Saves status, checks and sends, if the row still has `expected_checks` checks
     /// (so two concurrent checks cannot both pass as the fifth).
     async fn update_verification(&self, v: &Verification, expected_checks: u32) -> StoreResult<bool>;

@@ -243,6 +243,20 @@ impl VerifyStore for SqlStore {
         .transpose()
     }
 
+    async fn latest_verification(&self, service_sid: &str, to: &str) -> StoreResult<Option<Verification>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE service_sid = $1 AND to_number = $2 \
+             ORDER BY created_at DESC, sid DESC LIMIT 1"
+        )))
+        .bind(service_sid.to_owned())
+        .bind(to.to_owned())
+        .fetch_optional(&mut *self.conn().await?)
+        .await
+        .map_err(db_error)?
+        .map(|r| verification(&r))
+        .transpose()
+    }
+
     async fn update_verification(&self, v: &Verification, expected_checks: u32) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE verifications SET status = $3, checks = $4, sends = $5, updated_at = $6 \

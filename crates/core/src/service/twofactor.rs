@@ -458,6 +458,13 @@ impl Identity {
         if let Some(until) = account_failures.and_then(|f| f.locked_at(now)) {
             return Ok(TwoFactorLoginOutcome::Locked { until });
         }
+        // The attempt is counted before the code is looked at (one atomic increment), so
+        // 50 guesses at once are not all compared: past `max_attempts` the challenge
+        // answers as a spent one.
+        let attempts = self.store.record_challenge_failure(&challenge.digest).await?;
+        if attempts > self.policies.two_factor.max_attempts {
+            return Ok(TwoFactorLoginOutcome::NotFound);
+        }
         let code = req.code.trim();
         let methods = self.store.methods(user.id).await?;
 
@@ -481,7 +488,7 @@ impl Identity {
         }
 
         let Some(method) = used else {
-            let failures = self.store.record_challenge_failure(&challenge.digest).await?;
+            let failures = attempts;
             let spent = failures >= self.policies.two_factor.max_attempts;
             if spent {
                 self.store.spend_challenge(&challenge.digest).await?;

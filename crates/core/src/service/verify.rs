@@ -421,7 +421,10 @@ impl Identity {
             (Some(_), _) => None,
             (None, Some(to)) => {
                 let to = PhoneNumber::parse(to).map_err(|_| VerifyError::InvalidParameter("To"))?;
-                self.store.pending_verification(&service.sid, to.as_str()).await?
+                // A number's verification that ran out of checks still answers, with
+                // 60202 as by its sid, until a new one is started.
+                let latest = self.store.latest_verification(&service.sid, to.as_str()).await?;
+                latest.filter(|v| matches!(v.status, Status::Pending | Status::MaxAttemptsReached))
             }
             (None, None) => return Err(VerifyError::InvalidParameter("To").into()),
         };
@@ -445,45 +448,47 @@ impl Identity {
             .filter(|c| !c.is_empty())
             .ok_or(VerifyError::InvalidParameter("Code"))?;
         let service = self.verify_service(account, service_sid).await?;
-        // A concurrent check may win the row; re-read and try again a few times.
-        for _ in 0..3 {
-            let mut v = self.find(&service, input.verification_sid.as_deref(), input.to.as_deref(), now).await?;
-            match v.status {
-                Status::Pending => {}
-                Status::MaxAttemptsReached => return Err(VerifyError::MaxChecks.into()),
-                _ => return Err(VerifyError::NotFound.into()),
-            }
-            if v.checks >= MAX_CHECKS {
-                return Err(VerifyError::MaxChecks.into());
-            }
-            let before = v.checks;
-            v.checks += 1;
-            v.updated_at = now;
-            let approved = self.sealer.verify_code(&v.code_hash, VERIFY_PURPOSE, code);
-            if approved {
-                v.status = Status::Approved;
-            } else if v.checks >= MAX_CHECKS {
-                v.status = Status::MaxAttemptsReached;
-            }
-            if !self.store.update_verification(&v, before).await? {
-                continue;
-            }
-            match v.status {
-                Status::Approved => {
-                    self.verify_audit(AuditKind::VerifyApproved, "approved", &v, json!({"via": "check"}), now).await?
-                }
-                Status::MaxAttemptsReached => {
-                    self.verify_audit(AuditKind::VerifyMaxAttempts, "max_attempts_reached", &v, json!({}), now).await?;
-                }
-                _ => {}
-            }
-            // The fifth wrong check still answers `pending`, as Twilio does.
-            if v.status == Status::MaxAttemptsReached {
-                v.status = Status::Pending;
-            }
-            return Ok(v);
+        let found = self.find(&service, input.verification_sid.as_deref(), input.to.as_deref(), now).await?;
+        // One check at a time per verification, on every instance: each sees the count
+        // the one before it left, so at most MAX_CHECKS codes are ever compared.
+        let tx = self.store.begin().await?;
+        tx.hold_limit(&format!("check:{}", found.sid)).await?;
+        let v = tx.verification(&service.sid, &found.sid).await?.ok_or(VerifyError::NotFound)?;
+        let mut v = self.settle(&*tx, v, now).await?;
+        match v.status {
+            Status::Pending => {}
+            Status::MaxAttemptsReached => return Err(VerifyError::MaxChecks.into()),
+            _ => return Err(VerifyError::NotFound.into()),
         }
-        Err(VerifyError::NotFound.into())
+        if v.checks >= MAX_CHECKS {
+            return Err(VerifyError::MaxChecks.into());
+        }
+        let before = v.checks;
+        v.checks += 1;
+        v.updated_at = now;
+        if self.sealer.verify_code(&v.code_hash, VERIFY_PURPOSE, code) {
+            v.status = Status::Approved;
+        } else if v.checks >= MAX_CHECKS {
+            v.status = Status::MaxAttemptsReached;
+        }
+        if !tx.update_verification(&v, before).await? {
+            // Only a writer that ignored the lock could have moved the count.
+            return Err(VerifyError::NotFound.into());
+        }
+        let event = match v.status {
+            Status::Approved => Some((AuditKind::VerifyApproved, "approved", json!({"via": "check"}))),
+            Status::MaxAttemptsReached => Some((AuditKind::VerifyMaxAttempts, "max_attempts_reached", json!({}))),
+            _ => None,
+        };
+        if let Some((kind, outcome, detail)) = event {
+            self.record(&*tx, self.verify_event(kind, outcome, &v, detail, now)).await?;
+        }
+        tx.commit().await?;
+        // The fifth wrong check still answers `pending`, as Twilio does.
+        if v.status == Status::MaxAttemptsReached {
+            v.status = Status::Pending;
+        }
+        Ok(v)
     }
 
     /// `POST /v2/Services/{sid}/Verifications/{VE… or To}` with `Status=approved|canceled`:

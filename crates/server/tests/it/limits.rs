@@ -2,6 +2,8 @@
 //! on SQLite, on PostgreSQL, and on two instances sharing PostgreSQL. (The login
 //! lockout's is in `login`, the wrong-code limits' in `two_factor`.)
 
+use std::time::Duration;
+
 use reqwest::Method;
 use serde_json::{Value, json};
 use tessera_server::Config;
@@ -10,7 +12,7 @@ use tessera_testkit::{Reply, TestApp, app};
 
 /// The deployments every limit is tried on: one SQLite instance, one PostgreSQL
 /// instance, two instances on one PostgreSQL database.
-async fn deployments(configure: fn(&mut Config)) -> Vec<Vec<TestApp>> {
+pub async fn deployments(configure: fn(&mut Config)) -> Vec<Vec<TestApp>> {
     let public = |c: &mut Config| c.messaging.public_url = Some("https://auth.example.com".into());
     let sqlite = app().configure(configure).spawn().await;
     let postgres = app().backend(Backend::Postgres).configure(configure).spawn().await;
@@ -19,7 +21,7 @@ async fn deployments(configure: fn(&mut Config)) -> Vec<Vec<TestApp>> {
     vec![vec![sqlite], vec![postgres], vec![a, b]]
 }
 
-fn name(apps: &[TestApp]) -> &'static str {
+pub fn name(apps: &[TestApp]) -> &'static str {
     match (apps.len(), apps[0].database_url.starts_with("sqlite")) {
         (1, true) => "SQLite",
         (1, false) => "PostgreSQL",
@@ -28,12 +30,12 @@ fn name(apps: &[TestApp]) -> &'static str {
 }
 
 /// 50 requests made by `request(app, i)`, spread over the instances, all at once.
-async fn fifty(apps: &[TestApp], request: impl Fn(&TestApp, usize) -> reqwest::RequestBuilder) -> Vec<Reply> {
+pub async fn fifty(apps: &[TestApp], request: impl Fn(&TestApp, usize) -> reqwest::RequestBuilder) -> Vec<Reply> {
     let requests = (0..50).map(|i| request(&apps[i % apps.len()], i)).collect();
     apps[0].all_at_once(requests).await
 }
 
-fn admitted(replies: &[Reply], ok: u16) -> usize {
+pub fn admitted(replies: &[Reply], ok: u16) -> usize {
     replies.iter().filter(|r| r.status == ok).count()
 }
 
@@ -163,5 +165,76 @@ async fn second_factor_send_limits_admit_exactly_their_limit_under_concurrency()
         })
         .await;
         assert_eq!(admitted(&replies, 200), 3, "per number, {on}");
+    }
+}
+
+const SECRET: &[u8] = b"12345678901234567890";
+
+/// A new second-step challenge for `login_id` (whose password is "correct horse").
+async fn challenge(app: &TestApp, login_id: &str) -> String {
+    let r = app.login(login_id, "correct horse").await;
+    assert_eq!(r.status, 242, "{}", r.text);
+    r.json["twoFactorId"].as_str().unwrap().to_owned()
+}
+
+fn second_step(app: &TestApp, id: &str, code: &str) -> reqwest::RequestBuilder {
+    app.client.post(app.url("/api/two-factor/login")).json(&json!({"twoFactorId": id, "code": code}))
+}
+
+/// A user with an authenticator (`SECRET`) whose enrolment step is past; returns a
+/// recovery code.
+async fn with_authenticator(apps: &[TestApp], email: &str) -> String {
+    let id = apps[0].create_user(email, "correct horse").await;
+    let enabled = apps[0].enable_authenticator(&id, SECRET).await;
+    for a in apps {
+        a.clock.advance(Duration::from_secs(30));
+    }
+    enabled["recoveryCodes"][0].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn codes_are_used_once_and_wrong_codes_are_limited_under_concurrency() {
+    for apps in deployments(|_| {}).await {
+        let on = name(&apps);
+        let statuses = |r: &[Reply]| r.iter().map(|r| r.status).collect::<Vec<_>>();
+
+        // Wrong codes on one twoFactorId: five are compared, then it is spent.
+        with_authenticator(&apps, "ann@example.com").await;
+        let id = challenge(&apps[0], "ann@example.com").await;
+        let replies = fifty(&apps, |a, _| second_step(a, &id, "000000")).await;
+        assert_eq!(admitted(&replies, 421), 5, "wrong codes, {on}: {:?}", statuses(&replies));
+        assert_eq!(admitted(&replies, 404), 45, "{on}");
+
+        // One TOTP step signs in once, whichever challenges it is offered to.
+        with_authenticator(&apps, "bob@example.com").await;
+        let mut ids = Vec::new();
+        for _ in 0..50 {
+            ids.push(challenge(&apps[0], "bob@example.com").await);
+        }
+        let code = apps[0].totp(SECRET, 0);
+        let replies = fifty(&apps, |a, i| second_step(a, &ids[i], &code)).await;
+        assert_eq!(admitted(&replies, 200), 1, "one TOTP code, {on}: {:?}", statuses(&replies));
+
+        // One recovery code signs in once.
+        let recovery = with_authenticator(&apps, "cat@example.com").await;
+        let mut ids = Vec::new();
+        for _ in 0..50 {
+            ids.push(challenge(&apps[0], "cat@example.com").await);
+        }
+        let replies = fifty(&apps, |a, i| second_step(a, &ids[i], &recovery)).await;
+        assert_eq!(admitted(&replies, 200), 1, "one recovery code, {on}: {:?}", statuses(&replies));
+
+        // Wrong codes on one verification: five are compared, the rest refused (60202).
+        let v = Verify::new(&apps[0], guard(json!({}))).await;
+        assert_eq!(apps[0].send(v.start(&apps[0], "+15554443232", "198.51.100.7")).await.status, 201);
+        let replies = fifty(&apps, |a, _| {
+            a.client
+                .post(a.url(&format!("/v2/Services/{}/VerificationCheck", v.service)))
+                .basic_auth(&v.account, Some(&v.token))
+                .form(&[("To", "+15554443232"), ("Code", "000000")])
+        })
+        .await;
+        assert_eq!(admitted(&replies, 200), 5, "verification checks, {on}: {:?}", statuses(&replies));
+        assert!(replies.iter().filter(|r| r.status != 200).all(|r| r.json["code"] == 60202), "{on}");
     }
 }

@@ -657,3 +657,24 @@ async fn a_code_whose_tokens_could_not_be_stored_is_not_spent() {
         assert_eq!((again.status, again.json["error"].as_str()), (400, Some("invalid_grant")), "then it is spent");
     }
 }
+
+/// 50 redemptions of one code at once, spread over the instances: one gets tokens.
+#[tokio::test]
+async fn a_code_redeemed_fifty_times_at_once_gives_tokens_once() {
+    use crate::limits::{admitted, deployments, fifty, name};
+    for apps in deployments(|_| {}).await {
+        apps[0].create_user("ann@example.com", "correct horse").await;
+        let (client_id, _) = client(&apps[0], true, "Disabled").await;
+        let code = sign_in(&mut Browser::new(&apps[0]), &client_id, "", None).await;
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", CB),
+            ("client_id", client_id.as_str()),
+            ("code_verifier", VERIFIER),
+        ];
+        let replies = fifty(&apps, |a, _| a.client.post(a.url("/oauth2/token")).form(&form)).await;
+        assert_eq!(admitted(&replies, 200), 1, "{}", name(&apps));
+        assert!(replies.iter().filter(|r| r.status != 200).all(|r| r.json["error"] == "invalid_grant"));
+    }
+}

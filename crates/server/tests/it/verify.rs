@@ -205,6 +205,7 @@ async fn five_checks_then_max_attempts_reached() {
     let sixth =
         v.post(&format!("/v2/Services/{va}/VerificationCheck"), &[("VerificationSid", &ve), ("Code", &code)]).await;
     assert_eq!(error(&sixth), (429, 60202, "Max check attempts reached".into()), "even the right code");
+    assert_eq!(error(&v.check(&va, TO, &code).await).1, 60202, "by the number too");
     assert_eq!(v.get(&format!("/v2/Services/{va}/Verifications/{ve}")).await.json["status"], "max_attempts_reached");
 }
 

@@ -78,6 +78,9 @@ contract!(verifications_update_only_from_the_expected_check_count, |c| {
     next.status = Status::Approved;
     assert!(c.store.update_verification(&next, 1).await.unwrap());
     assert!(c.store.pending_verification(&s.sid, "+15554443232").await.unwrap().is_none());
+    let latest = c.store.latest_verification(&s.sid, "+15554443232").await.unwrap().unwrap();
+    assert_eq!((latest.sid, latest.status), (v.sid.clone(), Status::Approved), "the newest, whatever its status");
+    assert!(c.store.latest_verification(&s.sid, "+15554443299").await.unwrap().is_none());
 });
 
 contract!(send_windows_and_conversion_are_counted, |c| {
