@@ -106,6 +106,26 @@ impl FraudGuard {
         FraudGuard { per_number: Limit { max: 10, window_seconds: 600 }, ..FraudGuard::default() }
     }
 
+    /// Windows longer than [`MAX_WINDOW`] are refused: sends older than that are purged,
+    /// so a window's count never grows with history.
+    pub fn validate(&self) -> Result<(), crate::validation::ValidationErrors> {
+        let mut errors = crate::validation::ValidationErrors::default();
+        let windows = [
+            ("perNumber.windowSeconds", self.per_number.window_seconds),
+            ("perPrefix.windowSeconds", self.per_prefix.window_seconds),
+            ("perIp.windowSeconds", self.per_ip.window_seconds),
+            ("perService.windowSeconds", self.per_service.window_seconds),
+            ("conversionWindowSeconds", self.conversion_window_seconds),
+        ];
+        for (field, seconds) in windows {
+            if seconds == 0 || seconds > MAX_WINDOW.as_secs() {
+                let message = format!("The [{field}] must be between 1 and {} seconds.", MAX_WINDOW.as_secs());
+                errors.add(field, "outOfRange", message);
+            }
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+
     pub fn allows_country(&self, country: Option<u16>) -> bool {
         self.allowed_countries.is_empty() || country.is_some_and(|c| self.allowed_countries.contains(&c))
     }
@@ -169,6 +189,9 @@ impl Status {
 
 /// Checks allowed per verification, and sends per number per window (Twilio's 5 and 5).
 pub const MAX_CHECKS: u32 = 5;
+
+/// The longest window a fraud guard may count over; older sends are purged.
+pub const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verification {

@@ -225,6 +225,7 @@ impl Identity {
             .await?
             .filter(|s| s.tenant_id == admin.tenant_id)
             .ok_or(CoreError::NotFound)?;
+        guard.validate()?;
         service.guard = guard;
         service.updated_at = now;
         self.store.update_verify_service(&service).await?;

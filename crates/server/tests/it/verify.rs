@@ -448,3 +448,22 @@ async fn the_official_twilio_python_sdk_works_against_tessera() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_fraud_guard_window_longer_than_a_week_is_refused() {
+    let app = spawn_app().await;
+    let v = Verify::new(&app).await;
+    let va = v.service(&[("FriendlyName", "Acme")]).await;
+    let path = format!("/api/verify/{}/services/{va}/fraud-guard", v.account);
+    let r = app.admin(Method::PUT, &path, Some(json!({"perIp": {"max": 5, "windowSeconds": 8 * 24 * 3600}}))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json["fieldErrors"]["perIp.windowSeconds"][0]["code"], "[outOfRange]perIp.windowSeconds");
+    let r = app.admin(Method::PUT, &path, Some(json!({"conversionWindowSeconds": 0}))).await;
+    assert_eq!(
+        r.json["fieldErrors"]["conversionWindowSeconds"][0]["code"], "[outOfRange]conversionWindowSeconds",
+        "{}",
+        r.text
+    );
+    let r = app.admin(Method::PUT, &path, Some(json!({"perIp": {"max": 5, "windowSeconds": 7 * 24 * 3600}}))).await;
+    assert_eq!(r.status, 200, "a week is allowed: {}", r.text);
+}

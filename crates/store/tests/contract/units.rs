@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use sqlx::Connection;
-use tessera_core::store::{SendKey, Store, StoreError, UserStore, VerifyStore};
+use tessera_core::store::{SendKey, Store, StoreError, TwoFactorStore, UserStore, VerifyStore};
 
 use crate::support::*;
 
@@ -100,4 +100,20 @@ contract!(a_query_the_database_refuses_is_not_an_outage, |c| {
     c.store.close().await;
     let e = c.store.ping().await.unwrap_err();
     assert!(matches!(e, StoreError::Unavailable(_)), "a closed pool is: {e:?}");
+});
+
+contract!(sends_older_than_any_window_and_idle_limit_locks_are_purged, |c| {
+    let hour = std::time::Duration::from_secs(3600);
+    c.store.record_verify_send("VA1", "+15550000001", "+1555000", None, T0).await.unwrap();
+    c.store.record_verify_send("VA1", "+15550000002", "+1555000", None, T0.plus(hour)).await.unwrap();
+    let tx = c.store.begin().await.unwrap();
+    tx.hold_limit("test:purged").await.unwrap();
+    tx.commit().await.unwrap();
+    let now = T0.plus(tessera_core::verify::MAX_WINDOW).plus(std::time::Duration::from_secs(1));
+    c.store.purge_expired(now, T0).await.unwrap();
+    let since_ever = tessera_core::Timestamp::from_millis(0);
+    assert_eq!(c.store.count_verify_sends("VA1", SendKey::Service, "VA1", since_ever).await.unwrap(), 1);
+    let mut raw = sqlx::AnyConnection::connect(&c.url).await.unwrap();
+    let (locks,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM limit_locks").fetch_one(&mut raw).await.unwrap();
+    assert_eq!(locks, 0);
 });
