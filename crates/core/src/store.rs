@@ -234,8 +234,9 @@ pub trait TwoFactorStore: Send + Sync {
     async fn delete_trust_tokens(&self, user: UserId) -> StoreResult<u64>;
 
     /// Deletes what can no longer be used at `now`: expired challenges, codes, trust
-    /// tokens and refresh tokens, send records older than `sends_before`, and lapsed
-    /// login-failure windows. Returns how many rows went.
+    /// tokens and refresh tokens, send records older than `sends_before`, fraud-guard
+    /// sends older than any window ([`crate::verify::MAX_WINDOW`]), idle limit locks, and
+    /// lapsed login-failure windows. Returns how many rows went.
     async fn purge_expired(&self, now: Timestamp, sends_before: Timestamp) -> StoreResult<u64>;
 }
 
