@@ -9,7 +9,7 @@ use serde_json::json;
 const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 const DEADLINE: Duration = Duration::from_secs(20);
 
-fn temp_dir() -> PathBuf {
+pub(crate) fn temp_dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!("tessera-cli-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -21,16 +21,24 @@ fn tessera(dir: &Path) -> Command {
     c
 }
 
-struct Running {
-    child: Child,
-    base: String,
-    printed_key: Option<String>,
+pub(crate) struct Running {
+    pub(crate) child: Child,
+    pub(crate) base: String,
+    pub(crate) printed_key: Option<String>,
+}
+
+/// A server a test forgot to stop (or that panicked) does not outlive it.
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Running {
     /// `tessera serve` in `dir`, as the README runs it: what it prints goes to
     /// `tessera.log` there (the admin key, console messages), its logs to `stderr.log`.
-    fn start(dir: &Path, extra_env: &[(&str, &str)]) -> Running {
+    pub(crate) fn start(dir: &Path, extra_env: &[(&str, &str)]) -> Running {
         let mut cmd = tessera(dir);
         let out = std::fs::File::create(dir.join("tessera.log")).unwrap();
         let log = std::fs::File::create(dir.join("stderr.log")).unwrap();

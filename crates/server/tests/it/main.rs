@@ -5,6 +5,7 @@ mod applications;
 mod browser;
 mod cli;
 mod connections;
+mod crash;
 mod flows;
 mod forms;
 mod limits;
