@@ -25,8 +25,16 @@ pub struct Target {
 
 const API_KEY: &str = "tsk_benchmark_admin_key_0123456789";
 
+/// A fixed seal key for benchmark servers on PostgreSQL (SQLite makes its own).
+const SEAL_KEY: &str = "bench:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
 impl Target {
     pub async fn start(args: &Args) -> Result<Target, String> {
+        Target::start_with(args, &[]).await
+    }
+
+    /// Starts the server with extra settings (`TESSERA_*` variables).
+    pub async fn start_with(args: &Args, settings: &[(&str, &str)]) -> Result<Target, String> {
         let hash_threads = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
         if let (Some(url), Some(key)) = (&args.url, &args.api_key) {
             return Ok(Target {
@@ -47,9 +55,15 @@ impl Target {
         let dir = std::env::temp_dir().join(format!("tessera-bench-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
 
-        let (first_ms, child, base) = spawn(&bin, &dir).await?;
+        let mut env: Vec<(String, String)> =
+            settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        if let Some(url) = &args.database_url {
+            env.push(("TESSERA_DATABASE_URL".into(), url.clone()));
+            env.push(("TESSERA_SEAL_KEY".into(), SEAL_KEY.into()));
+        }
+        let (first_ms, child, base) = spawn(&bin, &dir, &env).await?;
         stop_child(child).await;
-        let (restart_ms, child, base2) = spawn(&bin, &dir).await?;
+        let (restart_ms, child, base2) = spawn(&bin, &dir, &env).await?;
         let _ = base;
         let pid = child.id();
         Ok(Target {
@@ -107,6 +121,27 @@ impl Target {
         Some((self.peak_rss_kb.load(Ordering::SeqCst) as f64 / 1024.0, hwm as f64 / 1024.0))
     }
 
+    /// CPU seconds the server process has used so far (user + system).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
+        // Fields after the parenthesised command name; utime and stime are the 14th and
+        // 15th of the line, in clock ticks (USER_HZ, 100 on Linux).
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(ticks as f64 / 100.0)
+    }
+
+    /// Prints the server's CPU time per operation since `before` (from `cpu_seconds`).
+    pub fn print_cpu_per_op(&self, before: Option<f64>, ops: u64) {
+        if let (Some(before), Some(after)) = (before, self.cpu_seconds())
+            && ops > 0
+        {
+            let total = after - before;
+            println!("server CPU: {total:.1} s for {ops} operations = {:.0} µs per operation", total * 1e6 / ops as f64);
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(child) = self.child.take() {
             stop_child(child).await;
@@ -114,10 +149,11 @@ impl Target {
     }
 }
 
-async fn spawn(bin: &PathBuf, dir: &PathBuf) -> Result<(f64, Child, String), String> {
+async fn spawn(bin: &PathBuf, dir: &PathBuf, env: &[(String, String)]) -> Result<(f64, Child, String), String> {
     let started = Instant::now();
     let mut child = Command::new(bin)
         .arg("serve")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(dir)
         .env("TESSERA_LISTEN", "127.0.0.1:0")
         .env("TESSERA_API_KEY", API_KEY)

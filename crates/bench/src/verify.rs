@@ -87,6 +87,7 @@ pub async fn run(args: &Args) -> Result<(), String> {
     let va = Arc::new(service(&client, &target, &a, wide).await?);
     let next = Arc::new(AtomicU64::new(0));
     let duration = Duration::from_secs(args.seconds);
+    let cpu_before = target.cpu_seconds();
     let started = Instant::now();
     target.start_rss_sampling();
     let mut tasks = Vec::new();
@@ -124,6 +125,7 @@ pub async fn run(args: &Args) -> Result<(), String> {
     target.stop_rss_sampling();
     println!("scenario: verify ({} connections, {} s)", args.connections, args.seconds);
     print_stats("verifications (start + check)", &stats);
+    target.print_cpu_per_op(cpu_before, stats.ok);
     if let Some((peak, _)) = target.rss_during_load() {
         println!("server RSS under load: peak {peak:.1} MB");
     }
