@@ -42,7 +42,16 @@ impl Args {
         if matches!(scenario.as_str(), "--help" | "-h" | "help") {
             return Err(HELP.into());
         }
-        let mut a = Args { scenario, connections: 64, seconds: 10, url: None, api_key: None, server: None, users: 0, database_url: None };
+        let mut a = Args {
+            scenario,
+            connections: 64,
+            seconds: 10,
+            url: None,
+            api_key: None,
+            server: None,
+            users: 0,
+            database_url: None,
+        };
         while let Some(flag) = it.next() {
             let mut value = || it.next().ok_or(format!("{flag} needs a value"));
             match flag.as_str() {

@@ -55,8 +55,7 @@ impl Target {
         let dir = std::env::temp_dir().join(format!("tessera-bench-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
 
-        let mut env: Vec<(String, String)> =
-            settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let mut env: Vec<(String, String)> = settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         if let Some(url) = &args.database_url {
             env.push(("TESSERA_DATABASE_URL".into(), url.clone()));
             env.push(("TESSERA_SEAL_KEY".into(), SEAL_KEY.into()));
@@ -138,7 +137,10 @@ impl Target {
             && ops > 0
         {
             let total = after - before;
-            println!("server CPU: {total:.1} s for {ops} operations = {:.0} µs per operation", total * 1e6 / ops as f64);
+            println!(
+                "server CPU: {total:.1} s for {ops} operations = {:.0} µs per operation",
+                total * 1e6 / ops as f64
+            );
         }
     }
 

@@ -212,8 +212,8 @@ const CODE_CHECK_RATE: usize = 6_000;
 pub async fn code_check(args: &Args) -> Result<(), String> {
     // Only the second step is measured: cheap password hashing lets tens of thousands
     // of challenges be prepared in a minute instead of an hour.
-    let target = Target::start_with(args, &[("TESSERA_ARGON2_MEMORY_KIB", "1024"), ("TESSERA_ARGON2_ITERATIONS", "1")])
-        .await?;
+    let target =
+        Target::start_with(args, &[("TESSERA_ARGON2_MEMORY_KIB", "1024"), ("TESSERA_ARGON2_ITERATIONS", "1")]).await?;
     let client =
         reqwest::Client::builder().pool_max_idle_per_host(args.connections).build().map_err(|e| e.to_string())?;
     // Two challenges per user (a user has two codes per step).
