@@ -62,7 +62,7 @@ impl ApplicationStore for SqlStore {
         .bind(c.secret_digest.clone())
         .bind(text_list(&c.redirect_uris))
         .bind(c.mfa_policy.as_str().to_owned())
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
@@ -79,7 +79,7 @@ impl ApplicationStore for SqlStore {
         .bind(c.secret_digest.clone())
         .bind(text_list(&c.redirect_uris))
         .bind(c.mfa_policy.as_str().to_owned())
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
@@ -103,14 +103,14 @@ impl ApplicationStore for SqlStore {
             .bind(id.to_string())
             .bind(tenant.to_string())
             .bind(i64::from(active))
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn delete_application(&self, tenant: TenantId, id: ApplicationId, now: Timestamp) -> StoreResult<bool> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.write_conn().await?;
         let mut tx = self.begin_on(&mut conn).await?;
         let gone = sqlx::query("DELETE FROM applications WHERE id = $1 AND tenant_id = $2")
             .bind(id.to_string())

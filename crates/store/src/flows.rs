@@ -70,7 +70,7 @@ async fn bind(
 #[async_trait]
 impl FlowStore for SqlStore {
     async fn insert_flow(&self, f: &StoredFlow, number: Option<&Binding>) -> StoreResult<()> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.write_conn().await?;
         let mut tx = self.begin_on(&mut conn).await?;
         sqlx::query(
             "INSERT INTO flows (sid, tenant_id, friendly_name, definition, created_at) VALUES ($1, $2, $3, $4, $5)",
@@ -115,7 +115,7 @@ impl FlowStore for SqlStore {
     }
 
     async fn delete_flow(&self, tenant: TenantId, sid: &str) -> StoreResult<bool> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.write_conn().await?;
         let mut tx = self.begin_on(&mut conn).await?;
         sqlx::query("DELETE FROM flow_numbers WHERE flow_sid = $1")
             .bind(sid.to_owned())
@@ -133,7 +133,7 @@ impl FlowStore for SqlStore {
     }
 
     async fn bind_number(&self, tenant: TenantId, flow_sid: &str, binding: &Binding) -> StoreResult<()> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.write_conn().await?;
         let mut tx = self.begin_on(&mut conn).await?;
         bind(&mut tx, tenant, flow_sid, binding).await?;
         tx.commit().await.map_err(db_error)
@@ -177,7 +177,7 @@ impl FlowStore for SqlStore {
         .bind(r.created_at.millis())
         .bind(r.updated_at.millis())
         .bind(r.lease_until.map(Timestamp::millis))
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
@@ -195,7 +195,7 @@ impl FlowStore for SqlStore {
         .bind(serde_json::Value::from(r.steps.clone()).to_string())
         .bind(r.updated_at.millis())
         .bind(r.lease_until.map(Timestamp::millis))
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -211,7 +211,7 @@ impl FlowStore for SqlStore {
         .bind(r.current.clone())
         .bind(serde_json::Value::from(r.steps.clone()).to_string())
         .bind(now.millis())
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected() == 1)

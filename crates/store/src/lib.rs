@@ -74,15 +74,26 @@ impl Default for StoreOptions {
     }
 }
 
-/// Opens a pool on `url`. Does not migrate; call [`SqlStore::migrate`].
+/// Opens the pools on `url`. Does not migrate; call [`SqlStore::migrate`].
+///
+/// SQLite takes one writer at a time, so its writes get a pool of their own with one
+/// connection: writers queue for it in the process (in order, without SQLite's
+/// sleeping busy handler), and its page cache stays warm; reads use the other pool.
+/// PostgreSQL writes concurrently and uses one pool for both.
 pub async fn open(url: &str, options: &StoreOptions) -> Result<SqlStore, StoreError> {
     sqlx::any::install_default_drivers();
     let backend = Backend::of_url(url)?;
-    let pool: AnyPool = match backend {
-        Backend::Sqlite => sqlite::connect(url, options).await?,
-        Backend::Postgres => postgres::connect(url, options).await?,
+    let (readers, writer): (AnyPool, AnyPool) = match backend {
+        Backend::Sqlite => {
+            let writer = sqlite::connect(url, 1).await?;
+            (sqlite::connect(url, options.max_connections).await?, writer)
+        }
+        Backend::Postgres => {
+            let pool = postgres::connect(url, options).await?;
+            (pool.clone(), pool)
+        }
     };
-    Ok(SqlStore::new(pool, backend))
+    Ok(SqlStore::new(readers, writer, backend))
 }
 
 pub(crate) fn migration(version: i64, description: &'static str, sql: &'static str) -> sqlx::migrate::Migration {

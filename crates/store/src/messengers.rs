@@ -95,7 +95,7 @@ impl MessengerStore for SqlStore {
         let q = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO messengers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         )));
-        bind_messenger(q, m).execute(&mut *self.conn().await?).await.map_err(write_error)?;
+        bind_messenger(q, m).execute(&mut *self.write_conn().await?).await.map_err(write_error)?;
         Ok(())
     }
 
@@ -129,14 +129,14 @@ impl MessengerStore for SqlStore {
              priority = $9, country_codes = $10, preferred_country_codes = $11, created_at = $12, updated_at = $13 \
              WHERE id = $1 AND tenant_id = $2",
         );
-        Ok(bind_messenger(q, m).execute(&mut *self.conn().await?).await.map_err(write_error)?.rows_affected() == 1)
+        Ok(bind_messenger(q, m).execute(&mut *self.write_conn().await?).await.map_err(write_error)?.rows_affected() == 1)
     }
 
     async fn delete_messenger(&self, tenant: TenantId, id: MessengerId) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM messengers WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.to_string())
             .bind(id.to_string())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
@@ -164,7 +164,7 @@ impl MessengerStore for SqlStore {
         .bind(d.price_unit.clone())
         .bind(d.created_at.millis())
         .bind(d.updated_at.millis())
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
@@ -187,7 +187,7 @@ impl MessengerStore for SqlStore {
         .bind(status.to_owned())
         .bind(error_code.map(str::to_owned))
         .bind(now.millis())
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected() > 0)
@@ -198,7 +198,7 @@ impl MessengerStore for SqlStore {
             .bind(digest.to_owned())
             .bind(sealed_text.to_owned())
             .bind(expires_at.millis())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(write_error)?;
         Ok(())
@@ -207,7 +207,7 @@ impl MessengerStore for SqlStore {
     async fn take_voice_prompt(&self, digest: &str, now: Timestamp) -> StoreResult<Option<String>> {
         let row = sqlx::query("DELETE FROM voice_prompts WHERE digest = $1 RETURNING sealed_text, expires_at")
             .bind(digest.to_owned())
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         match row {

@@ -79,7 +79,7 @@ impl OidcStore for SqlStore {
         .bind(c.auth_time.millis())
         .bind(text_list(&c.amr))
         .bind(c.expires_at.millis())
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
@@ -89,7 +89,7 @@ impl OidcStore for SqlStore {
         // The conditional UPDATE is the single-use guarantee, across servers too.
         let done = sqlx::query("UPDATE oauth_codes SET used = 1 WHERE digest = $1 AND used = 0")
             .bind(digest.to_owned())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         if done.rows_affected() != 1 {
@@ -97,7 +97,7 @@ impl OidcStore for SqlStore {
         }
         sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CODE_COLUMNS} FROM oauth_codes WHERE digest = $1")))
             .bind(digest.to_owned())
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?
             .map(|r| code(&r))
@@ -116,7 +116,7 @@ impl OidcStore for SqlStore {
         .bind(text_list(&s.amr))
         .bind(s.last_seen.millis())
         .bind(s.expires_at.millis())
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
@@ -136,7 +136,7 @@ impl OidcStore for SqlStore {
         sqlx::query("UPDATE browser_sessions SET last_seen = $2 WHERE digest = $1")
             .bind(digest.to_owned())
             .bind(now.millis())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(())
@@ -146,7 +146,7 @@ impl OidcStore for SqlStore {
         sqlx::query("UPDATE browser_sessions SET amr = $2 WHERE digest = $1")
             .bind(digest.to_owned())
             .bind(text_list(amr))
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(())
@@ -155,7 +155,7 @@ impl OidcStore for SqlStore {
     async fn delete_session(&self, digest: &str) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM browser_sessions WHERE digest = $1")
             .bind(digest.to_owned())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected() == 1)

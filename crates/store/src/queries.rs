@@ -22,7 +22,10 @@ use crate::{Backend, db_error, postgres, rows, sqlite};
 
 #[derive(Clone)]
 pub struct SqlStore {
+    /// Reads (and, on PostgreSQL, writes).
     pub(crate) pool: AnyPool,
+    /// Writes: SQLite's one writer connection; on PostgreSQL the same pool.
+    pub(crate) writer: AnyPool,
     backend: Backend,
     /// Set on the store a unit of work hands out ([`Store::begin`]).
     pub(crate) unit: Option<Unit>,
@@ -35,12 +38,12 @@ impl std::fmt::Debug for SqlStore {
 }
 
 impl SqlStore {
-    pub(crate) fn new(pool: AnyPool, backend: Backend) -> Self {
-        SqlStore { pool, backend, unit: None }
+    pub(crate) fn new(pool: AnyPool, writer: AnyPool, backend: Backend) -> Self {
+        SqlStore { pool, writer, backend, unit: None }
     }
 
     pub(crate) fn with_unit(&self, unit: Unit) -> Self {
-        SqlStore { pool: self.pool.clone(), backend: self.backend, unit: Some(unit) }
+        SqlStore { pool: self.pool.clone(), writer: self.writer.clone(), backend: self.backend, unit: Some(unit) }
     }
 
     pub fn backend(&self) -> Backend {
@@ -54,11 +57,12 @@ impl SqlStore {
             Backend::Sqlite => sqlite::migrator(),
             Backend::Postgres => postgres::migrator(),
         };
-        migrator.run(&self.pool).await.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+        migrator.run(&self.writer).await.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     /// Whether this store's connections to the database are encrypted (SQLite has none).
@@ -120,7 +124,7 @@ fn bind_user(q: Q, u: &User) -> Q {
 #[async_trait]
 impl TenantStore for SqlStore {
     async fn bootstrap(&self, b: &Bootstrap) -> StoreResult<bool> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.write_conn().await?;
         let mut tx = self.begin_on(&mut conn).await?;
         // The single-row `bootstrap` table decides which of several racing processes
         // sets the database up; the others see zero rows inserted and write nothing.
@@ -156,7 +160,7 @@ impl TenantStore for SqlStore {
 
     async fn default_tenant(&self) -> StoreResult<Option<Tenant>> {
         sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY created_at, id LIMIT 1")
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?
             .map(|r| rows::tenant(&r))
@@ -176,7 +180,7 @@ fn insert_api_key_query(k: &ApiKey) -> Q {
 #[async_trait]
 impl ApiKeyStore for SqlStore {
     async fn insert_api_key(&self, key: &ApiKey) -> StoreResult<()> {
-        insert_api_key_query(key).execute(&mut *self.conn().await?).await.map_err(write_error)?;
+        insert_api_key_query(key).execute(&mut *self.write_conn().await?).await.map_err(write_error)?;
         Ok(())
     }
 
@@ -211,7 +215,7 @@ impl ApiKeyStore for SqlStore {
         )
         .bind(tenant.to_string())
         .bind(id.to_string())
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
@@ -226,7 +230,7 @@ impl UserStore for SqlStore {
              last_name, data, active, password_hash, created_at, updated_at, email_verified) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         );
-        bind_user(q, user).execute(&mut *self.conn().await?).await.map_err(write_error)?;
+        bind_user(q, user).execute(&mut *self.write_conn().await?).await.map_err(write_error)?;
         Ok(())
     }
 
@@ -266,7 +270,7 @@ impl UserStore for SqlStore {
              first_name = $7, last_name = $8, data = $9, active = $10, password_hash = $11, \
              created_at = $12, updated_at = $13, email_verified = $14 WHERE id = $1 AND tenant_id = $2",
         );
-        let done = bind_user(q, user).execute(&mut *self.conn().await?).await.map_err(write_error)?;
+        let done = bind_user(q, user).execute(&mut *self.write_conn().await?).await.map_err(write_error)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -275,14 +279,14 @@ impl UserStore for SqlStore {
             .bind(id.to_string())
             .bind(hash.as_phc().to_owned())
             .bind(now.millis())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(())
     }
 
     async fn delete_user(&self, tenant: TenantId, id: UserId) -> StoreResult<bool> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.write_conn().await?;
         let mut tx = self.begin_on(&mut conn).await?;
         sqlx::query("DELETE FROM refresh_tokens WHERE user_id = $1")
             .bind(id.to_string())
@@ -340,7 +344,7 @@ impl LoginAttemptStore for SqlStore {
         .bind(login_id.as_str().to_owned())
         .bind(now.millis())
         .bind(window_start.millis())
-        .fetch_one(&mut *self.conn().await?)
+        .fetch_one(&mut *self.write_conn().await?)
         .await
         .map_err(db_error)?;
         let n = row.try_get::<i64, _>("failures").map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -369,7 +373,7 @@ impl LoginAttemptStore for SqlStore {
         .bind(login_id.as_str().to_owned())
         .bind(now.millis())
         .bind(window_start.millis())
-        .fetch_one(&mut *self.conn().await?)
+        .fetch_one(&mut *self.write_conn().await?)
         .await
         .map_err(db_error)?;
         let n = row.try_get::<i64, _>("failures").map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -382,7 +386,7 @@ impl LoginAttemptStore for SqlStore {
             .bind(tenant.to_string())
             .bind(login_id.as_str().to_owned())
             .bind(until.millis())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(())
@@ -392,7 +396,7 @@ impl LoginAttemptStore for SqlStore {
         sqlx::query("DELETE FROM login_failures WHERE tenant_id = $1 AND login_id = $2")
             .bind(tenant.to_string())
             .bind(login_id.as_str().to_owned())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(())
@@ -416,7 +420,7 @@ impl TokenStore for SqlStore {
         .bind(t.created_at.millis())
         .bind(t.expires_at.millis())
         .bind(t.revoked_at.map(Timestamp::millis))
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
@@ -436,7 +440,7 @@ impl TokenStore for SqlStore {
         let done = sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
             .bind(id.to_string())
             .bind(now.millis())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
@@ -446,7 +450,7 @@ impl TokenStore for SqlStore {
         let done = sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
             .bind(user.to_string())
             .bind(now.millis())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected())
@@ -462,7 +466,7 @@ impl TokenStore for SqlStore {
         .bind(key.sealed_private.clone())
         .bind(key.public_jwk.to_string())
         .bind(key.created_at.millis())
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(write_error)?;
         Ok(done.rows_affected() == 1)
@@ -473,7 +477,7 @@ impl TokenStore for SqlStore {
             .bind(kid.to_owned())
             .bind(old.to_owned())
             .bind(new.to_owned())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
@@ -506,7 +510,7 @@ impl AuditStore for SqlStore {
         .bind(e.ip.clone())
         .bind(e.outcome.to_owned())
         .bind(e.detail.to_string())
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(())

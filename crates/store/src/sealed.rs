@@ -34,7 +34,7 @@ impl SealedValueStore for SqlStore {
             .bind(key.to_owned())
             .bind(old.to_owned())
             .bind(new.to_owned())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected() == 1)

@@ -7,9 +7,9 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 use tessera_core::store::StoreError;
 
-use crate::{StoreOptions, migration, unavailable};
+use crate::{migration, unavailable};
 
-pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<AnyPool, StoreError> {
+pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<AnyPool, StoreError> {
     if let Some(file) = crate::sqlite_file(url)
         && let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty())
     {
@@ -22,7 +22,7 @@ pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<AnyPool
         format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
     };
     AnyPoolOptions::new()
-        .max_connections(options.max_connections)
+        .max_connections(max_connections)
         .after_connect(|conn, _meta| {
             Box::pin(async move {
                 conn.execute(

@@ -106,7 +106,7 @@ impl TwoFactorStore for SqlStore {
         .bind(period)
         .bind(last_step)
         .bind(m.created_at.millis())
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
@@ -130,7 +130,7 @@ impl TwoFactorStore for SqlStore {
         let done = sqlx::query("DELETE FROM two_factor_methods WHERE user_id = $1 AND id = $2")
             .bind(user.to_string())
             .bind(id.as_str().to_owned())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
@@ -144,7 +144,7 @@ impl TwoFactorStore for SqlStore {
         .bind(user.to_string())
         .bind(id.as_str().to_owned())
         .bind(step)
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
@@ -170,7 +170,7 @@ impl TwoFactorStore for SqlStore {
         .bind(id.as_str().to_owned())
         .bind(old.to_owned())
         .bind(new.to_owned())
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
@@ -190,7 +190,7 @@ impl TwoFactorStore for SqlStore {
         .bind(c.code.as_ref().map(|p| p.method_id.as_str().to_owned()))
         .bind(c.code.as_ref().map(|p| p.hash.clone()))
         .bind(c.code.as_ref().map(|p| p.expires_at.millis()))
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
@@ -216,7 +216,7 @@ impl TwoFactorStore for SqlStore {
         .bind(code.method_id.as_str().to_owned())
         .bind(code.hash.clone())
         .bind(code.expires_at.millis())
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -229,7 +229,7 @@ impl TwoFactorStore for SqlStore {
         )
         .bind(digest.to_owned())
         .bind(hash.to_owned())
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
@@ -240,7 +240,7 @@ impl TwoFactorStore for SqlStore {
             "UPDATE two_factor_challenges SET failures = failures + 1 WHERE digest = $1 RETURNING failures",
         )
         .bind(digest.to_owned())
-        .fetch_optional(&mut *self.conn().await?)
+        .fetch_optional(&mut *self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(match row {
@@ -252,14 +252,14 @@ impl TwoFactorStore for SqlStore {
     async fn spend_challenge(&self, digest: &str) -> StoreResult<bool> {
         let done = sqlx::query("UPDATE two_factor_challenges SET spent = 1 WHERE digest = $1 AND spent = 0")
             .bind(digest.to_owned())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn replace_recovery_codes(&self, user: UserId, hashes: &[String], now: Timestamp) -> StoreResult<()> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.write_conn().await?;
         let mut tx = self.begin_on(&mut conn).await?;
         sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
             .bind(user.to_string())
@@ -284,7 +284,7 @@ impl TwoFactorStore for SqlStore {
             let done = sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1 AND hash = $2")
                 .bind(user.to_string())
                 .bind(h.clone())
-                .execute(&mut *self.conn().await?)
+                .execute(&mut *self.write_conn().await?)
                 .await
                 .map_err(db_error)?;
             if done.rows_affected() == 1 {
@@ -313,7 +313,7 @@ impl TwoFactorStore for SqlStore {
         .bind(c.hash.clone())
         .bind(c.expires_at.millis())
         .bind(i64::from(c.failures))
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -346,7 +346,7 @@ impl TwoFactorStore for SqlStore {
         )
         .bind(user.to_string())
         .bind(purpose.to_owned())
-        .fetch_optional(&mut *self.conn().await?)
+        .fetch_optional(&mut *self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(match row {
@@ -360,7 +360,7 @@ impl TwoFactorStore for SqlStore {
             .bind(user.to_string())
             .bind(purpose.to_owned())
             .bind(hash.to_owned())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
@@ -369,7 +369,7 @@ impl TwoFactorStore for SqlStore {
     async fn try_record_send(&self, user: UserId, now: Timestamp, since: Timestamp, limit: u32) -> StoreResult<bool> {
         // Under the user's limit lock: on PostgreSQL a lone INSERT … WHERE (SELECT COUNT)
         // let concurrent sends all see room (each statement sees only committed rows).
-        let mut conn = self.conn().await?;
+        let mut conn = self.write_conn().await?;
         let mut tx = self.begin_on(&mut conn).await?;
         crate::unit::lock_limit(&mut tx, &format!("send:{user}")).await?;
         let done = sqlx::query(
@@ -393,7 +393,7 @@ impl TwoFactorStore for SqlStore {
             .bind(t.user_id.to_string())
             .bind(t.created_at.millis())
             .bind(t.expires_at.millis())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(write_error)?;
         Ok(())
@@ -419,7 +419,7 @@ impl TwoFactorStore for SqlStore {
     async fn delete_trust_tokens(&self, user: UserId) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM trust_tokens WHERE user_id = $1")
             .bind(user.to_string())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected())
@@ -448,7 +448,7 @@ impl TwoFactorStore for SqlStore {
         ];
         let mut n = 0;
         for (sql, at) in statements {
-            n += sqlx::query(sql).bind(at).execute(&mut *self.conn().await?).await.map_err(db_error)?.rows_affected();
+            n += sqlx::query(sql).bind(at).execute(&mut *self.write_conn().await?).await.map_err(db_error)?.rows_affected();
         }
         Ok(n)
     }

@@ -58,10 +58,19 @@ impl DerefMut for Conn<'_> {
 const SQLITE_BEGIN: &str = "BEGIN IMMEDIATE";
 
 impl SqlStore {
-    /// The connection the next statement runs on: the unit of work's, or the pool's.
+    /// The connection the next read runs on: the unit of work's, or a reader.
     pub(crate) async fn conn(&self) -> StoreResult<Conn<'_>> {
+        self.conn_from(&self.pool).await
+    }
+
+    /// The connection the next write runs on: the unit of work's, or the writer.
+    pub(crate) async fn write_conn(&self) -> StoreResult<Conn<'_>> {
+        self.conn_from(&self.writer).await
+    }
+
+    async fn conn_from(&self, pool: &sqlx::AnyPool) -> StoreResult<Conn<'_>> {
         match &self.unit {
-            None => Ok(Conn::Pooled(self.pool.acquire().await.map_err(db_error)?)),
+            None => Ok(Conn::Pooled(pool.acquire().await.map_err(db_error)?)),
             Some(unit) => MutexGuard::try_map(unit.tx.lock().await, Option::as_mut)
                 .map(Conn::InUnit)
                 .map_err(|_| StoreError::Query("the unit of work was already committed".into())),
@@ -84,8 +93,8 @@ impl SqlStore {
             return Ok(self.with_unit(Unit { tx: unit.tx.clone(), joined: true }));
         }
         let tx = match self.backend() {
-            Backend::Sqlite => self.pool.begin_with(SQLITE_BEGIN).await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => self.writer.begin_with(SQLITE_BEGIN).await,
+            Backend::Postgres => self.writer.begin().await,
         }
         .map_err(db_error)?;
         Ok(self.with_unit(Unit { tx: Arc::new(Mutex::new(Some(tx))), joined: false }))
@@ -111,7 +120,7 @@ impl LimitStore for SqlStore {
         if self.unit.is_none() {
             return Ok(());
         }
-        lock_limit(&mut *self.conn().await?, key).await
+        lock_limit(&mut *self.write_conn().await?, key).await
     }
 }
 

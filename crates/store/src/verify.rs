@@ -92,7 +92,7 @@ impl VerifyStore for SqlStore {
             .bind(a.tenant_id.to_string())
             .bind(a.token_digest.clone())
             .bind(a.created_at.millis())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(write_error)?;
         Ok(())
@@ -129,7 +129,7 @@ impl VerifyStore for SqlStore {
         .bind(guard_text(&s.guard))
         .bind(s.created_at.millis())
         .bind(s.updated_at.millis())
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
@@ -174,7 +174,7 @@ impl VerifyStore for SqlStore {
         .bind(i64::try_from(s.ttl.as_secs()).unwrap_or(600))
         .bind(guard_text(&s.guard))
         .bind(s.updated_at.millis())
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
@@ -184,7 +184,7 @@ impl VerifyStore for SqlStore {
         let done = sqlx::query("DELETE FROM verify_services WHERE account_sid = $1 AND sid = $2")
             .bind(account_sid.to_owned())
             .bind(sid.to_owned())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
@@ -210,7 +210,7 @@ impl VerifyStore for SqlStore {
         .bind(v.created_at.millis())
         .bind(v.updated_at.millis())
         .bind(v.expires_at.millis())
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
@@ -269,7 +269,7 @@ impl VerifyStore for SqlStore {
         .bind(sends_text(&v.sends))
         .bind(v.updated_at.millis())
         .bind(i64::from(expected_checks))
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
@@ -289,7 +289,7 @@ impl VerifyStore for SqlStore {
             .bind(prefix.to_owned())
             .bind(ip.map(str::to_owned))
             .bind(at.millis())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(())
@@ -349,7 +349,7 @@ impl VerifyStore for SqlStore {
             .bind(b.reason.clone())
             .bind(b.created_at.millis())
             .bind(b.expires_at.millis())
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(())
