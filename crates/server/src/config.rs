@@ -43,7 +43,7 @@ const KEYS: &[(&str, Kind, &str, &str)] = &[
         "database_max_connections",
         Kind::Integer,
         "",
-        "connection pool size (default: 4 for SQLite, whose writes take turns anyway; 10 for PostgreSQL)",
+        "database connections (default: 4 for SQLite, one of them the writer; 10 for PostgreSQL)",
     ),
     ("api_key", Kind::Text, "", "admin API key to accept (created on first start if absent)"),
     ("issuer", Kind::Text, "", "`iss` of access and ID tokens (default: public_url, else http://<listen>)"),

@@ -85,8 +85,10 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<SqlStore, StoreEr
     let backend = Backend::of_url(url)?;
     let (readers, writer): (AnyPool, AnyPool) = match backend {
         Backend::Sqlite => {
+            // The writer counts toward `max_connections`: each connection keeps its own
+            // page and statement caches, and memory is what more of them would cost.
             let writer = sqlite::connect(url, 1).await?;
-            (sqlite::connect(url, options.max_connections).await?, writer)
+            (sqlite::connect(url, options.max_connections.saturating_sub(1).max(1)).await?, writer)
         }
         Backend::Postgres => {
             let pool = postgres::connect(url, options).await?;

@@ -129,7 +129,8 @@ impl MessengerStore for SqlStore {
              priority = $9, country_codes = $10, preferred_country_codes = $11, created_at = $12, updated_at = $13 \
              WHERE id = $1 AND tenant_id = $2",
         );
-        Ok(bind_messenger(q, m).execute(&mut *self.write_conn().await?).await.map_err(write_error)?.rows_affected() == 1)
+        Ok(bind_messenger(q, m).execute(&mut *self.write_conn().await?).await.map_err(write_error)?.rows_affected()
+            == 1)
     }
 
     async fn delete_messenger(&self, tenant: TenantId, id: MessengerId) -> StoreResult<bool> {

@@ -448,7 +448,12 @@ impl TwoFactorStore for SqlStore {
         ];
         let mut n = 0;
         for (sql, at) in statements {
-            n += sqlx::query(sql).bind(at).execute(&mut *self.write_conn().await?).await.map_err(db_error)?.rows_affected();
+            n += sqlx::query(sql)
+                .bind(at)
+                .execute(&mut *self.write_conn().await?)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
         }
         Ok(n)
     }
