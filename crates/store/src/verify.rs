@@ -230,31 +230,11 @@ impl VerifyStore for SqlStore {
     }
 
     async fn pending_verification(&self, service_sid: &str, to: &str) -> StoreResult<Option<Verification>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE service_sid = $1 AND to_number = $2 \
-             AND status = 'pending' ORDER BY created_at DESC, sid DESC LIMIT 1"
-        )))
-        .bind(service_sid.to_owned())
-        .bind(to.to_owned())
-        .fetch_optional(&mut *self.conn().await?)
-        .await
-        .map_err(db_error)?
-        .map(|r| verification(&r))
-        .transpose()
+        self.newest_verification(service_sid, to, "AND status = 'pending'").await
     }
 
     async fn latest_verification(&self, service_sid: &str, to: &str) -> StoreResult<Option<Verification>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE service_sid = $1 AND to_number = $2 \
-             ORDER BY created_at DESC, sid DESC LIMIT 1"
-        )))
-        .bind(service_sid.to_owned())
-        .bind(to.to_owned())
-        .fetch_optional(&mut *self.conn().await?)
-        .await
-        .map_err(db_error)?
-        .map(|r| verification(&r))
-        .transpose()
+        self.newest_verification(service_sid, to, "").await
     }
 
     async fn update_verification(&self, v: &Verification, expected_checks: u32) -> StoreResult<bool> {
@@ -383,5 +363,27 @@ impl VerifyStore for SqlStore {
         .iter()
         .map(block)
         .collect()
+    }
+}
+
+impl SqlStore {
+    /// A number's newest verification in a service, narrowed by `filter` (SQL, ours).
+    async fn newest_verification(
+        &self,
+        service_sid: &str,
+        to: &str,
+        filter: &'static str,
+    ) -> StoreResult<Option<Verification>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE service_sid = $1 AND to_number = $2 {filter} \
+             ORDER BY created_at DESC, sid DESC LIMIT 1"
+        )))
+        .bind(service_sid.to_owned())
+        .bind(to.to_owned())
+        .fetch_optional(&mut *self.conn().await?)
+        .await
+        .map_err(db_error)?
+        .map(|r| verification(&r))
+        .transpose()
     }
 }
