@@ -12,6 +12,7 @@ mod twofactor;
 mod users;
 mod verify;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -203,6 +204,9 @@ async fn audit_key_created(
     Ok(store.append_audit(&event).await?)
 }
 
+/// How many times a unit of work is run when concurrent transactions keep colliding.
+const UNIT_ATTEMPTS: usize = 3;
+
 /// Called with every audited event; the server counts them as metrics.
 pub type EventHook = Arc<dyn Fn(AuditKind, &'static str) + Send + Sync>;
 
@@ -315,6 +319,28 @@ impl Identity {
         now: Timestamp,
     ) -> Result<(), CoreError> {
         self.record(&*self.store, self.event(kind, user_id, outcome, ctx, detail, now)).await
+    }
+
+    /// Runs `unit`, a whole unit of work from `begin` to `commit`, again when the database
+    /// says it collided with a concurrent one (`StoreError::Busy`: a deadlock, a
+    /// serialization failure), up to [`UNIT_ATTEMPTS`] times: nothing of it happened.
+    /// Only for units whose every effect is in the database: nothing may be sent or
+    /// called before the commit.
+    async fn retrying<T, F, Fut>(&self, unit: F) -> Result<T, CoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, CoreError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match unit().await {
+                Err(CoreError::Store(StoreError::Busy(detail))) if attempt < UNIT_ATTEMPTS => {
+                    tracing::debug!(%detail, attempt, "a unit of work collided with another; running it again");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// An audit event of this tenant, for [`Identity::record`] inside a unit of work.

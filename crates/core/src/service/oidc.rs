@@ -270,13 +270,16 @@ impl Identity {
         // Taken (spent) before any check: a replayed or stolen code never works twice. The
         // spend commits with the refresh token it buys, or with the refusal; a failure
         // in between leaves the code as it was.
-        let tx = self.store.begin().await?;
-        let Some(record) = tx.take_code(&Secret::new(code.clone()).digest()).await? else {
-            return Ok(Err(TokenError::InvalidGrant("the code is unknown or was used already")));
-        };
-        let answer = self.redeem(&*tx, client, params, record, now).await?;
-        tx.commit().await?;
-        Ok(answer)
+        self.retrying(|| async {
+            let tx = self.store.begin().await?;
+            let Some(record) = tx.take_code(&Secret::new(code.clone()).digest()).await? else {
+                return Ok(Err(TokenError::InvalidGrant("the code is unknown or was used already")));
+            };
+            let answer = self.redeem(&*tx, client, params, record, now).await?;
+            tx.commit().await?;
+            Ok(answer)
+        })
+        .await
     }
 
     /// The checks and tokens for a code just taken, in the token request's unit `tx`.

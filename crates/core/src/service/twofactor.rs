@@ -572,16 +572,22 @@ impl Identity {
     ) -> Result<EnableOutcome, CoreError> {
         // One unit holding the user's factors: the method, its recovery codes (shown
         // once, so never without the method), the revoked devices and the audit entry.
-        let tx = self.factors_unit(user).await?;
-        let first = tx.methods(user).await?.is_empty();
         let method = TwoFactorMethod { id, user_id: user, kind, created_at: now };
-        tx.insert_method(&method).await?;
-        // Methods changed: remembered devices must pass the new factor set again.
-        tx.delete_trust_tokens(user).await?;
-        let recovery_codes = if first { Some(self.new_recovery_codes(&*tx, user, now).await?) } else { None };
-        let detail = json!({"method": method.method_name(), "methodId": method.id.as_str()});
-        self.record(&*tx, self.event(AuditKind::FactorEnabled, Some(user), "success", ctx, detail, now)).await?;
-        tx.commit().await?;
+        let recovery_codes = self
+            .retrying(|| async {
+                let tx = self.factors_unit(user).await?;
+                let first = tx.methods(user).await?.is_empty();
+                tx.insert_method(&method).await?;
+                // Methods changed: remembered devices must pass the new factor set again.
+                tx.delete_trust_tokens(user).await?;
+                let recovery_codes = if first { Some(self.new_recovery_codes(&*tx, user, now).await?) } else { None };
+                let detail = json!({"method": method.method_name(), "methodId": method.id.as_str()});
+                self.record(&*tx, self.event(AuditKind::FactorEnabled, Some(user), "success", ctx, detail, now))
+                    .await?;
+                tx.commit().await?;
+                Ok(recovery_codes)
+            })
+            .await?;
         Ok(EnableOutcome::Enabled { method, recovery_codes })
     }
 
@@ -664,20 +670,23 @@ impl Identity {
             Possession::Wrong => return Ok(DisableOutcome::WrongCode),
             Possession::Locked { until } => return Ok(DisableOutcome::Locked { until }),
         }
-        let tx = self.factors_unit(user).await?;
-        if !tx.delete_method(user, method_id).await? {
-            // Removed meanwhile by another request.
-            return Ok(DisableOutcome::NotFound);
-        }
-        tx.delete_trust_tokens(user).await?;
-        if tx.methods(user).await?.is_empty() {
-            // No factor left: recovery codes would be a way in with nothing to recover.
-            tx.replace_recovery_codes(user, &[], now).await?;
-        }
-        let detail = json!({"methodId": method_id.as_str()});
-        self.record(&*tx, self.event(AuditKind::FactorDisabled, Some(user), "success", ctx, detail, now)).await?;
-        tx.commit().await?;
-        Ok(DisableOutcome::Disabled)
+        self.retrying(|| async {
+            let tx = self.factors_unit(user).await?;
+            if !tx.delete_method(user, method_id).await? {
+                // Removed meanwhile by another request.
+                return Ok(DisableOutcome::NotFound);
+            }
+            tx.delete_trust_tokens(user).await?;
+            if tx.methods(user).await?.is_empty() {
+                // No factor left: recovery codes would be a way in with nothing to recover.
+                tx.replace_recovery_codes(user, &[], now).await?;
+            }
+            let detail = json!({"methodId": method_id.as_str()});
+            self.record(&*tx, self.event(AuditKind::FactorDisabled, Some(user), "success", ctx, detail, now)).await?;
+            tx.commit().await?;
+            Ok(DisableOutcome::Disabled)
+        })
+        .await
     }
 
     /// A current code of the user (TOTP, a manage code from [`Self::send_method_code`], or
@@ -737,14 +746,17 @@ impl Identity {
         now: Timestamp,
     ) -> Result<Option<Vec<String>>, CoreError> {
         let user = scope.user_id;
-        let tx = self.factors_unit(user).await?;
-        if tx.methods(user).await?.is_empty() {
-            return Ok(None);
-        }
-        let codes = self.new_recovery_codes(&*tx, user, now).await?;
-        let event = self.event(AuditKind::RecoveryCodesRegenerated, Some(user), "success", ctx, json!({}), now);
-        self.record(&*tx, event).await?;
-        tx.commit().await?;
-        Ok(Some(codes))
+        self.retrying(|| async {
+            let tx = self.factors_unit(user).await?;
+            if tx.methods(user).await?.is_empty() {
+                return Ok(None);
+            }
+            let codes = self.new_recovery_codes(&*tx, user, now).await?;
+            let event = self.event(AuditKind::RecoveryCodesRegenerated, Some(user), "success", ctx, json!({}), now);
+            self.record(&*tx, event).await?;
+            tx.commit().await?;
+            Ok(Some(codes))
+        })
+        .await
     }
 }

@@ -66,16 +66,20 @@ impl Identity {
         user.email_verified = existing.email_verified && user.email.is_some() && user.email == existing.email;
         // One unit: a new password or a deactivation never lands without the refresh
         // tokens it revokes.
-        let tx = self.store.begin().await?;
-        if !tx.update_user(&user).await.map_err(conflict_to_validation)? {
-            return Err(CoreError::NotFound);
-        }
-        if password_changed || (existing.active && !user.active) {
-            tx.revoke_user_refresh_tokens(id, now).await?;
-        }
-        let detail = json!({"passwordChanged": password_changed});
-        self.record(&*tx, self.event(AuditKind::UserUpdated, Some(id), "success", ctx, detail, now)).await?;
-        tx.commit().await?;
+        let revoke = password_changed || (existing.active && !user.active);
+        self.retrying(|| async {
+            let tx = self.store.begin().await?;
+            if !tx.update_user(&user).await.map_err(conflict_to_validation)? {
+                return Err(CoreError::NotFound);
+            }
+            if revoke {
+                tx.revoke_user_refresh_tokens(id, now).await?;
+            }
+            let detail = json!({"passwordChanged": password_changed});
+            self.record(&*tx, self.event(AuditKind::UserUpdated, Some(id), "success", ctx, detail, now)).await?;
+            Ok(tx.commit().await?)
+        })
+        .await?;
         Ok(user)
     }
 

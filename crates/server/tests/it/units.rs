@@ -111,3 +111,48 @@ async fn a_verification_whose_send_could_not_be_recorded_is_not_started() {
         assert_eq!(r.status, 201, "{}", r.text);
     }
 }
+
+/// Makes the next `times` inserts into `table` fail as a collision between transactions
+/// (PostgreSQL's serialization_failure, 40001). A sequence counts them: it is not rolled
+/// back with the transaction that failed.
+async fn collide_on_inserts_into(app: &TestApp, table: &str, times: u32) {
+    for sql in [
+        format!("CREATE SEQUENCE collisions_{table}"),
+        format!(
+            "CREATE FUNCTION collide_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF nextval('collisions_{table}') <= {times} THEN \
+             RAISE EXCEPTION 'injected collision' USING ERRCODE = 'serialization_failure'; END IF; \
+             RETURN NEW; END $$"
+        ),
+        format!(
+            "CREATE TRIGGER collide_{table} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION collide_{table}()"
+        ),
+    ] {
+        tessera_store::testing::execute(&app.database_url, &sql).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_unit_that_collides_with_another_is_run_again() {
+    let app = app().backend(Backend::Postgres).spawn().await;
+    let ann = app.create_user("ann@example.com", "correct horse").await;
+    collide_on_inserts_into(&app, "audit_log", 1).await;
+    let body = json!({"user": {"email": "ann@example.com", "password": "a new password"}});
+    let r = app.admin(Method::PUT, &format!("/api/user/{ann}"), Some(body)).await;
+    assert_eq!(r.status, 200, "the second run went through: {}", r.text);
+    assert_eq!(app.login("ann@example.com", "a new password").await.status, 200);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE event = 'user.updated'").await, 1, "once");
+}
+
+#[tokio::test]
+async fn a_unit_that_keeps_colliding_is_given_up_whole() {
+    let app = app().backend(Backend::Postgres).spawn().await;
+    let ann = app.create_user("ann@example.com", "correct horse").await;
+    collide_on_inserts_into(&app, "audit_log", 3).await;
+    let body = json!({"user": {"email": "ann@example.com", "password": "a new password"}});
+    let r = app.admin(Method::PUT, &format!("/api/user/{ann}"), Some(body)).await;
+    assert_eq!(r.status, 500, "three collisions: {}", r.text);
+    tessera_store::testing::execute(&app.database_url, "DROP TRIGGER collide_audit_log ON audit_log").await.unwrap();
+    assert_eq!(app.login("ann@example.com", "correct horse").await.status, 200, "nothing changed");
+    assert_eq!(app.login("ann@example.com", "a new password").await.status, 404);
+}
