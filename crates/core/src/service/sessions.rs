@@ -100,9 +100,16 @@ impl Identity {
         }
         // With factors but no challenge, a remembered device vouched for the second step.
         let method = if methods.is_empty() { "pwd" } else { "trusted-device" };
-        let tx = self.store.begin().await?;
-        let success = self.complete_login(&*tx, user, methods, application.id, req.no_jwt, method, ctx, now).await?;
-        tx.commit().await?;
+        let success = self
+            .retrying(|| async {
+                let tx = self.store.begin().await?;
+                let (user, methods) = (user.clone(), methods.clone());
+                let success =
+                    self.complete_login(&*tx, user, methods, application.id, req.no_jwt, method, ctx, now).await?;
+                tx.commit().await?;
+                Ok(success)
+            })
+            .await?;
         Ok(LoginOutcome::Success(Box::new(success)))
     }
 

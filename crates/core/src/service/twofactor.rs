@@ -517,33 +517,40 @@ impl Identity {
         }
         // One unit: the challenge is spent exactly when the tokens, the trust token and
         // their audit entries are written.
-        let tx = self.store.begin().await?;
-        if !tx.spend_challenge(&challenge.digest).await? {
-            // Another request with a valid code finished this challenge first.
-            return Ok(TwoFactorLoginOutcome::NotFound);
-        }
-        if account_failures.is_some() {
-            tx.clear_login_failures(user.tenant_id, &account_key).await?;
-        }
-        let detail = json!({"method": method});
-        self.record(&*tx, self.event(AuditKind::TwoFactorSuccess, Some(user.id), "success", ctx, detail, now)).await?;
         let user_id = user.id;
-        let mut success =
-            self.complete_login(&*tx, user, methods, challenge.application_id, req.no_jwt, method, ctx, now).await?;
-        if req.trust_computer {
-            let token = Secret::new(random::token(32)?);
-            let record = TrustToken {
-                digest: token.digest(),
-                user_id,
-                created_at: now,
-                expires_at: now.plus(self.policies.two_factor.trust_ttl),
-            };
-            tx.insert_trust_token(&record).await?;
-            self.record(&*tx, self.event(AuditKind::TrustTokenIssued, Some(user_id), "success", ctx, json!({}), now))
-                .await?;
-            success.trust_token = Some(token);
-        }
-        tx.commit().await?;
+        let finished = self
+            .retrying(|| async {
+                let tx = self.store.begin().await?;
+                if !tx.spend_challenge(&challenge.digest).await? {
+                    // Another request with a valid code finished this challenge first.
+                    return Ok(None);
+                }
+                if account_failures.is_some() {
+                    tx.clear_login_failures(user.tenant_id, &account_key).await?;
+                }
+                let detail = json!({"method": method});
+                let event = self.event(AuditKind::TwoFactorSuccess, Some(user_id), "success", ctx, detail, now);
+                self.record(&*tx, event).await?;
+                let (user, methods, app) = (user.clone(), methods.clone(), challenge.application_id);
+                let mut success = self.complete_login(&*tx, user, methods, app, req.no_jwt, method, ctx, now).await?;
+                if req.trust_computer {
+                    let token = Secret::new(random::token(32)?);
+                    let record = TrustToken {
+                        digest: token.digest(),
+                        user_id,
+                        created_at: now,
+                        expires_at: now.plus(self.policies.two_factor.trust_ttl),
+                    };
+                    tx.insert_trust_token(&record).await?;
+                    let event = self.event(AuditKind::TrustTokenIssued, Some(user_id), "success", ctx, json!({}), now);
+                    self.record(&*tx, event).await?;
+                    success.trust_token = Some(token);
+                }
+                tx.commit().await?;
+                Ok(Some(success))
+            })
+            .await?;
+        let Some(success) = finished else { return Ok(TwoFactorLoginOutcome::NotFound) };
         if let Some(stored) = owned_by_service {
             self.approve_if_owned(&stored).await;
         }

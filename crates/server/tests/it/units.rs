@@ -156,3 +156,17 @@ async fn a_unit_that_keeps_colliding_is_given_up_whole() {
     assert_eq!(app.login("ann@example.com", "correct horse").await.status, 200, "nothing changed");
     assert_eq!(app.login("ann@example.com", "a new password").await.status, 404);
 }
+
+#[tokio::test]
+async fn a_second_step_that_collides_is_run_again_and_signs_in_once() {
+    let app = app().backend(Backend::Postgres).spawn().await;
+    let ann = app.create_user("ann@example.com", "correct horse").await;
+    app.enable_authenticator(&ann, SECRET).await;
+    app.clock.advance(Duration::from_secs(30));
+    let id = app.login("ann@example.com", "correct horse").await.json["twoFactorId"].as_str().unwrap().to_owned();
+    collide_on_inserts_into(&app, "refresh_tokens", 1).await;
+    let r = app.post_json("/api/two-factor/login", json!({"twoFactorId": id, "code": app.totp(SECRET, 0)})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE event = 'login.success'").await, 1, "once");
+    assert_eq!(app.count("SELECT COUNT(*) FROM refresh_tokens").await, 1);
+}
