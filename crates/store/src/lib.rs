@@ -118,8 +118,10 @@ pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
             let code = db.code().unwrap_or_default();
             let code = code.as_ref();
             // PostgreSQL: 40001 serialization failure, 40P01 deadlock, 55P03 lock not
-            // available. SQLite: 5 busy, 6 locked (and their extended codes).
-            let sqlite_busy = code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+            // available. SQLite (extended codes carry the primary one in the low byte): 5
+            // busy, 6 locked; asked of SQLite's errors only, PostgreSQL's are digits too.
+            let sqlite_busy = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                && code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
             if matches!(code, "40001" | "40P01" | "55P03") || sqlite_busy {
                 StoreError::Busy(e.to_string())
             // 08: connection exceptions, 53: out of resources, 57P: the server is going down.

@@ -76,7 +76,7 @@ impl Identity {
         to: &PhoneNumber,
         now: Timestamp,
     ) -> Result<Option<Refusal>, CoreError> {
-        let Guarded { tx, key, rules: g } = guarded;
+        let Guarded { ref tx, key, rules: g } = *guarded;
         if !g.allows_country(to.country_code()) {
             return Ok(Some(Refusal { kind: "geo", detail: "destination country not permitted".into() }));
         }
@@ -99,8 +99,7 @@ impl Identity {
         now: Timestamp,
         conversion: bool,
     ) -> Result<Option<Refusal>, CoreError> {
-        let Guarded { tx, key, rules: g } = guarded;
-        let key: &str = key;
+        let Guarded { ref tx, key, rules: g } = *guarded;
         let prefix = prefix_of(to);
         if let Some(block) = tx.active_block(key, &prefix, now).await? {
             return Ok(Some(Refusal { kind: "prefix_blocked", detail: block.reason }));

@@ -456,13 +456,15 @@ impl Identity {
         tx.hold_limit(&format!("check:{}", found.sid)).await?;
         let v = tx.verification(&service.sid, &found.sid).await?.ok_or(VerifyError::NotFound)?;
         let mut v = self.settle(&*tx, v, now).await?;
-        match v.status {
-            Status::Pending => {}
-            Status::MaxAttemptsReached => return Err(VerifyError::MaxChecks.into()),
-            _ => return Err(VerifyError::NotFound.into()),
-        }
-        if v.checks >= MAX_CHECKS {
-            return Err(VerifyError::MaxChecks.into());
+        let refused = match v.status {
+            Status::Pending if v.checks < MAX_CHECKS => None,
+            Status::Pending | Status::MaxAttemptsReached => Some(VerifyError::MaxChecks),
+            _ => Some(VerifyError::NotFound),
+        };
+        if let Some(e) = refused {
+            // Keeps what settling found (an expiry and its audit entry).
+            tx.commit().await?;
+            return Err(e.into());
         }
         let before = v.checks;
         v.checks += 1;

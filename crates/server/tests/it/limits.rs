@@ -238,3 +238,28 @@ async fn codes_are_used_once_and_wrong_codes_are_limited_under_concurrency() {
         assert!(replies.iter().filter(|r| r.status != 200).all(|r| r.json["code"] == 60202), "{on}");
     }
 }
+
+/// 50 authenticators enrolled at once for one user: one of them is the first factor, so
+/// exactly one answer shows recovery codes, and those are the ones stored.
+#[tokio::test]
+async fn only_one_of_fifty_concurrent_first_factors_gets_recovery_codes() {
+    for apps in deployments(|_| {}).await {
+        let on = name(&apps);
+        let ann = apps[0].create_user("ann@example.com", "correct horse").await;
+        let secrets: Vec<Vec<u8>> = (0..50u8).map(|i| (0..20u8).map(|j| i.wrapping_mul(31) ^ j).collect()).collect();
+        let replies = fifty(&apps, |a, i| {
+            let body = json!({
+                "method": "authenticator",
+                "secretBase32Encoded": tessera_core::base32::encode(&secrets[i]),
+                "code": a.totp(&secrets[i], 0),
+            });
+            a.client.post(a.url(&format!("/api/user/two-factor/{ann}"))).header("Authorization", &a.api_key).json(&body)
+        })
+        .await;
+        assert_eq!(admitted(&replies, 200), 50, "{on}");
+        let with_codes = replies.iter().filter(|r| r.json["recoveryCodes"].as_array().is_some_and(|c| !c.is_empty()));
+        assert_eq!(with_codes.count(), 1, "{on}");
+        let stored = apps[0].count("SELECT COUNT(*) FROM recovery_codes").await;
+        assert_eq!(stored, 10, "{on}");
+    }
+}

@@ -117,3 +117,16 @@ contract!(sends_older_than_any_window_and_idle_limit_locks_are_purged, |c| {
     let (locks,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM limit_locks").fetch_one(&mut raw).await.unwrap();
     assert_eq!(locks, 0);
 });
+
+/// Another process holding SQLite's write lock past `busy_timeout` is a collision to
+/// retry (`Busy`), not an outage and not a bad query.
+#[tokio::test]
+async fn a_sqlite_file_locked_by_another_process_is_busy() {
+    let c = crate::support::ctx(tessera_store::Backend::Sqlite).await;
+    let mut other = sqlx::AnyConnection::connect(&c.url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE").execute(&mut other).await.unwrap();
+    let e = c.store.record_verify_send("VA1", "+15550000001", "+1555000", None, T0).await.unwrap_err();
+    assert!(matches!(e, StoreError::Busy(_)), "{e:?}");
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    c.store.record_verify_send("VA1", "+15550000001", "+1555000", None, T0).await.unwrap();
+}
