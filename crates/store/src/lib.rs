@@ -6,6 +6,7 @@
 //! same behaviour.
 
 mod applications;
+mod db;
 mod flows;
 mod messengers;
 mod oidc;
@@ -19,9 +20,12 @@ mod twofactor;
 mod unit;
 mod verify;
 
-use sqlx::AnyPool;
+use std::sync::Arc;
+
 use tessera_core::store::StoreError;
 
+use db::DbError;
+use queries::Engine;
 pub use queries::SqlStore;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,28 +78,20 @@ impl Default for StoreOptions {
     }
 }
 
-/// Opens the pools on `url`. Does not migrate; call [`SqlStore::migrate`].
+/// Opens the connections to `url`. Does not migrate; call [`SqlStore::migrate`].
 ///
-/// SQLite takes one writer at a time, so its writes get a pool of their own with one
-/// connection: writers queue for it in the process (in order, without SQLite's
-/// sleeping busy handler), and its page cache stays warm; reads use the other pool.
-/// PostgreSQL writes concurrently and uses one pool for both.
+/// SQLite takes one writer at a time, so its writes get a connection of their own
+/// (`sqlite::Lite`); reads use the others. PostgreSQL writes concurrently and uses one
+/// pool for both.
 pub async fn open(url: &str, options: &StoreOptions) -> Result<SqlStore, StoreError> {
     sqlx::any::install_default_drivers();
-    let backend = Backend::of_url(url)?;
-    let (readers, writer): (AnyPool, AnyPool) = match backend {
-        Backend::Sqlite => {
-            // The writer counts toward `max_connections`: each connection keeps its own
-            // page and statement caches, and memory is what more of them would cost.
-            let writer = sqlite::connect(url, 1).await?;
-            (sqlite::connect(url, options.max_connections.saturating_sub(1).max(1)).await?, writer)
-        }
-        Backend::Postgres => {
-            let pool = postgres::connect(url, options).await?;
-            (pool.clone(), pool)
-        }
+    let engine = match Backend::of_url(url)? {
+        // The writer counts toward `max_connections`: each connection keeps its own
+        // page and statement caches, and memory is what more of them would cost.
+        Backend::Sqlite => Engine::Lite(Arc::new(sqlite::open(url, options.max_connections.saturating_sub(1))?)),
+        Backend::Postgres => Engine::Any(postgres::connect(url, options).await?),
     };
-    Ok(SqlStore::new(readers, writer, backend))
+    Ok(SqlStore::new(engine))
 }
 
 pub(crate) fn migration(version: i64, description: &'static str, sql: &'static str) -> sqlx::migrate::Migration {
@@ -111,18 +107,21 @@ pub(crate) fn migration(version: i64, description: &'static str, sql: &'static s
 
 /// Tells a database that is not there (503, try again) from a transaction that lost a
 /// race (retry the unit) and from a statement the database refused (a bug: 500).
-pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
+pub(crate) fn db_error(e: impl Into<DbError>) -> StoreError {
+    match e.into() {
+        DbError::Sqlx(e) => sqlx_error(e),
+        DbError::Lite(e) => sqlite_error(e),
+    }
+}
+
+fn sqlx_error(e: sqlx::Error) -> StoreError {
     use sqlx::Error as E;
     match &e {
         E::Database(db) => {
             let code = db.code().unwrap_or_default();
             let code = code.as_ref();
-            // PostgreSQL: 40001 serialization failure, 40P01 deadlock, 55P03 lock not
-            // available. SQLite (extended codes carry the primary one in the low byte): 5
-            // busy, 6 locked; asked of SQLite's errors only, PostgreSQL's are digits too.
-            let sqlite_busy = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
-                && code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
-            if matches!(code, "40001" | "40P01" | "55P03") || sqlite_busy {
+            // 40001 serialization failure, 40P01 deadlock, 55P03 lock not available.
+            if matches!(code, "40001" | "40P01" | "55P03") {
                 StoreError::Busy(e.to_string())
             // 08: connection exceptions, 53: out of resources, 57P: the server is going down.
             } else if code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") {
@@ -137,6 +136,24 @@ pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
         E::ColumnDecode { .. } | E::Decode(_) | E::ColumnNotFound(_) | E::ColumnIndexOutOfBounds { .. } => {
             StoreError::Corrupt(e.to_string())
         }
+        _ => StoreError::Query(e.to_string()),
+    }
+}
+
+fn sqlite_error(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode as C;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            C::DatabaseBusy | C::DatabaseLocked => StoreError::Busy(e.to_string()),
+            C::CannotOpen | C::SystemIoFailure | C::DiskFull | C::PermissionDenied | C::ReadOnly | C::OutOfMemory => {
+                StoreError::Unavailable(e.to_string())
+            }
+            C::DatabaseCorrupt | C::NotADatabase => StoreError::Corrupt(e.to_string()),
+            _ => StoreError::Query(e.to_string()),
+        },
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnType(..) => StoreError::Corrupt(e.to_string()),
         _ => StoreError::Query(e.to_string()),
     }
 }

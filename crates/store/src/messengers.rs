@@ -1,7 +1,7 @@
 //! Messenger configurations and delivery records.
 
+use crate::db::{self, Row};
 use async_trait::async_trait;
-use sqlx::any::AnyRow;
 use tessera_core::Timestamp;
 use tessera_core::ids::{MessengerId, TenantId};
 use tessera_core::messaging::{Channel, Purpose};
@@ -12,7 +12,7 @@ use crate::db_error;
 use crate::queries::{SqlStore, write_error};
 use crate::rows::{corrupt, get};
 
-fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> StoreResult<T> {
+fn json<T: serde::de::DeserializeOwned>(row: &Row, col: &str) -> StoreResult<T> {
     serde_json::from_str(&get::<String>(row, col)?).map_err(|e| corrupt(format!("{col}: {e}")))
 }
 
@@ -23,7 +23,7 @@ fn channels_text(c: &[Channel]) -> String {
 const COLUMNS: &str = "id, tenant_id, kind, name, url, settings, sealed_secrets, channels, priority, country_codes, \
                        preferred_country_codes, created_at, updated_at";
 
-fn messenger(row: &AnyRow) -> StoreResult<MessengerConfig> {
+fn messenger(row: &Row) -> StoreResult<MessengerConfig> {
     let channels: Vec<String> = json(row, "channels")?;
     Ok(MessengerConfig {
         id: get::<String>(row, "id")?.parse().map_err(|_| corrupt("messenger id"))?,
@@ -42,10 +42,7 @@ fn messenger(row: &AnyRow) -> StoreResult<MessengerConfig> {
     })
 }
 
-fn bind_messenger<'q>(
-    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    m: &MessengerConfig,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+fn bind_messenger(q: db::Statement, m: &MessengerConfig) -> db::Statement {
     q.bind(m.id.to_string())
         .bind(m.tenant_id.to_string())
         .bind(m.kind.as_str().to_owned())
@@ -68,7 +65,7 @@ fn purpose(s: &str) -> Purpose {
         .unwrap_or(Purpose::SecondFactor)
 }
 
-fn delivery(row: &AnyRow) -> StoreResult<Delivery> {
+fn delivery(row: &Row) -> StoreResult<Delivery> {
     Ok(Delivery {
         id: get::<String>(row, "id")?.parse().map_err(|_| corrupt("delivery id"))?,
         tenant_id: get::<String>(row, "tenant_id")?.parse().map_err(|_| corrupt("tenant id"))?,
@@ -92,18 +89,18 @@ fn delivery(row: &AnyRow) -> StoreResult<Delivery> {
 #[async_trait]
 impl MessengerStore for SqlStore {
     async fn insert_messenger(&self, m: &MessengerConfig) -> StoreResult<()> {
-        let q = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let q = db::query(format!(
             "INSERT INTO messengers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        )));
-        bind_messenger(q, m).execute(&mut *self.write_conn().await?).await.map_err(write_error)?;
+        ));
+        bind_messenger(q, m).execute(&mut self.write_conn().await?).await.map_err(write_error)?;
         Ok(())
     }
 
     async fn messenger(&self, tenant: TenantId, id: MessengerId) -> StoreResult<Option<MessengerConfig>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM messengers WHERE tenant_id = $1 AND id = $2")))
+        db::query(format!("SELECT {COLUMNS} FROM messengers WHERE tenant_id = $1 AND id = $2"))
             .bind(tenant.to_string())
             .bind(id.to_string())
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut self.conn().await?)
             .await
             .map_err(db_error)?
             .map(|r| messenger(&r))
@@ -111,40 +108,37 @@ impl MessengerStore for SqlStore {
     }
 
     async fn messengers(&self, tenant: TenantId) -> StoreResult<Vec<MessengerConfig>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM messengers WHERE tenant_id = $1 ORDER BY created_at, id"
-        )))
-        .bind(tenant.to_string())
-        .fetch_all(&mut *self.conn().await?)
-        .await
-        .map_err(db_error)?
-        .iter()
-        .map(messenger)
-        .collect()
+        db::query(format!("SELECT {COLUMNS} FROM messengers WHERE tenant_id = $1 ORDER BY created_at, id"))
+            .bind(tenant.to_string())
+            .fetch_all(&mut self.conn().await?)
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(messenger)
+            .collect()
     }
 
     async fn update_messenger(&self, m: &MessengerConfig) -> StoreResult<bool> {
-        let q = sqlx::query(
+        let q = db::query(
             "UPDATE messengers SET kind = $3, name = $4, url = $5, settings = $6, sealed_secrets = $7, channels = $8, \
              priority = $9, country_codes = $10, preferred_country_codes = $11, created_at = $12, updated_at = $13 \
              WHERE id = $1 AND tenant_id = $2",
         );
-        Ok(bind_messenger(q, m).execute(&mut *self.write_conn().await?).await.map_err(write_error)?.rows_affected()
-            == 1)
+        Ok(bind_messenger(q, m).execute(&mut self.write_conn().await?).await.map_err(write_error)?.rows_affected() == 1)
     }
 
     async fn delete_messenger(&self, tenant: TenantId, id: MessengerId) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM messengers WHERE tenant_id = $1 AND id = $2")
+        let done = db::query("DELETE FROM messengers WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.to_string())
             .bind(id.to_string())
-            .execute(&mut *self.write_conn().await?)
+            .execute(&mut self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn insert_delivery(&self, d: &Delivery) -> StoreResult<()> {
-        sqlx::query(
+        db::query(
             "INSERT INTO deliveries (id, tenant_id, messenger_id, provider, recipient, channel, purpose, \
              provider_message_id, status, error_code, error_message, attempts, price, price_unit, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
@@ -165,7 +159,7 @@ impl MessengerStore for SqlStore {
         .bind(d.price_unit.clone())
         .bind(d.created_at.millis())
         .bind(d.updated_at.millis())
-        .execute(&mut *self.write_conn().await?)
+        .execute(&mut self.write_conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
@@ -179,7 +173,7 @@ impl MessengerStore for SqlStore {
         error_code: Option<&str>,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let done = db::query(
             "UPDATE deliveries SET status = $3, error_code = COALESCE($4, error_code), updated_at = $5 \
              WHERE provider = $1 AND provider_message_id = $2",
         )
@@ -188,27 +182,27 @@ impl MessengerStore for SqlStore {
         .bind(status.to_owned())
         .bind(error_code.map(str::to_owned))
         .bind(now.millis())
-        .execute(&mut *self.write_conn().await?)
+        .execute(&mut self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn put_voice_prompt(&self, digest: &str, sealed_text: &str, expires_at: Timestamp) -> StoreResult<()> {
-        sqlx::query("INSERT INTO voice_prompts (digest, sealed_text, expires_at) VALUES ($1, $2, $3)")
+        db::query("INSERT INTO voice_prompts (digest, sealed_text, expires_at) VALUES ($1, $2, $3)")
             .bind(digest.to_owned())
             .bind(sealed_text.to_owned())
             .bind(expires_at.millis())
-            .execute(&mut *self.write_conn().await?)
+            .execute(&mut self.write_conn().await?)
             .await
             .map_err(write_error)?;
         Ok(())
     }
 
     async fn take_voice_prompt(&self, digest: &str, now: Timestamp) -> StoreResult<Option<String>> {
-        let row = sqlx::query("DELETE FROM voice_prompts WHERE digest = $1 RETURNING sealed_text, expires_at")
+        let row = db::query("DELETE FROM voice_prompts WHERE digest = $1 RETURNING sealed_text, expires_at")
             .bind(digest.to_owned())
-            .fetch_optional(&mut *self.write_conn().await?)
+            .fetch_optional(&mut self.write_conn().await?)
             .await
             .map_err(db_error)?;
         match row {
@@ -218,19 +212,19 @@ impl MessengerStore for SqlStore {
     }
 
     async fn deliveries(&self, tenant: TenantId, offset: u64, limit: u64) -> StoreResult<(Vec<Delivery>, u64)> {
-        let rows = sqlx::query(
+        let rows = db::query(
             "SELECT * FROM deliveries WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
         )
         .bind(tenant.to_string())
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut self.conn().await?)
         .await
         .map_err(db_error)?;
         let list = rows.iter().map(delivery).collect::<StoreResult<Vec<_>>>()?;
-        let total = sqlx::query("SELECT COUNT(*) AS n FROM deliveries WHERE tenant_id = $1")
+        let total = db::query("SELECT COUNT(*) AS n FROM deliveries WHERE tenant_id = $1")
             .bind(tenant.to_string())
-            .fetch_one(&mut *self.conn().await?)
+            .fetch_one(&mut self.conn().await?)
             .await
             .map_err(db_error)?;
         Ok((list, u64::try_from(get::<i64>(&total, "n")?).unwrap_or(0)))

@@ -1,7 +1,7 @@
 //! OAuth clients (on the applications table), authorization codes and browser sessions.
 
+use crate::db::{self, Row};
 use async_trait::async_trait;
-use sqlx::any::AnyRow;
 use tessera_core::Timestamp;
 use tessera_core::ids::ApplicationId;
 use tessera_core::oidc::{AuthCode, BrowserSession, OAuthClient};
@@ -12,7 +12,7 @@ use crate::db_error;
 use crate::queries::{SqlStore, write_error};
 use crate::rows::{corrupt, get};
 
-pub(crate) fn list(row: &AnyRow, col: &str) -> StoreResult<Vec<String>> {
+pub(crate) fn list(row: &Row, col: &str) -> StoreResult<Vec<String>> {
     serde_json::from_str(&get::<String>(row, col)?).map_err(corrupt)
 }
 
@@ -23,7 +23,7 @@ pub(crate) fn text_list(v: &[String]) -> String {
 const CODE_COLUMNS: &str =
     "digest, client_id, user_id, redirect_uri, code_challenge, nonce, scope, auth_time, amr, expires_at";
 
-fn code(row: &AnyRow) -> StoreResult<AuthCode> {
+fn code(row: &Row) -> StoreResult<AuthCode> {
     Ok(AuthCode {
         digest: get(row, "digest")?,
         client_id: get::<String>(row, "client_id")?.parse().map_err(|_| corrupt("client id"))?,
@@ -38,7 +38,7 @@ fn code(row: &AnyRow) -> StoreResult<AuthCode> {
     })
 }
 
-fn session(row: &AnyRow) -> StoreResult<BrowserSession> {
+fn session(row: &Row) -> StoreResult<BrowserSession> {
     Ok(BrowserSession {
         digest: get(row, "digest")?,
         tenant_id: get::<String>(row, "tenant_id")?.parse().map_err(|_| corrupt("tenant id"))?,
@@ -53,22 +53,19 @@ fn session(row: &AnyRow) -> StoreResult<BrowserSession> {
 #[async_trait]
 impl OidcStore for SqlStore {
     async fn oauth_client(&self, id: ApplicationId) -> StoreResult<Option<OAuthClient>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {} FROM applications WHERE id = $1 AND active = 1",
-            applications::COLUMNS
-        )))
-        .bind(id.to_string())
-        .fetch_optional(&mut *self.conn().await?)
-        .await
-        .map_err(db_error)?
-        .map(|r| applications::client(&r))
-        .transpose()
+        db::query(format!("SELECT {} FROM applications WHERE id = $1 AND active = 1", applications::COLUMNS))
+            .bind(id.to_string())
+            .fetch_optional(&mut self.conn().await?)
+            .await
+            .map_err(db_error)?
+            .map(|r| applications::client(&r))
+            .transpose()
     }
 
     async fn insert_code(&self, c: &AuthCode) -> StoreResult<()> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        db::query(format!(
             "INSERT INTO oauth_codes ({CODE_COLUMNS}, used) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0)"
-        )))
+        ))
         .bind(c.digest.clone())
         .bind(c.client_id.to_string())
         .bind(c.user_id.to_string())
@@ -79,7 +76,7 @@ impl OidcStore for SqlStore {
         .bind(c.auth_time.millis())
         .bind(text_list(&c.amr))
         .bind(c.expires_at.millis())
-        .execute(&mut *self.write_conn().await?)
+        .execute(&mut self.write_conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
@@ -87,17 +84,17 @@ impl OidcStore for SqlStore {
 
     async fn take_code(&self, digest: &str) -> StoreResult<Option<AuthCode>> {
         // The conditional UPDATE is the single-use guarantee, across servers too.
-        let done = sqlx::query("UPDATE oauth_codes SET used = 1 WHERE digest = $1 AND used = 0")
+        let done = db::query("UPDATE oauth_codes SET used = 1 WHERE digest = $1 AND used = 0")
             .bind(digest.to_owned())
-            .execute(&mut *self.write_conn().await?)
+            .execute(&mut self.write_conn().await?)
             .await
             .map_err(db_error)?;
         if done.rows_affected() != 1 {
             return Ok(None);
         }
-        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CODE_COLUMNS} FROM oauth_codes WHERE digest = $1")))
+        db::query(format!("SELECT {CODE_COLUMNS} FROM oauth_codes WHERE digest = $1"))
             .bind(digest.to_owned())
-            .fetch_optional(&mut *self.write_conn().await?)
+            .fetch_optional(&mut self.write_conn().await?)
             .await
             .map_err(db_error)?
             .map(|r| code(&r))
@@ -105,7 +102,7 @@ impl OidcStore for SqlStore {
     }
 
     async fn insert_session(&self, s: &BrowserSession) -> StoreResult<()> {
-        sqlx::query(
+        db::query(
             "INSERT INTO browser_sessions (digest, tenant_id, user_id, auth_time, amr, last_seen, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -116,16 +113,16 @@ impl OidcStore for SqlStore {
         .bind(text_list(&s.amr))
         .bind(s.last_seen.millis())
         .bind(s.expires_at.millis())
-        .execute(&mut *self.write_conn().await?)
+        .execute(&mut self.write_conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
     }
 
     async fn session(&self, digest: &str) -> StoreResult<Option<BrowserSession>> {
-        sqlx::query("SELECT digest, tenant_id, user_id, auth_time, amr, last_seen, expires_at FROM browser_sessions WHERE digest = $1")
+        db::query("SELECT digest, tenant_id, user_id, auth_time, amr, last_seen, expires_at FROM browser_sessions WHERE digest = $1")
             .bind(digest.to_owned())
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut self.conn().await?)
             .await
             .map_err(db_error)?
             .map(|r| session(&r))
@@ -133,29 +130,29 @@ impl OidcStore for SqlStore {
     }
 
     async fn touch_session(&self, digest: &str, now: Timestamp) -> StoreResult<()> {
-        sqlx::query("UPDATE browser_sessions SET last_seen = $2 WHERE digest = $1")
+        db::query("UPDATE browser_sessions SET last_seen = $2 WHERE digest = $1")
             .bind(digest.to_owned())
             .bind(now.millis())
-            .execute(&mut *self.write_conn().await?)
+            .execute(&mut self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(())
     }
 
     async fn set_session_amr(&self, digest: &str, amr: &[String]) -> StoreResult<()> {
-        sqlx::query("UPDATE browser_sessions SET amr = $2 WHERE digest = $1")
+        db::query("UPDATE browser_sessions SET amr = $2 WHERE digest = $1")
             .bind(digest.to_owned())
             .bind(text_list(amr))
-            .execute(&mut *self.write_conn().await?)
+            .execute(&mut self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(())
     }
 
     async fn delete_session(&self, digest: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM browser_sessions WHERE digest = $1")
+        let done = db::query("DELETE FROM browser_sessions WHERE digest = $1")
             .bind(digest.to_owned())
-            .execute(&mut *self.write_conn().await?)
+            .execute(&mut self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected() == 1)

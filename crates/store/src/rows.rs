@@ -3,8 +3,7 @@
 
 use std::str::FromStr;
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use crate::db::{Column, Row};
 use tessera_core::Timestamp;
 use tessera_core::apikey::ApiKey;
 use tessera_core::audit::AuditRecord;
@@ -19,44 +18,39 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
 }
 
 /// A column of any type both backends decode alike; a failure names the column.
-pub(crate) fn get<T>(row: &AnyRow, col: &str) -> StoreResult<T>
-where
-    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
-{
-    row.try_get::<T, _>(col).map_err(|e| corrupt(format!("{col}: {e}")))
+pub(crate) fn get<T: Column>(row: &Row, col: &str) -> StoreResult<T> {
+    row.get::<T>(col).map_err(|e| corrupt(format!("{col}: {e}")))
 }
 
-fn text(row: &AnyRow, col: &str) -> StoreResult<String> {
-    row.try_get::<String, _>(col).map_err(|e| corrupt(format!("{col}: {e}")))
+fn text(row: &Row, col: &str) -> StoreResult<String> {
+    get::<String>(row, col)
 }
 
-fn opt_text(row: &AnyRow, col: &str) -> StoreResult<Option<String>> {
-    row.try_get::<Option<String>, _>(col).map_err(|e| corrupt(format!("{col}: {e}")))
+fn opt_text(row: &Row, col: &str) -> StoreResult<Option<String>> {
+    get::<Option<String>>(row, col)
 }
 
-fn int(row: &AnyRow, col: &str) -> StoreResult<i64> {
-    row.try_get::<i64, _>(col).map_err(|e| corrupt(format!("{col}: {e}")))
+fn int(row: &Row, col: &str) -> StoreResult<i64> {
+    get::<i64>(row, col)
 }
 
-fn time(row: &AnyRow, col: &str) -> StoreResult<Timestamp> {
+fn time(row: &Row, col: &str) -> StoreResult<Timestamp> {
     int(row, col).map(Timestamp::from_millis)
 }
 
-fn opt_time(row: &AnyRow, col: &str) -> StoreResult<Option<Timestamp>> {
-    row.try_get::<Option<i64>, _>(col)
-        .map(|v| v.map(Timestamp::from_millis))
-        .map_err(|e| corrupt(format!("{col}: {e}")))
+fn opt_time(row: &Row, col: &str) -> StoreResult<Option<Timestamp>> {
+    get::<Option<i64>>(row, col).map(|v| v.map(Timestamp::from_millis))
 }
 
-fn id<T: FromStr>(row: &AnyRow, col: &str) -> StoreResult<T> {
+fn id<T: FromStr>(row: &Row, col: &str) -> StoreResult<T> {
     text(row, col)?.parse().map_err(|_| corrupt(format!("{col}: not an id")))
 }
 
-pub(crate) fn tenant(row: &AnyRow) -> StoreResult<Tenant> {
+pub(crate) fn tenant(row: &Row) -> StoreResult<Tenant> {
     Ok(Tenant { id: id(row, "id")?, name: text(row, "name")?, created_at: time(row, "created_at")? })
 }
 
-pub(crate) fn application(row: &AnyRow) -> StoreResult<Application> {
+pub(crate) fn application(row: &Row) -> StoreResult<Application> {
     Ok(Application {
         id: id(row, "id")?,
         tenant_id: id(row, "tenant_id")?,
@@ -66,7 +60,7 @@ pub(crate) fn application(row: &AnyRow) -> StoreResult<Application> {
     })
 }
 
-pub(crate) fn api_key(row: &AnyRow) -> StoreResult<ApiKey> {
+pub(crate) fn api_key(row: &Row) -> StoreResult<ApiKey> {
     Ok(ApiKey {
         id: id(row, "id")?,
         tenant_id: id(row, "tenant_id")?,
@@ -79,7 +73,7 @@ pub(crate) fn api_key(row: &AnyRow) -> StoreResult<ApiKey> {
 pub(crate) const USER_COLUMNS: &str = "id, tenant_id, email, username, mobile_phone, first_name, last_name, \
      data, active, password_hash, created_at, updated_at, email_verified";
 
-pub(crate) fn user(row: &AnyRow) -> StoreResult<User> {
+pub(crate) fn user(row: &Row) -> StoreResult<User> {
     let data = match serde_json::from_str(&text(row, "data")?) {
         Ok(serde_json::Value::Object(m)) => m,
         _ => return Err(corrupt("users.data is not a JSON object")),
@@ -104,7 +98,7 @@ pub(crate) fn user(row: &AnyRow) -> StoreResult<User> {
     })
 }
 
-pub(crate) fn refresh_token(row: &AnyRow) -> StoreResult<RefreshToken> {
+pub(crate) fn refresh_token(row: &Row) -> StoreResult<RefreshToken> {
     Ok(RefreshToken {
         id: id(row, "id")?,
         tenant_id: id(row, "tenant_id")?,
@@ -117,7 +111,7 @@ pub(crate) fn refresh_token(row: &AnyRow) -> StoreResult<RefreshToken> {
     })
 }
 
-pub(crate) fn signing_key(row: &AnyRow) -> StoreResult<StoredSigningKey> {
+pub(crate) fn signing_key(row: &Row) -> StoreResult<StoredSigningKey> {
     Ok(StoredSigningKey {
         kid: text(row, "kid")?,
         algorithm: text(row, "algorithm")?.parse().map_err(corrupt)?,
@@ -127,7 +121,7 @@ pub(crate) fn signing_key(row: &AnyRow) -> StoreResult<StoredSigningKey> {
     })
 }
 
-pub(crate) fn audit_record(row: &AnyRow) -> StoreResult<AuditRecord> {
+pub(crate) fn audit_record(row: &Row) -> StoreResult<AuditRecord> {
     Ok(AuditRecord {
         id: int(row, "id")?,
         at: time(row, "at")?,
@@ -139,10 +133,10 @@ pub(crate) fn audit_record(row: &AnyRow) -> StoreResult<AuditRecord> {
     })
 }
 
-pub(crate) fn opt_timestamp(row: &AnyRow, col: &str) -> StoreResult<Option<Timestamp>> {
+pub(crate) fn opt_timestamp(row: &Row, col: &str) -> StoreResult<Option<Timestamp>> {
     opt_time(row, col)
 }
 
-pub(crate) fn count(row: &AnyRow) -> StoreResult<i64> {
+pub(crate) fn count(row: &Row) -> StoreResult<i64> {
     int(row, "n")
 }

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use tessera_core::store::{SealedColumn, SealedValueStore, StoreResult};
 
+use crate::db;
 use crate::db_error;
 use crate::queries::SqlStore;
 use crate::rows::get;
@@ -23,28 +24,26 @@ impl SealedValueStore for SqlStore {
     async fn sealed_values(&self, column: SealedColumn) -> StoreResult<Vec<(String, String)>> {
         let (table, key, value) = place(column);
         let sql = format!("SELECT {key} AS k, {value} AS v FROM {table} ORDER BY {key}");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *self.conn().await?).await.map_err(db_error)?;
+        let rows = db::query(sql).fetch_all(&mut self.conn().await?).await.map_err(db_error)?;
         rows.iter().map(|r| Ok((get(r, "k")?, get(r, "v")?))).collect()
     }
 
     async fn replace_sealed_value(&self, column: SealedColumn, key: &str, old: &str, new: &str) -> StoreResult<bool> {
         let (table, key_column, value) = place(column);
         let sql = format!("UPDATE {table} SET {value} = $3 WHERE {key_column} = $1 AND {value} = $2");
-        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let done = db::query(sql)
             .bind(key.to_owned())
             .bind(old.to_owned())
             .bind(new.to_owned())
-            .execute(&mut *self.write_conn().await?)
+            .execute(&mut self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn recovery_code_hashes(&self) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query("SELECT hash FROM recovery_codes")
-            .fetch_all(&mut *self.conn().await?)
-            .await
-            .map_err(db_error)?;
+        let rows =
+            db::query("SELECT hash FROM recovery_codes").fetch_all(&mut self.conn().await?).await.map_err(db_error)?;
         rows.iter().map(|r| get(r, "hash")).collect()
     }
 }

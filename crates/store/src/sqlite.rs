@@ -1,20 +1,68 @@
 //! SQLite: a file beside the server, WAL mode so readers never wait for the writer.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 use tessera_core::store::StoreError;
 
+use crate::db::{self, Readers};
 use crate::{migration, unavailable};
 
-pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<AnyPool, StoreError> {
-    if let Some(file) = crate::sqlite_file(url)
-        && let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty())
-    {
+/// SQLite's connections: one writer, which writes queue for in the process (in order,
+/// without SQLite's sleeping busy handler, its page cache warm), and readers beside it.
+pub(crate) struct Lite {
+    pub(crate) writer: Arc<tokio::sync::Mutex<rusqlite::Connection>>,
+    pub(crate) readers: Readers,
+    /// For the migrator, which runs on sqlx.
+    pub(crate) url: String,
+    /// Set by `SqlStore::close`: later statements fail as a closed pool's would.
+    pub(crate) closed: AtomicBool,
+}
+
+impl Lite {
+    pub(crate) fn check_open(&self) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable("the SQLite store was closed".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Opens the writer and `readers` readers on the file `url` names.
+pub(crate) fn open(url: &str, readers: u32) -> Result<Lite, StoreError> {
+    // An in-memory database would be a different one on each connection.
+    let path = crate::sqlite_file(url).ok_or_else(|| {
+        StoreError::Unavailable("SQLite needs a file (e.g. sqlite://tessera-data/tessera.db), not :memory:".into())
+    })?;
+    create_parent(path)?;
+    let open =
+        || db::open_lite(path).map_err(|e| StoreError::Unavailable(format!("cannot open SQLite database {path}: {e}")));
+    let writer = open()?;
+    let readers = (0..readers.max(1)).map(|_| open()).collect::<Result<Vec<_>, _>>()?;
+    Ok(Lite {
+        writer: Arc::new(tokio::sync::Mutex::new(writer)),
+        readers: Readers::new(readers),
+        url: url.to_owned(),
+        closed: AtomicBool::new(false),
+    })
+}
+
+fn create_parent(file: &str) -> Result<(), StoreError> {
+    if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    Ok(())
+}
+
+/// An sqlx pool on the same file, for the migrator.
+pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<AnyPool, StoreError> {
+    if let Some(file) = crate::sqlite_file(url) {
+        create_parent(file)?;
     }
     let url = if url.contains("mode=") {
         url.to_owned()

@@ -2,8 +2,8 @@
 //! (`UPDATE … WHERE`, `DELETE … WHERE`), so concurrent requests on several servers
 //! cannot both use the same code.
 
+use crate::db::{self, Row};
 use async_trait::async_trait;
-use sqlx::any::AnyRow;
 use tessera_core::Timestamp;
 use tessera_core::ids::UserId;
 use tessera_core::phone::PhoneNumber;
@@ -29,7 +29,7 @@ fn count(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
-fn method(row: &AnyRow) -> StoreResult<TwoFactorMethod> {
+fn method(row: &Row) -> StoreResult<TwoFactorMethod> {
     let kind = match get::<String>(row, "kind")?.as_str() {
         "sms" => MethodKind::Sms { phone: PhoneNumber::from_trusted(get(row, "phone")?) },
         "authenticator" => {
@@ -55,7 +55,7 @@ fn method(row: &AnyRow) -> StoreResult<TwoFactorMethod> {
 
 const CHALLENGE_COLUMNS: &str = "digest, user_id, application_id, created_at, expires_at, failures, spent, code_method_id, code_hash, code_expires_at";
 
-fn challenge(row: &AnyRow) -> StoreResult<Challenge> {
+fn challenge(row: &Row) -> StoreResult<Challenge> {
     let code = match (
         get::<Option<String>>(row, "code_method_id")?,
         get::<Option<String>>(row, "code_hash")?,
@@ -92,7 +92,7 @@ impl TwoFactorStore for SqlStore {
                 a.last_step,
             ),
         };
-        sqlx::query(
+        db::query(
             "INSERT INTO two_factor_methods (user_id, id, kind, phone, secret_sealed, algorithm, digits, period, \
              last_step, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
@@ -106,19 +106,19 @@ impl TwoFactorStore for SqlStore {
         .bind(period)
         .bind(last_step)
         .bind(m.created_at.millis())
-        .execute(&mut *self.write_conn().await?)
+        .execute(&mut self.write_conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
     }
 
     async fn methods(&self, user: UserId) -> StoreResult<Vec<TwoFactorMethod>> {
-        sqlx::query(
+        db::query(
             "SELECT user_id, id, kind, phone, secret_sealed, algorithm, digits, period, last_step, created_at \
              FROM two_factor_methods WHERE user_id = $1 ORDER BY created_at, id",
         )
         .bind(user.to_string())
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut self.conn().await?)
         .await
         .map_err(db_error)?
         .iter()
@@ -127,34 +127,34 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn delete_method(&self, user: UserId, id: &MethodId) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM two_factor_methods WHERE user_id = $1 AND id = $2")
+        let done = db::query("DELETE FROM two_factor_methods WHERE user_id = $1 AND id = $2")
             .bind(user.to_string())
             .bind(id.as_str().to_owned())
-            .execute(&mut *self.write_conn().await?)
+            .execute(&mut self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn advance_totp_step(&self, user: UserId, id: &MethodId, step: i64) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let done = db::query(
             "UPDATE two_factor_methods SET last_step = $3 \
              WHERE user_id = $1 AND id = $2 AND (last_step IS NULL OR last_step < $3)",
         )
         .bind(user.to_string())
         .bind(id.as_str().to_owned())
         .bind(step)
-        .execute(&mut *self.write_conn().await?)
+        .execute(&mut self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn sealed_secrets(&self) -> StoreResult<Vec<(UserId, MethodId, String)>> {
-        let rows = sqlx::query(
+        let rows = db::query(
             "SELECT user_id, id, secret_sealed FROM two_factor_methods WHERE secret_sealed IS NOT NULL ORDER BY user_id, id",
         )
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut self.conn().await?)
         .await
         .map_err(db_error)?;
         rows.iter()
@@ -163,23 +163,23 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn replace_sealed_secret(&self, user: UserId, id: &MethodId, old: &str, new: &str) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let done = db::query(
             "UPDATE two_factor_methods SET secret_sealed = $4 WHERE user_id = $1 AND id = $2 AND secret_sealed = $3",
         )
         .bind(user.to_string())
         .bind(id.as_str().to_owned())
         .bind(old.to_owned())
         .bind(new.to_owned())
-        .execute(&mut *self.write_conn().await?)
+        .execute(&mut self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn insert_challenge(&self, c: &Challenge) -> StoreResult<()> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        db::query(format!(
             "INSERT INTO two_factor_challenges ({CHALLENGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        )))
+        ))
         .bind(c.digest.clone())
         .bind(c.user_id.to_string())
         .bind(c.application_id.to_string())
@@ -190,59 +190,56 @@ impl TwoFactorStore for SqlStore {
         .bind(c.code.as_ref().map(|p| p.method_id.as_str().to_owned()))
         .bind(c.code.as_ref().map(|p| p.hash.clone()))
         .bind(c.code.as_ref().map(|p| p.expires_at.millis()))
-        .execute(&mut *self.write_conn().await?)
+        .execute(&mut self.write_conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
     }
 
     async fn challenge(&self, digest: &str) -> StoreResult<Option<Challenge>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CHALLENGE_COLUMNS} FROM two_factor_challenges WHERE digest = $1"
-        )))
-        .bind(digest.to_owned())
-        .fetch_optional(&mut *self.conn().await?)
-        .await
-        .map_err(db_error)?
-        .map(|r| challenge(&r))
-        .transpose()
+        db::query(format!("SELECT {CHALLENGE_COLUMNS} FROM two_factor_challenges WHERE digest = $1"))
+            .bind(digest.to_owned())
+            .fetch_optional(&mut self.conn().await?)
+            .await
+            .map_err(db_error)?
+            .map(|r| challenge(&r))
+            .transpose()
     }
 
     async fn set_challenge_code(&self, digest: &str, code: &PendingCode) -> StoreResult<()> {
-        sqlx::query(
+        db::query(
             "UPDATE two_factor_challenges SET code_method_id = $2, code_hash = $3, code_expires_at = $4 WHERE digest = $1",
         )
         .bind(digest.to_owned())
         .bind(code.method_id.as_str().to_owned())
         .bind(code.hash.clone())
         .bind(code.expires_at.millis())
-        .execute(&mut *self.write_conn().await?)
+        .execute(&mut self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(())
     }
 
     async fn take_challenge_code(&self, digest: &str, hash: &str) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let done = db::query(
             "UPDATE two_factor_challenges SET code_method_id = NULL, code_hash = NULL, code_expires_at = NULL \
              WHERE digest = $1 AND code_hash = $2",
         )
         .bind(digest.to_owned())
         .bind(hash.to_owned())
-        .execute(&mut *self.write_conn().await?)
+        .execute(&mut self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn record_challenge_failure(&self, digest: &str) -> StoreResult<u32> {
-        let row = sqlx::query(
-            "UPDATE two_factor_challenges SET failures = failures + 1 WHERE digest = $1 RETURNING failures",
-        )
-        .bind(digest.to_owned())
-        .fetch_optional(&mut *self.write_conn().await?)
-        .await
-        .map_err(db_error)?;
+        let row =
+            db::query("UPDATE two_factor_challenges SET failures = failures + 1 WHERE digest = $1 RETURNING failures")
+                .bind(digest.to_owned())
+                .fetch_optional(&mut self.write_conn().await?)
+                .await
+                .map_err(db_error)?;
         Ok(match row {
             Some(r) => count(get(&r, "failures")?),
             None => u32::MAX,
@@ -250,9 +247,9 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn spend_challenge(&self, digest: &str) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE two_factor_challenges SET spent = 1 WHERE digest = $1 AND spent = 0")
+        let done = db::query("UPDATE two_factor_challenges SET spent = 1 WHERE digest = $1 AND spent = 0")
             .bind(digest.to_owned())
-            .execute(&mut *self.write_conn().await?)
+            .execute(&mut self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
@@ -261,17 +258,17 @@ impl TwoFactorStore for SqlStore {
     async fn replace_recovery_codes(&self, user: UserId, hashes: &[String], now: Timestamp) -> StoreResult<()> {
         let mut conn = self.write_conn().await?;
         let mut tx = self.begin_on(&mut conn).await?;
-        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+        db::query("DELETE FROM recovery_codes WHERE user_id = $1")
             .bind(user.to_string())
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await
             .map_err(db_error)?;
         for h in hashes {
-            sqlx::query("INSERT INTO recovery_codes (user_id, hash, created_at) VALUES ($1, $2, $3)")
+            db::query("INSERT INTO recovery_codes (user_id, hash, created_at) VALUES ($1, $2, $3)")
                 .bind(user.to_string())
                 .bind(h.clone())
                 .bind(now.millis())
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await
                 .map_err(write_error)?;
         }
@@ -281,10 +278,10 @@ impl TwoFactorStore for SqlStore {
 
     async fn use_recovery_code(&self, user: UserId, hashes: &[String]) -> StoreResult<bool> {
         for h in hashes {
-            let done = sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1 AND hash = $2")
+            let done = db::query("DELETE FROM recovery_codes WHERE user_id = $1 AND hash = $2")
                 .bind(user.to_string())
                 .bind(h.clone())
-                .execute(&mut *self.write_conn().await?)
+                .execute(&mut self.write_conn().await?)
                 .await
                 .map_err(db_error)?;
             if done.rows_affected() == 1 {
@@ -295,16 +292,16 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn recovery_code_count(&self, user: UserId) -> StoreResult<u32> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM recovery_codes WHERE user_id = $1")
+        let row = db::query("SELECT COUNT(*) AS n FROM recovery_codes WHERE user_id = $1")
             .bind(user.to_string())
-            .fetch_one(&mut *self.conn().await?)
+            .fetch_one(&mut self.conn().await?)
             .await
             .map_err(db_error)?;
         Ok(count(get(&row, "n")?))
     }
 
     async fn put_user_code(&self, c: &UserCode) -> StoreResult<()> {
-        sqlx::query(
+        db::query(
             "INSERT INTO user_codes (user_id, purpose, hash, expires_at, failures) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (user_id, purpose) DO UPDATE SET hash = $3, expires_at = $4, failures = $5",
         )
@@ -313,19 +310,19 @@ impl TwoFactorStore for SqlStore {
         .bind(c.hash.clone())
         .bind(c.expires_at.millis())
         .bind(i64::from(c.failures))
-        .execute(&mut *self.write_conn().await?)
+        .execute(&mut self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(())
     }
 
     async fn user_code(&self, user: UserId, purpose: &str) -> StoreResult<Option<UserCode>> {
-        let row = sqlx::query(
+        let row = db::query(
             "SELECT user_id, purpose, hash, expires_at, failures FROM user_codes WHERE user_id = $1 AND purpose = $2",
         )
         .bind(user.to_string())
         .bind(purpose.to_owned())
-        .fetch_optional(&mut *self.conn().await?)
+        .fetch_optional(&mut self.conn().await?)
         .await
         .map_err(db_error)?;
         row.map(|r| {
@@ -341,12 +338,12 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn record_user_code_failure(&self, user: UserId, purpose: &str) -> StoreResult<u32> {
-        let row = sqlx::query(
+        let row = db::query(
             "UPDATE user_codes SET failures = failures + 1 WHERE user_id = $1 AND purpose = $2 RETURNING failures",
         )
         .bind(user.to_string())
         .bind(purpose.to_owned())
-        .fetch_optional(&mut *self.write_conn().await?)
+        .fetch_optional(&mut self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(match row {
@@ -356,11 +353,11 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn take_user_code(&self, user: UserId, purpose: &str, hash: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM user_codes WHERE user_id = $1 AND purpose = $2 AND hash = $3")
+        let done = db::query("DELETE FROM user_codes WHERE user_id = $1 AND purpose = $2 AND hash = $3")
             .bind(user.to_string())
             .bind(purpose.to_owned())
             .bind(hash.to_owned())
-            .execute(&mut *self.write_conn().await?)
+            .execute(&mut self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
@@ -372,7 +369,7 @@ impl TwoFactorStore for SqlStore {
         let mut conn = self.write_conn().await?;
         let mut tx = self.begin_on(&mut conn).await?;
         crate::unit::lock_limit(&mut tx, &format!("send:{user}")).await?;
-        let done = sqlx::query(
+        let done = db::query(
             "INSERT INTO message_sends (user_id, at) SELECT $1, $2 \
              WHERE (SELECT COUNT(*) FROM message_sends WHERE user_id = $1 AND at > $3) < $4",
         )
@@ -380,7 +377,7 @@ impl TwoFactorStore for SqlStore {
         .bind(now.millis())
         .bind(since.millis())
         .bind(i64::from(limit))
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await
         .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
@@ -388,21 +385,21 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn insert_trust_token(&self, t: &TrustToken) -> StoreResult<()> {
-        sqlx::query("INSERT INTO trust_tokens (digest, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        db::query("INSERT INTO trust_tokens (digest, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(t.digest.clone())
             .bind(t.user_id.to_string())
             .bind(t.created_at.millis())
             .bind(t.expires_at.millis())
-            .execute(&mut *self.write_conn().await?)
+            .execute(&mut self.write_conn().await?)
             .await
             .map_err(write_error)?;
         Ok(())
     }
 
     async fn trust_token(&self, digest: &str) -> StoreResult<Option<TrustToken>> {
-        let row = sqlx::query("SELECT digest, user_id, created_at, expires_at FROM trust_tokens WHERE digest = $1")
+        let row = db::query("SELECT digest, user_id, created_at, expires_at FROM trust_tokens WHERE digest = $1")
             .bind(digest.to_owned())
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut self.conn().await?)
             .await
             .map_err(db_error)?;
         row.map(|r| {
@@ -417,9 +414,9 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn delete_trust_tokens(&self, user: UserId) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM trust_tokens WHERE user_id = $1")
+        let done = db::query("DELETE FROM trust_tokens WHERE user_id = $1")
             .bind(user.to_string())
-            .execute(&mut *self.write_conn().await?)
+            .execute(&mut self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected())
@@ -448,12 +445,8 @@ impl TwoFactorStore for SqlStore {
         ];
         let mut n = 0;
         for (sql, at) in statements {
-            n += sqlx::query(sql)
-                .bind(at)
-                .execute(&mut *self.write_conn().await?)
-                .await
-                .map_err(db_error)?
-                .rows_affected();
+            n +=
+                db::query(sql).bind(at).execute(&mut self.write_conn().await?).await.map_err(db_error)?.rows_affected();
         }
         Ok(n)
     }

@@ -4,20 +4,27 @@
 //! it was handed out by [`Store::begin`], runs every statement on one open transaction.
 //! Store methods do not care which: they execute on [`SqlStore::conn`].
 
-use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::AnyConnection;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, Connection, Transaction};
 use tessera_core::store::{LimitStore, Store, StoreError, StoreResult, Tx};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
-use crate::{Backend, SqlStore, db_error};
+use crate::db::{self, Exec, LiteTx, Readers, Target, Writer};
+use crate::queries::Engine;
+use crate::{SqlStore, db_error};
+
+/// A unit of work's open transaction.
+pub(crate) enum UnitTx {
+    Any(Transaction<'static, Any>),
+    /// SQLite's writer, held for the whole unit, inside `BEGIN IMMEDIATE`.
+    Lite(Writer),
+}
 
 /// The open transaction a unit of work's store shares; `None` once committed.
-pub(crate) type Shared = Arc<Mutex<Option<Transaction<'static, Any>>>>;
+pub(crate) type Shared = Arc<Mutex<Option<UnitTx>>>;
 
 /// Where a unit of work's statements go, and whether this handle owns the commit.
 #[derive(Clone)]
@@ -30,73 +37,83 @@ pub(crate) struct Unit {
 /// A connection for one statement (or one method's own transaction).
 pub(crate) enum Conn<'a> {
     Pooled(PoolConnection<Any>),
-    InUnit(MappedMutexGuard<'a, Transaction<'static, Any>>),
+    InUnit(MappedMutexGuard<'a, UnitTx>),
+    LiteRead(&'a Readers),
+    LiteWrite(Writer),
 }
 
-impl Deref for Conn<'_> {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
+impl Exec for Conn<'_> {
+    fn target(&mut self) -> Target<'_> {
         match self {
-            Conn::Pooled(c) => c,
-            Conn::InUnit(t) => t,
+            Conn::Pooled(c) => Target::Any(&mut **c),
+            Conn::InUnit(t) => match &mut **t {
+                UnitTx::Any(t) => Target::Any(&mut **t),
+                UnitTx::Lite(w) => Target::Lite(&mut w.0),
+            },
+            Conn::LiteRead(r) => Target::LiteRead(r),
+            Conn::LiteWrite(w) => Target::Lite(&mut w.0),
         }
     }
 }
-
-impl DerefMut for Conn<'_> {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        match self {
-            Conn::Pooled(c) => c,
-            Conn::InUnit(t) => t,
-        }
-    }
-}
-
-/// SQLite starts a deferred transaction as a reader and fails (busy, without waiting)
-/// when it later writes after another connection did; `BEGIN IMMEDIATE` takes the
-/// write lock first and waits for it under `busy_timeout` instead.
-const SQLITE_BEGIN: &str = "BEGIN IMMEDIATE";
 
 impl SqlStore {
     /// The connection the next read runs on: the unit of work's, or a reader.
     pub(crate) async fn conn(&self) -> StoreResult<Conn<'_>> {
-        self.conn_from(&self.pool).await
+        if self.unit.is_some() {
+            return self.unit_conn().await;
+        }
+        match &self.engine {
+            Engine::Any(pool) => Ok(Conn::Pooled(pool.acquire().await.map_err(db_error)?)),
+            Engine::Lite(lite) => lite.check_open().map(|()| Conn::LiteRead(&lite.readers)),
+        }
     }
 
     /// The connection the next write runs on: the unit of work's, or the writer.
     pub(crate) async fn write_conn(&self) -> StoreResult<Conn<'_>> {
-        self.conn_from(&self.writer).await
-    }
-
-    async fn conn_from(&self, pool: &sqlx::AnyPool) -> StoreResult<Conn<'_>> {
-        match &self.unit {
-            None => Ok(Conn::Pooled(pool.acquire().await.map_err(db_error)?)),
-            Some(unit) => MutexGuard::try_map(unit.tx.lock().await, Option::as_mut)
-                .map(Conn::InUnit)
-                .map_err(|_| StoreError::Query("the unit of work was already committed".into())),
+        if self.unit.is_some() {
+            return self.unit_conn().await;
+        }
+        match &self.engine {
+            Engine::Any(pool) => Ok(Conn::Pooled(pool.acquire().await.map_err(db_error)?)),
+            Engine::Lite(lite) => {
+                lite.check_open()?;
+                Ok(Conn::LiteWrite(Writer(lite.writer.clone().lock_owned().await)))
+            }
         }
     }
 
+    async fn unit_conn(&self) -> StoreResult<Conn<'_>> {
+        let unit = self.unit.as_ref().ok_or_else(|| StoreError::Query("not in a unit of work".into()))?;
+        MutexGuard::try_map(unit.tx.lock().await, Option::as_mut)
+            .map(Conn::InUnit)
+            .map_err(|_| StoreError::Query("the unit of work was already committed".into()))
+    }
+
     /// A transaction of one store method on `conn`: a savepoint inside a unit of work,
-    /// else a transaction of its own (taking SQLite's write lock at once).
-    pub(crate) async fn begin_on<'c>(&self, conn: &'c mut Conn<'_>) -> StoreResult<Transaction<'c, Any>> {
-        let conn: &mut AnyConnection = conn;
-        let tx = match (&self.unit, self.backend()) {
-            (None, Backend::Sqlite) => conn.begin_with(SQLITE_BEGIN).await,
-            _ => conn.begin().await,
-        };
-        tx.map_err(db_error)
+    /// else a transaction of its own.
+    pub(crate) async fn begin_on<'c>(&self, conn: &'c mut Conn<'_>) -> StoreResult<db::Tx<'c>> {
+        let savepoint = self.unit.is_some();
+        match conn.target() {
+            Target::Any(c) => Ok(db::Tx::Any(c.begin().await.map_err(db_error)?)),
+            Target::Lite(c) => Ok(db::Tx::Lite(LiteTx::begin(c, savepoint).map_err(db_error)?)),
+            Target::LiteRead(_) => Err(StoreError::Query("a transaction on a read connection".into())),
+        }
     }
 
     async fn begin_unit(&self) -> StoreResult<SqlStore> {
         if let Some(unit) = &self.unit {
             return Ok(self.with_unit(Unit { tx: unit.tx.clone(), joined: true }));
         }
-        let tx = match self.backend() {
-            Backend::Sqlite => self.writer.begin_with(SQLITE_BEGIN).await,
-            Backend::Postgres => self.writer.begin().await,
-        }
-        .map_err(db_error)?;
+        let tx = match &self.engine {
+            Engine::Any(pool) => UnitTx::Any(pool.begin().await.map_err(db_error)?),
+            Engine::Lite(lite) => {
+                lite.check_open()?;
+                let writer = Writer(lite.writer.clone().lock_owned().await);
+                // The `Writer` rolls this back if the unit is dropped uncommitted.
+                writer.0.execute_batch(db::BEGIN_WRITE).map_err(db_error)?;
+                UnitTx::Lite(writer)
+            }
+        };
         Ok(self.with_unit(Unit { tx: Arc::new(Mutex::new(Some(tx))), joined: false }))
     }
 }
@@ -105,10 +122,10 @@ impl SqlStore {
 /// upsert on both databases: PostgreSQL makes a second writer of the row wait for the
 /// first to finish; on SQLite the unit already holds the one write lock
 /// (`BEGIN IMMEDIATE`), and this write keeps it.
-pub(crate) async fn lock_limit(conn: &mut AnyConnection, key: &str) -> StoreResult<()> {
-    sqlx::query("INSERT INTO limit_locks (key) VALUES ($1) ON CONFLICT (key) DO UPDATE SET key = excluded.key")
+pub(crate) async fn lock_limit<E: Exec + ?Sized>(on: &mut E, key: &str) -> StoreResult<()> {
+    db::query("INSERT INTO limit_locks (key) VALUES ($1) ON CONFLICT (key) DO UPDATE SET key = excluded.key")
         .bind(key.to_owned())
-        .execute(conn)
+        .execute(on)
         .await
         .map_err(db_error)?;
     Ok(())
@@ -120,14 +137,14 @@ impl LimitStore for SqlStore {
         if self.unit.is_none() {
             return Ok(());
         }
-        lock_limit(&mut *self.write_conn().await?, key).await
+        lock_limit(&mut self.write_conn().await?, key).await
     }
 }
 
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&mut *self.conn().await?).await.map_err(db_error)?;
+        db::query("SELECT 1").execute(&mut self.conn().await?).await.map_err(db_error)?;
         Ok(())
     }
 
@@ -145,7 +162,8 @@ impl Tx for SqlStore {
         }
         let tx = unit.tx.lock().await.take();
         match tx {
-            Some(tx) => tx.commit().await.map_err(db_error),
+            Some(UnitTx::Any(tx)) => tx.commit().await.map_err(db_error),
+            Some(UnitTx::Lite(w)) => w.0.execute_batch("COMMIT").map_err(db_error),
             None => Err(StoreError::Query("the unit of work was already committed".into())),
         }
     }

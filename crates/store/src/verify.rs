@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use crate::db::{self, Row};
 use async_trait::async_trait;
-use sqlx::any::AnyRow;
 use tessera_core::Timestamp;
 use tessera_core::messaging::Channel;
 use tessera_core::phone::PhoneNumber;
@@ -22,7 +22,7 @@ fn count(v: i64) -> u32 {
 
 const SERVICE_COLUMNS: &str = "sid, tenant_id, account_sid, friendly_name, code_length, custom_code_enabled, ttl_seconds, guard, created_at, updated_at";
 
-fn service(row: &AnyRow) -> StoreResult<VerifyService> {
+fn service(row: &Row) -> StoreResult<VerifyService> {
     let guard: FraudGuard = serde_json::from_str(&get::<String>(row, "guard")?).map_err(corrupt)?;
     Ok(VerifyService {
         sid: get(row, "sid")?,
@@ -46,7 +46,7 @@ fn sends_text(sends: &[(Timestamp, Channel)]) -> String {
         .to_string()
 }
 
-fn verification(row: &AnyRow) -> StoreResult<Verification> {
+fn verification(row: &Row) -> StoreResult<Verification> {
     let sends: Vec<(i64, String)> = serde_json::from_str(&get::<String>(row, "sends")?).map_err(corrupt)?;
     Ok(Verification {
         sid: get(row, "sid")?,
@@ -70,7 +70,7 @@ fn verification(row: &AnyRow) -> StoreResult<Verification> {
     })
 }
 
-fn block(row: &AnyRow) -> StoreResult<Block> {
+fn block(row: &Row) -> StoreResult<Block> {
     Ok(Block {
         service_sid: get(row, "service_sid")?,
         prefix: get(row, "prefix")?,
@@ -87,21 +87,21 @@ fn guard_text(g: &FraudGuard) -> String {
 #[async_trait]
 impl VerifyStore for SqlStore {
     async fn insert_verify_account(&self, a: &VerifyAccount) -> StoreResult<()> {
-        sqlx::query("INSERT INTO verify_accounts (sid, tenant_id, token_digest, created_at) VALUES ($1, $2, $3, $4)")
+        db::query("INSERT INTO verify_accounts (sid, tenant_id, token_digest, created_at) VALUES ($1, $2, $3, $4)")
             .bind(a.sid.clone())
             .bind(a.tenant_id.to_string())
             .bind(a.token_digest.clone())
             .bind(a.created_at.millis())
-            .execute(&mut *self.write_conn().await?)
+            .execute(&mut self.write_conn().await?)
             .await
             .map_err(write_error)?;
         Ok(())
     }
 
     async fn verify_account(&self, sid: &str) -> StoreResult<Option<VerifyAccount>> {
-        let row = sqlx::query("SELECT sid, tenant_id, token_digest, created_at FROM verify_accounts WHERE sid = $1")
+        let row = db::query("SELECT sid, tenant_id, token_digest, created_at FROM verify_accounts WHERE sid = $1")
             .bind(sid.to_owned())
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut self.conn().await?)
             .await
             .map_err(db_error)?;
         row.map(|r| {
@@ -116,9 +116,9 @@ impl VerifyStore for SqlStore {
     }
 
     async fn insert_verify_service(&self, s: &VerifyService) -> StoreResult<()> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        db::query(format!(
             "INSERT INTO verify_services ({SERVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        )))
+        ))
         .bind(s.sid.clone())
         .bind(s.tenant_id.to_string())
         .bind(s.account_sid.clone())
@@ -129,31 +129,29 @@ impl VerifyStore for SqlStore {
         .bind(guard_text(&s.guard))
         .bind(s.created_at.millis())
         .bind(s.updated_at.millis())
-        .execute(&mut *self.write_conn().await?)
+        .execute(&mut self.write_conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
     }
 
     async fn verify_service(&self, account_sid: &str, sid: &str) -> StoreResult<Option<VerifyService>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SERVICE_COLUMNS} FROM verify_services WHERE account_sid = $1 AND sid = $2"
-        )))
-        .bind(account_sid.to_owned())
-        .bind(sid.to_owned())
-        .fetch_optional(&mut *self.conn().await?)
-        .await
-        .map_err(db_error)?
-        .map(|r| service(&r))
-        .transpose()
+        db::query(format!("SELECT {SERVICE_COLUMNS} FROM verify_services WHERE account_sid = $1 AND sid = $2"))
+            .bind(account_sid.to_owned())
+            .bind(sid.to_owned())
+            .fetch_optional(&mut self.conn().await?)
+            .await
+            .map_err(db_error)?
+            .map(|r| service(&r))
+            .transpose()
     }
 
     async fn verify_services(&self, account_sid: &str) -> StoreResult<Vec<VerifyService>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        db::query(format!(
             "SELECT {SERVICE_COLUMNS} FROM verify_services WHERE account_sid = $1 ORDER BY created_at, sid"
-        )))
+        ))
         .bind(account_sid.to_owned())
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut self.conn().await?)
         .await
         .map_err(db_error)?
         .iter()
@@ -162,7 +160,7 @@ impl VerifyStore for SqlStore {
     }
 
     async fn update_verify_service(&self, s: &VerifyService) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let done = db::query(
             "UPDATE verify_services SET friendly_name = $3, code_length = $4, custom_code_enabled = $5, \
              ttl_seconds = $6, guard = $7, updated_at = $8 WHERE account_sid = $1 AND sid = $2",
         )
@@ -174,27 +172,27 @@ impl VerifyStore for SqlStore {
         .bind(i64::try_from(s.ttl.as_secs()).unwrap_or(600))
         .bind(guard_text(&s.guard))
         .bind(s.updated_at.millis())
-        .execute(&mut *self.write_conn().await?)
+        .execute(&mut self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn delete_verify_service(&self, account_sid: &str, sid: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM verify_services WHERE account_sid = $1 AND sid = $2")
+        let done = db::query("DELETE FROM verify_services WHERE account_sid = $1 AND sid = $2")
             .bind(account_sid.to_owned())
             .bind(sid.to_owned())
-            .execute(&mut *self.write_conn().await?)
+            .execute(&mut self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn insert_verification(&self, v: &Verification) -> StoreResult<()> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        db::query(format!(
             "INSERT INTO verifications ({VERIFICATION_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-        )))
+        ))
         .bind(v.sid.clone())
         .bind(v.service_sid.clone())
         .bind(v.account_sid.clone())
@@ -210,23 +208,21 @@ impl VerifyStore for SqlStore {
         .bind(v.created_at.millis())
         .bind(v.updated_at.millis())
         .bind(v.expires_at.millis())
-        .execute(&mut *self.write_conn().await?)
+        .execute(&mut self.write_conn().await?)
         .await
         .map_err(write_error)?;
         Ok(())
     }
 
     async fn verification(&self, service_sid: &str, sid: &str) -> StoreResult<Option<Verification>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE service_sid = $1 AND sid = $2"
-        )))
-        .bind(service_sid.to_owned())
-        .bind(sid.to_owned())
-        .fetch_optional(&mut *self.conn().await?)
-        .await
-        .map_err(db_error)?
-        .map(|r| verification(&r))
-        .transpose()
+        db::query(format!("SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE service_sid = $1 AND sid = $2"))
+            .bind(service_sid.to_owned())
+            .bind(sid.to_owned())
+            .fetch_optional(&mut self.conn().await?)
+            .await
+            .map_err(db_error)?
+            .map(|r| verification(&r))
+            .transpose()
     }
 
     async fn pending_verification(&self, service_sid: &str, to: &str) -> StoreResult<Option<Verification>> {
@@ -238,7 +234,7 @@ impl VerifyStore for SqlStore {
     }
 
     async fn update_verification(&self, v: &Verification, expected_checks: u32) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let done = db::query(
             "UPDATE verifications SET status = $3, checks = $4, sends = $5, updated_at = $6 \
              WHERE service_sid = $1 AND sid = $2 AND checks = $7",
         )
@@ -249,7 +245,7 @@ impl VerifyStore for SqlStore {
         .bind(sends_text(&v.sends))
         .bind(v.updated_at.millis())
         .bind(i64::from(expected_checks))
-        .execute(&mut *self.write_conn().await?)
+        .execute(&mut self.write_conn().await?)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
@@ -263,13 +259,13 @@ impl VerifyStore for SqlStore {
         ip: Option<&str>,
         at: Timestamp,
     ) -> StoreResult<()> {
-        sqlx::query("INSERT INTO verify_sends (service_sid, number, prefix, ip, at) VALUES ($1, $2, $3, $4, $5)")
+        db::query("INSERT INTO verify_sends (service_sid, number, prefix, ip, at) VALUES ($1, $2, $3, $4, $5)")
             .bind(service_sid.to_owned())
             .bind(number.to_owned())
             .bind(prefix.to_owned())
             .bind(ip.map(str::to_owned))
             .bind(at.millis())
-            .execute(&mut *self.write_conn().await?)
+            .execute(&mut self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(())
@@ -287,63 +283,63 @@ impl VerifyStore for SqlStore {
             SendKey::Prefix => "prefix",
             SendKey::Ip => "ip",
             SendKey::Service => {
-                let row = sqlx::query("SELECT COUNT(*) AS n FROM verify_sends WHERE service_sid = $1 AND at > $2")
+                let row = db::query("SELECT COUNT(*) AS n FROM verify_sends WHERE service_sid = $1 AND at > $2")
                     .bind(service_sid.to_owned())
                     .bind(since.millis())
-                    .fetch_one(&mut *self.conn().await?)
+                    .fetch_one(&mut self.conn().await?)
                     .await
                     .map_err(db_error)?;
                 return Ok(count(get(&row, "n")?));
             }
         };
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let row = db::query(format!(
             "SELECT COUNT(*) AS n FROM verify_sends WHERE service_sid = $1 AND {column} = $2 AND at > $3"
-        )))
+        ))
         .bind(service_sid.to_owned())
         .bind(value.to_owned())
         .bind(since.millis())
-        .fetch_one(&mut *self.conn().await?)
+        .fetch_one(&mut self.conn().await?)
         .await
         .map_err(db_error)?;
         Ok(count(get(&row, "n")?))
     }
 
     async fn prefix_conversion(&self, service_sid: &str, prefix: &str, since: Timestamp) -> StoreResult<(u32, u32)> {
-        let row = sqlx::query(
+        let row = db::query(
             "SELECT COUNT(*) AS started, COALESCE(SUM(CASE WHEN status = 'approved' THEN 1 ELSE 0 END), 0) AS approved \
              FROM verifications WHERE service_sid = $1 AND prefix = $2 AND created_at > $3",
         )
         .bind(service_sid.to_owned())
         .bind(prefix.to_owned())
         .bind(since.millis())
-        .fetch_one(&mut *self.conn().await?)
+        .fetch_one(&mut self.conn().await?)
         .await
         .map_err(db_error)?;
         Ok((count(get(&row, "started")?), count(get(&row, "approved")?)))
     }
 
     async fn insert_block(&self, b: &Block) -> StoreResult<()> {
-        sqlx::query("INSERT INTO fraud_blocks (service_sid, prefix, reason, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+        db::query("INSERT INTO fraud_blocks (service_sid, prefix, reason, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(b.service_sid.clone())
             .bind(b.prefix.clone())
             .bind(b.reason.clone())
             .bind(b.created_at.millis())
             .bind(b.expires_at.millis())
-            .execute(&mut *self.write_conn().await?)
+            .execute(&mut self.write_conn().await?)
             .await
             .map_err(db_error)?;
         Ok(())
     }
 
     async fn active_block(&self, service_sid: &str, prefix: &str, now: Timestamp) -> StoreResult<Option<Block>> {
-        sqlx::query(
+        db::query(
             "SELECT service_sid, prefix, reason, created_at, expires_at FROM fraud_blocks \
              WHERE service_sid = $1 AND prefix = $2 AND expires_at > $3 ORDER BY expires_at DESC LIMIT 1",
         )
         .bind(service_sid.to_owned())
         .bind(prefix.to_owned())
         .bind(now.millis())
-        .fetch_optional(&mut *self.conn().await?)
+        .fetch_optional(&mut self.conn().await?)
         .await
         .map_err(db_error)?
         .map(|r| block(&r))
@@ -351,13 +347,13 @@ impl VerifyStore for SqlStore {
     }
 
     async fn blocks(&self, service_sid: &str, limit: u64) -> StoreResult<Vec<Block>> {
-        sqlx::query(
+        db::query(
             "SELECT service_sid, prefix, reason, created_at, expires_at FROM fraud_blocks WHERE service_sid = $1 \
              ORDER BY id DESC LIMIT $2",
         )
         .bind(service_sid.to_owned())
         .bind(i64::try_from(limit).unwrap_or(100))
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut self.conn().await?)
         .await
         .map_err(db_error)?
         .iter()
@@ -374,13 +370,13 @@ impl SqlStore {
         to: &str,
         filter: &'static str,
     ) -> StoreResult<Option<Verification>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        db::query(format!(
             "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE service_sid = $1 AND to_number = $2 {filter} \
              ORDER BY created_at DESC, sid DESC LIMIT 1"
-        )))
+        ))
         .bind(service_sid.to_owned())
         .bind(to.to_owned())
-        .fetch_optional(&mut *self.conn().await?)
+        .fetch_optional(&mut self.conn().await?)
         .await
         .map_err(db_error)?
         .map(|r| verification(&r))
