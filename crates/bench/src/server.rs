@@ -121,25 +121,26 @@ impl Target {
     }
 
     /// CPU seconds the server process has used so far (user + system).
-    pub fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
-        // Fields after the parenthesised command name; utime and stime are the 14th and
-        // 15th of the line, in clock ticks (USER_HZ, 100 on Linux).
-        let rest = stat.rsplit_once(')')?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        Some(ticks as f64 / 100.0)
+    pub fn cpu_seconds(&self) -> Option<(f64, f64)> {
+        let server = cpu_seconds_of(&self.pid?.to_string())?;
+        // The load generator's own, to see what share of the machine it takes.
+        eprintln!("load starts (server CPU {server:.1} s so far)");
+        Some((server, cpu_seconds_of("self")?))
     }
 
-    /// Prints the server's CPU time per operation since `before` (from `cpu_seconds`).
-    pub fn print_cpu_per_op(&self, before: Option<f64>, ops: u64) {
-        if let (Some(before), Some(after)) = (before, self.cpu_seconds())
+    /// Prints the server's CPU time per operation since `before` (from `cpu_seconds`),
+    /// and the load generator's.
+    pub fn print_cpu_per_op(&self, before: Option<(f64, f64)>, ops: u64) {
+        if let (Some(before), Some(server)) = (before, self.pid.and_then(|p| cpu_seconds_of(&p.to_string())))
+            && let Some(load) = cpu_seconds_of("self")
             && ops > 0
         {
-            let total = after - before;
+            let total = server - before.0;
             println!(
-                "server CPU: {total:.1} s for {ops} operations = {:.0} µs per operation",
-                total * 1e6 / ops as f64
+                "server CPU: {total:.1} s for {ops} operations = {:.0} µs per operation \
+                 (load generator: {:.0} µs)",
+                total * 1e6 / ops as f64,
+                (load - before.1) * 1e6 / ops as f64
             );
         }
     }
@@ -149,6 +150,17 @@ impl Target {
             stop_child(child).await;
         }
     }
+}
+
+/// User plus system CPU seconds of process `pid` (or "self"), from /proc.
+fn cpu_seconds_of(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and
+    // 15th of the line, in clock ticks (USER_HZ, 100 on Linux).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 async fn spawn(bin: &PathBuf, dir: &PathBuf, env: &[(String, String)]) -> Result<(f64, Child, String), String> {

@@ -301,7 +301,20 @@ impl Readers {
 /// SQLite's one writer connection, held. Dropped inside a transaction (a unit of work
 /// or a method that returned early with an error), it rolls that transaction back, so
 /// the next holder starts clean.
-pub(crate) struct Writer(pub(crate) OwnedMutexGuard<rusqlite::Connection>);
+///
+/// Holders queue for it in a fair (FIFO) lock. An unfair one that lets a running task
+/// take a just-released connection was tried: same throughput, p99 three times longer.
+pub(crate) struct Writer(OwnedMutexGuard<rusqlite::Connection>);
+
+impl Writer {
+    pub(crate) async fn hold(slot: &Arc<tokio::sync::Mutex<rusqlite::Connection>>) -> Writer {
+        Writer(slot.clone().lock_owned().await)
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut rusqlite::Connection {
+        &mut self.0
+    }
+}
 
 impl Drop for Writer {
     fn drop(&mut self) {
@@ -373,7 +386,8 @@ pub(crate) fn open_lite(path: &str) -> rusqlite::Result<rusqlite::Connection> {
     let c = rusqlite::Connection::open_with_flags(path, flags)?;
     c.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
+         PRAGMA journal_size_limit = 67108864;",
     )?;
     // Every statement the store runs, prepared once per connection.
     c.set_prepared_statement_cache_capacity(256);

@@ -48,10 +48,10 @@ impl Exec for Conn<'_> {
             Conn::Pooled(c) => Target::Any(&mut **c),
             Conn::InUnit(t) => match &mut **t {
                 UnitTx::Any(t) => Target::Any(&mut **t),
-                UnitTx::Lite(w) => Target::Lite(&mut w.0),
+                UnitTx::Lite(w) => Target::Lite(w.conn()),
             },
             Conn::LiteRead(r) => Target::LiteRead(r),
-            Conn::LiteWrite(w) => Target::Lite(&mut w.0),
+            Conn::LiteWrite(w) => Target::Lite(w.conn()),
         }
     }
 }
@@ -64,7 +64,13 @@ impl SqlStore {
         }
         match &self.engine {
             Engine::Any(pool) => Ok(Conn::Pooled(pool.acquire().await.map_err(db_error)?)),
-            Engine::Lite(lite) => lite.check_open().map(|()| Conn::LiteRead(&lite.readers)),
+            Engine::Lite(lite) => {
+                lite.check_open()?;
+                match &lite.readers {
+                    Some(readers) => Ok(Conn::LiteRead(readers)),
+                    None => Ok(Conn::LiteWrite(Writer::hold(&lite.writer).await)),
+                }
+            }
         }
     }
 
@@ -77,7 +83,7 @@ impl SqlStore {
             Engine::Any(pool) => Ok(Conn::Pooled(pool.acquire().await.map_err(db_error)?)),
             Engine::Lite(lite) => {
                 lite.check_open()?;
-                Ok(Conn::LiteWrite(Writer(lite.writer.clone().lock_owned().await)))
+                Ok(Conn::LiteWrite(Writer::hold(&lite.writer).await))
             }
         }
     }
@@ -108,9 +114,9 @@ impl SqlStore {
             Engine::Any(pool) => UnitTx::Any(pool.begin().await.map_err(db_error)?),
             Engine::Lite(lite) => {
                 lite.check_open()?;
-                let writer = Writer(lite.writer.clone().lock_owned().await);
+                let mut writer = Writer::hold(&lite.writer).await;
                 // The `Writer` rolls this back if the unit is dropped uncommitted.
-                writer.0.execute_batch(db::BEGIN_WRITE).map_err(db_error)?;
+                writer.conn().execute_batch(db::BEGIN_WRITE).map_err(db_error)?;
                 UnitTx::Lite(writer)
             }
         };
@@ -163,7 +169,7 @@ impl Tx for SqlStore {
         let tx = unit.tx.lock().await.take();
         match tx {
             Some(UnitTx::Any(tx)) => tx.commit().await.map_err(db_error),
-            Some(UnitTx::Lite(w)) => w.0.execute_batch("COMMIT").map_err(db_error),
+            Some(UnitTx::Lite(mut w)) => w.conn().execute_batch("COMMIT").map_err(db_error),
             None => Err(StoreError::Query("the unit of work was already committed".into())),
         }
     }

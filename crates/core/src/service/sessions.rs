@@ -100,12 +100,13 @@ impl Identity {
         }
         // With factors but no challenge, a remembered device vouched for the second step.
         let method = if methods.is_empty() { "pwd" } else { "trusted-device" };
+        let issued = self.issue_tokens(&user, application.id, req.no_jwt, now)?;
         let success = self
             .retrying(|| async {
                 let tx = self.store.begin().await?;
                 let (user, methods) = (user.clone(), methods.clone());
                 let success =
-                    self.complete_login(&*tx, user, methods, application.id, req.no_jwt, method, ctx, now).await?;
+                    self.complete_login(&*tx, user, methods, application.id, &issued, method, ctx, now).await?;
                 tx.commit().await?;
                 Ok(success)
             })
@@ -113,8 +114,26 @@ impl Identity {
         Ok(LoginOutcome::Success(Box::new(success)))
     }
 
-    /// The end of every successful sign-in: tokens, the audit entry, written through
-    /// `tx`, the sign-in's unit of work.
+    /// The tokens of a sign-in about to succeed. Signed before its unit of work begins:
+    /// a signature is the costliest step of a sign-in, and on SQLite the unit holds the
+    /// one writer. Unused if the unit does not commit.
+    pub(super) fn issue_tokens(
+        &self,
+        user: &User,
+        application_id: ApplicationId,
+        no_jwt: bool,
+        now: Timestamp,
+    ) -> Result<Issued, CoreError> {
+        if no_jwt {
+            return Ok(Issued { token: None, refresh: None });
+        }
+        let token = self.tokens.issue(user, application_id, now, now)?;
+        let refresh = RefreshToken::generate(user, application_id, self.policies.refresh_ttl, now)?;
+        Ok(Issued { token: Some(token), refresh: Some(refresh) })
+    }
+
+    /// The end of every successful sign-in: the refresh token and the audit entry,
+    /// written through `tx`, the sign-in's unit of work.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn complete_login(
         &self,
@@ -122,26 +141,21 @@ impl Identity {
         user: User,
         methods: Vec<TwoFactorMethod>,
         application_id: ApplicationId,
-        no_jwt: bool,
+        issued: &Issued,
         method: &str,
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<LoginSuccess, CoreError> {
-        let (token, refresh_token) = if no_jwt {
-            (None, None)
-        } else {
-            let token = self.tokens.issue(&user, application_id, now, now)?;
-            let (secret, record) = RefreshToken::generate(&user, application_id, self.policies.refresh_ttl, now)?;
-            tx.insert_refresh_token(&record).await?;
-            (Some(token), Some(secret))
-        };
+        if let Some((_, record)) = &issued.refresh {
+            tx.insert_refresh_token(record).await?;
+        }
         let detail = json!({"applicationId": application_id.to_string(), "method": method});
         self.record(tx, self.event(AuditKind::LoginSuccess, Some(user.id), "success", ctx, detail, now)).await?;
         Ok(LoginSuccess {
             user,
             application_id,
-            token,
-            refresh_token,
+            token: issued.token.clone(),
+            refresh_token: issued.refresh.as_ref().map(|(secret, _)| secret.clone()),
             trust_token: None,
             methods,
             method: method.to_owned(),
@@ -237,4 +251,10 @@ impl Identity {
     ) -> Result<(Vec<AuditRecord>, u64), CoreError> {
         Ok(self.store.audit_page(admin.tenant_id, offset, limit.clamp(1, 500)).await?)
     }
+}
+
+/// A sign-in's access token and refresh token, made before its unit of work.
+pub(super) struct Issued {
+    token: Option<(String, crate::tokens::Claims)>,
+    refresh: Option<(Secret, RefreshToken)>,
 }

@@ -518,6 +518,7 @@ impl Identity {
         // One unit: the challenge is spent exactly when the tokens, the trust token and
         // their audit entries are written.
         let user_id = user.id;
+        let issued = self.issue_tokens(&user, challenge.application_id, req.no_jwt, now)?;
         let finished = self
             .retrying(|| async {
                 let tx = self.store.begin().await?;
@@ -532,7 +533,7 @@ impl Identity {
                 let event = self.event(AuditKind::TwoFactorSuccess, Some(user_id), "success", ctx, detail, now);
                 self.record(&*tx, event).await?;
                 let (user, methods, app) = (user.clone(), methods.clone(), challenge.application_id);
-                let mut success = self.complete_login(&*tx, user, methods, app, req.no_jwt, method, ctx, now).await?;
+                let mut success = self.complete_login(&*tx, user, methods, app, &issued, method, ctx, now).await?;
                 if req.trust_computer {
                     let token = Secret::new(random::token(32)?);
                     let record = TrustToken {
