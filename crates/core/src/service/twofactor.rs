@@ -458,19 +458,57 @@ impl Identity {
         if let Some(until) = account_failures.and_then(|f| f.locked_at(now)) {
             return Ok(TwoFactorLoginOutcome::Locked { until });
         }
+        let code = req.code.trim();
+        let methods = self.store.methods(user.id).await?;
+        let max_attempts = self.policies.two_factor.max_attempts;
+
+        // The common case, a current authenticator code, in one unit of work: the attempt
+        // counted, the TOTP step taken, the challenge spent and the tokens written commit
+        // together (one commit, and on SQLite one turn at the writer, instead of three).
+        let mut counted = None;
+        if let Some((method_id, step)) = self.totp_candidate(user.id, &methods, code, now)?
+            && self.application_active(challenge.application_id).await?
+        {
+            let issued = self.issue_tokens(&user, challenge.application_id, req.no_jwt, now)?;
+            let fast = self
+                .retrying(|| async {
+                    let tx = self.store.begin().await?;
+                    let attempts = tx.record_challenge_failure(&challenge.digest).await?;
+                    if attempts > max_attempts || !tx.advance_totp_step(user.id, &method_id, step).await? {
+                        // Too many attempts, or the step was used: the attempt still counts.
+                        tx.commit().await?;
+                        return Ok(Err(attempts));
+                    }
+                    let (user, methods) = (user.clone(), methods.clone());
+                    let step =
+                        SecondStep { user, methods, challenge: &challenge, account_failures, req: &req, ctx, now };
+                    let success = self.finish_second_step(&*tx, step, "otp", &issued).await?;
+                    tx.commit().await?;
+                    Ok(Ok(success))
+                })
+                .await?;
+            match fast {
+                Ok(Some(success)) => return Ok(TwoFactorLoginOutcome::Success(Box::new(success))),
+                // Another request with a valid code finished this challenge first.
+                Ok(None) => return Ok(TwoFactorLoginOutcome::NotFound),
+                Err(attempts) => counted = Some(attempts),
+            }
+        }
+
         // The attempt is counted before the code is looked at (one atomic increment), so
         // 50 guesses at once are not all compared: past `max_attempts` the challenge
         // answers as a spent one.
-        let attempts = self.store.record_challenge_failure(&challenge.digest).await?;
-        if attempts > self.policies.two_factor.max_attempts {
+        let attempts = match counted {
+            Some(attempts) => attempts,
+            None => self.store.record_challenge_failure(&challenge.digest).await?,
+        };
+        if attempts > max_attempts {
             return Ok(TwoFactorLoginOutcome::NotFound);
         }
-        let code = req.code.trim();
-        let methods = self.store.methods(user.id).await?;
 
         let mut used = None;
         let mut owned_by_service = None;
-        if self.check_totp(user.id, &methods, code, now).await? {
+        if counted.is_none() && self.check_totp(user.id, &methods, code, now).await? {
             used = Some("otp");
         }
         if used.is_none()
@@ -517,38 +555,15 @@ impl Identity {
         }
         // One unit: the challenge is spent exactly when the tokens, the trust token and
         // their audit entries are written.
-        let user_id = user.id;
         let issued = self.issue_tokens(&user, challenge.application_id, req.no_jwt, now)?;
         let finished = self
             .retrying(|| async {
                 let tx = self.store.begin().await?;
-                if !tx.spend_challenge(&challenge.digest).await? {
-                    // Another request with a valid code finished this challenge first.
-                    return Ok(None);
-                }
-                if account_failures.is_some() {
-                    tx.clear_login_failures(user.tenant_id, &account_key).await?;
-                }
-                let detail = json!({"method": method});
-                let event = self.event(AuditKind::TwoFactorSuccess, Some(user_id), "success", ctx, detail, now);
-                self.record(&*tx, event).await?;
-                let (user, methods, app) = (user.clone(), methods.clone(), challenge.application_id);
-                let mut success = self.complete_login(&*tx, user, methods, app, &issued, method, ctx, now).await?;
-                if req.trust_computer {
-                    let token = Secret::new(random::token(32)?);
-                    let record = TrustToken {
-                        digest: token.digest(),
-                        user_id,
-                        created_at: now,
-                        expires_at: now.plus(self.policies.two_factor.trust_ttl),
-                    };
-                    tx.insert_trust_token(&record).await?;
-                    let event = self.event(AuditKind::TrustTokenIssued, Some(user_id), "success", ctx, json!({}), now);
-                    self.record(&*tx, event).await?;
-                    success.trust_token = Some(token);
-                }
+                let (user, methods) = (user.clone(), methods.clone());
+                let step = SecondStep { user, methods, challenge: &challenge, account_failures, req: &req, ctx, now };
+                let success = self.finish_second_step(&*tx, step, method, &issued).await?;
                 tx.commit().await?;
-                Ok(Some(success))
+                Ok(success)
             })
             .await?;
         let Some(success) = finished else { return Ok(TwoFactorLoginOutcome::NotFound) };
@@ -556,6 +571,64 @@ impl Identity {
             self.approve_if_owned(&stored).await;
         }
         Ok(TwoFactorLoginOutcome::Success(Box::new(success)))
+    }
+
+    /// Spends the challenge and writes what a passed second step leaves: the tokens, a
+    /// trust token if asked for, and their audit entries, through `tx`. `None` when
+    /// another request finished the challenge first.
+    async fn finish_second_step(
+        &self,
+        tx: &dyn Store,
+        step: SecondStep<'_>,
+        method: &str,
+        issued: &super::sessions::Issued,
+    ) -> Result<Option<LoginSuccess>, CoreError> {
+        let SecondStep { user, methods, challenge, account_failures, req, ctx, now } = step;
+        if !tx.spend_challenge(&challenge.digest).await? {
+            return Ok(None);
+        }
+        let user_id = user.id;
+        if account_failures.is_some() {
+            tx.clear_login_failures(user.tenant_id, &factor_failures_key(user_id)).await?;
+        }
+        let detail = json!({"method": method});
+        self.record(tx, self.event(AuditKind::TwoFactorSuccess, Some(user_id), "success", ctx, detail, now)).await?;
+        let app = challenge.application_id;
+        let mut success = self.complete_login(tx, user, methods, app, issued, method, ctx, now).await?;
+        if req.trust_computer {
+            let token = Secret::new(random::token(32)?);
+            let record = TrustToken {
+                digest: token.digest(),
+                user_id,
+                created_at: now,
+                expires_at: now.plus(self.policies.two_factor.trust_ttl),
+            };
+            tx.insert_trust_token(&record).await?;
+            let event = self.event(AuditKind::TrustTokenIssued, Some(user_id), "success", ctx, json!({}), now);
+            self.record(tx, event).await?;
+            success.trust_token = Some(token);
+        }
+        Ok(Some(success))
+    }
+
+    /// The authenticator and step a TOTP code matches, without using the step.
+    fn totp_candidate(
+        &self,
+        user: UserId,
+        methods: &[TwoFactorMethod],
+        code: &str,
+        now: Timestamp,
+    ) -> Result<Option<(MethodId, i64)>, CoreError> {
+        for m in methods {
+            let MethodKind::Authenticator(a) = &m.kind else { continue };
+            let Some(otp) = OtpCode::parse(code, a.params.digits) else { continue };
+            let secret = self.sealer.open(&a.sealed_secret, &tf::secret_context(user, &m.id))?;
+            let window = self.policies.two_factor.totp_window;
+            if let Some(step) = totp::matching_step(&a.params, &secret, otp.as_str(), now, window) {
+                return Ok(Some((m.id.clone(), step)));
+            }
+        }
+        Ok(None)
     }
 
     // ---- enabling and disabling ----
@@ -767,4 +840,15 @@ impl Identity {
         })
         .await
     }
+}
+
+/// What finishing a second step needs of the request that passed it.
+struct SecondStep<'a> {
+    user: User,
+    methods: Vec<TwoFactorMethod>,
+    challenge: &'a Challenge,
+    account_failures: Option<crate::store::FailureState>,
+    req: &'a TwoFactorLoginRequest,
+    ctx: &'a RequestContext,
+    now: Timestamp,
 }
