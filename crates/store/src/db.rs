@@ -393,3 +393,72 @@ pub(crate) fn open_lite(path: &str) -> rusqlite::Result<rusqlite::Connection> {
     c.set_prepared_statement_cache_capacity(256);
     Ok(c)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch() -> (std::path::PathBuf, rusqlite::Connection) {
+        let dir = std::env::temp_dir().join(format!("tessera-db-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conn = open_lite(dir.join("t.db").to_str().unwrap()).unwrap();
+        (dir, conn)
+    }
+
+    #[tokio::test]
+    async fn dollar_placeholders_bind_by_their_number_in_any_order() {
+        let (_dir, mut conn) = scratch();
+        let mut on = Tx::Lite(LiteTx { conn: &mut conn, savepoint: false, open: false });
+        let row = query("SELECT $2 AS two, $1 AS one, $2 AS again, $3 AS missing")
+            .bind(1_i64)
+            .bind("x".to_owned())
+            .bind(None::<String>)
+            .fetch_one(&mut on)
+            .await
+            .unwrap();
+        assert_eq!(row.get::<String>("two").unwrap(), "x");
+        assert_eq!(row.get::<i64>("one").unwrap(), 1);
+        assert_eq!(row.get::<String>("again").unwrap(), "x");
+        assert_eq!(row.get::<Option<String>>("missing").unwrap(), None);
+        assert!(row.get::<i64>("two").is_err(), "text is not an integer");
+        assert!(row.get::<i64>("absent").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_writer_dropped_inside_a_transaction_rolls_it_back() {
+        let (_dir, conn) = scratch();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let slot = Arc::new(tokio::sync::Mutex::new(conn));
+        let mut w = Writer::hold(&slot).await;
+        w.conn().execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);").unwrap();
+        drop(w);
+        let mut w = Writer::hold(&slot).await;
+        assert!(w.conn().is_autocommit(), "the next holder starts outside a transaction");
+        let n: i64 = w.conn().query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_dropped_uncommitted_leaves_nothing_and_a_savepoint_only_its_own() {
+        let (_dir, mut conn) = scratch();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let insert = |x: i64| query("INSERT INTO t (x) VALUES ($1)").bind(x);
+        {
+            let mut outer = Tx::Lite(LiteTx::begin(&mut conn, false).unwrap());
+            insert(1).execute(&mut outer).await.unwrap();
+            let Tx::Lite(o) = &mut outer else { unreachable!() };
+            {
+                let mut inner = Tx::Lite(LiteTx::begin(o.conn, true).unwrap());
+                insert(2).execute(&mut inner).await.unwrap();
+            }
+            outer.commit().await.unwrap();
+        }
+        {
+            let mut dropped = Tx::Lite(LiteTx::begin(&mut conn, false).unwrap());
+            insert(3).execute(&mut dropped).await.unwrap();
+        }
+        let rows: Vec<i64> =
+            conn.prepare("SELECT x FROM t").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        assert_eq!(rows, vec![1]);
+    }
+}

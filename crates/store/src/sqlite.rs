@@ -16,8 +16,7 @@ use crate::{migration, unavailable};
 /// without SQLite's sleeping busy handler, its page cache warm), and readers beside it.
 pub(crate) struct Lite {
     pub(crate) writer: Arc<tokio::sync::Mutex<rusqlite::Connection>>,
-    /// None: reads run on the writer too.
-    pub(crate) readers: Option<Readers>,
+    pub(crate) readers: Readers,
     /// For the migrator, which runs on sqlx.
     pub(crate) url: String,
     /// Set by `SqlStore::close`: later statements fail as a closed pool's would.
@@ -43,10 +42,11 @@ pub(crate) fn open(url: &str, readers: u32) -> Result<Lite, StoreError> {
     let open =
         || db::open_lite(path).map_err(|e| StoreError::Unavailable(format!("cannot open SQLite database {path}: {e}")));
     let writer = open()?;
-    let readers = (0..readers).map(|_| open()).collect::<Result<Vec<_>, _>>()?;
+    // At least one: a method holding the writer may read beside it.
+    let readers = (0..readers.max(1)).map(|_| open()).collect::<Result<Vec<_>, _>>()?;
     Ok(Lite {
         writer: Arc::new(tokio::sync::Mutex::new(writer)),
-        readers: (!readers.is_empty()).then(|| Readers::new(readers)),
+        readers: Readers::new(readers),
         url: url.to_owned(),
         closed: AtomicBool::new(false),
     })

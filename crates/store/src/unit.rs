@@ -66,10 +66,7 @@ impl SqlStore {
             Engine::Any(pool) => Ok(Conn::Pooled(pool.acquire().await.map_err(db_error)?)),
             Engine::Lite(lite) => {
                 lite.check_open()?;
-                match &lite.readers {
-                    Some(readers) => Ok(Conn::LiteRead(readers)),
-                    None => Ok(Conn::LiteWrite(Writer::hold(&lite.writer).await)),
-                }
+                Ok(Conn::LiteRead(&lite.readers))
             }
         }
     }
