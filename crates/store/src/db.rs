@@ -373,7 +373,7 @@ impl Tx<'_> {
 impl Exec for Tx<'_> {
     fn target(&mut self) -> Target<'_> {
         match self {
-            Tx::Any(t) => Target::Any(&mut **t),
+            Tx::Any(t) => Target::Any(t),
             Tx::Lite(t) => Target::Lite(t.conn),
         }
     }

@@ -45,9 +45,9 @@ pub(crate) enum Conn<'a> {
 impl Exec for Conn<'_> {
     fn target(&mut self) -> Target<'_> {
         match self {
-            Conn::Pooled(c) => Target::Any(&mut **c),
+            Conn::Pooled(c) => Target::Any(c),
             Conn::InUnit(t) => match &mut **t {
-                UnitTx::Any(t) => Target::Any(&mut **t),
+                UnitTx::Any(t) => Target::Any(t),
                 UnitTx::Lite(w) => Target::Lite(w.conn()),
             },
             Conn::LiteRead(r) => Target::LiteRead(r),
