@@ -59,20 +59,15 @@ impl Exec for Conn<'_> {
 impl SqlStore {
     /// The connection the next read runs on: the unit of work's, or a reader.
     pub(crate) async fn conn(&self) -> StoreResult<Conn<'_>> {
-        if self.unit.is_some() {
-            return self.unit_conn().await;
-        }
-        match &self.engine {
-            Engine::Any(pool) => Ok(Conn::Pooled(pool.acquire().await.map_err(db_error)?)),
-            Engine::Lite(lite) => {
-                lite.check_open()?;
-                Ok(Conn::LiteRead(&lite.readers))
-            }
-        }
+        self.conn_for(false).await
     }
 
     /// The connection the next write runs on: the unit of work's, or the writer.
     pub(crate) async fn write_conn(&self) -> StoreResult<Conn<'_>> {
+        self.conn_for(true).await
+    }
+
+    async fn conn_for(&self, write: bool) -> StoreResult<Conn<'_>> {
         if self.unit.is_some() {
             return self.unit_conn().await;
         }
@@ -80,7 +75,11 @@ impl SqlStore {
             Engine::Any(pool) => Ok(Conn::Pooled(pool.acquire().await.map_err(db_error)?)),
             Engine::Lite(lite) => {
                 lite.check_open()?;
-                Ok(Conn::LiteWrite(Writer::hold(&lite.writer).await))
+                Ok(if write {
+                    Conn::LiteWrite(Writer::hold(&lite.writer).await)
+                } else {
+                    Conn::LiteRead(&lite.readers)
+                })
             }
         }
     }
