@@ -20,6 +20,7 @@ pub mod random;
 pub mod seal;
 pub mod secret;
 pub mod service;
+pub mod signin;
 pub mod store;
 pub mod time;
 pub mod tokens;

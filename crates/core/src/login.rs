@@ -108,6 +108,6 @@ pub struct LoginSuccess {
     pub trust_token: Option<Secret>,
     /// The user's second factors, for the answer's `user.twoFactor`.
     pub methods: Vec<TwoFactorMethod>,
-    /// How the user proved themselves: `pwd`, `otp`, `sms` or `recovery-code`.
-    pub method: String,
+    /// The methods the user passed: the password, and the second step's if any.
+    pub passed: crate::signin::AuthMethods,
 }

@@ -209,17 +209,6 @@ impl BrowserSession {
     }
 }
 
-/// The `amr` values for a sign-in: `pwd`, plus the factor and `mfa` after a second one.
-pub fn amr_for(second_factor: Option<&str>) -> Vec<String> {
-    match second_factor {
-        None => vec!["pwd".into()],
-        Some("sms") => vec!["pwd".into(), "sms".into(), "mfa".into()],
-        // A device remembered after a second factor earlier.
-        Some("trusted-device") => vec!["pwd".into(), "mfa".into()],
-        Some(_) => vec!["pwd".into(), "otp".into(), "mfa".into()],
-    }
-}
-
 /// ID token claims (OpenID Connect Core §2).
 #[allow(clippy::too_many_arguments)]
 pub fn id_token_claims(
@@ -335,12 +324,5 @@ mod tests {
             check_authorize(&p, Some(&c)),
             Err(AuthorizeError::Redirect { error: "unsupported_response_type", .. })
         ));
-    }
-
-    #[test]
-    fn amr_says_how_the_user_signed_in() {
-        assert_eq!(amr_for(None), ["pwd"]);
-        assert_eq!(amr_for(Some("otp")), ["pwd", "otp", "mfa"]);
-        assert_eq!(amr_for(Some("sms")), ["pwd", "sms", "mfa"]);
     }
 }

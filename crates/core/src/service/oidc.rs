@@ -11,9 +11,10 @@ use crate::audit::AuditKind;
 use crate::login::LoginSuccess;
 use crate::oidc::{
     AuthCode, AuthorizeError, AuthorizeRequest, BrowserSession, CODE_TTL, MfaPolicy, OAuthClient, SessionPolicy,
-    amr_for, check_authorize, id_token_claims, pkce_matches,
+    check_authorize, id_token_claims, pkce_matches,
 };
 use crate::secret::{Secret, constant_time_eq};
+use crate::signin::{AuthMethod, AuthMethods};
 use crate::store::Store;
 use crate::tokens::RefreshToken;
 use crate::{CoreError, Timestamp, random};
@@ -115,13 +116,12 @@ impl Identity {
         now: Timestamp,
     ) -> Result<Secret, CoreError> {
         let cookie = Secret::new(random::token(32)?);
-        let second = (ok.method != "pwd").then_some(ok.method.as_str());
         let session = BrowserSession {
             digest: cookie.digest(),
             tenant_id: ok.user.tenant_id,
             user_id: ok.user.id,
             auth_time: now,
-            amr: amr_for(second),
+            amr: ok.passed.amr(),
             last_seen: now,
             expires_at: now.plus(policy.absolute),
         };
@@ -129,9 +129,11 @@ impl Identity {
         Ok(cookie)
     }
 
-    /// After enrolling a factor in the browser: the session counts as two-factor.
-    pub async fn upgrade_browser_session(&self, session: &BrowserSession, method: &str) -> Result<(), CoreError> {
-        Ok(self.store.set_session_amr(&session.digest, &amr_for(Some(method))).await?)
+    /// After enrolling a factor in the browser (signed in with the password): the
+    /// session counts as two-factor.
+    pub async fn upgrade_browser_session(&self, session: &BrowserSession, method: AuthMethod) -> Result<(), CoreError> {
+        let amr = AuthMethods::of(&[AuthMethod::Password, method]).amr();
+        Ok(self.store.set_session_amr(&session.digest, &amr).await?)
     }
 
     pub async fn end_browser_session(&self, cookie: &Secret) -> Result<(), CoreError> {

@@ -8,6 +8,7 @@ use crate::audit::{AuditKind, AuditRecord};
 use crate::ids::{ApplicationId, UserId};
 use crate::login::{LoginOutcome, LoginRequest, LoginSuccess};
 use crate::secret::Secret;
+use crate::signin::{AuthMethod, AuthMethods};
 use crate::store::Store;
 use crate::tokens::{RefreshToken, TokenError};
 use crate::twofactor::{Challenge, TwoFactorMethod};
@@ -99,7 +100,7 @@ impl Identity {
             return Ok(LoginOutcome::TwoFactorRequired { challenge_id, methods });
         }
         // With factors but no challenge, a remembered device vouched for the second step.
-        let method = if methods.is_empty() { "pwd" } else { "trusted-device" };
+        let method = if methods.is_empty() { AuthMethod::Password } else { AuthMethod::TrustedDevice };
         let issued = self.issue_tokens(&user, application.id, req.no_jwt, now)?;
         let success = self
             .retrying(|| async {
@@ -142,14 +143,14 @@ impl Identity {
         methods: Vec<TwoFactorMethod>,
         application_id: ApplicationId,
         issued: &Issued,
-        method: &str,
+        method: AuthMethod,
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<LoginSuccess, CoreError> {
         if let Some((_, record)) = &issued.refresh {
             tx.insert_refresh_token(record).await?;
         }
-        let detail = json!({"applicationId": application_id.to_string(), "method": method});
+        let detail = json!({"applicationId": application_id.to_string(), "method": method.as_str()});
         self.record(tx, self.event(AuditKind::LoginSuccess, Some(user.id), "success", ctx, detail, now)).await?;
         Ok(LoginSuccess {
             user,
@@ -158,7 +159,7 @@ impl Identity {
             refresh_token: issued.refresh.as_ref().map(|(secret, _)| secret.clone()),
             trust_token: None,
             methods,
-            method: method.to_owned(),
+            passed: AuthMethods::of(&[AuthMethod::Password, method]),
         })
     }
 

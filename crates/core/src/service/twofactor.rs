@@ -11,6 +11,7 @@ use crate::login::LoginSuccess;
 use crate::messaging::{self, Channel, OutboundMessage, Purpose, Verification};
 use crate::phone::PhoneNumber;
 use crate::secret::Secret;
+use crate::signin::AuthMethod;
 use crate::store::{Store, Tx};
 use crate::totp::{self, TotpParams};
 use crate::twofactor::{
@@ -153,7 +154,7 @@ impl Identity {
     /// before a factor was added through the API, say) must not add a phone or mint
     /// recovery codes.
     pub async fn session_may_manage_factors(&self, session: &crate::oidc::BrowserSession) -> Result<bool, CoreError> {
-        Ok(session.amr.iter().any(|m| m == "mfa") || self.store.methods(session.user_id).await?.is_empty())
+        Ok(session.has_mfa() || self.store.methods(session.user_id).await?.is_empty())
     }
 
     pub async fn methods(&self, user: UserId) -> Result<Vec<TwoFactorMethod>, CoreError> {
@@ -482,7 +483,7 @@ impl Identity {
                     let (user, methods) = (user.clone(), methods.clone());
                     let step =
                         SecondStep { user, methods, challenge: &challenge, account_failures, req: &req, ctx, now };
-                    let success = self.finish_second_step(&*tx, step, "otp", &issued).await?;
+                    let success = self.finish_second_step(&*tx, step, AuthMethod::Totp, &issued).await?;
                     tx.commit().await?;
                     Ok(Ok(success))
                 })
@@ -509,7 +510,7 @@ impl Identity {
         let mut used = None;
         let mut owned_by_service = None;
         if counted.is_none() && self.check_totp(user.id, &methods, code, now).await? {
-            used = Some("otp");
+            used = Some(AuthMethod::Totp);
         }
         if used.is_none()
             && let Some(pending) = &challenge.code
@@ -517,12 +518,12 @@ impl Identity {
             && self.code_matches(&pending.hash, CHALLENGE_PURPOSE, code).await
             && self.store.take_challenge_code(&challenge.digest, &pending.hash).await?
         {
-            used = Some("sms");
+            used = Some(AuthMethod::Sms);
             owned_by_service = Some(pending.hash.clone());
         }
         if used.is_none() && self.use_recovery_code(user.id, code).await? {
             self.audit(AuditKind::RecoveryCodeUsed, Some(user.id), "success", ctx, json!({}), now).await?;
-            used = Some("recovery-code");
+            used = Some(AuthMethod::RecoveryCode);
         }
 
         let Some(method) = used else {
@@ -580,7 +581,7 @@ impl Identity {
         &self,
         tx: &dyn Store,
         step: SecondStep<'_>,
-        method: &str,
+        method: AuthMethod,
         issued: &super::sessions::Issued,
     ) -> Result<Option<LoginSuccess>, CoreError> {
         let SecondStep { user, methods, challenge, account_failures, req, ctx, now } = step;
@@ -591,7 +592,7 @@ impl Identity {
         if account_failures.is_some() {
             tx.clear_login_failures(user.tenant_id, &factor_failures_key(user_id)).await?;
         }
-        let detail = json!({"method": method});
+        let detail = json!({"method": method.as_str()});
         self.record(tx, self.event(AuditKind::TwoFactorSuccess, Some(user_id), "success", ctx, detail, now)).await?;
         let app = challenge.application_id;
         let mut success = self.complete_login(tx, user, methods, app, issued, method, ctx, now).await?;

@@ -12,6 +12,7 @@ use tessera_core::CoreError;
 use tessera_core::oidc::BrowserSession;
 use tessera_core::phone::PhoneNumber;
 use tessera_core::service::{EnableOutcome, SendOutcome};
+use tessera_core::signin::AuthMethod;
 use tessera_core::twofactor::mask_phone;
 
 use super::{
@@ -103,7 +104,7 @@ pub async fn enroll_submit(
     let scope = s.identity.scope_session(&session);
     match s.identity.enable_authenticator(&scope, &secret, form.get("code").trim(), &ctx, s.clock.now()).await {
         Ok(EnableOutcome::Enabled { recovery_codes, .. }) => {
-            s.identity.upgrade_browser_session(&session, "otp").await?;
+            s.identity.upgrade_browser_session(&session, AuthMethod::Totp).await?;
             Ok(factor_on(&s, "authenticator app", recovery_codes, &return_to))
         }
         Ok(EnableOutcome::WrongCode) => {
@@ -205,7 +206,7 @@ pub async fn enroll_phone_confirm(
     let scope = s.identity.scope_session(&session);
     match s.identity.enable_sms(&scope, phone.clone(), form.get("code"), &ctx, s.clock.now()).await {
         Ok(EnableOutcome::Enabled { recovery_codes, .. }) => {
-            s.identity.upgrade_browser_session(&session, "sms").await?;
+            s.identity.upgrade_browser_session(&session, AuthMethod::Sms).await?;
             Ok(factor_on(&s, "phone", recovery_codes, &return_to))
         }
         Ok(EnableOutcome::WrongCode) => {

@@ -1,0 +1,171 @@
+//! How a user signed in, typed.
+//!
+//! A sign-in passes one or more methods. Whether that is multi-factor is decided by the
+//! kinds of factor they are (something known, something held), not by whether any method
+//! other than a password was used: an SMS code alone, or an SMS and an email code, is one
+//! kind of factor however many codes were typed.
+
+use std::collections::BTreeSet;
+
+/// One way of proving who you are, as passed during a sign-in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AuthMethod {
+    Password,
+    /// A code from an authenticator app.
+    Totp,
+    /// A one-time code sent by text message.
+    Sms,
+    /// A one-time code read out in a phone call.
+    Voice,
+    /// A one-time code sent by email.
+    Email,
+    RecoveryCode,
+    /// A device remembered after an earlier second factor (FusionAuth's trust token).
+    TrustedDevice,
+}
+
+/// The kind of factor a method proves (NIST SP 800-63B §5.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FactorKind {
+    Knowledge,
+    Possession,
+}
+
+impl AuthMethod {
+    /// The stable name used in audit entries and API answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Password => "pwd",
+            AuthMethod::Totp => "otp",
+            AuthMethod::Sms => "sms",
+            AuthMethod::Voice => "voice",
+            AuthMethod::Email => "email",
+            AuthMethod::RecoveryCode => "recovery-code",
+            AuthMethod::TrustedDevice => "trusted-device",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AuthMethod> {
+        ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    pub fn kind(self) -> FactorKind {
+        match self {
+            AuthMethod::Password => FactorKind::Knowledge,
+            // A recovery code stands in for the second factor it backs up, as in FusionAuth
+            // and Auth0: it is kept apart from the password, like a device.
+            AuthMethod::Totp
+            | AuthMethod::Sms
+            | AuthMethod::Voice
+            | AuthMethod::Email
+            | AuthMethod::RecoveryCode
+            | AuthMethod::TrustedDevice => FactorKind::Possession,
+        }
+    }
+
+    /// Its RFC 8176 `amr` value, if it has one. A remembered device has none of its own.
+    fn amr(self) -> Option<&'static str> {
+        match self {
+            AuthMethod::Password => Some("pwd"),
+            AuthMethod::Sms => Some("sms"),
+            AuthMethod::Voice => Some("tel"),
+            AuthMethod::Totp | AuthMethod::Email | AuthMethod::RecoveryCode => Some("otp"),
+            AuthMethod::TrustedDevice => None,
+        }
+    }
+}
+
+const ALL: [AuthMethod; 7] = [
+    AuthMethod::Password,
+    AuthMethod::Totp,
+    AuthMethod::Sms,
+    AuthMethod::Voice,
+    AuthMethod::Email,
+    AuthMethod::RecoveryCode,
+    AuthMethod::TrustedDevice,
+];
+
+/// The methods a sign-in has passed so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthMethods(BTreeSet<AuthMethod>);
+
+impl AuthMethods {
+    pub fn of(methods: &[AuthMethod]) -> AuthMethods {
+        AuthMethods(methods.iter().copied().collect())
+    }
+
+    pub fn with(mut self, method: AuthMethod) -> AuthMethods {
+        self.0.insert(method);
+        self
+    }
+
+    pub fn contains(&self, method: AuthMethod) -> bool {
+        self.0.contains(&method)
+    }
+
+    /// Multi-factor: at least two distinct kinds of factor.
+    pub fn is_mfa(&self) -> bool {
+        let kinds: BTreeSet<FactorKind> = self.0.iter().map(|m| m.kind()).collect();
+        kinds.len() >= 2
+    }
+
+    /// The second method, for answers that name one (`pwd` when there is none).
+    pub fn second(&self) -> AuthMethod {
+        self.0.iter().copied().find(|m| *m != AuthMethod::Password).unwrap_or(AuthMethod::Password)
+    }
+
+    /// The ID token's `amr` (RFC 8176): each method's value once, then `mfa` when it is.
+    pub fn amr(&self) -> Vec<String> {
+        let mut amr: Vec<String> = Vec::new();
+        for value in self.0.iter().filter_map(|m| m.amr()) {
+            if !amr.iter().any(|a| a == value) {
+                amr.push(value.to_owned());
+            }
+        }
+        if self.is_mfa() {
+            amr.push("mfa".into());
+        }
+        amr
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AuthMethod::*;
+    use super::*;
+
+    #[test]
+    fn one_kind_of_factor_is_never_multi_factor_however_many_codes() {
+        for one_kind in
+            [&[Password][..], &[Sms], &[Sms, Email], &[Totp, Sms, Voice], &[TrustedDevice], &[RecoveryCode, Totp]]
+        {
+            assert!(!AuthMethods::of(one_kind).is_mfa(), "{one_kind:?}");
+            assert!(!AuthMethods::of(one_kind).amr().contains(&"mfa".to_owned()), "{one_kind:?}");
+        }
+        for two_kinds in
+            [&[Password, Totp][..], &[Password, Sms], &[Password, TrustedDevice], &[Password, RecoveryCode]]
+        {
+            assert!(AuthMethods::of(two_kinds).is_mfa(), "{two_kinds:?}");
+        }
+    }
+
+    #[test]
+    fn amr_values_are_rfc_8176_and_as_before_for_password_sign_ins() {
+        assert_eq!(AuthMethods::of(&[Password]).amr(), ["pwd"]);
+        assert_eq!(AuthMethods::of(&[Password, Totp]).amr(), ["pwd", "otp", "mfa"]);
+        assert_eq!(AuthMethods::of(&[Password, Sms]).amr(), ["pwd", "sms", "mfa"]);
+        assert_eq!(AuthMethods::of(&[Password, RecoveryCode]).amr(), ["pwd", "otp", "mfa"]);
+        assert_eq!(AuthMethods::of(&[Password, TrustedDevice]).amr(), ["pwd", "mfa"]);
+        assert_eq!(AuthMethods::of(&[Password, Voice]).amr(), ["pwd", "tel", "mfa"]);
+        // A passwordless code sign-in is one factor.
+        assert_eq!(AuthMethods::of(&[Sms]).amr(), ["sms"]);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for m in ALL {
+            assert_eq!(AuthMethod::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(AuthMethod::parse("mfa"), None);
+    }
+}
