@@ -85,6 +85,11 @@ const ALL: [AuthMethod; 7] = [
     AuthMethod::TrustedDevice,
 ];
 
+/// FusionAuth's `authenticationType` for a token obtained with a refresh token.
+pub const REFRESH_TOKEN: &str = "REFRESH_TOKEN";
+/// FusionAuth's `authenticationType` for a sign-in that began with the password.
+pub const PASSWORD: &str = "PASSWORD";
+
 /// The methods a sign-in has passed so far.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuthMethods(BTreeSet<AuthMethod>);
@@ -112,6 +117,12 @@ impl AuthMethods {
     /// The second method, for answers that name one (`pwd` when there is none).
     pub fn second(&self) -> AuthMethod {
         self.0.iter().copied().find(|m| *m != AuthMethod::Password).unwrap_or(AuthMethod::Password)
+    }
+
+    /// FusionAuth's `authenticationType` claim: `PASSWORD` when the password was one of
+    /// the methods (with or without a second step, as FusionAuth), else `PASSWORDLESS`.
+    pub fn authentication_type(&self) -> &'static str {
+        if self.contains(AuthMethod::Password) || self.0.is_empty() { PASSWORD } else { "PASSWORDLESS" }
     }
 
     /// The ID token's `amr` (RFC 8176): each method's value once, then `mfa` when it is.
@@ -159,6 +170,12 @@ mod tests {
         assert_eq!(AuthMethods::of(&[Password, Voice]).amr(), ["pwd", "tel", "mfa"]);
         // A passwordless code sign-in is one factor.
         assert_eq!(AuthMethods::of(&[Sms]).amr(), ["sms"]);
+    }
+
+    #[test]
+    fn the_authentication_type_is_fusionauths() {
+        assert_eq!(AuthMethods::of(&[Password, Totp]).authentication_type(), "PASSWORD");
+        assert_eq!(AuthMethods::of(&[Email]).authentication_type(), "PASSWORDLESS");
     }
 
     #[test]

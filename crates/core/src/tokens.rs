@@ -240,6 +240,7 @@ impl TokenIssuer {
         user: &User,
         application: ApplicationId,
         auth_time: Timestamp,
+        authentication_type: &str,
         now: Timestamp,
     ) -> Result<(String, Claims), CoreError> {
         let exp = now.plus(self.ttl);
@@ -252,7 +253,7 @@ impl TokenIssuer {
             jti: uuid::Uuid::new_v4().to_string(),
             tid: user.tenant_id.to_string(),
             application_id: application.to_string(),
-            authentication_type: "PASSWORD".into(),
+            authentication_type: authentication_type.to_owned(),
             email: user.email.as_ref().map(|e| e.as_str().to_owned()),
             preferred_username: user.username.as_ref().map(|u| u.as_str().to_owned()),
             auth_time: auth_time.seconds(),
@@ -379,7 +380,7 @@ mod tests {
         for alg in [JwtAlgorithm::EdDSA, JwtAlgorithm::ES256, JwtAlgorithm::RS256] {
             let key = SigningKey::generate(alg, now)?;
             let issuer = TokenIssuer::new("tessera".into(), Duration::from_secs(60), alg, &[key])?;
-            let (jwt, claims) = issuer.issue(&user(), ApplicationId::random(), now, now)?;
+            let (jwt, claims) = issuer.issue(&user(), ApplicationId::random(), now, "PASSWORD", now)?;
             let got = issuer.validate(&jwt, now).map_err(internal)?;
             assert_eq!(got["sub"], json!(claims.sub), "{alg:?}");
             assert_eq!(issuer.validate(&jwt, now.plus(Duration::from_secs(60))), Err(TokenError::Expired));
@@ -400,7 +401,7 @@ mod tests {
             TokenIssuer::new("tessera".into(), Duration::from_secs(60), JwtAlgorithm::EdDSA, std::slice::from_ref(&a))?;
         let ib = TokenIssuer::new("tessera".into(), Duration::from_secs(60), JwtAlgorithm::EdDSA, &[b])?;
         let other = TokenIssuer::new("other".into(), Duration::from_secs(60), JwtAlgorithm::EdDSA, &[a])?;
-        let (jwt, _) = ia.issue(&user(), ApplicationId::random(), now, now)?;
+        let (jwt, _) = ia.issue(&user(), ApplicationId::random(), now, "PASSWORD", now)?;
         assert_eq!(ib.validate(&jwt, now), Err(TokenError::UnknownKey));
         assert_eq!(other.validate(&jwt, now), Err(TokenError::WrongIssuer));
         assert_eq!(ia.validate("not.a.jwt", now), Err(TokenError::Malformed));

@@ -8,7 +8,7 @@ use crate::audit::{AuditKind, AuditRecord};
 use crate::ids::{ApplicationId, UserId};
 use crate::login::{LoginOutcome, LoginRequest, LoginSuccess};
 use crate::secret::Secret;
-use crate::signin::{AuthMethod, AuthMethods};
+use crate::signin::{AuthMethod, AuthMethods, REFRESH_TOKEN};
 use crate::store::Store;
 use crate::tokens::{RefreshToken, TokenError};
 use crate::twofactor::{Challenge, TwoFactorMethod};
@@ -101,7 +101,8 @@ impl Identity {
         }
         // With factors but no challenge, a remembered device vouched for the second step.
         let method = if methods.is_empty() { AuthMethod::Password } else { AuthMethod::TrustedDevice };
-        let issued = self.issue_tokens(&user, application.id, req.no_jwt, now)?;
+        let passed = AuthMethods::of(&[AuthMethod::Password, method]);
+        let issued = self.issue_tokens(&user, application.id, req.no_jwt, &passed, now)?;
         let success = self
             .retrying(|| async {
                 let tx = self.store.begin().await?;
@@ -123,12 +124,13 @@ impl Identity {
         user: &User,
         application_id: ApplicationId,
         no_jwt: bool,
+        passed: &AuthMethods,
         now: Timestamp,
     ) -> Result<Issued, CoreError> {
         if no_jwt {
             return Ok(Issued { token: None, refresh: None });
         }
-        let token = self.tokens.issue(user, application_id, now, now)?;
+        let token = self.tokens.issue(user, application_id, now, passed.authentication_type(), now)?;
         let refresh = RefreshToken::generate(user, application_id, self.policies.refresh_ttl, now)?;
         Ok(Issued { token: Some(token), refresh: Some(refresh) })
     }
@@ -186,7 +188,7 @@ impl Identity {
         let Some(user) = self.store.get_user(record.tenant_id, record.user_id).await?.filter(|u| u.active) else {
             return Ok(None);
         };
-        let (jwt, _) = self.tokens.issue(&user, record.application_id, record.created_at, now)?;
+        let (jwt, _) = self.tokens.issue(&user, record.application_id, record.created_at, REFRESH_TOKEN, now)?;
         self.audit(AuditKind::TokenRefreshed, Some(user.id), "success", ctx, json!({}), now).await?;
         Ok(Some((jwt, user)))
     }

@@ -11,7 +11,7 @@ use crate::login::LoginSuccess;
 use crate::messaging::{self, Channel, OutboundMessage, Purpose, Verification};
 use crate::phone::PhoneNumber;
 use crate::secret::Secret;
-use crate::signin::AuthMethod;
+use crate::signin::{AuthMethod, AuthMethods};
 use crate::store::{Store, Tx};
 use crate::totp::{self, TotpParams};
 use crate::twofactor::{
@@ -470,7 +470,8 @@ impl Identity {
         if let Some((method_id, step)) = self.totp_candidate(user.id, &methods, code, now)?
             && self.application_active(challenge.application_id).await?
         {
-            let issued = self.issue_tokens(&user, challenge.application_id, req.no_jwt, now)?;
+            let passed = AuthMethods::of(&[AuthMethod::Password, AuthMethod::Totp]);
+            let issued = self.issue_tokens(&user, challenge.application_id, req.no_jwt, &passed, now)?;
             let fast = self
                 .retrying(|| async {
                     let tx = self.store.begin().await?;
@@ -556,7 +557,8 @@ impl Identity {
         }
         // One unit: the challenge is spent exactly when the tokens, the trust token and
         // their audit entries are written.
-        let issued = self.issue_tokens(&user, challenge.application_id, req.no_jwt, now)?;
+        let passed = AuthMethods::of(&[AuthMethod::Password, method]);
+        let issued = self.issue_tokens(&user, challenge.application_id, req.no_jwt, &passed, now)?;
         let finished = self
             .retrying(|| async {
                 let tx = self.store.begin().await?;

@@ -98,6 +98,18 @@ async fn refresh_issues_new_tokens_until_revoked() {
     assert_eq!(unknown.status, 401);
 }
 
+/// FusionAuth's `authenticationType`: `PASSWORD` for a sign-in with the password (with or
+/// without a second step), `REFRESH_TOKEN` for a token a refresh token bought.
+#[tokio::test]
+async fn tokens_say_how_they_were_obtained() {
+    let app = spawn_app().await;
+    let (token, refresh) = signed_in(&app).await;
+    assert_eq!(crate::oidc::claims(&token)["authenticationType"], "PASSWORD");
+    let r = app.post_json("/api/jwt/refresh", json!({"refreshToken": refresh})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(crate::oidc::claims(r.json["token"].as_str().unwrap())["authenticationType"], "REFRESH_TOKEN");
+}
+
 #[tokio::test]
 async fn refresh_tokens_expire_and_die_with_their_user() {
     let app = spawn_app().await;
