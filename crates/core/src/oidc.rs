@@ -2,6 +2,7 @@
 //! is checked (exact redirect URIs, PKCE S256), single-use codes, browser sessions,
 //! and what an ID token says about how the user signed in.
 
+use crate::signin::AuthMethods;
 use std::time::Duration;
 
 use base64::Engine;
@@ -169,7 +170,8 @@ pub struct AuthCode {
     pub nonce: Option<String>,
     pub scope: String,
     pub auth_time: Timestamp,
-    pub amr: Vec<String>,
+    /// How the user signed in, for the ID token's `amr`.
+    pub methods: AuthMethods,
     pub expires_at: Timestamp,
 }
 
@@ -182,7 +184,8 @@ pub struct BrowserSession {
     pub tenant_id: TenantId,
     pub user_id: UserId,
     pub auth_time: Timestamp,
-    pub amr: Vec<String>,
+    /// How the user signed in (or stepped up since).
+    pub methods: AuthMethods,
     pub last_seen: Timestamp,
     pub expires_at: Timestamp,
 }
@@ -205,7 +208,7 @@ impl BrowserSession {
     }
 
     pub fn has_mfa(&self) -> bool {
-        self.amr.iter().any(|m| m == "mfa")
+        self.methods.is_mfa()
     }
 }
 

@@ -114,9 +114,24 @@ impl AuthMethods {
         kinds.len() >= 2
     }
 
-    /// The second method, for answers that name one (`pwd` when there is none).
-    pub fn second(&self) -> AuthMethod {
-        self.0.iter().copied().find(|m| *m != AuthMethod::Password).unwrap_or(AuthMethod::Password)
+    /// Their stable names, as stored.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.0.iter().map(|m| m.as_str()).collect()
+    }
+
+    /// From stored names. Rows written before the methods were typed hold RFC 8176 `amr`
+    /// values instead: `tel` is a voice code and `mfa` is no method of its own.
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<AuthMethods, String> {
+        let mut methods = AuthMethods::default();
+        for name in names {
+            match (name, AuthMethod::parse(name)) {
+                (_, Some(m)) => methods.0.insert(m),
+                ("tel", None) => methods.0.insert(AuthMethod::Voice),
+                ("mfa", None) => continue,
+                (other, None) => return Err(format!("unknown sign-in method {other:?}")),
+            };
+        }
+        Ok(methods)
     }
 
     /// FusionAuth's `authenticationType` claim: `PASSWORD` when the password was one of
@@ -179,10 +194,18 @@ mod tests {
     }
 
     #[test]
-    fn names_round_trip() {
+    fn names_round_trip_and_old_amr_lists_read_as_methods() -> Result<(), String> {
         for m in ALL {
             assert_eq!(AuthMethod::parse(m.as_str()), Some(m));
         }
         assert_eq!(AuthMethod::parse("mfa"), None);
+        let all = AuthMethods::of(&ALL);
+        assert_eq!(AuthMethods::from_names(all.names()), Ok(all));
+        let old = AuthMethods::from_names(["pwd", "otp", "mfa"])?;
+        assert_eq!(old, AuthMethods::of(&[Password, Totp]));
+        assert_eq!(old.amr(), ["pwd", "otp", "mfa"]);
+        assert_eq!(AuthMethods::from_names(["pwd", "tel", "mfa"])?.amr(), ["pwd", "tel", "mfa"]);
+        assert!(AuthMethods::from_names(["pwd", "retina"]).is_err());
+        Ok(())
     }
 }

@@ -397,7 +397,7 @@ pub trait OidcStore: Send + Sync {
     async fn session(&self, digest: &str) -> StoreResult<Option<crate::oidc::BrowserSession>>;
     async fn touch_session(&self, digest: &str, now: Timestamp) -> StoreResult<()>;
     /// Records that the session's user has now passed a second factor too.
-    async fn set_session_amr(&self, digest: &str, amr: &[String]) -> StoreResult<()>;
+    async fn set_session_methods(&self, digest: &str, methods: &crate::signin::AuthMethods) -> StoreResult<()>;
     async fn delete_session(&self, digest: &str) -> StoreResult<bool>;
 }
 

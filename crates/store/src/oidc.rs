@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use tessera_core::Timestamp;
 use tessera_core::ids::ApplicationId;
 use tessera_core::oidc::{AuthCode, BrowserSession, OAuthClient};
+use tessera_core::signin::AuthMethods;
 use tessera_core::store::{OidcStore, StoreResult};
 
 use crate::applications;
@@ -20,6 +21,16 @@ pub(crate) fn text_list(v: &[String]) -> String {
     serde_json::Value::from(v.to_vec()).to_string()
 }
 
+/// Sign-in methods, kept by name in the `amr` column (a JSON list).
+fn methods(row: &Row, col: &str) -> StoreResult<AuthMethods> {
+    let names = list(row, col)?;
+    AuthMethods::from_names(names.iter().map(String::as_str)).map_err(corrupt)
+}
+
+fn method_names(m: &AuthMethods) -> String {
+    serde_json::Value::from(m.names()).to_string()
+}
+
 const CODE_COLUMNS: &str =
     "digest, client_id, user_id, redirect_uri, code_challenge, nonce, scope, auth_time, amr, expires_at";
 
@@ -33,7 +44,7 @@ fn code(row: &Row) -> StoreResult<AuthCode> {
         nonce: get(row, "nonce")?,
         scope: get(row, "scope")?,
         auth_time: Timestamp::from_millis(get(row, "auth_time")?),
-        amr: list(row, "amr")?,
+        methods: methods(row, "amr")?,
         expires_at: Timestamp::from_millis(get(row, "expires_at")?),
     })
 }
@@ -44,7 +55,7 @@ fn session(row: &Row) -> StoreResult<BrowserSession> {
         tenant_id: get::<String>(row, "tenant_id")?.parse().map_err(|_| corrupt("tenant id"))?,
         user_id: get::<String>(row, "user_id")?.parse().map_err(|_| corrupt("user id"))?,
         auth_time: Timestamp::from_millis(get(row, "auth_time")?),
-        amr: list(row, "amr")?,
+        methods: methods(row, "amr")?,
         last_seen: Timestamp::from_millis(get(row, "last_seen")?),
         expires_at: Timestamp::from_millis(get(row, "expires_at")?),
     })
@@ -74,7 +85,7 @@ impl OidcStore for SqlStore {
         .bind(c.nonce.clone())
         .bind(c.scope.clone())
         .bind(c.auth_time.millis())
-        .bind(text_list(&c.amr))
+        .bind(method_names(&c.methods))
         .bind(c.expires_at.millis())
         .execute(&mut self.write_conn().await?)
         .await
@@ -110,7 +121,7 @@ impl OidcStore for SqlStore {
         .bind(s.tenant_id.to_string())
         .bind(s.user_id.to_string())
         .bind(s.auth_time.millis())
-        .bind(text_list(&s.amr))
+        .bind(method_names(&s.methods))
         .bind(s.last_seen.millis())
         .bind(s.expires_at.millis())
         .execute(&mut self.write_conn().await?)
@@ -139,10 +150,10 @@ impl OidcStore for SqlStore {
         Ok(())
     }
 
-    async fn set_session_amr(&self, digest: &str, amr: &[String]) -> StoreResult<()> {
+    async fn set_session_methods(&self, digest: &str, methods: &AuthMethods) -> StoreResult<()> {
         db::query("UPDATE browser_sessions SET amr = $2 WHERE digest = $1")
             .bind(digest.to_owned())
-            .bind(text_list(amr))
+            .bind(method_names(methods))
             .execute(&mut self.write_conn().await?)
             .await
             .map_err(db_error)?;

@@ -14,7 +14,7 @@ use crate::oidc::{
     check_authorize, id_token_claims, pkce_matches,
 };
 use crate::secret::{Secret, constant_time_eq};
-use crate::signin::{AuthMethod, AuthMethods, PASSWORD};
+use crate::signin::{AuthMethod, PASSWORD};
 use crate::store::Store;
 use crate::tokens::RefreshToken;
 use crate::{CoreError, Timestamp, random};
@@ -121,7 +121,7 @@ impl Identity {
             tenant_id: ok.user.tenant_id,
             user_id: ok.user.id,
             auth_time: now,
-            amr: ok.passed.amr(),
+            methods: ok.passed.clone(),
             last_seen: now,
             expires_at: now.plus(policy.absolute),
         };
@@ -132,8 +132,8 @@ impl Identity {
     /// After enrolling a factor in the browser (signed in with the password): the
     /// session counts as two-factor.
     pub async fn upgrade_browser_session(&self, session: &BrowserSession, method: AuthMethod) -> Result<(), CoreError> {
-        let amr = AuthMethods::of(&[AuthMethod::Password, method]).amr();
-        Ok(self.store.set_session_amr(&session.digest, &amr).await?)
+        let methods = session.methods.clone().with(method);
+        Ok(self.store.set_session_methods(&session.digest, &methods).await?)
     }
 
     pub async fn end_browser_session(&self, cookie: &Secret) -> Result<(), CoreError> {
@@ -202,7 +202,7 @@ impl Identity {
             nonce: req.nonce.clone(),
             scope: req.scope.clone(),
             auth_time: session.auth_time,
-            amr: session.amr.clone(),
+            methods: session.methods.clone(),
             expires_at: now.plus(CODE_TTL),
         };
         self.store.insert_code(&record).await?;
@@ -319,7 +319,7 @@ impl Identity {
             client.id,
             record.nonce.as_deref(),
             record.auth_time,
-            &record.amr,
+            &record.methods.amr(),
             now,
             self.policies.jwt_ttl,
         );

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use tessera_core::ids::{ApplicationId, TenantId};
 use tessera_core::oidc::{AuthCode, BrowserSession, MfaPolicy, OAuthClient};
+use tessera_core::signin::{AuthMethod, AuthMethods};
 use tessera_core::store::{Application, ApplicationStore, OidcStore, TokenStore, UserStore};
 use tessera_core::tokens::RefreshToken;
 
@@ -41,7 +42,7 @@ contract!(oauth_clients_codes_and_sessions, |c| {
         nonce: Some("n".into()),
         scope: "openid".into(),
         auth_time: T0,
-        amr: vec!["pwd".into(), "otp".into(), "mfa".into()],
+        methods: AuthMethods::of(&[AuthMethod::Password, AuthMethod::Totp]),
         expires_at: T0.plus(Duration::from_secs(60)),
     };
     c.store.insert_code(&code).await.unwrap();
@@ -53,13 +54,23 @@ contract!(oauth_clients_codes_and_sessions, |c| {
         tenant_id: c.tenant,
         user_id: u.id,
         auth_time: T0,
-        amr: vec!["pwd".into()],
+        methods: AuthMethods::of(&[AuthMethod::Password]),
         last_seen: T0,
         expires_at: T0.plus(Duration::from_secs(3600)),
     };
     c.store.insert_session(&s).await.unwrap();
     c.store.touch_session("sd", T0.plus(Duration::from_secs(5))).await.unwrap();
     assert_eq!(c.store.session("sd").await.unwrap().unwrap().last_seen, T0.plus(Duration::from_secs(5)));
+    let stepped_up = AuthMethods::of(&[AuthMethod::Password, AuthMethod::Sms]);
+    c.store.set_session_methods("sd", &stepped_up).await.unwrap();
+    let read = c.store.session("sd").await.unwrap().unwrap();
+    assert_eq!((&read.methods, read.has_mfa()), (&stepped_up, true));
+    // A session stored before methods were typed holds RFC 8176 amr values.
+    tessera_store::testing::execute(&c.url, r#"UPDATE browser_sessions SET amr = '["pwd","tel","mfa"]'"#)
+        .await
+        .unwrap();
+    let old = c.store.session("sd").await.unwrap().unwrap();
+    assert_eq!(old.methods, AuthMethods::of(&[AuthMethod::Password, AuthMethod::Voice]));
     assert!(c.store.delete_session("sd").await.unwrap());
     assert_eq!(c.store.session("sd").await.unwrap(), None);
 });
@@ -127,7 +138,7 @@ contract!(applications_are_deactivated_and_deleted_with_what_hangs_off_them, |c|
         nonce: None,
         scope: "openid".into(),
         auth_time: T0,
-        amr: vec!["pwd".into()],
+        methods: AuthMethods::of(&[AuthMethod::Password]),
         expires_at: T0.plus(Duration::from_secs(60)),
     };
     c.store.insert_code(&code).await.unwrap();
