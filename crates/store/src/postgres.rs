@@ -33,5 +33,6 @@ pub(crate) fn migrator() -> Migrator {
         migration(9, "flow run lease", include_str!("../migrations/postgres/0009_flow_run_lease.sql")),
         migration(10, "email verified", include_str!("../migrations/postgres/0010_email_verified.sql")),
         migration(11, "limit locks", include_str!("../migrations/postgres/0011_limit_locks.sql")),
+        migration(12, "conversion index", include_str!("../migrations/postgres/0012_conversion_index.sql")),
     ])
 }
