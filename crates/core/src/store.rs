@@ -307,13 +307,16 @@ pub trait VerifyStore: Send + Sync {
         ip: Option<&str>,
         at: Timestamp,
     ) -> StoreResult<()>;
-    /// Sends recorded since `since` for one key (a number, a prefix, an IP, or the service).
+    /// Sends recorded since `since` for one key (a number, a prefix, an IP, or the service),
+    /// counted up to `at_most`: a limit needs to know only whether it is reached, and
+    /// counting stops there, so a busy window costs no more than its limit.
     async fn count_verify_sends(
         &self,
         service_sid: &str,
         key: SendKey,
         value: &str,
         since: Timestamp,
+        at_most: u32,
     ) -> StoreResult<u32>;
     /// Verifications started and approved since `since` for a prefix.
     async fn prefix_conversion(&self, service_sid: &str, prefix: &str, since: Timestamp) -> StoreResult<(u32, u32)>;

@@ -277,27 +277,23 @@ impl VerifyStore for SqlStore {
         key: SendKey,
         value: &str,
         since: Timestamp,
+        at_most: u32,
     ) -> StoreResult<u32> {
+        // `$2` is the service itself for the service's own window.
         let column = match key {
             SendKey::Number => "number",
             SendKey::Prefix => "prefix",
             SendKey::Ip => "ip",
-            SendKey::Service => {
-                let row = db::query("SELECT COUNT(*) AS n FROM verify_sends WHERE service_sid = $1 AND at > $2")
-                    .bind(service_sid.to_owned())
-                    .bind(since.millis())
-                    .fetch_one(&mut self.conn().await?)
-                    .await
-                    .map_err(db_error)?;
-                return Ok(count(get(&row, "n")?));
-            }
+            SendKey::Service => "service_sid",
         };
         let row = db::query(format!(
-            "SELECT COUNT(*) AS n FROM verify_sends WHERE service_sid = $1 AND {column} = $2 AND at > $3"
+            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM verify_sends \
+             WHERE service_sid = $1 AND {column} = $2 AND at > $3 LIMIT $4) AS w"
         ))
         .bind(service_sid.to_owned())
         .bind(value.to_owned())
         .bind(since.millis())
+        .bind(i64::from(at_most))
         .fetch_one(&mut self.conn().await?)
         .await
         .map_err(db_error)?;

@@ -80,7 +80,9 @@ impl Identity {
         if !g.allows_country(to.country_code()) {
             return Ok(Some(Refusal { kind: "geo", detail: "destination country not permitted".into() }));
         }
-        let sent = tx.count_verify_sends(key, SendKey::Number, to.as_str(), now.minus(g.per_number.window())).await?;
+        let sent = tx
+            .count_verify_sends(key, SendKey::Number, to.as_str(), now.minus(g.per_number.window()), g.per_number.max)
+            .await?;
         if sent >= g.per_number.max {
             let detail = format!("number_rate: more than {} in {} s", g.per_number.max, g.per_number.window_seconds);
             return Ok(Some(Refusal { kind: "number_rate", detail }));
@@ -111,7 +113,7 @@ impl Identity {
         ];
         for (send_key, value, limit, kind) in windows {
             let Some(value) = value else { continue };
-            if tx.count_verify_sends(key, send_key, value, now.minus(limit.window())).await? >= limit.max {
+            if tx.count_verify_sends(key, send_key, value, now.minus(limit.window()), limit.max).await? >= limit.max {
                 let detail = format!("{kind}: more than {} in {} s", limit.max, limit.window_seconds);
                 return Ok(Some(Refusal { kind, detail }));
             }

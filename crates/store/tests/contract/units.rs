@@ -63,9 +63,9 @@ contract!(units_holding_a_limit_count_and_record_one_at_a_time, |c| {
             start.wait().await;
             let tx = store.begin().await.unwrap();
             tx.hold_limit("test:window").await.unwrap();
-            let n = tx.count_verify_sends("VA1", SendKey::Service, "VA1", T0).await.unwrap();
+            let n = tx.count_verify_sends("VA1", SendKey::Service, "VA1", T0, u32::MAX).await.unwrap();
             // Another round trip between count and record: the others count meanwhile.
-            tx.count_verify_sends("VA1", SendKey::Number, "+15550000000", T0).await.unwrap();
+            tx.count_verify_sends("VA1", SendKey::Number, "+15550000000", T0, u32::MAX).await.unwrap();
             let admitted = n < 3;
             if admitted {
                 tx.record_verify_send(
@@ -88,13 +88,13 @@ contract!(units_holding_a_limit_count_and_record_one_at_a_time, |c| {
         admitted += u32::from(t.await.unwrap());
     }
     assert_eq!(admitted, 3);
-    assert_eq!(c.store.count_verify_sends("VA1", SendKey::Service, "VA1", T0).await.unwrap(), 3);
+    assert_eq!(c.store.count_verify_sends("VA1", SendKey::Service, "VA1", T0, u32::MAX).await.unwrap(), 3);
 });
 
 contract!(a_query_the_database_refuses_is_not_an_outage, |c| {
     let mut raw = sqlx::AnyConnection::connect(&c.url).await.unwrap();
     sqlx::query("DROP TABLE verify_sends").execute(&mut raw).await.unwrap();
-    let e = c.store.count_verify_sends("VA1", SendKey::Service, "VA1", T0).await.unwrap_err();
+    let e = c.store.count_verify_sends("VA1", SendKey::Service, "VA1", T0, u32::MAX).await.unwrap_err();
     assert!(matches!(e, StoreError::Query(_)), "{e:?}");
     c.store.ping().await.unwrap();
     c.store.close().await;
@@ -112,7 +112,7 @@ contract!(sends_older_than_any_window_and_idle_limit_locks_are_purged, |c| {
     let now = T0.plus(tessera_core::verify::MAX_WINDOW).plus(std::time::Duration::from_secs(1));
     c.store.purge_expired(now, T0).await.unwrap();
     let since_ever = tessera_core::Timestamp::from_millis(0);
-    assert_eq!(c.store.count_verify_sends("VA1", SendKey::Service, "VA1", since_ever).await.unwrap(), 1);
+    assert_eq!(c.store.count_verify_sends("VA1", SendKey::Service, "VA1", since_ever, u32::MAX).await.unwrap(), 1);
     let mut raw = sqlx::AnyConnection::connect(&c.url).await.unwrap();
     let (locks,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM limit_locks").fetch_one(&mut raw).await.unwrap();
     assert_eq!(locks, 0);

@@ -93,12 +93,18 @@ contract!(send_windows_and_conversion_are_counted, |c| {
         c.store.record_verify_send(&s.sid, n, &tessera_core::verify::prefix_of(&p), Some(ip), at).await.unwrap();
     }
     let since = |secs: u64| T0.plus(Duration::from_secs(secs)).minus(Duration::from_secs(60));
-    assert_eq!(c.store.count_verify_sends(&s.sid, SendKey::Prefix, "+1555444", since(0)).await.unwrap(), 2);
-    assert_eq!(c.store.count_verify_sends(&s.sid, SendKey::Ip, "1.1.1.1", since(0)).await.unwrap(), 2);
-    assert_eq!(c.store.count_verify_sends(&s.sid, SendKey::Number, "+15557770001", since(0)).await.unwrap(), 1);
-    assert_eq!(c.store.count_verify_sends(&s.sid, SendKey::Service, &s.sid, since(0)).await.unwrap(), 3);
+    assert_eq!(c.store.count_verify_sends(&s.sid, SendKey::Prefix, "+1555444", since(0), u32::MAX).await.unwrap(), 2);
+    assert_eq!(c.store.count_verify_sends(&s.sid, SendKey::Ip, "1.1.1.1", since(0), u32::MAX).await.unwrap(), 2);
     assert_eq!(
-        c.store.count_verify_sends(&s.sid, SendKey::Service, &s.sid, since(65)).await.unwrap(),
+        c.store.count_verify_sends(&s.sid, SendKey::Number, "+15557770001", since(0), u32::MAX).await.unwrap(),
+        1
+    );
+    assert_eq!(c.store.count_verify_sends(&s.sid, SendKey::Service, &s.sid, since(0), u32::MAX).await.unwrap(), 3);
+    // Counting stops at the limit asked about.
+    assert_eq!(c.store.count_verify_sends(&s.sid, SendKey::Service, &s.sid, since(0), 2).await.unwrap(), 2);
+    assert_eq!(c.store.count_verify_sends(&s.sid, SendKey::Prefix, "+1555444", since(0), 1).await.unwrap(), 1);
+    assert_eq!(
+        c.store.count_verify_sends(&s.sid, SendKey::Service, &s.sid, since(65), u32::MAX).await.unwrap(),
         2,
         "the first slid out"
     );
