@@ -7,6 +7,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::oidc::MfaPolicy;
+
 /// One way of proving who you are, as passed during a sign-in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AuthMethod {
@@ -84,6 +86,36 @@ const ALL: [AuthMethod; 7] = [
     AuthMethod::RecoveryCode,
     AuthMethod::TrustedDevice,
 ];
+
+/// What a sign-in needs after the methods it has passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecondFactor {
+    NotNeeded,
+    /// A factor the user has must be passed.
+    Pass,
+    /// A second factor is wanted but the user has none: they must enrol one.
+    Enrol,
+}
+
+/// The one place that decides whether a sign-in needs a second factor: the
+/// application's policy, a step-up the request asked for (`acr_values`), whether the
+/// user has a factor, and what the sign-in already passed (a remembered device with the
+/// password is two factors). The JSON API and the browser flow both ask it.
+pub fn second_factor(policy: MfaPolicy, step_up: bool, has_factor: bool, passed: &AuthMethods) -> SecondFactor {
+    let wanted = step_up
+        || match policy {
+            MfaPolicy::Never => false,
+            MfaPolicy::Always => true,
+            MfaPolicy::WhenEnrolled => has_factor,
+        };
+    if !wanted || passed.is_mfa() {
+        SecondFactor::NotNeeded
+    } else if has_factor {
+        SecondFactor::Pass
+    } else {
+        SecondFactor::Enrol
+    }
+}
 
 /// FusionAuth's `authenticationType` for a token obtained with a refresh token.
 pub const REFRESH_TOKEN: &str = "REFRESH_TOKEN";
@@ -185,6 +217,23 @@ mod tests {
         assert_eq!(AuthMethods::of(&[Password, Voice]).amr(), ["pwd", "tel", "mfa"]);
         // A passwordless code sign-in is one factor.
         assert_eq!(AuthMethods::of(&[Sms]).amr(), ["sms"]);
+    }
+
+    #[test]
+    fn one_decision_for_the_second_factor() {
+        use MfaPolicy::*;
+        let pwd = AuthMethods::of(&[Password]);
+        let remembered = AuthMethods::of(&[Password, TrustedDevice]);
+        let sms_only = AuthMethods::of(&[Sms]);
+        assert_eq!(second_factor(WhenEnrolled, false, true, &pwd), SecondFactor::Pass);
+        assert_eq!(second_factor(WhenEnrolled, false, false, &pwd), SecondFactor::NotNeeded);
+        assert_eq!(second_factor(WhenEnrolled, false, true, &remembered), SecondFactor::NotNeeded);
+        assert_eq!(second_factor(Never, false, true, &pwd), SecondFactor::NotNeeded);
+        assert_eq!(second_factor(Never, true, true, &pwd), SecondFactor::Pass, "a step-up asked for");
+        assert_eq!(second_factor(Always, false, false, &pwd), SecondFactor::Enrol);
+        // One kind of factor never satisfies `always` or a step-up, however it was passed.
+        assert_eq!(second_factor(Always, false, true, &sms_only), SecondFactor::Pass);
+        assert_eq!(second_factor(Never, true, true, &AuthMethods::of(&[Sms, Email])), SecondFactor::Pass);
     }
 
     #[test]

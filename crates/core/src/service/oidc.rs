@@ -10,11 +10,11 @@ use super::{Identity, RequestContext};
 use crate::audit::AuditKind;
 use crate::login::LoginSuccess;
 use crate::oidc::{
-    AuthCode, AuthorizeError, AuthorizeRequest, BrowserSession, CODE_TTL, MfaPolicy, OAuthClient, SessionPolicy,
-    check_authorize, id_token_claims, pkce_matches,
+    AuthCode, AuthorizeError, AuthorizeRequest, BrowserSession, CODE_TTL, OAuthClient, SessionPolicy, check_authorize,
+    id_token_claims, pkce_matches,
 };
 use crate::secret::{Secret, constant_time_eq};
-use crate::signin::{AuthMethod, PASSWORD};
+use crate::signin::{AuthMethod, AuthMethods, PASSWORD, SecondFactor, second_factor};
 use crate::store::Store;
 use crate::tokens::RefreshToken;
 use crate::{CoreError, Timestamp, random};
@@ -182,15 +182,17 @@ impl Identity {
         };
         let too_old = req.max_age.is_some_and(|age| now.minus(Duration::from_secs(age)) > session.auth_time);
         let has_factor = !self.store.methods(session.user_id).await?.is_empty();
-        let mfa_needed = req.require_mfa
-            || client.mfa_policy == MfaPolicy::Always
-            || (client.mfa_policy == MfaPolicy::WhenEnrolled && has_factor);
-        if mfa_needed && !session.has_mfa() && !has_factor {
+        let decision = second_factor(client.mfa_policy, req.require_mfa, has_factor, &session.methods);
+        // Whether a fresh sign-in (asked for by `prompt=login` or `max_age`) must pass one.
+        let wanted = second_factor(client.mfa_policy, req.require_mfa, has_factor, &AuthMethods::default());
+        match decision {
             // Signing in again would not help: the user has no factor to pass yet.
-            return Ok(AuthorizeOutcome::Enroll);
-        }
-        if req.prompt_login || too_old || (mfa_needed && !session.has_mfa()) {
-            return Ok(AuthorizeOutcome::Login { mfa_required: mfa_needed });
+            SecondFactor::Enrol => return Ok(AuthorizeOutcome::Enroll),
+            SecondFactor::Pass => return Ok(AuthorizeOutcome::Login { mfa_required: true }),
+            SecondFactor::NotNeeded if req.prompt_login || too_old => {
+                return Ok(AuthorizeOutcome::Login { mfa_required: wanted != SecondFactor::NotNeeded });
+            }
+            SecondFactor::NotNeeded => {}
         }
         let code = Secret::new(random::token(32)?);
         let record = AuthCode {

@@ -7,8 +7,9 @@ use crate::apikey::Admin;
 use crate::audit::{AuditKind, AuditRecord};
 use crate::ids::{ApplicationId, UserId};
 use crate::login::{LoginOutcome, LoginRequest, LoginSuccess};
+use crate::oidc::MfaPolicy;
 use crate::secret::Secret;
-use crate::signin::{AuthMethod, AuthMethods, REFRESH_TOKEN};
+use crate::signin::{AuthMethod, AuthMethods, REFRESH_TOKEN, SecondFactor, second_factor};
 use crate::store::Store;
 use crate::tokens::{RefreshToken, TokenError};
 use crate::twofactor::{Challenge, TwoFactorMethod};
@@ -82,7 +83,13 @@ impl Identity {
             self.store.set_password_hash(user.id, &upgraded, now).await?;
         }
         let methods = self.store.methods(user.id).await?;
-        if !methods.is_empty() && !self.is_trusted(&user, req.trust_token.as_ref(), now).await? {
+        let trusted = !methods.is_empty() && self.is_trusted(&user, req.trust_token.as_ref(), now).await?;
+        let passed = AuthMethods::of(&[AuthMethod::Password]);
+        let passed = if trusted { passed.with(AuthMethod::TrustedDevice) } else { passed };
+        // FusionAuth's login API challenges whoever has a factor (its `whenEnrolled`),
+        // whatever the application's policy for the hosted pages.
+        let decision = second_factor(MfaPolicy::WhenEnrolled, false, !methods.is_empty(), &passed);
+        if decision == SecondFactor::Pass {
             let challenge_id = Secret::new(random::token(32)?);
             let challenge = Challenge {
                 digest: challenge_id.digest(),
@@ -100,8 +107,7 @@ impl Identity {
             return Ok(LoginOutcome::TwoFactorRequired { challenge_id, methods });
         }
         // With factors but no challenge, a remembered device vouched for the second step.
-        let method = if methods.is_empty() { AuthMethod::Password } else { AuthMethod::TrustedDevice };
-        let passed = AuthMethods::of(&[AuthMethod::Password, method]);
+        let method = if trusted { AuthMethod::TrustedDevice } else { AuthMethod::Password };
         let issued = self.issue_tokens(&user, application.id, req.no_jwt, &passed, now)?;
         let success = self
             .retrying(|| async {
