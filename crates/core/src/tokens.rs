@@ -200,6 +200,10 @@ pub struct TokenIssuer {
     issuer: String,
     ttl: Duration,
     current: (String, JwtAlgorithm, EncodingKey),
+    /// The current Ed25519 key, parsed once: jsonwebtoken parses its DER again for every
+    /// token, which derives the public key (a scalar multiplication as costly as half the
+    /// signature) each time.
+    ed25519: Option<ed25519_dalek::SigningKey>,
     verifiers: HashMap<String, (Algorithm, DecodingKey)>,
     jwks: Value,
 }
@@ -224,7 +228,14 @@ impl TokenIssuer {
             verifiers.insert(k.kid.clone(), (k.algorithm.jwt(), decoding));
         }
         let jwks = json!({"keys": keys.iter().map(|k| k.public_jwk.clone()).collect::<Vec<_>>()});
-        Ok(TokenIssuer { issuer, ttl, current: (signer.kid.clone(), algorithm, encoding), verifiers, jwks })
+        let ed25519 = match algorithm {
+            JwtAlgorithm::EdDSA => {
+                use ed25519_dalek::pkcs8::DecodePrivateKey;
+                Some(ed25519_dalek::SigningKey::from_pkcs8_der(&signer.private_der).map_err(internal)?)
+            }
+            _ => None,
+        };
+        Ok(TokenIssuer { issuer, ttl, current: (signer.kid.clone(), algorithm, encoding), ed25519, verifiers, jwks })
     }
 
     pub fn jwks(&self) -> &Value {
@@ -258,17 +269,30 @@ impl TokenIssuer {
             preferred_username: user.username.as_ref().map(|u| u.as_str().to_owned()),
             auth_time: auth_time.seconds(),
         };
-        let mut header = Header::new(self.current.1.jwt());
-        header.kid = Some(self.current.0.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.current.2).map_err(internal)?;
-        Ok((token, claims))
+        Ok((self.encode(&claims)?, claims))
     }
 
     /// Signs any claims with the current key (ID tokens).
     pub fn sign(&self, claims: &Value) -> Result<String, CoreError> {
+        self.encode(claims)
+    }
+
+    /// A compact JWS (RFC 7515) of `claims` under the current key.
+    fn encode<T: Serialize>(&self, claims: &T) -> Result<String, CoreError> {
         let mut header = Header::new(self.current.1.jwt());
         header.kid = Some(self.current.0.clone());
-        jsonwebtoken::encode(&header, claims, &self.current.2).map_err(internal)
+        let Some(key) = &self.ed25519 else {
+            return jsonwebtoken::encode(&header, claims, &self.current.2).map_err(internal);
+        };
+        use ed25519_dalek::Signer;
+        let part = |v: Vec<u8>| B64URL.encode(v);
+        let signing_input = format!(
+            "{}.{}",
+            part(serde_json::to_vec(&header).map_err(internal)?),
+            part(serde_json::to_vec(claims).map_err(internal)?)
+        );
+        let signature = key.sign(signing_input.as_bytes());
+        Ok(format!("{signing_input}.{}", part(signature.to_bytes().to_vec())))
     }
 
     pub fn issuer(&self) -> &str {
