@@ -120,10 +120,11 @@ impl Target {
         Some((self.peak_rss_kb.load(Ordering::SeqCst) as f64 / 1024.0, hwm as f64 / 1024.0))
     }
 
-    /// CPU seconds the server process has used so far (user + system).
-    pub fn cpu_seconds(&self) -> Option<(f64, f64)> {
+    /// Marks the start of the measured load: says so on stderr (a profiler attached to
+    /// the server waits for this line) and returns the CPU seconds used so far (user +
+    /// system) by the server and by this load generator, for `print_cpu_per_op`.
+    pub fn load_starts(&self) -> Option<(f64, f64)> {
         let server = cpu_seconds_of(&self.pid?.to_string())?;
-        // The load generator's own, to see what share of the machine it takes.
         eprintln!("load starts (server CPU {server:.1} s so far)");
         Some((server, cpu_seconds_of("self")?))
     }

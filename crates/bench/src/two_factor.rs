@@ -249,7 +249,7 @@ pub async fn code_check(args: &Args) -> Result<(), String> {
     for (i, p) in prepared.into_iter().enumerate() {
         buckets[i % args.connections].push(p);
     }
-    let cpu_before = target.cpu_seconds();
+    let cpu_before = target.load_starts();
     target.start_rss_sampling();
     let duration = Duration::from_secs(args.seconds);
     let started = Instant::now();

@@ -87,7 +87,7 @@ pub async fn run(args: &Args) -> Result<(), String> {
     let va = Arc::new(service(&client, &target, &a, wide).await?);
     let next = Arc::new(AtomicU64::new(0));
     let duration = Duration::from_secs(args.seconds);
-    let cpu_before = target.cpu_seconds();
+    let cpu_before = target.load_starts();
     let started = Instant::now();
     target.start_rss_sampling();
     let mut tasks = Vec::new();

@@ -16,12 +16,11 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, AnyConnection, Row as _};
 use tokio::sync::OwnedMutexGuard;
 
-/// A value bound to a statement. Typed even when NULL: PostgreSQL wants to know.
+/// A value bound to a statement. Typed even when NULL: PostgreSQL wants to know. The
+/// store keeps integers and text only (times as milliseconds, ids and JSON as text).
 pub(crate) enum Value {
     Int(Option<i64>),
-    Real(Option<f64>),
     Text(Option<String>),
-    Blob(Option<Vec<u8>>),
 }
 
 /// What may be bound to a statement.
@@ -42,12 +41,8 @@ macro_rules! param {
 
 param!(i64, v, Value::Int(Some(v)));
 param!(Option<i64>, v, Value::Int(v));
-param!(f64, v, Value::Real(Some(v)));
-param!(Option<f64>, v, Value::Real(v));
 param!(String, v, Value::Text(Some(v)));
 param!(Option<String>, v, Value::Text(v));
-param!(Vec<u8>, v, Value::Blob(Some(v)));
-param!(Option<Vec<u8>>, v, Value::Blob(v));
 
 /// A statement and its arguments, not yet run.
 pub(crate) struct Statement {
@@ -123,9 +118,7 @@ impl Statement {
         for a in self.args {
             q = match a {
                 Value::Int(v) => q.bind(v),
-                Value::Real(v) => q.bind(v),
                 Value::Text(v) => q.bind(v),
-                Value::Blob(v) => q.bind(v),
             };
         }
         q
@@ -145,10 +138,8 @@ fn lite_prepare<'c>(c: &'c rusqlite::Connection, s: &Statement) -> rusqlite::Res
         let arg = s.args.get(n.wrapping_sub(1)).ok_or(rusqlite::Error::InvalidParameterCount(n, s.args.len()))?;
         match arg {
             Value::Int(Some(v)) => st.raw_bind_parameter(i, v)?,
-            Value::Real(Some(v)) => st.raw_bind_parameter(i, v)?,
             Value::Text(Some(v)) => st.raw_bind_parameter(i, v)?,
-            Value::Blob(Some(v)) => st.raw_bind_parameter(i, v)?,
-            _ => st.raw_bind_parameter(i, rusqlite::types::Null)?,
+            Value::Int(None) | Value::Text(None) => st.raw_bind_parameter(i, rusqlite::types::Null)?,
         }
     }
     Ok(st)
@@ -230,18 +221,8 @@ column!(i64, "an integer", |v| match v {
     LiteValue::Integer(i) => Some(*i),
     _ => None,
 });
-column!(f64, "a real", |v| match v {
-    LiteValue::Real(f) => Some(*f),
-    #[allow(clippy::cast_precision_loss)] // SQLite stores whole reals as integers
-    LiteValue::Integer(i) => Some(*i as f64),
-    _ => None,
-});
 column!(String, "text", |v| match v {
     LiteValue::Text(s) => Some(s.clone()),
-    _ => None,
-});
-column!(Vec<u8>, "a blob", |v| match v {
-    LiteValue::Blob(b) => Some(b.clone()),
     _ => None,
 });
 
