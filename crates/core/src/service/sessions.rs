@@ -134,11 +134,11 @@ impl Identity {
         now: Timestamp,
     ) -> Result<Issued, CoreError> {
         if no_jwt {
-            return Ok(Issued { token: None, refresh: None });
+            return Ok(Issued { passed: passed.clone(), token: None, refresh: None });
         }
         let token = self.tokens.issue(user, application_id, now, passed.authentication_type(), now)?;
         let refresh = RefreshToken::generate(user, application_id, self.policies.refresh_ttl, now)?;
-        Ok(Issued { token: Some(token), refresh: Some(refresh) })
+        Ok(Issued { passed: passed.clone(), token: Some(token), refresh: Some(refresh) })
     }
 
     /// The end of every successful sign-in: the refresh token and the audit entry,
@@ -167,7 +167,7 @@ impl Identity {
             refresh_token: issued.refresh.as_ref().map(|(secret, _)| secret.clone()),
             trust_token: None,
             methods,
-            passed: AuthMethods::of(&[AuthMethod::Password, method]),
+            passed: issued.passed.clone(),
         })
     }
 
@@ -264,6 +264,8 @@ impl Identity {
 
 /// A sign-in's access token and refresh token, made before its unit of work.
 pub(super) struct Issued {
+    /// The methods the tokens were issued for.
+    passed: AuthMethods,
     token: Option<(String, crate::tokens::Claims)>,
     refresh: Option<(Secret, RefreshToken)>,
 }
