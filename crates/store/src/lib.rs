@@ -1,8 +1,9 @@
 //! SQLite and PostgreSQL storage for Tessera.
 //!
-//! One set of portable SQL (`queries`) runs on both databases through sqlx's `Any`
-//! driver; what differs per backend (connection setup, migrations, schema) lives in
-//! `sqlite` and `postgres`. The contract suite in `tests/contract` holds both to the
+//! One set of portable SQL (`queries` and its siblings) runs on both databases through
+//! one statement facade (`db`): sqlx's `Any` driver for PostgreSQL, rusqlite in place for
+//! SQLite. What differs per backend (connections, migrations, schema) lives in `sqlite`,
+//! `postgres` and `unit`. The contract suite in `tests/contract` holds both to the
 //! same behaviour.
 
 mod applications;
