@@ -268,13 +268,36 @@ pub trait MessengerStore: Send + Sync {
     async fn deliveries(&self, tenant: TenantId, offset: u64, limit: u64) -> StoreResult<(Vec<Delivery>, u64)>;
 }
 
-/// What a fraud-guard window counts.
+/// What a bucketed fraud-guard window counts, for one value (a prefix, an IP, the
+/// service itself): sends, or verifications started and approved (conversion).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SendKey {
-    Number,
+pub enum WindowKey {
     Prefix,
     Ip,
     Service,
+    Started,
+    Approved,
+}
+
+impl WindowKey {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WindowKey::Prefix => "prefix",
+            WindowKey::Ip => "ip",
+            WindowKey::Service => "service",
+            WindowKey::Started => "started",
+            WindowKey::Approved => "approved",
+        }
+    }
+}
+
+/// One count added to a window: which key and value, and the end of the bucket it
+/// falls in ([`crate::verify::bucket_end`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tally {
+    pub key: WindowKey,
+    pub value: String,
+    pub bucket_end: Timestamp,
 }
 
 #[async_trait]
@@ -298,7 +321,8 @@ pub trait VerifyStore: Send + Sync {
     /// (so two concurrent checks cannot both pass as the fifth).
     async fn update_verification(&self, v: &Verification, expected_checks: u32) -> StoreResult<bool>;
 
-    /// Records one send for the fraud guard's windows.
+    /// Records one send to a number, which its window counts (the other windows count
+    /// their [`Tally`]s).
     async fn record_verify_send(
         &self,
         service_sid: &str,
@@ -307,18 +331,21 @@ pub trait VerifyStore: Send + Sync {
         ip: Option<&str>,
         at: Timestamp,
     ) -> StoreResult<()>;
-    /// Sends recorded since `since` for one key (a number, a prefix, an IP, or the service),
-    /// counted up to `at_most`: a limit needs to know only whether it is reached, and
-    /// counting stops there, so a busy window costs no more than its limit.
-    async fn count_verify_sends(
+    /// Sends to a number recorded since `since`, counted up to `at_most`: a limit needs
+    /// to know only whether it is reached, so a busy number costs no more than its limit.
+    async fn count_number_sends(
         &self,
         service_sid: &str,
-        key: SendKey,
-        value: &str,
+        number: &str,
         since: Timestamp,
         at_most: u32,
     ) -> StoreResult<u32>;
-    /// Verifications started and approved since `since` for a prefix.
+    /// Adds one to each tally's bucket.
+    async fn add_to_windows(&self, service_sid: &str, tallies: &[Tally]) -> StoreResult<()>;
+    /// The sum of a key's buckets that end after `since`.
+    async fn count_window(&self, service_sid: &str, key: WindowKey, value: &str, since: Timestamp) -> StoreResult<u32>;
+    /// Verifications started and approved since `since` for a prefix (its
+    /// [`WindowKey::Started`] and [`WindowKey::Approved`] windows).
     async fn prefix_conversion(&self, service_sid: &str, prefix: &str, since: Timestamp) -> StoreResult<(u32, u32)>;
 
     async fn insert_block(&self, b: &Block) -> StoreResult<()>;

@@ -62,6 +62,19 @@ impl Limit {
     }
 }
 
+/// Windows are counted in buckets this many to a window (at least a second wide), so a
+/// count reads a few hundred rows however busy the key, and overstates by at most a
+/// bucket: a six-hundredth of the window, on the side of the limit.
+const BUCKETS_PER_WINDOW: u64 = 600;
+
+/// The end of the bucket `at` falls in, for a window of `window`: buckets are aligned
+/// to their width, so every send in one shares the row. A window beginning at `since`
+/// counts the buckets ending after `since`, which include every send after it.
+pub fn bucket_end(at: Timestamp, window: Duration) -> Timestamp {
+    let width = i64::try_from((window.as_millis() / u128::from(BUCKETS_PER_WINDOW)).max(1000)).unwrap_or(i64::MAX);
+    Timestamp::from_millis(at.millis().div_euclid(width).saturating_mul(width).saturating_add(width))
+}
+
 /// The fraud guard of one service. Defaults follow Twilio's published ones where it
 /// has them (5 sends per number per 10 minutes) and are conservative elsewhere.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -241,6 +254,20 @@ pub struct Block {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bucket_ends_after_every_send_it_holds_and_short_windows_count_by_the_second() {
+        let at = Timestamp::from_millis(1_700_000_000_123);
+        let minute = bucket_end(at, Duration::from_secs(60));
+        assert_eq!(minute.millis(), 1_700_000_001_000, "one-second buckets below ten minutes");
+        let hour = bucket_end(at, Duration::from_secs(3600));
+        assert_eq!(hour.millis() % 6000, 0, "six-second buckets for an hour");
+        assert!(hour.millis() > at.millis() && hour.millis() - at.millis() <= 6000);
+        let week = bucket_end(at, MAX_WINDOW);
+        assert!(week.millis() > at.millis() && week.millis() - at.millis() <= 1_008_000);
+        assert_eq!(bucket_end(Timestamp::from_millis(1_700_000_000_999), Duration::from_secs(60)), minute);
+        assert_ne!(bucket_end(Timestamp::from_millis(1_700_000_001_000), Duration::from_secs(60)), minute);
+    }
 
     #[test]
     fn dates_are_iso8601_utc() {

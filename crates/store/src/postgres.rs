@@ -20,8 +20,9 @@ pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<AnyPool
         })
 }
 
-pub(crate) fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![
+/// The migrations up to and including `until`.
+pub(crate) fn migrator(until: i64) -> Migrator {
+    let all = vec![
         migration(1, "init", include_str!("../migrations/postgres/0001_init.sql")),
         migration(2, "two factor", include_str!("../migrations/postgres/0002_two_factor.sql")),
         migration(3, "messengers", include_str!("../migrations/postgres/0003_messengers.sql")),
@@ -34,5 +35,7 @@ pub(crate) fn migrator() -> Migrator {
         migration(10, "email verified", include_str!("../migrations/postgres/0010_email_verified.sql")),
         migration(11, "limit locks", include_str!("../migrations/postgres/0011_limit_locks.sql")),
         migration(12, "conversion index", include_str!("../migrations/postgres/0012_conversion_index.sql")),
-    ])
+        migration(13, "window counts", include_str!("../migrations/postgres/0013_window_counts.sql")),
+    ];
+    Migrator::with_migrations(all.into_iter().filter(|m| m.version <= until).collect())
 }

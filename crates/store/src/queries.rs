@@ -61,14 +61,21 @@ impl SqlStore {
     /// Applies pending migrations. Safe to run from several processes at once: on
     /// PostgreSQL the migrator holds an advisory lock.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.migrate_to(i64::MAX).await
+    }
+
+    /// Runs the migrations up to and including `version`: tests build a database as an
+    /// older release left it, fill it, and migrate the rest.
+    #[doc(hidden)]
+    pub async fn migrate_to(&self, version: i64) -> Result<(), StoreError> {
         let failed = |e: sqlx::migrate::MigrateError| StoreError::Unavailable(format!("migration failed: {e}"));
         match &self.engine {
-            Engine::Any(pool) => postgres::migrator().run(pool).await.map_err(failed),
+            Engine::Any(pool) => postgres::migrator(version).run(pool).await.map_err(failed),
             Engine::Lite(lite) => {
                 // sqlx's migrator keeps its bookkeeping (`_sqlx_migrations`) as before;
                 // it gets a connection of its own for the run.
                 let pool = sqlite::connect(&lite.url, 1).await?;
-                let done = sqlite::migrator().run(&pool).await.map_err(failed);
+                let done = sqlite::migrator(version).run(&pool).await.map_err(failed);
                 pool.close().await;
                 done
             }

@@ -87,8 +87,9 @@ pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<AnyPool, 
         .map_err(unavailable)
 }
 
-pub(crate) fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![
+/// The migrations up to and including `until`.
+pub(crate) fn migrator(until: i64) -> Migrator {
+    let all = vec![
         migration(1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
         migration(2, "two factor", include_str!("../migrations/sqlite/0002_two_factor.sql")),
         migration(3, "messengers", include_str!("../migrations/sqlite/0003_messengers.sql")),
@@ -101,5 +102,7 @@ pub(crate) fn migrator() -> Migrator {
         migration(10, "email verified", include_str!("../migrations/sqlite/0010_email_verified.sql")),
         migration(11, "limit locks", include_str!("../migrations/sqlite/0011_limit_locks.sql")),
         migration(12, "conversion index", include_str!("../migrations/sqlite/0012_conversion_index.sql")),
-    ])
+        migration(13, "window counts", include_str!("../migrations/sqlite/0013_window_counts.sql")),
+    ];
+    Migrator::with_migrations(all.into_iter().filter(|m| m.version <= until).collect())
 }

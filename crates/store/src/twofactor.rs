@@ -423,7 +423,7 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn purge_expired(&self, now: Timestamp, sends_before: Timestamp) -> StoreResult<u64> {
-        let statements: [(&'static str, i64); 9] = [
+        let statements: [(&'static str, i64); 10] = [
             ("DELETE FROM two_factor_challenges WHERE expires_at < $1", now.millis()),
             ("DELETE FROM user_codes WHERE expires_at < $1", now.millis()),
             ("DELETE FROM trust_tokens WHERE expires_at < $1", now.millis()),
@@ -432,6 +432,7 @@ impl TwoFactorStore for SqlStore {
             // No fraud-guard window reaches further back, so counts stay as cheap as
             // the traffic of one window, however long the history.
             ("DELETE FROM verify_sends WHERE at < $1", now.minus(tessera_core::verify::MAX_WINDOW).millis()),
+            ("DELETE FROM verify_counts WHERE bucket_end <= $1", now.minus(tessera_core::verify::MAX_WINDOW).millis()),
             // Lock rows hold nothing between units; a unit that finds its row gone makes
             // it again (and one waiting on a deleted row finds the new one).
             ("DELETE FROM limit_locks WHERE $1 > 0", now.millis()),

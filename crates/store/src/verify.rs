@@ -1,6 +1,7 @@
 //! Verify API storage: accounts, services, verifications, the fraud guard's send
-//! windows and its blocks. Every window is a `COUNT` over timestamped rows, so several
-//! servers on one PostgreSQL see the same numbers.
+//! windows and its blocks. A number's window counts its timestamped send rows; the
+//! others sum bucket rows (`verify_counts`) one upsert keeps. Both live in the
+//! database, so several servers on one PostgreSQL see the same numbers.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use async_trait::async_trait;
 use tessera_core::Timestamp;
 use tessera_core::messaging::Channel;
 use tessera_core::phone::PhoneNumber;
-use tessera_core::store::{SendKey, StoreResult, VerifyStore};
+use tessera_core::store::{StoreResult, Tally, VerifyStore, WindowKey};
 use tessera_core::verify::{Block, FraudGuard, Status, Verification, VerifyAccount, VerifyService};
 
 use crate::db_error;
@@ -271,27 +272,19 @@ impl VerifyStore for SqlStore {
         Ok(())
     }
 
-    async fn count_verify_sends(
+    async fn count_number_sends(
         &self,
         service_sid: &str,
-        key: SendKey,
-        value: &str,
+        number: &str,
         since: Timestamp,
         at_most: u32,
     ) -> StoreResult<u32> {
-        // `$2` is the service itself for the service's own window.
-        let column = match key {
-            SendKey::Number => "number",
-            SendKey::Prefix => "prefix",
-            SendKey::Ip => "ip",
-            SendKey::Service => "service_sid",
-        };
-        let row = db::query(format!(
+        let row = db::query(
             "SELECT COUNT(*) AS n FROM (SELECT 1 FROM verify_sends \
-             WHERE service_sid = $1 AND {column} = $2 AND at > $3 LIMIT $4) AS w"
-        ))
+             WHERE service_sid = $1 AND number = $2 AND at > $3 LIMIT $4) AS w",
+        )
         .bind(service_sid.to_owned())
-        .bind(value.to_owned())
+        .bind(number.to_owned())
         .bind(since.millis())
         .bind(i64::from(at_most))
         .fetch_one(&mut self.conn().await?)
@@ -300,18 +293,47 @@ impl VerifyStore for SqlStore {
         Ok(count(get(&row, "n")?))
     }
 
-    async fn prefix_conversion(&self, service_sid: &str, prefix: &str, since: Timestamp) -> StoreResult<(u32, u32)> {
+    async fn add_to_windows(&self, service_sid: &str, tallies: &[Tally]) -> StoreResult<()> {
+        if tallies.is_empty() {
+            return Ok(());
+        }
+        // One statement for all of a send's windows; each tally is its own row (they
+        // differ in kind), so PostgreSQL's one-update-per-row rule holds.
+        let rows: Vec<String> =
+            (0..tallies.len()).map(|i| format!("($1, ${}, ${}, ${}, 1)", 3 * i + 2, 3 * i + 3, 3 * i + 4)).collect();
+        let mut q = db::query(format!(
+            "INSERT INTO verify_counts (service_sid, kind, value, bucket_end, n) VALUES {} \
+             ON CONFLICT (service_sid, kind, value, bucket_end) DO UPDATE SET n = verify_counts.n + 1",
+            rows.join(", ")
+        ))
+        .bind(service_sid.to_owned());
+        for t in tallies {
+            q = q.bind(t.key.as_str().to_owned()).bind(t.value.clone()).bind(t.bucket_end.millis());
+        }
+        q.execute(&mut self.write_conn().await?).await.map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn count_window(&self, service_sid: &str, key: WindowKey, value: &str, since: Timestamp) -> StoreResult<u32> {
+        // PostgreSQL sums BIGINTs as NUMERIC: the cast keeps one integer type on both.
         let row = db::query(
-            "SELECT COUNT(*) AS started, COALESCE(SUM(CASE WHEN status = 'approved' THEN 1 ELSE 0 END), 0) AS approved \
-             FROM verifications WHERE service_sid = $1 AND prefix = $2 AND created_at > $3",
+            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM verify_counts \
+             WHERE service_sid = $1 AND kind = $2 AND value = $3 AND bucket_end > $4",
         )
         .bind(service_sid.to_owned())
-        .bind(prefix.to_owned())
+        .bind(key.as_str().to_owned())
+        .bind(value.to_owned())
         .bind(since.millis())
         .fetch_one(&mut self.conn().await?)
         .await
         .map_err(db_error)?;
-        Ok((count(get(&row, "started")?), count(get(&row, "approved")?)))
+        Ok(count(get(&row, "n")?))
+    }
+
+    async fn prefix_conversion(&self, service_sid: &str, prefix: &str, since: Timestamp) -> StoreResult<(u32, u32)> {
+        let started = self.count_window(service_sid, WindowKey::Started, prefix, since).await?;
+        let approved = self.count_window(service_sid, WindowKey::Approved, prefix, since).await?;
+        Ok((started, approved))
     }
 
     async fn insert_block(&self, b: &Block) -> StoreResult<()> {

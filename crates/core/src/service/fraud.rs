@@ -10,8 +10,8 @@ use serde_json::json;
 use super::{Identity, RequestContext};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::phone::PhoneNumber;
-use crate::store::{SendKey, Tx};
-use crate::verify::{Block, FraudGuard, Limit, prefix_of};
+use crate::store::{Tally, Tx, WindowKey};
+use crate::verify::{Block, FraudGuard, Limit, Verification, bucket_end, prefix_of};
 use crate::{CoreError, Timestamp};
 
 /// Why the guard said no.
@@ -80,9 +80,7 @@ impl Identity {
         if !g.allows_country(to.country_code()) {
             return Ok(Some(Refusal { kind: "geo", detail: "destination country not permitted".into() }));
         }
-        let sent = tx
-            .count_verify_sends(key, SendKey::Number, to.as_str(), now.minus(g.per_number.window()), g.per_number.max)
-            .await?;
+        let sent = tx.count_number_sends(key, to.as_str(), now.minus(g.per_number.window()), g.per_number.max).await?;
         if sent >= g.per_number.max {
             let detail = format!("number_rate: more than {} in {} s", g.per_number.max, g.per_number.window_seconds);
             return Ok(Some(Refusal { kind: "number_rate", detail }));
@@ -106,14 +104,9 @@ impl Identity {
         if let Some(block) = tx.active_block(key, &prefix, now).await? {
             return Ok(Some(Refusal { kind: "prefix_blocked", detail: block.reason }));
         }
-        let windows: [(SendKey, Option<&str>, &Limit, &'static str); 3] = [
-            (SendKey::Prefix, Some(prefix.as_str()), &g.per_prefix, "prefix_rate"),
-            (SendKey::Ip, ip, &g.per_ip, "ip_rate"),
-            (SendKey::Service, Some(key), &g.per_service, "service_rate"),
-        ];
-        for (send_key, value, limit, kind) in windows {
+        for (window_key, value, limit, kind) in send_windows(g, key, &prefix, ip) {
             let Some(value) = value else { continue };
-            if tx.count_verify_sends(key, send_key, value, now.minus(limit.window()), limit.max).await? >= limit.max {
+            if tx.count_window(key, window_key, value, now.minus(limit.window())).await? >= limit.max {
                 let detail = format!("{kind}: more than {} in {} s", limit.max, limit.window_seconds);
                 return Ok(Some(Refusal { kind, detail }));
             }
@@ -155,8 +148,52 @@ impl Identity {
         if let Some(r) = refusal {
             return Ok(Some(self.refused(g, to, r, ctx, now).await?));
         }
-        g.tx.record_verify_send(&key, to.as_str(), &prefix_of(to), ctx.ip.as_deref(), now).await?;
+        self.record_send(&g, to, ctx.ip.as_deref(), now).await?;
         g.tx.commit().await?;
         Ok(None)
     }
+
+    /// Records an admitted send in the guard's unit: its row (the number's window) and
+    /// one in each of the prefix, IP and service windows.
+    pub(super) async fn record_send(
+        &self,
+        guarded: &Guarded<'_>,
+        to: &PhoneNumber,
+        ip: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), CoreError> {
+        let Guarded { ref tx, key, rules: g } = *guarded;
+        let prefix = prefix_of(to);
+        tx.record_verify_send(key, to.as_str(), &prefix, ip, now).await?;
+        let tallies: Vec<Tally> = send_windows(g, key, &prefix, ip)
+            .into_iter()
+            .filter_map(|(window_key, value, limit, _)| {
+                Some(Tally { key: window_key, value: value?.to_owned(), bucket_end: bucket_end(now, limit.window()) })
+            })
+            .collect();
+        tx.add_to_windows(key, &tallies).await?;
+        Ok(())
+    }
+}
+
+/// The windows a send counts in besides its number's: which key, its value (an IP
+/// may be unknown), the guard's limit for it and the refusal's keyword.
+fn send_windows<'a>(
+    g: &'a FraudGuard,
+    key: &'a str,
+    prefix: &'a str,
+    ip: Option<&'a str>,
+) -> [(WindowKey, Option<&'a str>, &'a Limit, &'static str); 3] {
+    [
+        (WindowKey::Prefix, Some(prefix), &g.per_prefix, "prefix_rate"),
+        (WindowKey::Ip, ip, &g.per_ip, "ip_rate"),
+        (WindowKey::Service, Some(key), &g.per_service, "service_rate"),
+    ]
+}
+
+/// A verification's count in its prefix's conversion window (`Started` or `Approved`),
+/// bucketed by when it was started, as the window is.
+pub(super) fn conversion_tally(g: &FraudGuard, key: WindowKey, v: &Verification) -> Tally {
+    let window = Duration::from_secs(g.conversion_window_seconds);
+    Tally { key, value: v.prefix.clone(), bucket_end: bucket_end(v.created_at, window) }
 }

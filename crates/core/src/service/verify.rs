@@ -4,13 +4,14 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::fraud::conversion_tally;
 use super::{Identity, RequestContext};
 use crate::apikey::Admin;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::messaging::{self, Channel, OutboundMessage, Purpose};
 use crate::phone::PhoneNumber;
 use crate::secret::Secret;
-use crate::store::Store;
+use crate::store::{Store, WindowKey};
 use crate::twofactor::numeric_code;
 use crate::verify::{
     Block, FraudGuard, MAX_CHECKS, Status, Verification, VerifyAccount, VerifyService, is_sid, new_sid, prefix_of,
@@ -364,8 +365,9 @@ impl Identity {
             g.tx.update_verification(&v, v.checks).await?;
         } else {
             g.tx.insert_verification(&v).await?;
+            g.tx.add_to_windows(&service.sid, &[conversion_tally(&service.guard, WindowKey::Started, &v)]).await?;
         }
-        g.tx.record_verify_send(&service.sid, to.as_str(), &v.prefix, ctx.ip.as_deref(), now).await?;
+        self.record_send(&g, &to, ctx.ip.as_deref(), now).await?;
         // Committed before the send: whatever arrives can be checked.
         g.tx.commit().await?;
         self.count(AuditKind::VerifySent, if resend { "resend" } else { "new" });
@@ -478,6 +480,9 @@ impl Identity {
             // Only a writer that ignored the lock could have moved the count.
             return Err(VerifyError::NotFound.into());
         }
+        if v.status == Status::Approved {
+            tx.add_to_windows(&service.sid, &[conversion_tally(&service.guard, WindowKey::Approved, &v)]).await?;
+        }
         let event = match v.status {
             Status::Approved => Some((AuditKind::VerifyApproved, "approved", json!({"via": "check"}))),
             Status::MaxAttemptsReached => Some((AuditKind::VerifyMaxAttempts, "max_attempts_reached", json!({}))),
@@ -511,21 +516,30 @@ impl Identity {
         };
         let service = self.verify_service(account, service_sid).await?;
         let (sid, to) = if target.starts_with("VE") { (Some(target), None) } else { (None, Some(target)) };
-        let mut v = self.find(&service, sid, to, now).await?;
-        if v.status != Status::Pending {
+        let found = self.find(&service, sid, to, now).await?;
+        // The status, its conversion count and its audit entry, together, under the
+        // verification's check lock: of two concurrent answers one finds it pending.
+        let tx = self.store.begin().await?;
+        tx.hold_limit(&format!("check:{}", found.sid)).await?;
+        let mut v = tx.verification(&service.sid, &found.sid).await?.ok_or(VerifyError::NotFound)?;
+        if v.status != Status::Pending || !v.is_open(now) {
             return Err(VerifyError::NotFound.into());
         }
         let checks = v.checks;
         v.status = new;
         v.updated_at = now;
-        if !self.store.update_verification(&v, checks).await? {
+        if !tx.update_verification(&v, checks).await? {
             return Err(VerifyError::NotFound.into());
         }
         let (kind, outcome) = match new {
             Status::Approved => (AuditKind::VerifyApproved, "approved"),
             _ => (AuditKind::VerifyCanceled, "canceled"),
         };
-        self.verify_audit(kind, outcome, &v, json!({"via": "feedback"}), now).await?;
+        if new == Status::Approved {
+            tx.add_to_windows(&service.sid, &[conversion_tally(&service.guard, WindowKey::Approved, &v)]).await?;
+        }
+        self.record(&*tx, self.verify_event(kind, outcome, &v, json!({"via": "feedback"}), now)).await?;
+        tx.commit().await?;
         Ok(v)
     }
 }

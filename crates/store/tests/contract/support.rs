@@ -15,10 +15,10 @@ pub struct Ctx {
     pub app: ApplicationId,
 }
 
-async fn open(backend: Backend) -> Ctx {
+async fn open(backend: Backend, version: i64) -> Ctx {
     let url = tessera_store::testing::fresh_database_url(backend).await.unwrap();
     let store = tessera_store::open(&url, &StoreOptions::default()).await.unwrap();
-    store.migrate().await.unwrap();
+    store.migrate_to(version).await.unwrap();
     let tenant = Tenant { id: TenantId::random(), name: "t".into(), created_at: T0 };
     let app = Application {
         id: ApplicationId::random(),
@@ -56,7 +56,12 @@ macro_rules! contract {
 pub(crate) use contract;
 
 pub async fn ctx(backend: Backend) -> Ctx {
-    open(backend).await
+    open(backend, i64::MAX).await
+}
+
+/// A database as the release with migrations up to `version` left it.
+pub async fn ctx_at(backend: Backend, version: i64) -> Ctx {
+    open(backend, version).await
 }
 
 pub fn user(tenant: TenantId, email: &str) -> User {

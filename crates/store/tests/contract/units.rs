@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use sqlx::Connection;
-use tessera_core::store::{SendKey, Store, StoreError, TwoFactorStore, UserStore, VerifyStore};
+use tessera_core::store::{Store, StoreError, Tally, TwoFactorStore, UserStore, VerifyStore, WindowKey};
 
 use crate::support::*;
 
@@ -57,26 +57,20 @@ contract!(a_unit_begun_inside_a_unit_joins_it, |c| {
 contract!(units_holding_a_limit_count_and_record_one_at_a_time, |c| {
     let store = Arc::new(c.store.clone());
     let start = Arc::new(tokio::sync::Barrier::new(8));
-    let tasks = (0..8).map(|i| {
+    let tasks = (0..8).map(|_| {
         let (store, start) = (store.clone(), start.clone());
         tokio::spawn(async move {
             start.wait().await;
             let tx = store.begin().await.unwrap();
             tx.hold_limit("test:window").await.unwrap();
-            let n = tx.count_verify_sends("VA1", SendKey::Service, "VA1", T0, u32::MAX).await.unwrap();
+            let n = tx.count_number_sends("VA1", "+15550000000", T0, u32::MAX).await.unwrap();
             // Another round trip between count and record: the others count meanwhile.
-            tx.count_verify_sends("VA1", SendKey::Number, "+15550000000", T0, u32::MAX).await.unwrap();
+            tx.count_number_sends("VA1", "+15550000001", T0, u32::MAX).await.unwrap();
             let admitted = n < 3;
             if admitted {
-                tx.record_verify_send(
-                    "VA1",
-                    &format!("+1555000{i:04}"),
-                    "+1555",
-                    None,
-                    T0.plus(std::time::Duration::from_secs(1)),
-                )
-                .await
-                .unwrap();
+                tx.record_verify_send("VA1", "+15550000000", "+1555", None, T0.plus(std::time::Duration::from_secs(1)))
+                    .await
+                    .unwrap();
             }
             tx.commit().await.unwrap();
             admitted
@@ -88,13 +82,13 @@ contract!(units_holding_a_limit_count_and_record_one_at_a_time, |c| {
         admitted += u32::from(t.await.unwrap());
     }
     assert_eq!(admitted, 3);
-    assert_eq!(c.store.count_verify_sends("VA1", SendKey::Service, "VA1", T0, u32::MAX).await.unwrap(), 3);
+    assert_eq!(c.store.count_number_sends("VA1", "+15550000000", T0, u32::MAX).await.unwrap(), 3);
 });
 
 contract!(a_query_the_database_refuses_is_not_an_outage, |c| {
     let mut raw = sqlx::AnyConnection::connect(&c.url).await.unwrap();
     sqlx::query("DROP TABLE verify_sends").execute(&mut raw).await.unwrap();
-    let e = c.store.count_verify_sends("VA1", SendKey::Service, "VA1", T0, u32::MAX).await.unwrap_err();
+    let e = c.store.count_number_sends("VA1", "+15550000000", T0, u32::MAX).await.unwrap_err();
     assert!(matches!(e, StoreError::Query(_)), "{e:?}");
     c.store.ping().await.unwrap();
     c.store.close().await;
@@ -105,14 +99,22 @@ contract!(a_query_the_database_refuses_is_not_an_outage, |c| {
 contract!(sends_older_than_any_window_and_idle_limit_locks_are_purged, |c| {
     let hour = std::time::Duration::from_secs(3600);
     c.store.record_verify_send("VA1", "+15550000001", "+1555000", None, T0).await.unwrap();
-    c.store.record_verify_send("VA1", "+15550000002", "+1555000", None, T0.plus(hour)).await.unwrap();
+    c.store.record_verify_send("VA1", "+15550000001", "+1555000", None, T0.plus(hour)).await.unwrap();
+    for at in [T0, T0.plus(hour)] {
+        let bucket_end = tessera_core::verify::bucket_end(at, std::time::Duration::from_secs(60));
+        c.store
+            .add_to_windows("VA1", &[Tally { key: WindowKey::Service, value: "VA1".into(), bucket_end }])
+            .await
+            .unwrap();
+    }
     let tx = c.store.begin().await.unwrap();
     tx.hold_limit("test:purged").await.unwrap();
     tx.commit().await.unwrap();
     let now = T0.plus(tessera_core::verify::MAX_WINDOW).plus(std::time::Duration::from_secs(1));
     c.store.purge_expired(now, T0).await.unwrap();
     let since_ever = tessera_core::Timestamp::from_millis(0);
-    assert_eq!(c.store.count_verify_sends("VA1", SendKey::Service, "VA1", since_ever, u32::MAX).await.unwrap(), 1);
+    assert_eq!(c.store.count_number_sends("VA1", "+15550000001", since_ever, u32::MAX).await.unwrap(), 1);
+    assert_eq!(c.store.count_window("VA1", WindowKey::Service, "VA1", since_ever).await.unwrap(), 1, "and its bucket");
     let mut raw = sqlx::AnyConnection::connect(&c.url).await.unwrap();
     let (locks,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM limit_locks").fetch_one(&mut raw).await.unwrap();
     assert_eq!(locks, 0);
