@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rusqlite::types::Value as LiteValue;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, AnyConnection, Row as _};
-use tokio::sync::OwnedMutexGuard;
 
 /// A value bound to a statement. Typed even when NULL: PostgreSQL wants to know. The
 /// store keeps integers and text only (times as milliseconds, ids and JSON as text).
@@ -69,6 +68,8 @@ pub(crate) enum Target<'a> {
     Lite(&'a mut rusqlite::Connection),
     /// Any idle SQLite reader, taken for this one statement.
     LiteRead(&'a Readers),
+    /// A unit of work already committed: nothing runs.
+    Done,
 }
 
 /// Something statements can run on: a connection, a unit of work, a transaction.
@@ -87,6 +88,7 @@ impl Statement {
             Target::Any(c) => Ok(Done(self.any().execute(c).await?.rows_affected())),
             Target::Lite(c) => Ok(Done(lite_execute(c, &self)?)),
             Target::LiteRead(r) => Ok(Done(r.with(|c| lite_execute(c, &self))?)),
+            Target::Done => Err(committed()),
         }
     }
 
@@ -95,6 +97,7 @@ impl Statement {
             Target::Any(c) => Ok(self.any().fetch_all(c).await?.into_iter().map(Row::Any).collect()),
             Target::Lite(c) => Ok(lite_rows(c, &self)?),
             Target::LiteRead(r) => Ok(r.with(|c| lite_rows(c, &self))?),
+            Target::Done => Err(committed()),
         }
     }
 
@@ -103,6 +106,7 @@ impl Statement {
             Target::Any(c) => Ok(self.any().fetch_optional(c).await?.map(Row::Any)),
             Target::Lite(c) => Ok(lite_rows(c, &self)?.into_iter().next()),
             Target::LiteRead(r) => Ok(r.with(|c| lite_rows(c, &self))?.into_iter().next()),
+            Target::Done => Err(committed()),
         }
     }
 
@@ -123,6 +127,11 @@ impl Statement {
         }
         q
     }
+}
+
+/// A statement on a unit of work that was committed: a bug in the caller.
+fn committed() -> DbError {
+    DbError::Lite(rusqlite::Error::InvalidQuery)
 }
 
 /// Prepares (from the connection's statement cache) and binds. `$n` is a named
@@ -279,36 +288,6 @@ impl Readers {
     }
 }
 
-/// SQLite's one writer connection, held. Dropped inside a transaction (a unit of work
-/// or a method that returned early with an error), it rolls that transaction back, so
-/// the next holder starts clean.
-///
-/// Holders queue for it in a fair (FIFO) lock. An unfair one that lets a running task
-/// take a just-released connection was tried: same throughput, p99 three times longer.
-pub(crate) struct Writer(OwnedMutexGuard<rusqlite::Connection>);
-
-impl Writer {
-    pub(crate) async fn hold(slot: &Arc<tokio::sync::Mutex<rusqlite::Connection>>) -> Writer {
-        Writer(slot.clone().lock_owned().await)
-    }
-
-    pub(crate) fn conn(&mut self) -> &mut rusqlite::Connection {
-        &mut self.0
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        if !self.0.is_autocommit() {
-            let _ = self.0.execute_batch("ROLLBACK");
-        }
-    }
-}
-
-/// `BEGIN IMMEDIATE` takes SQLite's write lock first, waiting under `busy_timeout` for
-/// another process; a deferred transaction would fail once it wrote after another did.
-pub(crate) const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
-
 /// A store method's own transaction: a savepoint inside a unit of work, or a whole
 /// transaction. Dropped without [`Tx::commit`], it rolls back.
 pub(crate) enum Tx<'c> {
@@ -324,7 +303,7 @@ pub(crate) struct LiteTx<'c> {
 
 impl<'c> LiteTx<'c> {
     pub(crate) fn begin(conn: &'c mut rusqlite::Connection, savepoint: bool) -> rusqlite::Result<Self> {
-        conn.execute_batch(if savepoint { "SAVEPOINT tessera_tx" } else { BEGIN_WRITE })?;
+        conn.execute_batch(if savepoint { "SAVEPOINT tessera_tx" } else { crate::writer::BEGIN_WRITE })?;
         Ok(LiteTx { conn, savepoint, open: true })
     }
 }
@@ -403,20 +382,6 @@ mod tests {
         assert_eq!(row.get::<Option<String>>("missing").unwrap(), None);
         assert!(row.get::<i64>("two").is_err(), "text is not an integer");
         assert!(row.get::<i64>("absent").is_err());
-    }
-
-    #[tokio::test]
-    async fn a_writer_dropped_inside_a_transaction_rolls_it_back() {
-        let (_dir, conn) = scratch();
-        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
-        let slot = Arc::new(tokio::sync::Mutex::new(conn));
-        let mut w = Writer::hold(&slot).await;
-        w.conn().execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);").unwrap();
-        drop(w);
-        let mut w = Writer::hold(&slot).await;
-        assert!(w.conn().is_autocommit(), "the next holder starts outside a transaction");
-        let n: i64 = w.conn().query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap();
-        assert_eq!(n, 0);
     }
 
     #[tokio::test]

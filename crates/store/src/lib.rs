@@ -20,6 +20,7 @@ pub mod testing;
 mod twofactor;
 mod unit;
 mod verify;
+mod writer;
 
 use std::sync::Arc;
 

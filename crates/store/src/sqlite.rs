@@ -10,12 +10,14 @@ use sqlx::{AnyPool, Executor};
 use tessera_core::store::StoreError;
 
 use crate::db::{self, Readers};
+use crate::writer::{WriterSlot, WriterState};
 use crate::{migration, unavailable};
 
 /// SQLite's connections: one writer, which writes queue for in the process (in order,
-/// without SQLite's sleeping busy handler, its page cache warm), and readers beside it.
+/// without SQLite's sleeping busy handler, its page cache warm, units of work committed
+/// in batches), and readers beside it.
 pub(crate) struct Lite {
-    pub(crate) writer: Arc<tokio::sync::Mutex<rusqlite::Connection>>,
+    pub(crate) writer: WriterSlot,
     pub(crate) readers: Readers,
     /// For the migrator, which runs on sqlx.
     pub(crate) url: String,
@@ -45,7 +47,7 @@ pub(crate) fn open(url: &str, readers: u32) -> Result<Lite, StoreError> {
     // At least one: a method holding the writer may read beside it.
     let readers = (0..readers.max(1)).map(|_| open()).collect::<Result<Vec<_>, _>>()?;
     Ok(Lite {
-        writer: Arc::new(tokio::sync::Mutex::new(writer)),
+        writer: Arc::new(tokio::sync::Mutex::new(WriterState::new(writer))),
         readers: Readers::new(readers),
         url: url.to_owned(),
         closed: AtomicBool::new(false),

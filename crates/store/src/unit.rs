@@ -12,15 +12,17 @@ use sqlx::{Any, Connection, Transaction};
 use tessera_core::store::{LimitStore, Store, StoreError, StoreResult, Tx};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
-use crate::db::{self, Exec, LiteTx, Readers, Target, Writer};
+use crate::db::{self, Exec, LiteTx, Readers, Target};
 use crate::queries::Engine;
+use crate::writer::{UnitWriter, Writer};
 use crate::{SqlStore, db_error};
 
 /// A unit of work's open transaction.
 pub(crate) enum UnitTx {
     Any(Transaction<'static, Any>),
-    /// SQLite's writer, held for the whole unit, inside `BEGIN IMMEDIATE`.
-    Lite(Writer),
+    /// SQLite's writer, held for the unit's work: a savepoint in a batch that is
+    /// committed with the units queued beside it (`crate::writer`).
+    Lite(UnitWriter),
 }
 
 /// The open transaction a unit of work's store shares; `None` once committed.
@@ -48,7 +50,7 @@ impl Exec for Conn<'_> {
             Conn::Pooled(c) => Target::Any(c),
             Conn::InUnit(t) => match &mut **t {
                 UnitTx::Any(t) => Target::Any(t),
-                UnitTx::Lite(w) => Target::Lite(w.conn()),
+                UnitTx::Lite(w) => w.conn().map_or(Target::Done, Target::Lite),
             },
             Conn::LiteRead(r) => Target::LiteRead(r),
             Conn::LiteWrite(w) => Target::Lite(w.conn()),
@@ -99,6 +101,7 @@ impl SqlStore {
             Target::Any(c) => Ok(db::Tx::Any(c.begin().await.map_err(db_error)?)),
             Target::Lite(c) => Ok(db::Tx::Lite(LiteTx::begin(c, savepoint).map_err(db_error)?)),
             Target::LiteRead(_) => Err(StoreError::Query("a transaction on a read connection".into())),
+            Target::Done => Err(StoreError::Query("the unit of work was already committed".into())),
         }
     }
 
@@ -110,10 +113,8 @@ impl SqlStore {
             Engine::Any(pool) => UnitTx::Any(pool.begin().await.map_err(db_error)?),
             Engine::Lite(lite) => {
                 lite.check_open()?;
-                let mut writer = Writer::hold(&lite.writer).await;
-                // The `Writer` rolls this back if the unit is dropped uncommitted.
-                writer.conn().execute_batch(db::BEGIN_WRITE).map_err(db_error)?;
-                UnitTx::Lite(writer)
+                // Rolled back (its savepoint) if the unit is dropped uncommitted.
+                UnitTx::Lite(UnitWriter::begin(&lite.writer).await?)
             }
         };
         Ok(self.with_unit(Unit { tx: Arc::new(Mutex::new(Some(tx))), joined: false }))
@@ -165,7 +166,7 @@ impl Tx for SqlStore {
         let tx = unit.tx.lock().await.take();
         match tx {
             Some(UnitTx::Any(tx)) => tx.commit().await.map_err(db_error),
-            Some(UnitTx::Lite(mut w)) => w.conn().execute_batch("COMMIT").map_err(db_error),
+            Some(UnitTx::Lite(w)) => w.commit().await,
             None => Err(StoreError::Query("the unit of work was already committed".into())),
         }
     }
