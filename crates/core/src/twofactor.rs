@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::ids::{ApplicationId, UserId};
+use crate::messaging::Channel;
 use crate::phone::PhoneNumber;
 use crate::totp::TotpParams;
 use crate::{CoreError, Timestamp, base32, random};
@@ -82,6 +83,8 @@ pub fn secret_context(user: UserId, method: &MethodId) -> Vec<u8> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingCode {
     pub method_id: MethodId,
+    /// A text or a call: which factor a sign-in that passes it used.
+    pub channel: Channel,
     pub hash: String,
     pub expires_at: Timestamp,
 }

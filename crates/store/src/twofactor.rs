@@ -6,6 +6,7 @@ use crate::db::{self, Row};
 use async_trait::async_trait;
 use tessera_core::Timestamp;
 use tessera_core::ids::UserId;
+use tessera_core::messaging::Channel;
 use tessera_core::phone::PhoneNumber;
 use tessera_core::store::{StoreResult, TwoFactorStore};
 use tessera_core::totp::{OtpAlgorithm, TotpParams};
@@ -53,7 +54,7 @@ fn method(row: &Row) -> StoreResult<TwoFactorMethod> {
     })
 }
 
-const CHALLENGE_COLUMNS: &str = "digest, user_id, application_id, created_at, expires_at, failures, spent, code_method_id, code_hash, code_expires_at";
+const CHALLENGE_COLUMNS: &str = "digest, user_id, application_id, created_at, expires_at, failures, spent, code_method_id, code_channel, code_hash, code_expires_at";
 
 fn challenge(row: &Row) -> StoreResult<Challenge> {
     let code = match (
@@ -62,7 +63,12 @@ fn challenge(row: &Row) -> StoreResult<Challenge> {
         get::<Option<i64>>(row, "code_expires_at")?,
     ) {
         (Some(m), Some(hash), Some(exp)) => {
-            Some(PendingCode { method_id: method_id(m)?, hash, expires_at: Timestamp::from_millis(exp) })
+            // Codes sent before the channel was kept were texts.
+            let channel = match get::<Option<String>>(row, "code_channel")? {
+                None => Channel::Sms,
+                Some(c) => Channel::parse(&c).ok_or_else(|| corrupt("code channel"))?,
+            };
+            Some(PendingCode { method_id: method_id(m)?, channel, hash, expires_at: Timestamp::from_millis(exp) })
         }
         _ => None,
     };
@@ -178,7 +184,7 @@ impl TwoFactorStore for SqlStore {
 
     async fn insert_challenge(&self, c: &Challenge) -> StoreResult<()> {
         db::query(format!(
-            "INSERT INTO two_factor_challenges ({CHALLENGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            "INSERT INTO two_factor_challenges ({CHALLENGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ))
         .bind(c.digest.clone())
         .bind(c.user_id.to_string())
@@ -188,6 +194,7 @@ impl TwoFactorStore for SqlStore {
         .bind(i64::from(c.failures))
         .bind(i64::from(c.spent))
         .bind(c.code.as_ref().map(|p| p.method_id.as_str().to_owned()))
+        .bind(c.code.as_ref().map(|p| p.channel.as_str().to_owned()))
         .bind(c.code.as_ref().map(|p| p.hash.clone()))
         .bind(c.code.as_ref().map(|p| p.expires_at.millis()))
         .execute(&mut self.write_conn().await?)
@@ -208,12 +215,14 @@ impl TwoFactorStore for SqlStore {
 
     async fn set_challenge_code(&self, digest: &str, code: &PendingCode) -> StoreResult<()> {
         db::query(
-            "UPDATE two_factor_challenges SET code_method_id = $2, code_hash = $3, code_expires_at = $4 WHERE digest = $1",
+            "UPDATE two_factor_challenges SET code_method_id = $2, code_hash = $3, code_expires_at = $4, \
+             code_channel = $5 WHERE digest = $1",
         )
         .bind(digest.to_owned())
         .bind(code.method_id.as_str().to_owned())
         .bind(code.hash.clone())
         .bind(code.expires_at.millis())
+        .bind(code.channel.as_str().to_owned())
         .execute(&mut self.write_conn().await?)
         .await
         .map_err(db_error)?;
@@ -222,7 +231,8 @@ impl TwoFactorStore for SqlStore {
 
     async fn take_challenge_code(&self, digest: &str, hash: &str) -> StoreResult<bool> {
         let done = db::query(
-            "UPDATE two_factor_challenges SET code_method_id = NULL, code_hash = NULL, code_expires_at = NULL \
+            "UPDATE two_factor_challenges SET code_method_id = NULL, code_hash = NULL, code_expires_at = NULL, \
+             code_channel = NULL \
              WHERE digest = $1 AND code_hash = $2",
         )
         .bind(digest.to_owned())

@@ -286,8 +286,12 @@ impl Identity {
             Prepared::Verification(v) => (v.to_marker(), None),
             Prepared::Own(code) => (self.sealer.hash_code(CHALLENGE_PURPOSE, &code), Some(code)),
         };
-        let pending =
-            PendingCode { method_id: method.id.clone(), hash, expires_at: now.plus(self.policies.two_factor.code_ttl) };
+        let pending = PendingCode {
+            method_id: method.id.clone(),
+            channel,
+            hash,
+            expires_at: now.plus(self.policies.two_factor.code_ttl),
+        };
         self.store.set_challenge_code(&challenge.digest, &pending).await?;
         match own {
             Some(code) => self.deliver(&req, &code, ctx, now).await,
@@ -519,7 +523,10 @@ impl Identity {
             && self.code_matches(&pending.hash, CHALLENGE_PURPOSE, code).await
             && self.store.take_challenge_code(&challenge.digest, &pending.hash).await?
         {
-            used = Some(AuthMethod::Sms);
+            used = Some(match pending.channel {
+                Channel::Sms => AuthMethod::Sms,
+                Channel::Voice => AuthMethod::Voice,
+            });
             owned_by_service = Some(pending.hash.clone());
         }
         if used.is_none() && self.use_recovery_code(user.id, code).await? {

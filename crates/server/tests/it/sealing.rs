@@ -159,6 +159,7 @@ const PLAIN: &[&str] = &[
     "two_factor_challenges.failures",
     "two_factor_challenges.spent",
     "two_factor_challenges.code_method_id",
+    "two_factor_challenges.code_channel",
     "two_factor_challenges.code_expires_at",
     "two_factor_methods.user_id",
     "two_factor_methods.id",

@@ -134,6 +134,29 @@ async fn voice_and_locale_shape_the_message() {
     assert_eq!(bad.json["fieldErrors"]["messageType"][0]["code"], "[invalid]messageType");
 }
 
+/// A code sent by a call signs in as a call (`voice`), not as a text.
+#[tokio::test]
+async fn a_code_sent_by_a_call_is_recorded_as_a_call() {
+    let app = spawn_app().await;
+    let id = user(&app).await;
+    app.enable_sms(&id, PHONE).await;
+    let method_of_last_sign_in = || async {
+        let log = app.admin(Method::GET, "/api/system/audit-log?numberOfResults=100", None).await;
+        let logs = log.json["auditLogs"].as_array().unwrap().clone();
+        logs.into_iter().find(|e| e["event"] == "login.success").map(|e| e["data"]["method"].clone())
+    };
+    for (message_type, method) in [("Voice", "voice"), ("SMS", "sms")] {
+        let (two_factor_id, _) = challenge(&app).await;
+        let sent =
+            app.post_json(&format!("/api/two-factor/send/{two_factor_id}"), json!({"messageType": message_type})).await;
+        assert_eq!(sent.status, 200, "{}", sent.text);
+        // A call reads the digits one by one: the code as the messenger was given it.
+        let code = app.state.console.last_to(PHONE).unwrap().code.expose().to_owned();
+        assert_eq!(two_factor_login(&app, &two_factor_id, &code).await.status, 200);
+        assert_eq!(method_of_last_sign_in().await, Some(json!(method)), "{message_type}");
+    }
+}
+
 #[tokio::test]
 async fn a_resend_replaces_the_code_but_not_the_failure_count() {
     let app = spawn_app().await;

@@ -1,4 +1,5 @@
 use std::time::Duration;
+use tessera_core::messaging::Channel;
 
 use tessera_core::ids::{ApplicationId, UserId};
 use tessera_core::phone::PhoneNumber;
@@ -89,9 +90,16 @@ contract!(challenges_count_failures_hold_one_code_and_spend_once, |c| {
     c.store.insert_challenge(&challenge(u, c.app, "d1")).await.unwrap();
     assert_eq!(c.store.challenge("d1").await.unwrap(), Some(challenge(u, c.app, "d1")));
     assert_eq!(c.store.challenge("nope").await.unwrap(), None);
-    let code = |h: &str| PendingCode { method_id: MethodId::parse("S").unwrap(), hash: h.into(), expires_at: T0 };
+    let code = |h: &str| PendingCode {
+        method_id: MethodId::parse("S").unwrap(),
+        channel: Channel::Voice,
+        hash: h.into(),
+        expires_at: T0,
+    };
     c.store.set_challenge_code("d1", &code("h1")).await.unwrap();
     c.store.set_challenge_code("d1", &code("h2")).await.unwrap();
+    let read = c.store.challenge("d1").await.unwrap().unwrap().code;
+    assert_eq!(read, Some(code("h2")), "the code, how it was sent and until when");
     assert!(!c.store.take_challenge_code("d1", "h1").await.unwrap(), "replaced by the resend");
     assert!(c.store.take_challenge_code("d1", "h2").await.unwrap());
     assert!(!c.store.take_challenge_code("d1", "h2").await.unwrap(), "single use");
