@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use crate::ids::{ApplicationId, RefreshTokenId, TenantId, UserId};
 use crate::secret::Secret;
+use crate::signin::AuthMethods;
 use crate::user::User;
 use crate::{CoreError, Timestamp, random};
 
@@ -343,6 +344,8 @@ pub struct RefreshToken {
     pub user_id: UserId,
     pub application_id: ApplicationId,
     pub digest: String,
+    /// How the sign-in that bought it was made: what tokens it refreshes say.
+    pub methods: AuthMethods,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
@@ -352,6 +355,7 @@ impl RefreshToken {
     pub fn generate(
         user: &User,
         application_id: ApplicationId,
+        methods: &AuthMethods,
         ttl: Duration,
         now: Timestamp,
     ) -> Result<(Secret, RefreshToken), CoreError> {
@@ -362,6 +366,7 @@ impl RefreshToken {
             user_id: user.id,
             application_id,
             digest: secret.digest(),
+            methods: methods.clone(),
             created_at: now,
             expires_at: now.plus(ttl),
             revoked_at: None,

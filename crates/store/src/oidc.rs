@@ -22,12 +22,12 @@ pub(crate) fn text_list(v: &[String]) -> String {
 }
 
 /// Sign-in methods, kept by name in the `amr` column (a JSON list).
-fn methods(row: &Row, col: &str) -> StoreResult<AuthMethods> {
+pub(crate) fn methods(row: &Row, col: &str) -> StoreResult<AuthMethods> {
     let names = list(row, col)?;
     AuthMethods::from_names(names.iter().map(String::as_str)).map_err(corrupt)
 }
 
-fn method_names(m: &AuthMethods) -> String {
+pub(crate) fn method_names(m: &AuthMethods) -> String {
     serde_json::Value::from(m.names()).to_string()
 }
 

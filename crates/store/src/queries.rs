@@ -432,14 +432,14 @@ impl LoginAttemptStore for SqlStore {
     }
 }
 
-const REFRESH_COLUMNS: &str = "id, tenant_id, user_id, application_id, digest, created_at, expires_at, revoked_at";
+const REFRESH_COLUMNS: &str = "id, tenant_id, user_id, application_id, digest, amr, created_at, expires_at, revoked_at";
 
 #[async_trait]
 impl TokenStore for SqlStore {
     async fn insert_refresh_token(&self, t: &RefreshToken) -> StoreResult<()> {
         db::query(
             "INSERT INTO refresh_tokens (id, tenant_id, user_id, application_id, digest, created_at, expires_at, \
-             revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             revoked_at, amr) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(t.id.to_string())
         .bind(t.tenant_id.to_string())
@@ -449,6 +449,7 @@ impl TokenStore for SqlStore {
         .bind(t.created_at.millis())
         .bind(t.expires_at.millis())
         .bind(t.revoked_at.map(Timestamp::millis))
+        .bind(crate::oidc::method_names(&t.methods))
         .execute(&mut self.write_conn().await?)
         .await
         .map_err(write_error)?;

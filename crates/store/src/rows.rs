@@ -105,6 +105,7 @@ pub(crate) fn refresh_token(row: &Row) -> StoreResult<RefreshToken> {
         user_id: id(row, "user_id")?,
         application_id: id(row, "application_id")?,
         digest: text(row, "digest")?,
+        methods: crate::oidc::methods(row, "amr")?,
         created_at: time(row, "created_at")?,
         expires_at: time(row, "expires_at")?,
         revoked_at: opt_time(row, "revoked_at")?,

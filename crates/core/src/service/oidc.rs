@@ -14,7 +14,7 @@ use crate::oidc::{
     id_token_claims, pkce_matches,
 };
 use crate::secret::{Secret, constant_time_eq};
-use crate::signin::{AuthMethod, AuthMethods, PASSWORD, SecondFactor, second_factor};
+use crate::signin::{AuthMethod, AuthMethods, SecondFactor, second_factor};
 use crate::store::Store;
 use crate::tokens::RefreshToken;
 use crate::{CoreError, Timestamp, random};
@@ -310,9 +310,9 @@ impl Identity {
         let Some(user) = tx.get_user(client.tenant_id, record.user_id).await?.filter(|u| u.active) else {
             return Ok(Err(TokenError::InvalidGrant("the user is no longer active")));
         };
-        // The code's sign-in used the password: hosted pages have no other first step yet.
-        let (access, _) = self.tokens.issue(&user, client.id, record.auth_time, PASSWORD, now)?;
-        let (refresh, stored) = RefreshToken::generate(&user, client.id, self.policies.refresh_ttl, now)?;
+        let methods = &record.methods;
+        let (access, _) = self.tokens.issue(&user, client.id, record.auth_time, methods.authentication_type(), now)?;
+        let (refresh, stored) = RefreshToken::generate(&user, client.id, methods, self.policies.refresh_ttl, now)?;
         tx.insert_refresh_token(&stored).await?;
         // One issuer for access and ID tokens, from configuration, never from a request.
         let claims = id_token_claims(

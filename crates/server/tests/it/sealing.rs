@@ -139,6 +139,7 @@ const PLAIN: &[&str] = &[
     "refresh_tokens.created_at",
     "refresh_tokens.expires_at",
     "refresh_tokens.revoked_at",
+    "refresh_tokens.amr",
     "signing_keys.kid",
     "signing_keys.algorithm",
     "signing_keys.signer_for",

@@ -125,9 +125,13 @@ contract!(applications_are_deactivated_and_deleted_with_what_hangs_off_them, |c|
 
     let u = user(c.tenant, "gone@example.com");
     c.store.insert_user(&u).await.unwrap();
-    let (_, token) = RefreshToken::generate(&u, id, Duration::from_secs(3600), T0).unwrap();
+    let (_, token) =
+        RefreshToken::generate(&u, id, &tessera_core::signin::AuthMethods::default(), Duration::from_secs(3600), T0)
+            .unwrap();
     c.store.insert_refresh_token(&token).await.unwrap();
-    let (_, other_app_token) = RefreshToken::generate(&u, c.app, Duration::from_secs(3600), T0).unwrap();
+    let (_, other_app_token) =
+        RefreshToken::generate(&u, c.app, &tessera_core::signin::AuthMethods::default(), Duration::from_secs(3600), T0)
+            .unwrap();
     c.store.insert_refresh_token(&other_app_token).await.unwrap();
     let code = AuthCode {
         digest: "gone-code".into(),

@@ -1,4 +1,5 @@
 use std::time::Duration;
+use tessera_core::signin::{AuthMethod, AuthMethods};
 
 use serde_json::json;
 use tessera_core::apikey::ApiKey;
@@ -42,11 +43,12 @@ contract!(refresh_tokens_revoke_one_or_all, |c| {
     let u = user(c.tenant, "a@example.com");
     c.store.insert_user(&u).await.unwrap();
     let ttl = Duration::from_secs(60);
-    let (s1, t1) = RefreshToken::generate(&u, c.app, ttl, T0).unwrap();
-    let (s2, t2) = RefreshToken::generate(&u, c.app, ttl, T0).unwrap();
+    let mfa = AuthMethods::of(&[AuthMethod::Password, AuthMethod::Voice]);
+    let (s1, t1) = RefreshToken::generate(&u, c.app, &mfa, ttl, T0).unwrap();
+    let (s2, t2) = RefreshToken::generate(&u, c.app, &AuthMethods::of(&[AuthMethod::Password]), ttl, T0).unwrap();
     c.store.insert_refresh_token(&t1).await.unwrap();
     c.store.insert_refresh_token(&t2).await.unwrap();
-    assert_eq!(c.store.find_refresh_token(&s1.digest()).await.unwrap(), Some(t1.clone()));
+    assert_eq!(c.store.find_refresh_token(&s1.digest()).await.unwrap(), Some(t1.clone()), "with its methods");
     assert!(c.store.revoke_refresh_token(t1.id, T0).await.unwrap());
     assert!(!c.store.revoke_refresh_token(t1.id, T0).await.unwrap(), "already revoked");
     let got = c.store.find_refresh_token(&s1.digest()).await.unwrap().unwrap();
