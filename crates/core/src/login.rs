@@ -49,6 +49,8 @@ pub struct LoginRequest {
     pub application_id: Option<ApplicationId>,
     pub no_jwt: bool,
     pub trust_token: Option<Secret>,
+    /// A browser sign-in's destination, kept with its challenge if it needs a second step.
+    pub return_to: Option<String>,
 }
 
 impl LoginInput {
@@ -75,7 +77,14 @@ impl LoginInput {
         match (login_id, password) {
             (Some(login_id), Some(password)) if errors.is_empty() => {
                 let trust_token = self.two_factor_trust_id.filter(|t| !t.is_empty()).map(Secret::new);
-                Ok(LoginRequest { login_id, password, application_id, no_jwt: self.no_jwt, trust_token })
+                Ok(LoginRequest {
+                    login_id,
+                    password,
+                    application_id,
+                    no_jwt: self.no_jwt,
+                    trust_token,
+                    return_to: None,
+                })
             }
             _ => Err(errors),
         }
@@ -110,4 +119,6 @@ pub struct LoginSuccess {
     pub methods: Vec<TwoFactorMethod>,
     /// The methods the user passed: the password, and the second step's if any.
     pub passed: crate::signin::AuthMethods,
+    /// Where a browser sign-in goes now (its request's, or its challenge's).
+    pub return_to: Option<String>,
 }

@@ -101,6 +101,9 @@ pub struct Challenge {
     pub failures: u32,
     pub spent: bool,
     pub code: Option<PendingCode>,
+    /// Where a browser sign-in goes once this step is passed: the sign-in's state stays
+    /// here, not in the page.
+    pub return_to: Option<String>,
 }
 
 /// A code sent outside a challenge: to enable an SMS factor (`enable:<phone>`) or to

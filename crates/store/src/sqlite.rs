@@ -107,6 +107,7 @@ pub(crate) fn migrator(until: i64) -> Migrator {
         migration(13, "window counts", include_str!("../migrations/sqlite/0013_window_counts.sql")),
         migration(14, "challenge code channel", include_str!("../migrations/sqlite/0014_challenge_code_channel.sql")),
         migration(15, "refresh token methods", include_str!("../migrations/sqlite/0015_refresh_token_methods.sql")),
+        migration(16, "challenge return to", include_str!("../migrations/sqlite/0016_challenge_return_to.sql")),
     ];
     Migrator::with_migrations(all.into_iter().filter(|m| m.version <= until).collect())
 }

@@ -54,7 +54,7 @@ fn method(row: &Row) -> StoreResult<TwoFactorMethod> {
     })
 }
 
-const CHALLENGE_COLUMNS: &str = "digest, user_id, application_id, created_at, expires_at, failures, spent, code_method_id, code_channel, code_hash, code_expires_at";
+const CHALLENGE_COLUMNS: &str = "digest, user_id, application_id, created_at, expires_at, failures, spent, code_method_id, code_channel, code_hash, code_expires_at, return_to";
 
 fn challenge(row: &Row) -> StoreResult<Challenge> {
     let code = match (
@@ -81,6 +81,7 @@ fn challenge(row: &Row) -> StoreResult<Challenge> {
         failures: count(get(row, "failures")?),
         spent: get::<i64>(row, "spent")? != 0,
         code,
+        return_to: get(row, "return_to")?,
     })
 }
 
@@ -184,7 +185,7 @@ impl TwoFactorStore for SqlStore {
 
     async fn insert_challenge(&self, c: &Challenge) -> StoreResult<()> {
         db::query(format!(
-            "INSERT INTO two_factor_challenges ({CHALLENGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            "INSERT INTO two_factor_challenges ({CHALLENGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
         .bind(c.digest.clone())
         .bind(c.user_id.to_string())
@@ -197,6 +198,7 @@ impl TwoFactorStore for SqlStore {
         .bind(c.code.as_ref().map(|p| p.channel.as_str().to_owned()))
         .bind(c.code.as_ref().map(|p| p.hash.clone()))
         .bind(c.code.as_ref().map(|p| p.expires_at.millis()))
+        .bind(c.return_to.clone())
         .execute(&mut self.write_conn().await?)
         .await
         .map_err(write_error)?;

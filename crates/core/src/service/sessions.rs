@@ -100,6 +100,7 @@ impl Identity {
                 failures: 0,
                 spent: false,
                 code: None,
+                return_to: req.return_to.clone(),
             };
             self.store.insert_challenge(&challenge).await?;
             let detail = json!({"applicationId": application.id.to_string()});
@@ -113,9 +114,10 @@ impl Identity {
             .retrying(|| async {
                 let tx = self.store.begin().await?;
                 let (user, methods) = (user.clone(), methods.clone());
-                let success =
+                let mut success =
                     self.complete_login(&*tx, user, methods, application.id, &issued, method, ctx, now).await?;
                 tx.commit().await?;
+                success.return_to = req.return_to.clone();
                 Ok(success)
             })
             .await?;
@@ -168,6 +170,7 @@ impl Identity {
             trust_token: None,
             methods,
             passed: issued.passed.clone(),
+            return_to: None,
         })
     }
 

@@ -605,6 +605,7 @@ impl Identity {
         self.record(tx, self.event(AuditKind::TwoFactorSuccess, Some(user_id), "success", ctx, detail, now)).await?;
         let app = challenge.application_id;
         let mut success = self.complete_login(tx, user, methods, app, issued, method, ctx, now).await?;
+        success.return_to = challenge.return_to.clone();
         if req.trust_computer {
             let token = Secret::new(random::token(32)?);
             let record = TrustToken {

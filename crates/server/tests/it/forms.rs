@@ -70,13 +70,28 @@ impl<'a> Browser<'a> {
         (csrf, after)
     }
 
-    /// Enters `code` on the second-step page `page`.
+    /// Enters `code` on the second-step page `page`: its form carries the challenge and
+    /// the CSRF token, nothing more.
     pub async fn second_step(&mut self, csrf: &str, page: &Page, code: &str) -> Page {
-        let (challenge, return_to) = (field(&page.text, "challenge"), field(&page.text, "return_to"));
-        let fields =
-            [("csrf", csrf), ("return_to", return_to.as_str()), ("challenge", challenge.as_str()), ("code", code)];
+        let challenge = field(&page.text, "challenge");
+        let fields = [("csrf", csrf), ("challenge", challenge.as_str()), ("code", code)];
         self.post("/login/two-factor", &fields).await
     }
+}
+
+/// The names of a page's hidden inputs, in order.
+pub fn hidden_fields(html: &str) -> Vec<String> {
+    html.split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next().map(str::to_owned))
+        .collect()
+}
+
+/// The form action that sends a code to a phone, as a browser would post it.
+pub fn send_action(html: &str) -> String {
+    let marker = "action=\"/login/send";
+    let start = html.find(marker).map(|i| i + "action=\"".len()).unwrap_or_else(|| panic!("no send form in {html}"));
+    html[start..].split('"').next().unwrap().replace("&#x2f;", "/").replace("&amp;", "&")
 }
 
 pub fn field(html: &str, name: &str) -> String {

@@ -6,7 +6,7 @@ use reqwest::Method;
 use tessera_core::messaging::Channel;
 use tessera_testkit::{TestApp, app, spawn_app};
 
-use crate::forms::{Browser, Page, field};
+use crate::forms::{Browser, Page, field, hidden_fields, send_action};
 
 /// Signs in (password only: the user has no factor yet) and opens the enrolment page.
 async fn signed_in<'a>(app: &'a TestApp) -> (Browser<'a>, String) {
@@ -130,43 +130,47 @@ async fn the_second_step_offers_a_call_as_well_as_a_text() {
     assert!(second.text.contains("Text a code to +1******3232"), "{}", second.text);
     assert!(second.text.contains("Call +1******3232 with a code"), "{}", second.text);
     let challenge = field(&second.text, "challenge");
-    let method_id = field(&second.text, "method_id");
-    let called = b
-        .post(
-            "/login/send",
-            &[
-                ("csrf", &csrf),
-                ("return_to", "/account"),
-                ("challenge", &challenge),
-                ("method_id", &method_id),
-                ("channel", "voice"),
-            ],
-        )
-        .await;
+    let send = send_action(&second.text);
+    let called = b.post(&send, &[("csrf", &csrf), ("challenge", &challenge), ("channel", "voice")]).await;
     assert!(called.text.contains("We are calling you with a code."), "{}", called.text);
     let call = app.state.console.last_to("+15554443232").unwrap();
     assert_eq!(call.channel, Channel::Voice);
     let wrong = b
-        .post(
-            "/login/two-factor",
-            &[
-                ("csrf", &csrf),
-                ("return_to", "/account"),
-                ("challenge", &challenge),
-                ("code", "000000x"),
-                ("trust", "1"),
-            ],
-        )
+        .post("/login/two-factor", &[("csrf", &csrf), ("challenge", &challenge), ("code", "000000x"), ("trust", "1")])
         .await;
     assert_eq!(wrong.status, 401);
     assert!(wrong.text.contains(r#"name="trust" value="1" checked"#), "the tick is kept: {}", wrong.text);
     let done = b
         .post(
             "/login/two-factor",
-            &[("csrf", &csrf), ("return_to", "/account"), ("challenge", &challenge), ("code", call.code.expose())],
+            &[("csrf", &csrf), ("challenge", &challenge), ("code", call.code.expose()), ("return_to", "/elsewhere")],
         )
         .await;
-    assert_eq!(done.location.as_deref(), Some("/account"), "the spoken code signs in");
+    assert_eq!(done.location.as_deref(), Some("/account"), "the spoken code signs in, to where the sign-in began");
+}
+
+/// The second step's pages carry the challenge and the CSRF token, nothing else: the
+/// destination stays with the sign-in (its challenge) on the server.
+#[tokio::test]
+async fn the_second_step_page_carries_only_the_challenge_and_the_csrf_token() {
+    let app = spawn_app().await;
+    let user = app.create_user("ann@example.com", "correct horse").await;
+    app.enable_sms(&user, "+15554443232").await;
+    let mut b = Browser::new(&app);
+    let (csrf, second) = b.sign_in_to_account().await;
+    let hidden = hidden_fields(&second.text);
+    assert!(!hidden.is_empty(), "{}", second.text);
+    assert!(hidden.iter().all(|h| h == "csrf" || h == "challenge"), "hidden fields: {hidden:?}");
+    assert!(!second.text.contains("/account"), "the destination is not in the page: {}", second.text);
+
+    let challenge = field(&second.text, "challenge");
+    let sent =
+        b.post(&send_action(&second.text), &[("csrf", &csrf), ("challenge", &challenge), ("channel", "sms")]).await;
+    let hidden = hidden_fields(&sent.text);
+    assert!(hidden.iter().all(|h| h == "csrf" || h == "challenge"), "after a send: {hidden:?}");
+    let code = app.last_code_to("+15554443232").unwrap();
+    let done = b.second_step(&csrf, &sent, &code).await;
+    assert_eq!(done.location.as_deref(), Some("/account"));
 }
 
 #[tokio::test]

@@ -161,6 +161,7 @@ const PLAIN: &[&str] = &[
     "two_factor_challenges.spent",
     "two_factor_challenges.code_method_id",
     "two_factor_challenges.code_channel",
+    "two_factor_challenges.return_to",
     "two_factor_challenges.code_expires_at",
     "two_factor_methods.user_id",
     "two_factor_methods.id",

@@ -40,6 +40,7 @@ fn challenge(user: UserId, app: ApplicationId, digest: &str) -> Challenge {
         failures: 0,
         spent: false,
         code: None,
+        return_to: Some("/account?tab=factors".into()),
     }
 }
 

@@ -37,9 +37,10 @@ struct Phone {
     masked: String,
 }
 
+/// What the second step's page carries: the challenge's id and the CSRF token. The
+/// rest of the sign-in (its destination among it) is kept with the challenge.
 struct Challenge<'a> {
     csrf: &'a str,
-    return_to: &'a str,
     id: &'a str,
     /// "Remember this device" was ticked (kept when the page comes back).
     trust: bool,
@@ -62,7 +63,7 @@ fn two_factor_view(
         status,
         "two_factor.html",
         minijinja::context! {
-            title => "Second step", csrf => c.csrf, return_to => c.return_to, challenge => c.id, trust => c.trust,
+            title => "Second step", csrf => c.csrf, challenge => c.id, trust => c.trust,
             phones => minijinja::Value::from(minijinja::value::Serde(&phones)), notice, error,
         },
     )
@@ -106,11 +107,12 @@ pub async fn login_submit(
         application_id: None,
         no_jwt: true,
         trust_token: trust_cookie(&headers),
+        return_to: Some(return_to.clone()),
     };
     Ok(match s.identity.login(req, &ctx, s.clock.now()).await? {
         LoginOutcome::Success(ok) => signed_in(&s, &cookies, &ok, &return_to).await?,
         LoginOutcome::TwoFactorRequired { challenge_id, methods } => {
-            let c = Challenge { csrf, return_to: &return_to, id: challenge_id.expose(), trust: false };
+            let c = Challenge { csrf, id: challenge_id.expose(), trust: false };
             two_factor_view(&s, StatusCode::OK, &c, &methods, None, None)
         }
         LoginOutcome::InvalidCredentials => {
@@ -130,9 +132,8 @@ pub async fn two_factor_submit(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let Some((cookies, form)) = checked(&s, &headers, &body) else { return Ok(form_expired(&s)) };
-    let return_to = form.return_to();
     let trust = form.get("trust") == "1";
-    let c = Challenge { csrf: form.get("csrf"), return_to: &return_to, id: form.get("challenge"), trust };
+    let c = Challenge { csrf: form.get("csrf"), id: form.get("challenge"), trust };
     let req = TwoFactorLoginRequest {
         challenge_id: Secret::new(c.id),
         code: form.get("code").to_owned(),
@@ -141,7 +142,7 @@ pub async fn two_factor_submit(
     };
     Ok(match s.identity.two_factor_login(req, &ctx, s.clock.now()).await? {
         TwoFactorLoginOutcome::Success(ok) => {
-            let mut r = signed_in(&s, &cookies, &ok, &return_to).await?;
+            let mut r = signed_in(&s, &cookies, &ok, ok.return_to.as_deref().unwrap_or_default()).await?;
             if let Some(t) = &ok.trust_token {
                 set_trust_cookie(&mut r, t, s.identity.policies().two_factor.trust_ttl.as_secs());
             }
@@ -153,7 +154,7 @@ pub async fn two_factor_submit(
             two_factor_view(&s, StatusCode::UNAUTHORIZED, &c, &methods, None, error)
         }
         TwoFactorLoginOutcome::NotFound => {
-            login_view(&s, StatusCode::OK, c.csrf, &return_to, "", Some("That took too long. Sign in again."))
+            login_view(&s, StatusCode::OK, c.csrf, "", "", Some("That took too long. Sign in again."))
         }
         TwoFactorLoginOutcome::Locked { .. } => {
             super::error_page(&s, StatusCode::CONFLICT, "Too many wrong codes. Try again later.")
@@ -161,18 +162,19 @@ pub async fn two_factor_submit(
     })
 }
 
-/// `POST /login/send`: a fresh code by text message or by a call (`channel=voice`).
+/// `POST /login/send?method_id=…`: a fresh code by text message or by a call
+/// (`channel=voice`) to the phone the button was for.
 pub async fn send_code(
     State(s): State<AppState>,
     Caller(ctx): Caller,
     headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let Some((_, form)) = checked(&s, &headers, &body) else { return Ok(form_expired(&s)) };
-    let return_to = form.return_to();
-    let c = Challenge { csrf: form.get("csrf"), return_to: &return_to, id: form.get("challenge"), trust: false };
+    let c = Challenge { csrf: form.get("csrf"), id: form.get("challenge"), trust: false };
     let (channel, _) = form.channel();
-    let method = MethodId::parse(form.get("method_id"));
+    let method = MethodId::parse(q.get("method_id").map_or("", String::as_str));
     let outcome =
         s.identity.send_challenge_code(&Secret::new(c.id), method.as_ref(), channel, "en", &ctx, s.clock.now()).await?;
     let (notice, error) = match outcome {
