@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::Timestamp;
-use crate::ids::{TenantId, UserId};
+use crate::ids::{ApiKeyId, TenantId, UserId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuditKind {
@@ -97,12 +97,32 @@ pub struct AuditEvent {
     pub tenant_id: TenantId,
     pub at: Timestamp,
     pub kind: AuditKind,
+    /// Whom the event concerns.
     pub user_id: Option<UserId>,
+    /// Who acted, when the request said (an administrator's key).
+    pub actor: Option<Actor>,
     pub ip: Option<String>,
     /// `success`, `failure`, `locked`, …
     pub outcome: &'static str,
     /// Extra context. Never a secret, a code or a password.
     pub detail: Value,
+}
+
+/// Who made a request: an API key, or a signed-in user acting for themself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Actor {
+    ApiKey(ApiKeyId),
+    User(UserId),
+}
+
+impl Actor {
+    /// `apiKey:{id}` or `user:{id}`: what the audit log keeps and shows.
+    pub fn as_string(&self) -> String {
+        match self {
+            Actor::ApiKey(id) => format!("apiKey:{id}"),
+            Actor::User(id) => format!("user:{id}"),
+        }
+    }
 }
 
 /// An event as read back.
@@ -112,6 +132,8 @@ pub struct AuditRecord {
     pub at: Timestamp,
     pub event: String,
     pub user_id: Option<String>,
+    /// [`Actor::as_string`], as stored.
+    pub actor: Option<String>,
     pub ip: Option<String>,
     pub outcome: String,
     pub detail: Value,

@@ -8,6 +8,7 @@ use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use tessera_core::apikey::Admin;
+use tessera_core::audit::Actor;
 use tessera_core::secret::Secret;
 use tessera_core::service::RequestContext;
 
@@ -51,7 +52,12 @@ impl FromRequestParts<AppState> for AdminAuth {
             .filter(|v| !v.is_empty())
             .ok_or(ApiError::Unauthorized)?;
         match state.identity.authenticate_admin(&Secret::new(key)).await? {
-            Some(admin) => Ok(AdminAuth(admin)),
+            Some(admin) => {
+                // For `Caller`, which comes after it in a handler's arguments: the audit
+                // log names the key that acted.
+                parts.extensions.insert(Actor::ApiKey(admin.key_id));
+                Ok(AdminAuth(admin))
+            }
             None => Err(ApiError::Unauthorized),
         }
     }
@@ -67,15 +73,16 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
+        let actor = parts.extensions.get::<Actor>().copied();
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         let ip = match peer {
             Some(p) if s.trusted_proxies.contains(&p) => {
                 client_behind_proxies(&parts.headers, &s.trusted_proxies).unwrap_or(p)
             }
             Some(p) => p,
-            None => return Ok(Caller(RequestContext { ip: None })),
+            None => return Ok(Caller(RequestContext { ip: None, actor })),
         };
-        Ok(Caller(RequestContext { ip: Some(ip.to_string()) }))
+        Ok(Caller(RequestContext { ip: Some(ip.to_string()), actor }))
     }
 }
 

@@ -193,7 +193,7 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
         Command::ApiKey { action: ApiKeyAction::Revoke { id } } => {
             let store = open_existing(&config).await?;
             let id = id.parse().map_err(|_| format!("{id:?} is not a key id (see `tessera api-key list`)"))?;
-            match tessera_core::service::revoke_api_key(&store, id, None, clock.now()).await? {
+            match tessera_core::service::revoke_api_key(&store, id, &Default::default(), clock.now()).await? {
                 tessera_core::service::RevokeKey::Revoked => println!("Revoked."),
                 tessera_core::service::RevokeKey::NotFound => return Err("no admin key has that id".into()),
                 tessera_core::service::RevokeKey::LastKey => {

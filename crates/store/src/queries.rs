@@ -530,8 +530,8 @@ impl TokenStore for SqlStore {
 impl AuditStore for SqlStore {
     async fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
         db::query(
-            "INSERT INTO audit_log (tenant_id, at, event, user_id, ip, outcome, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO audit_log (tenant_id, at, event, user_id, ip, outcome, detail, actor) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(e.tenant_id.to_string())
         .bind(e.at.millis())
@@ -540,6 +540,7 @@ impl AuditStore for SqlStore {
         .bind(e.ip.clone())
         .bind(e.outcome.to_owned())
         .bind(e.detail.to_string())
+        .bind(e.actor.map(|a| a.as_string()))
         .execute(&mut self.write_conn().await?)
         .await
         .map_err(db_error)?;
@@ -548,7 +549,7 @@ impl AuditStore for SqlStore {
 
     async fn user_events(&self, user: UserId, event: &str, limit: u64) -> StoreResult<Vec<AuditRecord>> {
         db::query(
-            "SELECT id, at, event, user_id, ip, outcome, detail FROM audit_log WHERE user_id = $1 AND event = $2 \
+            "SELECT id, at, event, user_id, actor, ip, outcome, detail FROM audit_log WHERE user_id = $1 AND event = $2 \
              ORDER BY id DESC LIMIT $3",
         )
         .bind(user.to_string())
@@ -564,7 +565,7 @@ impl AuditStore for SqlStore {
 
     async fn audit_page(&self, tenant: TenantId, offset: u64, limit: u64) -> StoreResult<(Vec<AuditRecord>, u64)> {
         let page = db::query(
-            "SELECT id, at, event, user_id, ip, outcome, detail FROM audit_log WHERE tenant_id = $1 \
+            "SELECT id, at, event, user_id, actor, ip, outcome, detail FROM audit_log WHERE tenant_id = $1 \
              ORDER BY id DESC LIMIT $2 OFFSET $3",
         )
         .bind(tenant.to_string())

@@ -128,6 +128,7 @@ pub(crate) fn audit_record(row: &Row) -> StoreResult<AuditRecord> {
         at: time(row, "at")?,
         event: text(row, "event")?,
         user_id: opt_text(row, "user_id")?,
+        actor: opt_text(row, "actor")?,
         ip: opt_text(row, "ip")?,
         outcome: text(row, "outcome")?,
         detail: serde_json::from_str(&text(row, "detail")?).map_err(corrupt)?,

@@ -74,6 +74,8 @@ impl Default for Policies {
 #[derive(Clone, Debug, Default)]
 pub struct RequestContext {
     pub ip: Option<String>,
+    /// Who is acting, if the request authenticated someone (an admin key).
+    pub actor: Option<crate::audit::Actor>,
 }
 
 /// What a first start did.
@@ -160,7 +162,7 @@ pub enum RevokeKey {
 pub async fn revoke_api_key(
     store: &dyn Store,
     id: ApiKeyId,
-    ip: Option<String>,
+    ctx: &RequestContext,
     now: Timestamp,
 ) -> Result<RevokeKey, CoreError> {
     let tenant =
@@ -177,7 +179,8 @@ pub async fn revoke_api_key(
         at: now,
         kind: AuditKind::ApiKeyRevoked,
         user_id: None,
-        ip,
+        actor: ctx.actor,
+        ip: ctx.ip.clone(),
         outcome: "success",
         detail: json!({"keyId": id.to_string()}),
     };
@@ -197,6 +200,7 @@ async fn audit_key_created(
         at: now,
         kind: AuditKind::ApiKeyCreated,
         user_id: None,
+        actor: None,
         ip: None,
         outcome: "success",
         detail: json!({"keyId": key_id.to_string(), "description": description}),
@@ -292,7 +296,7 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<RevokeKey, CoreError> {
-        let outcome = revoke_api_key(self.store.as_ref(), id, ctx.ip.clone(), now).await?;
+        let outcome = revoke_api_key(self.store.as_ref(), id, ctx, now).await?;
         if outcome == RevokeKey::Revoked {
             self.count(AuditKind::ApiKeyRevoked, "success");
         }
@@ -353,7 +357,16 @@ impl Identity {
         detail: Value,
         now: Timestamp,
     ) -> AuditEvent {
-        AuditEvent { tenant_id: self.tenant.id, at: now, kind, user_id, ip: ctx.ip.clone(), outcome, detail }
+        AuditEvent {
+            tenant_id: self.tenant.id,
+            at: now,
+            kind,
+            user_id,
+            actor: ctx.actor,
+            ip: ctx.ip.clone(),
+            outcome,
+            detail,
+        }
     }
 
     /// Appends the event through `store` (a unit of work, so it commits with the change

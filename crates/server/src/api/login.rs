@@ -50,7 +50,7 @@ pub async fn login(
         input.two_factor_trust_id = Some(trust.to_owned());
     }
     // FusionAuth lets a trusted backend pass the end user's address in the body.
-    let ctx = RequestContext { ip: input.ip_address.clone().or(caller.ip) };
+    let ctx = RequestContext { ip: input.ip_address.clone().or(caller.ip), actor: caller.actor };
     let request = match input.validate() {
         Ok(r) => r,
         Err(e) => {

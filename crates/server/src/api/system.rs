@@ -40,6 +40,8 @@ pub async fn audit_log(
                 "insertInstant": r.at.millis(),
                 "event": r.event,
                 "userId": r.user_id,
+                // FusionAuth's field for who made the change.
+                "insertUser": r.actor,
                 "ipAddress": r.ip,
                 "outcome": r.outcome,
                 "data": r.detail,

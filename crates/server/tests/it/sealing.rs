@@ -46,6 +46,7 @@ const PLAIN: &[&str] = &[
     "audit_log.id",
     "audit_log.tenant_id",
     "audit_log.at",
+    "audit_log.actor",
     "audit_log.event",
     "audit_log.user_id",
     "audit_log.ip",

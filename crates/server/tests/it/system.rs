@@ -63,6 +63,25 @@ async fn audit_log_records_security_events_with_paging() {
     assert!(!rest.text.contains("wrong") && !rest.text.contains("horse"), "no passwords in the audit log");
 }
 
+/// An administrator's change names the key that made it (FusionAuth's `insertUser`); a
+/// sign-in, made by nobody authenticated yet, names none.
+#[tokio::test]
+async fn audit_events_name_the_api_key_that_acted() {
+    let app = spawn_app().await;
+    let id = app.create_user("ann@example.com", "correct horse").await;
+    app.admin(Method::PATCH, &format!("/api/user/{id}"), Some(json!({"user": {"firstName": "Ann"}}))).await;
+    app.login("ann@example.com", "correct horse").await;
+    let keys = app.admin(Method::GET, "/api/api-key", None).await;
+    let key_id = keys.json["apiKeys"][0]["id"].as_str().unwrap().to_owned();
+
+    let log = app.admin(Method::GET, "/api/system/audit-log", None).await;
+    let logs = log.json["auditLogs"].as_array().unwrap();
+    let by = |event: &str| logs.iter().find(|e| e["event"] == event).unwrap()["insertUser"].clone();
+    assert_eq!(by("user.created"), json!(format!("apiKey:{key_id}")));
+    assert_eq!(by("user.updated"), json!(format!("apiKey:{key_id}")));
+    assert_eq!(by("login.success"), json!(null), "a sign-in is nobody's act but the user's");
+}
+
 #[tokio::test]
 async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
     let app = tessera_testkit::app().configure(|c| c.trusted_proxies = vec![]).spawn().await;

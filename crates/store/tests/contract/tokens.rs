@@ -1,4 +1,6 @@
 use std::time::Duration;
+use tessera_core::audit::Actor;
+use tessera_core::ids::ApiKeyId;
 use tessera_core::signin::{AuthMethod, AuthMethods};
 
 use serde_json::json;
@@ -87,6 +89,7 @@ contract!(audit_log_pages_newest_first, |c| {
             at: T0.plus(Duration::from_secs(i)),
             kind: AuditKind::LoginFailure,
             user_id: None,
+            actor: (i == 3).then(|| Actor::ApiKey(ApiKeyId::random())),
             ip: Some("10.0.0.1".into()),
             outcome: "failure",
             detail: json!({"i": i}),
@@ -98,6 +101,8 @@ contract!(audit_log_pages_newest_first, |c| {
     assert_eq!(page.iter().map(|r| r.detail["i"].clone()).collect::<Vec<_>>(), [json!(3), json!(2)]);
     assert_eq!(page[0].event, "login.failure");
     assert_eq!(page[0].ip.as_deref(), Some("10.0.0.1"));
+    assert!(page[0].actor.as_deref().is_some_and(|a| a.starts_with("apiKey:")), "{:?}", page[0].actor);
+    assert_eq!(page[1].actor, None);
     let (other, n) = c.store.audit_page(TenantId::random(), 0, 10).await.unwrap();
     assert!(other.is_empty() && n == 0);
     let who = tessera_core::ids::UserId::random();
@@ -107,6 +112,7 @@ contract!(audit_log_pages_newest_first, |c| {
             at: T0,
             kind,
             user_id: Some(who),
+            actor: Some(Actor::User(who)),
             ip: None,
             outcome: "x",
             detail: json!({}),
