@@ -78,6 +78,13 @@ pub struct RequestContext {
     pub actor: Option<crate::audit::Actor>,
 }
 
+impl RequestContext {
+    /// The same request, made by `actor`.
+    pub fn acting(&self, actor: crate::audit::Actor) -> RequestContext {
+        RequestContext { ip: self.ip.clone(), actor: Some(actor) }
+    }
+}
+
 /// What a first start did.
 #[derive(Debug)]
 pub struct BootstrapReport {

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{Identity, RequestContext};
 use crate::apikey::Admin;
-use crate::audit::AuditKind;
+use crate::audit::{Actor, AuditKind};
 use crate::ids::{TenantId, UserId};
 use crate::login::LoginSuccess;
 use crate::messaging::{self, Channel, OutboundMessage, Purpose, Verification};
@@ -29,6 +29,8 @@ use crate::{CoreError, Timestamp, random};
 pub struct UserScope {
     pub tenant_id: TenantId,
     pub user_id: UserId,
+    /// Who it was granted to, for the audit log.
+    pub actor: Actor,
 }
 
 pub struct TwoFactorLoginRequest {
@@ -133,7 +135,7 @@ impl Identity {
 
     pub async fn scope_admin(&self, admin: &Admin, user: UserId) -> Result<UserScope, CoreError> {
         self.get_user(admin, user).await?;
-        Ok(UserScope { tenant_id: admin.tenant_id, user_id: user })
+        Ok(UserScope { tenant_id: admin.tenant_id, user_id: user, actor: Actor::ApiKey(admin.key_id) })
     }
 
     /// The user's own access token grants access to their own factors only.
@@ -141,12 +143,12 @@ impl Identity {
         let claims = self.validate_jwt(jwt, now).ok()?;
         let sub: UserId = claims.get("sub")?.as_str()?.parse().ok()?;
         let tenant_id: TenantId = claims.get("tid")?.as_str()?.parse().ok()?;
-        (sub == user).then_some(UserScope { tenant_id, user_id: user })
+        (sub == user).then_some(UserScope { tenant_id, user_id: user, actor: Actor::User(user) })
     }
 
     /// A signed-in browser manages its own user's factors.
     pub fn scope_session(&self, session: &crate::oidc::BrowserSession) -> UserScope {
-        UserScope { tenant_id: session.tenant_id, user_id: session.user_id }
+        UserScope { tenant_id: session.tenant_id, user_id: session.user_id, actor: Actor::User(session.user_id) }
     }
 
     /// Whether a browser session may change its user's second steps: only one that
@@ -310,6 +312,8 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<SendOutcome, CoreError> {
+        // Whoever the scope was granted to acts: the key, or the user.
+        let ctx = &ctx.acting(scope.actor);
         let req = CodeRequest { user: scope.user_id, to: phone, purpose: Purpose::Enrollment, channel, locale };
         self.put_user_code_and_send(enable_purpose(phone), &req, ctx, now).await
     }
@@ -325,6 +329,8 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<SendOutcome, CoreError> {
+        // Whoever the scope was granted to acts: the key, or the user.
+        let ctx = &ctx.acting(scope.actor);
         let methods = self.store.methods(scope.user_id).await?;
         let Some(phone) = methods.iter().find(|m| &m.id == method_id).and_then(|m| m.phone().cloned()) else {
             return Ok(SendOutcome::NotFound);
@@ -700,6 +706,8 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<EnableOutcome, CoreError> {
+        // Whoever the scope was granted to acts: the key, or the user.
+        let ctx = &ctx.acting(scope.actor);
         if secret.len() < 16 {
             let msg = "The [secret] must be at least 128 bits.";
             return Err(ValidationErrors::field("secret", "tooShort", msg).into());
@@ -729,6 +737,8 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<EnableOutcome, CoreError> {
+        // Whoever the scope was granted to acts: the key, or the user.
+        let ctx = &ctx.acting(scope.actor);
         let methods = self.store.methods(scope.user_id).await?;
         if methods.iter().any(|m| m.phone() == Some(&phone)) {
             let msg = "This phone number is already a two-factor method of the user.";
@@ -752,6 +762,8 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<DisableOutcome, CoreError> {
+        // Whoever the scope was granted to acts: the key, or the user.
+        let ctx = &ctx.acting(scope.actor);
         let user = scope.user_id;
         let methods = self.store.methods(user).await?;
         if !methods.iter().any(|m| &m.id == method_id) {
@@ -837,6 +849,8 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<Option<Vec<String>>, CoreError> {
+        // Whoever the scope was granted to acts: the key, or the user.
+        let ctx = &ctx.acting(scope.actor);
         let user = scope.user_id;
         self.retrying(|| async {
             let tx = self.factors_unit(user).await?;

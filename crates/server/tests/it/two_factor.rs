@@ -321,6 +321,31 @@ async fn disabling_needs_a_code_and_the_last_method_takes_recovery_codes_along()
     assert_eq!((r.status, &r.json["generalErrors"][0]["code"]), (400, &json!("[TwoFactorNotEnabled]")));
 }
 
+/// A factor change is audited with who made it: the admin key, or the user with their
+/// own access token.
+#[tokio::test]
+async fn factor_changes_name_the_key_or_the_user_that_made_them() {
+    let app = spawn_app().await;
+    let id = user(&app).await;
+    let (secret, _) = enable_totp(&app, &id).await;
+    let (two_factor_id, _) = challenge(&app).await;
+    app.clock.advance(Duration::from_secs(30));
+    let ok = two_factor_login(&app, &two_factor_id, &app.totp(&secret, 0)).await;
+    let token = ok.json["token"].as_str().unwrap().to_owned();
+    let own = app
+        .send(app.client.post(app.url(&format!("/api/user/two-factor/recovery-code/{id}"))).bearer_auth(&token))
+        .await;
+    assert_eq!(own.status, 200, "{}", own.text);
+
+    let key_id =
+        app.admin(Method::GET, "/api/api-key", None).await.json["apiKeys"][0]["id"].as_str().unwrap().to_owned();
+    let log = app.admin(Method::GET, "/api/system/audit-log?numberOfResults=100", None).await;
+    let logs = log.json["auditLogs"].as_array().unwrap();
+    let by = |event: &str| logs.iter().find(|e| e["event"] == event).unwrap()["insertUser"].clone();
+    assert_eq!(by("two_factor.enabled"), json!(format!("apiKey:{key_id}")));
+    assert_eq!(by("two_factor.recovery_codes_regenerated"), json!(format!("user:{id}")));
+}
+
 #[tokio::test]
 async fn several_authenticators_and_phones() {
     let app = spawn_app().await;
