@@ -201,6 +201,15 @@ impl Identity {
     }
 
     /// Whether an application may sign people in and refresh their tokens.
+    /// What a code sent for a sign-in into `id` calls it; the default application's name
+    /// if it is gone.
+    pub(super) async fn application_name(&self, id: ApplicationId) -> Result<String, CoreError> {
+        if id == self.default_application.id {
+            return Ok(self.default_application.name.clone());
+        }
+        Ok(self.store.get_application(id).await?.map_or_else(|| self.default_application.name.clone(), |a| a.name))
+    }
+
     pub(super) async fn application_active(&self, id: ApplicationId) -> Result<bool, CoreError> {
         if id == self.default_application.id {
             return Ok(true);

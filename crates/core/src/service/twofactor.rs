@@ -99,6 +99,8 @@ struct CodeRequest<'a> {
     purpose: Purpose,
     channel: Channel,
     locale: &'a str,
+    /// The name the message gives: the application a sign-in is for, else the default.
+    application: &'a str,
 }
 
 enum Prepared {
@@ -237,7 +239,7 @@ impl Identity {
             channel: req.channel,
             purpose: req.purpose,
             locale: req.locale.to_owned(),
-            text: messaging::render(req.purpose, req.channel, req.locale, code, &self.default_application.name),
+            text: messaging::render(req.purpose, req.channel, req.locale, code, req.application),
             code: Secret::new(code),
         }
     }
@@ -282,7 +284,15 @@ impl Identity {
         let method = methods.iter().filter(|m| m.phone().is_some()).find(|m| method_id.is_none_or(|id| &m.id == id));
         let Some(method) = method else { return Ok(SendOutcome::NotFound) };
         let Some(phone) = method.phone() else { return Ok(SendOutcome::NotFound) };
-        let req = CodeRequest { user: user.id, to: phone, purpose: Purpose::SecondFactor, channel, locale };
+        let application = self.application_name(challenge.application_id).await?;
+        let req = CodeRequest {
+            user: user.id,
+            to: phone,
+            purpose: Purpose::SecondFactor,
+            channel,
+            locale,
+            application: &application,
+        };
         let (hash, own) = match self.prepare_code(&req, ctx, now).await? {
             Prepared::Refused(outcome) => return Ok(outcome),
             Prepared::Verification(v) => (v.to_marker(), None),
@@ -314,7 +324,9 @@ impl Identity {
     ) -> Result<SendOutcome, CoreError> {
         // Whoever the scope was granted to acts: the key, or the user.
         let ctx = &ctx.acting(scope.actor);
-        let req = CodeRequest { user: scope.user_id, to: phone, purpose: Purpose::Enrollment, channel, locale };
+        let application = &self.default_application.name;
+        let req =
+            CodeRequest { user: scope.user_id, to: phone, purpose: Purpose::Enrollment, channel, locale, application };
         self.put_user_code_and_send(enable_purpose(phone), &req, ctx, now).await
     }
 
@@ -335,7 +347,15 @@ impl Identity {
         let Some(phone) = methods.iter().find(|m| &m.id == method_id).and_then(|m| m.phone().cloned()) else {
             return Ok(SendOutcome::NotFound);
         };
-        let req = CodeRequest { user: scope.user_id, to: &phone, purpose: Purpose::SecondFactor, channel, locale };
+        let application = &self.default_application.name;
+        let req = CodeRequest {
+            user: scope.user_id,
+            to: &phone,
+            purpose: Purpose::SecondFactor,
+            channel,
+            locale,
+            application,
+        };
         self.put_user_code_and_send(MANAGE_PURPOSE.into(), &req, ctx, now).await
     }
 

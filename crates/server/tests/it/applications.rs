@@ -263,3 +263,24 @@ async fn a_second_step_begun_before_deactivation_does_not_finish() {
     assert_eq!(r.status, 404, "{}", r.text);
     assert!(r.json.get("token").is_none());
 }
+
+/// A code sent for a sign-in names the application it is for; a code outside a sign-in
+/// (proving a new phone) names the default one.
+#[tokio::test]
+async fn a_sign_in_code_names_the_application_it_is_for() {
+    let app = spawn_app().await;
+    let user = app.create_user("ann@example.com", "correct horse").await;
+    app.enable_sms(&user, "+15554443232").await;
+    let enrolment = app.state.console.last_to("+15554443232").unwrap().text;
+    assert!(enrolment.contains("Default"), "{enrolment}");
+
+    let r = app.admin(Method::POST, "/api/application", Some(body("Acme Portal", "Required", "Enabled"))).await;
+    let application_id = r.json["application"]["id"].as_str().unwrap().to_owned();
+    let challenge = login(&app, &application_id).await;
+    assert_eq!(challenge.status, 242, "{}", challenge.text);
+    let two_factor_id = challenge.json["twoFactorId"].as_str().unwrap();
+    let sent = app.post_json(&format!("/api/two-factor/send/{two_factor_id}"), json!({})).await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    let text = app.state.console.last_to("+15554443232").unwrap().text;
+    assert!(text.contains("Acme Portal"), "{text}");
+}
