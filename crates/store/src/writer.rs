@@ -89,8 +89,10 @@ impl Drop for Writer {
     }
 }
 
-/// The savepoint a unit of work runs in, inside a batch.
-const SAVEPOINT: &str = "tessera_unit";
+/// The savepoint a unit of work runs in, inside a batch: taken, kept, undone.
+const SAVEPOINT: &str = "SAVEPOINT tessera_unit";
+const RELEASE: &str = "RELEASE tessera_unit";
+const UNDO: &str = "ROLLBACK TO tessera_unit; RELEASE tessera_unit";
 
 /// The writer held by a unit of work: a savepoint in the open batch. Dropped without
 /// [`UnitWriter::commit`], it rolls its savepoint back and leaves the batch to the
@@ -112,7 +114,7 @@ impl UnitWriter {
         }
         // From here on, dropping the unit undoes the savepoint (or a batch of its own).
         let mut unit = UnitWriter { guard: Some(guard), slot: slot.clone() };
-        unit.conn()?.execute_batch(&format!("SAVEPOINT {SAVEPOINT}")).map_err(db_error)?;
+        unit.conn()?.execute_batch(SAVEPOINT).map_err(db_error)?;
         Ok(unit)
     }
 
@@ -129,7 +131,7 @@ impl UnitWriter {
         let Some(mut guard) = self.guard.take() else {
             return Err(StoreError::Query("the unit of work was already committed".into()));
         };
-        if let Err(e) = guard.conn.execute_batch(&format!("RELEASE {SAVEPOINT}")) {
+        if let Err(e) = guard.conn.execute_batch(RELEASE) {
             self.guard = Some(guard); // dropping `self` undoes the savepoint
             return Err(db_error(e));
         }
@@ -167,7 +169,7 @@ impl Drop for UnitWriter {
     fn drop(&mut self) {
         let Some(guard) = self.guard.as_mut() else { return };
         let state = &mut **guard;
-        let undone = state.conn.execute_batch(&format!("ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}"));
+        let undone = state.conn.execute_batch(UNDO);
         let Some(batch) = state.batch.as_ref() else { return };
         if undone.is_err() || state.conn.is_autocommit() {
             // The batch itself is gone (SQLite rolls a whole transaction back on some
