@@ -500,7 +500,17 @@ pub trait Store:
     /// (an error part-way, a panic, a cancelled request), nothing it wrote remains.
     /// Called on a unit of work, it joins it: the inner commit is left to the outer one.
     async fn begin(&self) -> StoreResult<Box<dyn Tx>>;
+
+    /// Runs `f` once what was written through this store is committed: at once outside a
+    /// unit of work, at the unit's commit inside one, never if the unit rolls back (the
+    /// metrics count only what was kept).
+    fn after_commit(&self, f: AfterCommit) {
+        f();
+    }
 }
+
+/// Work that waits for a commit ([`Store::after_commit`]).
+pub type AfterCommit = Box<dyn FnOnce() + Send>;
 
 /// A unit of work: the whole store, inside one transaction.
 #[async_trait]

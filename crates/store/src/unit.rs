@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, Connection, Transaction};
-use tessera_core::store::{LimitStore, Store, StoreError, StoreResult, Tx};
+use tessera_core::store::{AfterCommit, LimitStore, Store, StoreError, StoreResult, Tx};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 use crate::db::{self, Exec, LiteTx, Readers, Target};
@@ -34,6 +34,8 @@ pub(crate) struct Unit {
     pub(crate) tx: Shared,
     /// A unit begun inside another joins it: its commit is the outer one's to make.
     pub(crate) joined: bool,
+    /// What waits for the commit (shared with the units that joined this one).
+    pub(crate) after_commit: Arc<std::sync::Mutex<Vec<AfterCommit>>>,
 }
 
 /// A connection for one statement (or one method's own transaction).
@@ -107,7 +109,11 @@ impl SqlStore {
 
     async fn begin_unit(&self) -> StoreResult<SqlStore> {
         if let Some(unit) = &self.unit {
-            return Ok(self.with_unit(Unit { tx: unit.tx.clone(), joined: true }));
+            return Ok(self.with_unit(Unit {
+                tx: unit.tx.clone(),
+                joined: true,
+                after_commit: unit.after_commit.clone(),
+            }));
         }
         let tx = match &self.engine {
             Engine::Any(pool) => UnitTx::Any(pool.begin().await.map_err(db_error)?),
@@ -117,7 +123,8 @@ impl SqlStore {
                 UnitTx::Lite(UnitWriter::begin(&lite.writer).await?)
             }
         };
-        Ok(self.with_unit(Unit { tx: Arc::new(Mutex::new(Some(tx))), joined: false }))
+        let after_commit = Arc::new(std::sync::Mutex::new(Vec::new()));
+        Ok(self.with_unit(Unit { tx: Arc::new(Mutex::new(Some(tx))), joined: false, after_commit }))
     }
 }
 
@@ -154,6 +161,13 @@ impl Store for SqlStore {
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
         Ok(Box::new(self.begin_unit().await?))
     }
+
+    fn after_commit(&self, f: AfterCommit) {
+        match &self.unit {
+            Some(unit) => unit.after_commit.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(f),
+            None => f(),
+        }
+    }
 }
 
 #[async_trait]
@@ -165,9 +179,14 @@ impl Tx for SqlStore {
         }
         let tx = unit.tx.lock().await.take();
         match tx {
-            Some(UnitTx::Any(tx)) => tx.commit().await.map_err(db_error),
-            Some(UnitTx::Lite(w)) => w.commit().await,
-            None => Err(StoreError::Query("the unit of work was already committed".into())),
+            Some(UnitTx::Any(tx)) => tx.commit().await.map_err(db_error)?,
+            Some(UnitTx::Lite(w)) => w.commit().await?,
+            None => return Err(StoreError::Query("the unit of work was already committed".into())),
         }
+        let waiting = std::mem::take(&mut *unit.after_commit.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for f in waiting {
+            f();
+        }
+        Ok(())
     }
 }

@@ -381,7 +381,8 @@ impl Identity {
     async fn record(&self, store: &dyn Store, event: AuditEvent) -> Result<(), CoreError> {
         store.append_audit(&event).await?;
         if let Some(hook) = &self.on_event {
-            hook(event.kind, event.outcome);
+            let (hook, kind, outcome) = (hook.clone(), event.kind, event.outcome);
+            store.after_commit(Box::new(move || hook(kind, outcome)));
         }
         Ok(())
     }

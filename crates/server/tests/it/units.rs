@@ -92,6 +92,33 @@ async fn a_second_step_whose_tokens_could_not_be_stored_leaves_the_challenge_ope
     }
 }
 
+/// The metrics count an audited event once its unit commits, not when it is written:
+/// a second step rolled back part-way is no success in `/metrics` either.
+#[tokio::test]
+async fn an_event_whose_unit_rolled_back_is_not_counted() {
+    for app in both().await {
+        let ann = app.create_user("ann@example.com", "correct horse").await;
+        app.enable_authenticator(&ann, SECRET).await;
+        app.clock.advance(Duration::from_secs(30));
+        let id = app.login("ann@example.com", "correct horse").await.json["twoFactorId"].as_str().unwrap().to_owned();
+        let successes = || async {
+            let text = app.send(app.client.get(app.url("/metrics"))).await.text;
+            text.lines()
+                .find(|l| l.starts_with("tessera_security_events_total{event=\"two_factor.success\""))
+                .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+        };
+        app.refuse_inserts_into("refresh_tokens").await;
+        let r = app.post_json("/api/two-factor/login", json!({"twoFactorId": id, "code": app.totp(SECRET, 0)})).await;
+        assert_eq!(r.status, 500, "{}", r.text);
+        assert_eq!(successes().await, None, "rolled back, not counted");
+        app.allow_inserts_into("refresh_tokens").await;
+        app.clock.advance(Duration::from_secs(30));
+        let r = app.post_json("/api/two-factor/login", json!({"twoFactorId": id, "code": app.totp(SECRET, 0)})).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(successes().await.as_deref(), Some("1"), "committed, counted once");
+    }
+}
+
 #[tokio::test]
 async fn a_verification_whose_send_could_not_be_recorded_is_not_started() {
     for app in both().await {
