@@ -200,7 +200,6 @@ impl Identity {
         self.application(admin, id).await?.ok_or(CoreError::NotFound)
     }
 
-    /// Whether an application may sign people in and refresh their tokens.
     /// What a code sent for a sign-in into `id` calls it; the default application's name
     /// if it is gone.
     pub(super) async fn application_name(&self, id: ApplicationId) -> Result<String, CoreError> {
@@ -210,6 +209,7 @@ impl Identity {
         Ok(self.store.get_application(id).await?.map_or_else(|| self.default_application.name.clone(), |a| a.name))
     }
 
+    /// Whether an application may sign people in and refresh their tokens.
     pub(super) async fn application_active(&self, id: ApplicationId) -> Result<bool, CoreError> {
         if id == self.default_application.id {
             return Ok(true);

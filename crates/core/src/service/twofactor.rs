@@ -33,6 +33,14 @@ pub struct UserScope {
     pub actor: Actor,
 }
 
+impl UserScope {
+    /// The request as made by whoever the scope was granted to (the key, or the user):
+    /// what a use case holding the scope audits with.
+    fn acting(&self, ctx: &RequestContext) -> RequestContext {
+        ctx.acting(self.actor)
+    }
+}
+
 pub struct TwoFactorLoginRequest {
     pub challenge_id: Secret,
     pub code: String,
@@ -322,8 +330,7 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<SendOutcome, CoreError> {
-        // Whoever the scope was granted to acts: the key, or the user.
-        let ctx = &ctx.acting(scope.actor);
+        let ctx = &scope.acting(ctx);
         let application = &self.default_application.name;
         let req =
             CodeRequest { user: scope.user_id, to: phone, purpose: Purpose::Enrollment, channel, locale, application };
@@ -341,8 +348,7 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<SendOutcome, CoreError> {
-        // Whoever the scope was granted to acts: the key, or the user.
-        let ctx = &ctx.acting(scope.actor);
+        let ctx = &scope.acting(ctx);
         let methods = self.store.methods(scope.user_id).await?;
         let Some(phone) = methods.iter().find(|m| &m.id == method_id).and_then(|m| m.phone().cloned()) else {
             return Ok(SendOutcome::NotFound);
@@ -726,8 +732,7 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<EnableOutcome, CoreError> {
-        // Whoever the scope was granted to acts: the key, or the user.
-        let ctx = &ctx.acting(scope.actor);
+        let ctx = &scope.acting(ctx);
         if secret.len() < 16 {
             let msg = "The [secret] must be at least 128 bits.";
             return Err(ValidationErrors::field("secret", "tooShort", msg).into());
@@ -757,8 +762,7 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<EnableOutcome, CoreError> {
-        // Whoever the scope was granted to acts: the key, or the user.
-        let ctx = &ctx.acting(scope.actor);
+        let ctx = &scope.acting(ctx);
         let methods = self.store.methods(scope.user_id).await?;
         if methods.iter().any(|m| m.phone() == Some(&phone)) {
             let msg = "This phone number is already a two-factor method of the user.";
@@ -782,8 +786,7 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<DisableOutcome, CoreError> {
-        // Whoever the scope was granted to acts: the key, or the user.
-        let ctx = &ctx.acting(scope.actor);
+        let ctx = &scope.acting(ctx);
         let user = scope.user_id;
         let methods = self.store.methods(user).await?;
         if !methods.iter().any(|m| &m.id == method_id) {
@@ -869,8 +872,7 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<Option<Vec<String>>, CoreError> {
-        // Whoever the scope was granted to acts: the key, or the user.
-        let ctx = &ctx.acting(scope.actor);
+        let ctx = &scope.acting(ctx);
         let user = scope.user_id;
         self.retrying(|| async {
             let tx = self.factors_unit(user).await?;

@@ -236,6 +236,20 @@ async fn codes_are_used_once_and_wrong_codes_are_limited_under_concurrency() {
         .await;
         assert_eq!(admitted(&replies, 200), 5, "verification checks, {on}: {:?}", statuses(&replies));
         assert!(replies.iter().filter(|r| r.status != 200).all(|r| r.json["code"] == 60202), "{on}");
+
+        // The app's feedback on one verification: one approval is taken (and counted once
+        // towards the prefix's conversion), the rest find it no longer pending.
+        assert_eq!(apps[0].send(v.start(&apps[0], "+15554443299", "198.51.100.7")).await.status, 201);
+        let replies = fifty(&apps, |a, _| {
+            a.client
+                .post(a.url(&format!("/v2/Services/{}/Verifications/+15554443299", v.service)))
+                .basic_auth(&v.account, Some(&v.token))
+                .form(&[("Status", "approved")])
+        })
+        .await;
+        assert_eq!(admitted(&replies, 200), 1, "feedback approvals, {on}: {:?}", statuses(&replies));
+        let approved = "SELECT COALESCE(SUM(n), 0) FROM verify_counts WHERE kind = 'approved'";
+        assert_eq!(apps[0].count(approved).await, 1, "one approval counted, {on}");
     }
 }
 
