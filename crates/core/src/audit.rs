@@ -10,6 +10,10 @@ pub enum AuditKind {
     LoginSuccess,
     LoginFailure,
     LoginLocked,
+    /// Refused after the first factor (by a script), with the reason.
+    LoginDenied,
+    /// Sent to a script's page after the first factor, to come back and resume.
+    SignInRedirected,
     UserCreated,
     UserUpdated,
     UserDeleted,
@@ -57,6 +61,8 @@ impl AuditKind {
             AuditKind::LoginSuccess => "login.success",
             AuditKind::LoginFailure => "login.failure",
             AuditKind::LoginLocked => "login.locked",
+            AuditKind::LoginDenied => "login.denied",
+            AuditKind::SignInRedirected => "login.redirected",
             AuditKind::UserCreated => "user.created",
             AuditKind::UserUpdated => "user.updated",
             AuditKind::UserDeleted => "user.deleted",

@@ -49,8 +49,10 @@ pub struct LoginRequest {
     pub application_id: Option<ApplicationId>,
     pub no_jwt: bool,
     pub trust_token: Option<Secret>,
-    /// A browser sign-in's destination, kept with its challenge if it needs a second step.
-    pub return_to: Option<String>,
+    /// The hosted pages' sign-in this request continues (started when the page was
+    /// shown; it holds the destination). The JSON API starts one only if it needs a
+    /// second step.
+    pub sign_in: Option<Secret>,
 }
 
 impl LoginInput {
@@ -77,33 +79,47 @@ impl LoginInput {
         match (login_id, password) {
             (Some(login_id), Some(password)) if errors.is_empty() => {
                 let trust_token = self.two_factor_trust_id.filter(|t| !t.is_empty()).map(Secret::new);
-                Ok(LoginRequest {
-                    login_id,
-                    password,
-                    application_id,
-                    no_jwt: self.no_jwt,
-                    trust_token,
-                    return_to: None,
-                })
+                Ok(LoginRequest { login_id, password, application_id, no_jwt: self.no_jwt, trust_token, sign_in: None })
             }
             _ => Err(errors),
         }
     }
 }
 
+/// Where a sign-in stands after a step: what the JSON API, the hosted pages and
+/// `/oauth2/authorize` each turn into their own answer.
 #[derive(Debug)]
 pub enum LoginOutcome {
-    Success(Box<LoginSuccess>),
+    /// Signed in.
+    Done(Box<LoginSuccess>),
+    /// One of the user's factors must be passed, with the sign-in's new id: FusionAuth's
+    /// 242 and its `twoFactorId`.
+    NeedFactor {
+        sign_in: Secret,
+        methods: Vec<TwoFactorMethod>,
+    },
+    /// The browser goes to `url` (which carries the resume token as `state`) and comes
+    /// back to `/login/continue`.
+    Redirect {
+        url: String,
+    },
+    Denied(Denial),
+}
+
+/// Why a sign-in ended without signing anyone in.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Denial {
     /// Unknown login id, wrong password, or a deactivated user: one answer for all.
     InvalidCredentials,
     Locked {
         until: Timestamp,
     },
-    /// The password was right and the user has second factors: FusionAuth's 242.
-    TwoFactorRequired {
-        challenge_id: Secret,
-        methods: Vec<TwoFactorMethod>,
+    /// Refused after the first factor (by a script), for this reason.
+    Refused {
+        reason: String,
     },
+    /// The sign-in the request continues is spent, expired or unknown.
+    Expired,
 }
 
 #[derive(Debug)]
@@ -119,6 +135,6 @@ pub struct LoginSuccess {
     pub methods: Vec<TwoFactorMethod>,
     /// The methods the user passed: the password, and the second step's if any.
     pub passed: crate::signin::AuthMethods,
-    /// Where a browser sign-in goes now (its request's, or its challenge's).
+    /// Where a browser sign-in goes now (kept with its transaction).
     pub return_to: Option<String>,
 }

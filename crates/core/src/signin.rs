@@ -1,13 +1,28 @@
-//! How a user signed in, typed.
+//! A sign-in: the methods it passed, typed, and the transaction kept between its steps.
 //!
 //! A sign-in passes one or more methods. Whether that is multi-factor is decided by the
 //! kinds of factor they are (something known, something held), not by whether any method
 //! other than a password was used: an SMS code alone, or an SMS and an email code, is one
 //! kind of factor however many codes were typed.
+//!
+//! Between two requests a sign-in is a [`SignIn`] row, found by the digest of its id.
+//! Its steps: identify → first factor → decide the second factor (after the scripts that
+//! run there, which may send the browser away and resume it) → second factor or
+//! enrolment → issue. Each step that moves it on gives it a new id (the old one is spent
+//! with the move), so an id seen at one step is worth nothing at the next.
 
 use std::collections::BTreeSet;
 
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::ids::{ApplicationId, TenantId, UserId};
 use crate::oidc::MfaPolicy;
+use crate::twofactor::PendingCode;
+use crate::user::User;
+use crate::{CoreError, Timestamp};
 
 /// One way of proving who you are, as passed during a sign-in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -114,6 +129,146 @@ pub fn second_factor(policy: MfaPolicy, step_up: bool, has_factor: bool, passed:
         SecondFactor::Pass
     } else {
         SecondFactor::Enrol
+    }
+}
+
+/// Where a sign-in stands between two requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// A hosted sign-in page was shown; nobody is identified yet.
+    Identify,
+    /// The first factor passed; one of the user's factors must be passed next.
+    NeedFactor,
+    /// The browser was sent to `url` (a script's page); the sign-in waits for it to come
+    /// back to `/login/continue` with the resume token.
+    Redirected { url: String },
+    /// Refused, for the reason given to the user.
+    Denied { reason: String },
+}
+
+impl Stage {
+    /// The stable name stored with the sign-in.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Stage::Identify => "identify",
+            Stage::NeedFactor => "need_factor",
+            Stage::Redirected { .. } => "redirected",
+            Stage::Denied { .. } => "denied",
+        }
+    }
+
+    /// What the stage carries besides its name (a URL, a reason).
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Stage::Redirected { url } => Some(url),
+            Stage::Denied { reason } => Some(reason),
+            Stage::Identify | Stage::NeedFactor => None,
+        }
+    }
+
+    pub fn parse(name: &str, detail: Option<String>) -> Option<Stage> {
+        Some(match (name, detail) {
+            ("identify", _) => Stage::Identify,
+            ("need_factor", _) => Stage::NeedFactor,
+            ("redirected", Some(url)) => Stage::Redirected { url },
+            ("denied", Some(reason)) => Stage::Denied { reason },
+            _ => return None,
+        })
+    }
+}
+
+/// What the request that started a sign-in looked like: kept for the steps after it
+/// and for the checks that weigh risk.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Signals {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A sign-in in progress (FusionAuth's `twoFactorId` is its id once the password
+/// passed). Stored by the digest of its id; the id itself is only ever with the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignIn {
+    pub digest: String,
+    pub tenant_id: TenantId,
+    pub application_id: ApplicationId,
+    /// Known once the first factor passed.
+    pub user_id: Option<UserId>,
+    /// The methods passed so far.
+    pub passed: AuthMethods,
+    pub stage: Stage,
+    /// The digest of the token that resumes a redirected sign-in, until it is used.
+    pub resume_digest: Option<String>,
+    /// Where a browser sign-in goes once it is done: kept here, not in the page.
+    pub return_to: Option<String>,
+    pub signals: Signals,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// Wrong codes so far at the second factor.
+    pub failures: u32,
+    /// Finished: its id signs nobody in again.
+    pub spent: bool,
+    /// The code last sent for the second factor.
+    pub code: Option<PendingCode>,
+}
+
+impl SignIn {
+    /// A sign-in that has not been used up or timed out.
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        !self.spent && now < self.expires_at
+    }
+}
+
+/// What the scripts that run after the first factor decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AfterFirstFactor {
+    Continue,
+    /// Send the browser to `url`; the sign-in resumes at `/login/continue`.
+    Redirect {
+        url: String,
+    },
+    Deny {
+        reason: String,
+    },
+}
+
+/// Runs after the first factor of every sign-in, before the second factor is decided,
+/// and again (`resumed`) when a sign-in it redirected comes back. Auth0's post-login
+/// actions plug in here; with none, every sign-in goes on.
+#[async_trait]
+pub trait PostLogin: Send + Sync {
+    async fn after_first_factor(
+        &self,
+        sign_in: &SignIn,
+        user: &User,
+        resumed: bool,
+    ) -> Result<AfterFirstFactor, CoreError>;
+}
+
+/// A [`PostLogin`] as configuration holds it.
+#[derive(Clone)]
+pub struct PostLoginHook(pub Arc<dyn PostLogin>);
+
+impl fmt::Debug for PostLoginHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PostLoginHook")
+    }
+}
+
+/// `url` with the resume token added as its `state` parameter, as Auth0's redirects do.
+pub fn with_state(url: &str, token: &str) -> String {
+    let (base, fragment) = url.split_once('#').map_or((url, None), |(b, f)| (b, Some(f)));
+    let joint = if !base.contains('?') {
+        "?"
+    } else if base.ends_with('?') || base.ends_with('&') {
+        ""
+    } else {
+        "&"
+    };
+    let with = format!("{base}{joint}state={token}");
+    match fragment {
+        Some(f) => format!("{with}#{f}"),
+        None => with,
     }
 }
 
@@ -234,6 +389,28 @@ mod tests {
         // One kind of factor never satisfies `always` or a step-up, however it was passed.
         assert_eq!(second_factor(Always, false, true, &sms_only), SecondFactor::Pass);
         assert_eq!(second_factor(Never, true, true, &AuthMethods::of(&[Sms, Email])), SecondFactor::Pass);
+    }
+
+    #[test]
+    fn the_resume_token_goes_in_the_query_before_any_fragment() {
+        assert_eq!(with_state("https://a.example/x", "T"), "https://a.example/x?state=T");
+        assert_eq!(with_state("https://a.example/x?y=1", "T"), "https://a.example/x?y=1&state=T");
+        assert_eq!(with_state("https://a.example/x?", "T"), "https://a.example/x?state=T");
+        assert_eq!(with_state("https://a.example/x#top", "T"), "https://a.example/x?state=T#top");
+    }
+
+    #[test]
+    fn stages_round_trip_by_name_and_detail() {
+        for stage in [
+            Stage::Identify,
+            Stage::NeedFactor,
+            Stage::Redirected { url: "https://a.example".into() },
+            Stage::Denied { reason: "no".into() },
+        ] {
+            assert_eq!(Stage::parse(stage.name(), stage.detail().map(str::to_owned)), Some(stage.clone()));
+        }
+        assert_eq!(Stage::parse("redirected", None), None, "a redirect needs its URL");
+        assert_eq!(Stage::parse("teleported", None), None);
     }
 
     #[test]

@@ -9,8 +9,9 @@ use crate::audit::{AuditEvent, AuditRecord};
 use crate::ids::{ApiKeyId, ApplicationId, MessengerId, RefreshTokenId, TenantId, UserId};
 use crate::messengers::{Delivery, MessengerConfig};
 use crate::password::PasswordHash;
+use crate::signin::{SignIn, Stage};
 use crate::tokens::{RefreshToken, StoredSigningKey};
-use crate::twofactor::{Challenge, MethodId, PendingCode, TrustToken, TwoFactorMethod, UserCode};
+use crate::twofactor::{MethodId, PendingCode, TrustToken, TwoFactorMethod, UserCode};
 use crate::user::{LoginId, User};
 use crate::verify::{Block, Verification, VerifyAccount, VerifyService};
 
@@ -201,17 +202,6 @@ pub trait TwoFactorStore: Send + Sync {
     /// Replaces a sealed secret if it is still `old`.
     async fn replace_sealed_secret(&self, user: UserId, id: &MethodId, old: &str, new: &str) -> StoreResult<bool>;
 
-    async fn insert_challenge(&self, challenge: &Challenge) -> StoreResult<()>;
-    async fn challenge(&self, digest: &str) -> StoreResult<Option<Challenge>>;
-    /// Sets the challenge's outstanding code, replacing (invalidating) any earlier one.
-    async fn set_challenge_code(&self, digest: &str, code: &PendingCode) -> StoreResult<()>;
-    /// Removes the outstanding code if its hash is still `hash`; true when it did.
-    async fn take_challenge_code(&self, digest: &str, hash: &str) -> StoreResult<bool>;
-    /// Counts a wrong code; returns the failures so far.
-    async fn record_challenge_failure(&self, digest: &str) -> StoreResult<u32>;
-    /// Marks the challenge used; false when it was used already.
-    async fn spend_challenge(&self, digest: &str) -> StoreResult<bool>;
-
     async fn replace_recovery_codes(&self, user: UserId, hashes: &[String], now: Timestamp) -> StoreResult<()>;
     /// Deletes the code with one of these hashes; true when one existed.
     async fn use_recovery_code(&self, user: UserId, hashes: &[String]) -> StoreResult<bool>;
@@ -238,6 +228,28 @@ pub trait TwoFactorStore: Send + Sync {
     /// sends older than any window ([`crate::verify::MAX_WINDOW`]), idle limit locks, and
     /// lapsed login-failure windows. Returns how many rows went.
     async fn purge_expired(&self, now: Timestamp, sends_before: Timestamp) -> StoreResult<u64>;
+}
+
+/// Sign-ins kept between their steps (`crate::signin`).
+#[async_trait]
+pub trait SignInStore: Send + Sync {
+    async fn insert_sign_in(&self, sign_in: &SignIn) -> StoreResult<()>;
+    async fn sign_in(&self, digest: &str) -> StoreResult<Option<SignIn>>;
+    /// Moves the live sign-in `digest`, still at the stage named `from`, to `next`
+    /// (which carries its new id's digest) in one step; false when it was not there
+    /// or had moved already, so each step is taken once.
+    async fn advance_sign_in(&self, digest: &str, from: &Stage, next: &SignIn, now: Timestamp) -> StoreResult<bool>;
+    /// Uses up the resume token with this digest: the redirected sign-in it belongs
+    /// to, once; `None` for an unknown or already used token.
+    async fn resume_sign_in(&self, resume_digest: &str) -> StoreResult<Option<SignIn>>;
+    /// Sets the sign-in's outstanding code, replacing (invalidating) any earlier one.
+    async fn set_sign_in_code(&self, digest: &str, code: &PendingCode) -> StoreResult<()>;
+    /// Removes the outstanding code if its hash is still `hash`; true when it did.
+    async fn take_sign_in_code(&self, digest: &str, hash: &str) -> StoreResult<bool>;
+    /// Counts a wrong code; returns the failures so far.
+    async fn record_sign_in_failure(&self, digest: &str) -> StoreResult<u32>;
+    /// Marks the sign-in used; false when it was used already.
+    async fn spend_sign_in(&self, digest: &str) -> StoreResult<bool>;
 }
 
 #[async_trait]
@@ -486,6 +498,7 @@ pub trait Store:
     + TokenStore
     + AuditStore
     + TwoFactorStore
+    + SignInStore
     + MessengerStore
     + VerifyStore
     + FlowStore

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::ids::{ApplicationId, UserId};
+use crate::ids::UserId;
 use crate::messaging::Channel;
 use crate::phone::PhoneNumber;
 use crate::totp::TotpParams;
@@ -87,23 +87,6 @@ pub struct PendingCode {
     pub channel: Channel,
     pub hash: String,
     pub expires_at: Timestamp,
-}
-
-/// The state between a correct password and a second factor (FusionAuth's
-/// `twoFactorId`). Stored by the digest of its id.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Challenge {
-    pub digest: String,
-    pub user_id: UserId,
-    pub application_id: ApplicationId,
-    pub created_at: Timestamp,
-    pub expires_at: Timestamp,
-    pub failures: u32,
-    pub spent: bool,
-    pub code: Option<PendingCode>,
-    /// Where a browser sign-in goes once this step is passed: the sign-in's state stays
-    /// here, not in the page.
-    pub return_to: Option<String>,
 }
 
 /// A code sent outside a challenge: to enable an SMS factor (`enable:<phone>`) or to

@@ -118,6 +118,7 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
         sealer: sealer.clone(),
         messenger: router.clone(),
         on_event: Some(Arc::new(move |kind: AuditKind, outcome| events.record_event(kind.as_str(), outcome))),
+        post_login: config.post_login.clone(),
     };
     if config.database_url.starts_with("postgres") && config.issuer.is_none() && config.messaging.public_url.is_none() {
         // Several instances on one database must agree on `iss`, or each refuses the others' tokens.
@@ -266,6 +267,7 @@ fn browser_routes(state: AppState) -> Router<AppState> {
         .route("/oauth2/authorize", get(api::oidc::authorize))
         .route("/oauth2/logout", get(api::oidc::logout))
         .route("/login", get(api::pages::login_page).post(api::pages::login_submit))
+        .route("/login/continue", get(api::pages::continue_sign_in))
         .route("/login/two-factor", post(api::pages::two_factor_submit))
         .route("/login/send", post(api::pages::send_code))
         .route("/login/enroll", get(api::pages::enroll_page).post(api::pages::enroll_submit))

@@ -223,6 +223,9 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// Templates that replace the built-in hosted pages.
     pub pages_template_dir: Option<PathBuf>,
+    /// What runs after the first factor of a sign-in (tests set one; the actions of
+    /// the next issue will); not a configuration key.
+    pub post_login: Option<tessera_core::signin::PostLoginHook>,
 }
 
 impl Config {
@@ -529,6 +532,7 @@ impl Raw {
                 jwt_algorithm,
                 jwt_ttl: Duration::from_secs(self.jwt_ttl_seconds),
                 refresh_ttl: Duration::from_secs(self.refresh_token_ttl_seconds),
+                sign_in_ttl: Policies::default().sign_in_ttl,
                 two_factor: TwoFactorPolicy {
                     challenge_ttl: Duration::from_secs(self.two_factor_ttl_seconds),
                     max_attempts: self.two_factor_max_attempts.max(1),
@@ -586,6 +590,7 @@ impl Raw {
             quiet_console: false,
             warnings: Vec::new(),
             pages_template_dir: self.pages_template_dir.filter(|d| !d.is_empty()).map(PathBuf::from),
+            post_login: None,
         })
     }
 }

@@ -74,15 +74,21 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
         let actor = parts.extensions.get::<Actor>().copied();
+        // Kept with a sign-in among its signals; cut short so a huge header costs nothing.
+        let user_agent = parts
+            .headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect::<String>());
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         let ip = match peer {
             Some(p) if s.trusted_proxies.contains(&p) => {
                 client_behind_proxies(&parts.headers, &s.trusted_proxies).unwrap_or(p)
             }
             Some(p) => p,
-            None => return Ok(Caller(RequestContext { ip: None, actor })),
+            None => return Ok(Caller(RequestContext { ip: None, user_agent, actor })),
         };
-        Ok(Caller(RequestContext { ip: Some(ip.to_string()), actor }))
+        Ok(Caller(RequestContext { ip: Some(ip.to_string()), user_agent, actor }))
     }
 }
 

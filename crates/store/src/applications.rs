@@ -128,10 +128,8 @@ impl ApplicationStore for SqlStore {
             .execute(&mut tx)
             .await
             .map_err(db_error)?;
-        for table in [
-            "DELETE FROM oauth_codes WHERE client_id = $1",
-            "DELETE FROM two_factor_challenges WHERE application_id = $1",
-        ] {
+        for table in ["DELETE FROM oauth_codes WHERE client_id = $1", "DELETE FROM sign_ins WHERE application_id = $1"]
+        {
             db::query(table).bind(id.clone()).execute(&mut tx).await.map_err(db_error)?;
         }
         tx.commit().await.map_err(db_error)?;

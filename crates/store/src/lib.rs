@@ -15,6 +15,7 @@ mod postgres;
 mod queries;
 mod rows;
 mod sealed;
+mod signins;
 mod sqlite;
 pub mod testing;
 mod twofactor;

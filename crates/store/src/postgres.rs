@@ -40,6 +40,7 @@ pub(crate) fn migrator(until: i64) -> Migrator {
         migration(15, "refresh token methods", include_str!("../migrations/postgres/0015_refresh_token_methods.sql")),
         migration(16, "challenge return to", include_str!("../migrations/postgres/0016_challenge_return_to.sql")),
         migration(17, "audit actor", include_str!("../migrations/postgres/0017_audit_actor.sql")),
+        migration(18, "sign-ins", include_str!("../migrations/postgres/0018_sign_ins.sql")),
     ];
     Migrator::with_migrations(all.into_iter().filter(|m| m.version <= until).collect())
 }

@@ -6,27 +6,24 @@ use crate::db::{self, Row};
 use async_trait::async_trait;
 use tessera_core::Timestamp;
 use tessera_core::ids::UserId;
-use tessera_core::messaging::Channel;
 use tessera_core::phone::PhoneNumber;
 use tessera_core::store::{StoreResult, TwoFactorStore};
 use tessera_core::totp::{OtpAlgorithm, TotpParams};
-use tessera_core::twofactor::{
-    Authenticator, Challenge, MethodId, MethodKind, PendingCode, TrustToken, TwoFactorMethod, UserCode,
-};
+use tessera_core::twofactor::{Authenticator, MethodId, MethodKind, TrustToken, TwoFactorMethod, UserCode};
 
 use crate::db_error;
 use crate::queries::{SqlStore, write_error};
 use crate::rows::{corrupt, get};
 
-fn method_id(s: String) -> StoreResult<MethodId> {
+pub(crate) fn method_id(s: String) -> StoreResult<MethodId> {
     MethodId::parse(&s).ok_or_else(|| corrupt("method id"))
 }
 
-fn user_id(s: String) -> StoreResult<UserId> {
+pub(crate) fn user_id(s: String) -> StoreResult<UserId> {
     s.parse().map_err(|_| corrupt("user id"))
 }
 
-fn count(v: i64) -> u32 {
+pub(crate) fn count(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
@@ -51,37 +48,6 @@ fn method(row: &Row) -> StoreResult<TwoFactorMethod> {
         user_id: user_id(get(row, "user_id")?)?,
         kind,
         created_at: Timestamp::from_millis(get(row, "created_at")?),
-    })
-}
-
-const CHALLENGE_COLUMNS: &str = "digest, user_id, application_id, created_at, expires_at, failures, spent, code_method_id, code_channel, code_hash, code_expires_at, return_to";
-
-fn challenge(row: &Row) -> StoreResult<Challenge> {
-    let code = match (
-        get::<Option<String>>(row, "code_method_id")?,
-        get::<Option<String>>(row, "code_hash")?,
-        get::<Option<i64>>(row, "code_expires_at")?,
-    ) {
-        (Some(m), Some(hash), Some(exp)) => {
-            // Codes sent before the channel was kept were texts.
-            let channel = match get::<Option<String>>(row, "code_channel")? {
-                None => Channel::Sms,
-                Some(c) => Channel::parse(&c).ok_or_else(|| corrupt("code channel"))?,
-            };
-            Some(PendingCode { method_id: method_id(m)?, channel, hash, expires_at: Timestamp::from_millis(exp) })
-        }
-        _ => None,
-    };
-    Ok(Challenge {
-        digest: get(row, "digest")?,
-        user_id: user_id(get(row, "user_id")?)?,
-        application_id: get::<String>(row, "application_id")?.parse().map_err(|_| corrupt("application id"))?,
-        created_at: Timestamp::from_millis(get(row, "created_at")?),
-        expires_at: Timestamp::from_millis(get(row, "expires_at")?),
-        failures: count(get(row, "failures")?),
-        spent: get::<i64>(row, "spent")? != 0,
-        code,
-        return_to: get(row, "return_to")?,
     })
 }
 
@@ -180,90 +146,6 @@ impl TwoFactorStore for SqlStore {
         .execute(&mut self.write_conn().await?)
         .await
         .map_err(db_error)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn insert_challenge(&self, c: &Challenge) -> StoreResult<()> {
-        db::query(format!(
-            "INSERT INTO two_factor_challenges ({CHALLENGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        ))
-        .bind(c.digest.clone())
-        .bind(c.user_id.to_string())
-        .bind(c.application_id.to_string())
-        .bind(c.created_at.millis())
-        .bind(c.expires_at.millis())
-        .bind(i64::from(c.failures))
-        .bind(i64::from(c.spent))
-        .bind(c.code.as_ref().map(|p| p.method_id.as_str().to_owned()))
-        .bind(c.code.as_ref().map(|p| p.channel.as_str().to_owned()))
-        .bind(c.code.as_ref().map(|p| p.hash.clone()))
-        .bind(c.code.as_ref().map(|p| p.expires_at.millis()))
-        .bind(c.return_to.clone())
-        .execute(&mut self.write_conn().await?)
-        .await
-        .map_err(write_error)?;
-        Ok(())
-    }
-
-    async fn challenge(&self, digest: &str) -> StoreResult<Option<Challenge>> {
-        db::query(format!("SELECT {CHALLENGE_COLUMNS} FROM two_factor_challenges WHERE digest = $1"))
-            .bind(digest.to_owned())
-            .fetch_optional(&mut self.conn().await?)
-            .await
-            .map_err(db_error)?
-            .map(|r| challenge(&r))
-            .transpose()
-    }
-
-    async fn set_challenge_code(&self, digest: &str, code: &PendingCode) -> StoreResult<()> {
-        db::query(
-            "UPDATE two_factor_challenges SET code_method_id = $2, code_hash = $3, code_expires_at = $4, \
-             code_channel = $5 WHERE digest = $1",
-        )
-        .bind(digest.to_owned())
-        .bind(code.method_id.as_str().to_owned())
-        .bind(code.hash.clone())
-        .bind(code.expires_at.millis())
-        .bind(code.channel.as_str().to_owned())
-        .execute(&mut self.write_conn().await?)
-        .await
-        .map_err(db_error)?;
-        Ok(())
-    }
-
-    async fn take_challenge_code(&self, digest: &str, hash: &str) -> StoreResult<bool> {
-        let done = db::query(
-            "UPDATE two_factor_challenges SET code_method_id = NULL, code_hash = NULL, code_expires_at = NULL, \
-             code_channel = NULL \
-             WHERE digest = $1 AND code_hash = $2",
-        )
-        .bind(digest.to_owned())
-        .bind(hash.to_owned())
-        .execute(&mut self.write_conn().await?)
-        .await
-        .map_err(db_error)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn record_challenge_failure(&self, digest: &str) -> StoreResult<u32> {
-        let row =
-            db::query("UPDATE two_factor_challenges SET failures = failures + 1 WHERE digest = $1 RETURNING failures")
-                .bind(digest.to_owned())
-                .fetch_optional(&mut self.write_conn().await?)
-                .await
-                .map_err(db_error)?;
-        Ok(match row {
-            Some(r) => count(get(&r, "failures")?),
-            None => u32::MAX,
-        })
-    }
-
-    async fn spend_challenge(&self, digest: &str) -> StoreResult<bool> {
-        let done = db::query("UPDATE two_factor_challenges SET spent = 1 WHERE digest = $1 AND spent = 0")
-            .bind(digest.to_owned())
-            .execute(&mut self.write_conn().await?)
-            .await
-            .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -436,7 +318,7 @@ impl TwoFactorStore for SqlStore {
 
     async fn purge_expired(&self, now: Timestamp, sends_before: Timestamp) -> StoreResult<u64> {
         let statements: [(&'static str, i64); 10] = [
-            ("DELETE FROM two_factor_challenges WHERE expires_at < $1", now.millis()),
+            ("DELETE FROM sign_ins WHERE expires_at < $1", now.millis()),
             ("DELETE FROM user_codes WHERE expires_at < $1", now.millis()),
             ("DELETE FROM trust_tokens WHERE expires_at < $1", now.millis()),
             ("DELETE FROM refresh_tokens WHERE expires_at < $1", now.millis()),

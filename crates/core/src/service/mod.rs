@@ -8,6 +8,7 @@ mod messengers;
 mod oidc;
 mod reseal;
 mod sessions;
+mod signin;
 mod twofactor;
 mod users;
 mod verify;
@@ -49,6 +50,9 @@ pub struct Policies {
     pub jwt_algorithm: JwtAlgorithm,
     pub jwt_ttl: Duration,
     pub refresh_ttl: Duration,
+    /// How long a hosted sign-in page's sign-in lasts before its password is entered,
+    /// and a redirected one before it comes back.
+    pub sign_in_ttl: Duration,
     pub two_factor: TwoFactorPolicy,
     /// The fraud guard on second-factor sends (one per tenant).
     pub mfa_guard: crate::verify::FraudGuard,
@@ -64,6 +68,7 @@ impl Default for Policies {
             jwt_algorithm: JwtAlgorithm::EdDSA,
             jwt_ttl: Duration::from_secs(3600),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            sign_in_ttl: Duration::from_secs(30 * 60),
             two_factor: TwoFactorPolicy::default(),
             mfa_guard: crate::verify::FraudGuard::mfa_default(),
         }
@@ -74,14 +79,21 @@ impl Default for Policies {
 #[derive(Clone, Debug, Default)]
 pub struct RequestContext {
     pub ip: Option<String>,
+    /// The client's `User-Agent`, kept with a sign-in among its signals.
+    pub user_agent: Option<String>,
     /// Who is acting, if the request authenticated someone (an admin key).
     pub actor: Option<crate::audit::Actor>,
 }
 
 impl RequestContext {
+    /// What a sign-in keeps of the request that started it.
+    pub fn signals(&self) -> crate::signin::Signals {
+        crate::signin::Signals { ip: self.ip.clone(), user_agent: self.user_agent.clone() }
+    }
+
     /// The same request, made by `actor`.
     pub fn acting(&self, actor: crate::audit::Actor) -> RequestContext {
-        RequestContext { ip: self.ip.clone(), actor: Some(actor) }
+        RequestContext { actor: Some(actor), ..self.clone() }
     }
 }
 
@@ -228,6 +240,8 @@ pub struct Deps {
     pub sealer: Sealer,
     pub messenger: Arc<dyn Messenger>,
     pub on_event: Option<EventHook>,
+    /// The scripts run after the first factor, if any.
+    pub post_login: Option<crate::signin::PostLoginHook>,
 }
 
 pub struct Identity {
@@ -236,6 +250,7 @@ pub struct Identity {
     sealer: Sealer,
     messenger: Arc<dyn Messenger>,
     on_event: Option<EventHook>,
+    post_login: Option<crate::signin::PostLoginHook>,
     tokens: TokenIssuer,
     policies: Policies,
     tenant: Tenant,
@@ -249,7 +264,7 @@ impl Identity {
     /// Loads (or on first use generates) the signing key and prepares the dummy hash.
     /// Expects [`bootstrap`] to have run.
     pub async fn start(deps: Deps, policies: Policies, now: Timestamp) -> Result<Self, CoreError> {
-        let Deps { store, hasher, sealer, messenger, on_event } = deps;
+        let Deps { store, hasher, sealer, messenger, on_event, post_login } = deps;
         let tenant =
             store.default_tenant().await?.ok_or_else(|| CoreError::Internal("database not bootstrapped".into()))?;
         let default_application = store
@@ -271,6 +286,7 @@ impl Identity {
             sealer,
             messenger,
             on_event,
+            post_login,
             tokens,
             policies,
             tenant,

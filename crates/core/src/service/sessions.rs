@@ -1,4 +1,4 @@
-//! Sign-in and the tokens it yields: password login, refresh, logout, revocation.
+//! The tokens a sign-in yields: issuing them, refresh, logout, revocation.
 
 use serde_json::{Value, json};
 
@@ -6,124 +6,16 @@ use super::{Identity, RequestContext};
 use crate::apikey::Admin;
 use crate::audit::{AuditKind, AuditRecord};
 use crate::ids::{ApplicationId, UserId};
-use crate::login::{LoginOutcome, LoginRequest, LoginSuccess};
-use crate::oidc::MfaPolicy;
+use crate::login::LoginSuccess;
 use crate::secret::Secret;
-use crate::signin::{AuthMethod, AuthMethods, REFRESH_TOKEN, SecondFactor, second_factor};
+use crate::signin::{AuthMethod, AuthMethods, REFRESH_TOKEN};
 use crate::store::Store;
 use crate::tokens::{RefreshToken, TokenError};
-use crate::twofactor::{Challenge, TwoFactorMethod};
+use crate::twofactor::TwoFactorMethod;
 use crate::user::User;
-use crate::validation::ValidationErrors;
-use crate::{CoreError, Timestamp, random};
+use crate::{CoreError, Timestamp};
 
 impl Identity {
-    pub async fn login(
-        &self,
-        req: LoginRequest,
-        ctx: &RequestContext,
-        now: Timestamp,
-    ) -> Result<LoginOutcome, CoreError> {
-        let application = match req.application_id {
-            None => self.default_application.clone(),
-            Some(id) => match self.store.get_application(id).await? {
-                Some(app) if app.active => app,
-                Some(_) => {
-                    let msg = "The application named by [applicationId] is deactivated.";
-                    return Err(ValidationErrors::field("applicationId", "inactive", msg).into());
-                }
-                None => {
-                    let msg = "The [applicationId] property does not name an application.";
-                    return Err(ValidationErrors::field("applicationId", "invalid", msg).into());
-                }
-            },
-        };
-        let tenant = application.tenant_id;
-        let lockout = self.policies.lockout;
-
-        // The attempt is counted before the password is checked (and cleared if it is
-        // right), so 50 concurrent guesses run at most `max_failures` argon2 checks.
-        let (attempts, locked) =
-            self.store.reserve_login_attempt(tenant, &req.login_id, now, now.minus(lockout.window)).await?;
-        let locked = locked.or_else(|| (attempts > lockout.max_failures).then(|| now.plus(lockout.lock_for)));
-        if let Some(until) = locked {
-            self.audit(AuditKind::LoginLocked, None, "locked", ctx, json!({"loginId": req.login_id.as_str()}), now)
-                .await?;
-            return Ok(LoginOutcome::Locked { until });
-        }
-
-        let user = self.store.find_user_by_login_id(tenant, &req.login_id).await?;
-        let candidate = user.filter(|u| u.active).and_then(|u| u.password_hash.clone().map(|h| (u, h)));
-        let verified = match candidate {
-            Some((user, hash)) => self.hasher.verify(hash.clone(), req.password.clone()).await?.then_some((user, hash)),
-            None => {
-                // Same work as a real check, so the answer's timing says nothing.
-                let _ = self.hasher.verify(self.dummy_hash.clone(), req.password.clone()).await?;
-                None
-            }
-        };
-
-        let Some((user, hash)) = verified else {
-            let failures = attempts;
-            if failures >= lockout.max_failures {
-                let until = now.plus(lockout.lock_for);
-                self.store.lock_login(tenant, &req.login_id, until).await?;
-                let detail = json!({"loginId": req.login_id.as_str(), "failures": failures});
-                self.audit(AuditKind::LoginLocked, None, "locked", ctx, detail, now).await?;
-                return Ok(LoginOutcome::Locked { until });
-            }
-            let detail = json!({"loginId": req.login_id.as_str(), "failures": failures});
-            self.audit(AuditKind::LoginFailure, None, "failure", ctx, detail, now).await?;
-            return Ok(LoginOutcome::InvalidCredentials);
-        };
-
-        self.store.clear_login_failures(tenant, &req.login_id).await?;
-        if hash.needs_rehash(&self.policies.hash) {
-            let upgraded = self.hasher.hash(req.password.clone()).await?;
-            self.store.set_password_hash(user.id, &upgraded, now).await?;
-        }
-        let methods = self.store.methods(user.id).await?;
-        let trusted = !methods.is_empty() && self.is_trusted(&user, req.trust_token.as_ref(), now).await?;
-        let passed = AuthMethods::of(&[AuthMethod::Password]);
-        let passed = if trusted { passed.with(AuthMethod::TrustedDevice) } else { passed };
-        // FusionAuth's login API challenges whoever has a factor (its `whenEnrolled`),
-        // whatever the application's policy for the hosted pages.
-        let decision = second_factor(MfaPolicy::WhenEnrolled, false, !methods.is_empty(), &passed);
-        if decision == SecondFactor::Pass {
-            let challenge_id = Secret::new(random::token(32)?);
-            let challenge = Challenge {
-                digest: challenge_id.digest(),
-                user_id: user.id,
-                application_id: application.id,
-                created_at: now,
-                expires_at: now.plus(self.policies.two_factor.challenge_ttl),
-                failures: 0,
-                spent: false,
-                code: None,
-                return_to: req.return_to.clone(),
-            };
-            self.store.insert_challenge(&challenge).await?;
-            let detail = json!({"applicationId": application.id.to_string()});
-            self.audit(AuditKind::TwoFactorChallenge, Some(user.id), "issued", ctx, detail, now).await?;
-            return Ok(LoginOutcome::TwoFactorRequired { challenge_id, methods });
-        }
-        // With factors but no challenge, a remembered device vouched for the second step.
-        let method = if trusted { AuthMethod::TrustedDevice } else { AuthMethod::Password };
-        let issued = self.issue_tokens(&user, application.id, req.no_jwt, &passed, now)?;
-        let success = self
-            .retrying(|| async {
-                let tx = self.store.begin().await?;
-                let (user, methods) = (user.clone(), methods.clone());
-                let mut success =
-                    self.complete_login(&*tx, user, methods, application.id, &issued, method, ctx, now).await?;
-                tx.commit().await?;
-                success.return_to = req.return_to.clone();
-                Ok(success)
-            })
-            .await?;
-        Ok(LoginOutcome::Success(Box::new(success)))
-    }
-
     /// The tokens of a sign-in about to succeed. Signed before its unit of work begins:
     /// a signature is the costliest step of a sign-in, and on SQLite the unit holds the
     /// one writer. Unused if the unit does not commit.

@@ -11,12 +11,11 @@ use crate::login::LoginSuccess;
 use crate::messaging::{self, Channel, OutboundMessage, Purpose, Verification};
 use crate::phone::PhoneNumber;
 use crate::secret::Secret;
-use crate::signin::{AuthMethod, AuthMethods};
+use crate::signin::{AuthMethod, SignIn, Stage};
 use crate::store::{Store, Tx};
 use crate::totp::{self, TotpParams};
 use crate::twofactor::{
-    self as tf, Authenticator, Challenge, MethodId, MethodKind, OtpCode, PendingCode, TrustToken, TwoFactorMethod,
-    UserCode,
+    self as tf, Authenticator, MethodId, MethodKind, OtpCode, PendingCode, TrustToken, TwoFactorMethod, UserCode,
 };
 use crate::user::{LoginId, User};
 use crate::validation::ValidationErrors;
@@ -196,14 +195,17 @@ impl Identity {
         Ok(self.store.trust_token(&token.digest()).await?.is_some_and(|t| t.user_id == user.id && now < t.expires_at))
     }
 
-    async fn live_challenge(&self, id: &Secret, now: Timestamp) -> Result<Option<Challenge>, CoreError> {
+    /// The sign-in `id` names if it waits for a second factor (FusionAuth's
+    /// `twoFactorId`): live, at that stage, and not out of attempts.
+    async fn live_challenge(&self, id: &Secret, now: Timestamp) -> Result<Option<SignIn>, CoreError> {
         let max = self.policies.two_factor.max_attempts;
-        Ok(self.store.challenge(&id.digest()).await?.filter(|c| !c.spent && now < c.expires_at && c.failures < max))
+        let found = self.store.sign_in(&id.digest()).await?;
+        Ok(found.filter(|c| c.is_live(now) && c.stage == Stage::NeedFactor && c.failures < max))
     }
 
-    async fn challenge_user(&self, c: &Challenge) -> Result<Option<User>, CoreError> {
-        let Some(app) = self.store.get_application(c.application_id).await? else { return Ok(None) };
-        Ok(self.store.get_user(app.tenant_id, c.user_id).await?.filter(|u| u.active))
+    pub(super) async fn challenge_user(&self, c: &SignIn) -> Result<Option<User>, CoreError> {
+        let Some(user) = c.user_id else { return Ok(None) };
+        Ok(self.store.get_user(c.tenant_id, user).await?.filter(|u| u.active))
     }
 
     // ---- sending codes ----
@@ -312,7 +314,7 @@ impl Identity {
             hash,
             expires_at: now.plus(self.policies.two_factor.code_ttl),
         };
-        self.store.set_challenge_code(&challenge.digest, &pending).await?;
+        self.store.set_sign_in_code(&challenge.digest, &pending).await?;
         match own {
             Some(code) => self.deliver(&req, &code, ctx, now).await,
             None => Ok(SendOutcome::Sent),
@@ -506,12 +508,12 @@ impl Identity {
         if let Some((method_id, step)) = self.totp_candidate(user.id, &methods, code, now)?
             && self.application_active(challenge.application_id).await?
         {
-            let passed = AuthMethods::of(&[AuthMethod::Password, AuthMethod::Totp]);
+            let passed = challenge.passed.clone().with(AuthMethod::Totp);
             let issued = self.issue_tokens(&user, challenge.application_id, req.no_jwt, &passed, now)?;
             let fast = self
                 .retrying(|| async {
                     let tx = self.store.begin().await?;
-                    let attempts = tx.record_challenge_failure(&challenge.digest).await?;
+                    let attempts = tx.record_sign_in_failure(&challenge.digest).await?;
                     if attempts > max_attempts || !tx.advance_totp_step(user.id, &method_id, step).await? {
                         // Too many attempts, or the step was used: the attempt still counts.
                         tx.commit().await?;
@@ -538,7 +540,7 @@ impl Identity {
         // answers as a spent one.
         let attempts = match counted {
             Some(attempts) => attempts,
-            None => self.store.record_challenge_failure(&challenge.digest).await?,
+            None => self.store.record_sign_in_failure(&challenge.digest).await?,
         };
         if attempts > max_attempts {
             return Ok(TwoFactorLoginOutcome::NotFound);
@@ -553,7 +555,7 @@ impl Identity {
             && let Some(pending) = &challenge.code
             && now < pending.expires_at
             && self.code_matches(&pending.hash, CHALLENGE_PURPOSE, code).await
-            && self.store.take_challenge_code(&challenge.digest, &pending.hash).await?
+            && self.store.take_sign_in_code(&challenge.digest, &pending.hash).await?
         {
             used = Some(match pending.channel {
                 Channel::Sms => AuthMethod::Sms,
@@ -570,7 +572,7 @@ impl Identity {
             let failures = attempts;
             let spent = failures >= self.policies.two_factor.max_attempts;
             if spent {
-                self.store.spend_challenge(&challenge.digest).await?;
+                self.store.spend_sign_in(&challenge.digest).await?;
             }
             let detail = json!({"failures": failures, "challengeSpent": spent});
             self.audit(AuditKind::TwoFactorFailure, Some(user.id), "failure", ctx, detail, now).await?;
@@ -582,7 +584,7 @@ impl Identity {
             if in_a_row >= p.account_max_failures {
                 let until = now.plus(p.account_lock_for);
                 self.store.lock_login(user.tenant_id, &account_key, until).await?;
-                self.store.spend_challenge(&challenge.digest).await?;
+                self.store.spend_sign_in(&challenge.digest).await?;
                 let detail = json!({"secondFactor": true, "failuresInARow": in_a_row});
                 self.audit(AuditKind::LoginLocked, Some(user.id), "locked", ctx, detail, now).await?;
                 return Ok(TwoFactorLoginOutcome::Locked { until });
@@ -591,12 +593,12 @@ impl Identity {
         };
         if !self.application_active(challenge.application_id).await? {
             // Deactivated while the user was entering the code.
-            self.store.spend_challenge(&challenge.digest).await?;
+            self.store.spend_sign_in(&challenge.digest).await?;
             return Ok(TwoFactorLoginOutcome::NotFound);
         }
         // One unit: the challenge is spent exactly when the tokens, the trust token and
         // their audit entries are written.
-        let passed = AuthMethods::of(&[AuthMethod::Password, method]);
+        let passed = challenge.passed.clone().with(method);
         let issued = self.issue_tokens(&user, challenge.application_id, req.no_jwt, &passed, now)?;
         let finished = self
             .retrying(|| async {
@@ -626,7 +628,7 @@ impl Identity {
         issued: &super::sessions::Issued,
     ) -> Result<Option<LoginSuccess>, CoreError> {
         let SecondStep { user, methods, challenge, account_failures, req, ctx, now } = step;
-        if !tx.spend_challenge(&challenge.digest).await? {
+        if !tx.spend_sign_in(&challenge.digest).await? {
             return Ok(None);
         }
         let user_id = user.id;
@@ -893,7 +895,7 @@ impl Identity {
 struct SecondStep<'a> {
     user: User,
     methods: Vec<TwoFactorMethod>,
-    challenge: &'a Challenge,
+    challenge: &'a SignIn,
     account_failures: Option<crate::store::FailureState>,
     req: &'a TwoFactorLoginRequest,
     ctx: &'a RequestContext,

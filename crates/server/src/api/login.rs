@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tessera_core::login::{LoginInput, LoginOutcome, LoginSuccess};
+use tessera_core::login::{Denial, LoginInput, LoginOutcome, LoginSuccess};
 use tessera_core::secret::Secret;
 use tessera_core::service::RequestContext;
 use tessera_core::twofactor::TwoFactorMethod;
@@ -50,7 +50,7 @@ pub async fn login(
         input.two_factor_trust_id = Some(trust.to_owned());
     }
     // FusionAuth lets a trusted backend pass the end user's address in the body.
-    let ctx = RequestContext { ip: input.ip_address.clone().or(caller.ip), actor: caller.actor };
+    let ctx = RequestContext { ip: input.ip_address.clone().or(caller.ip), ..caller };
     let request = match input.validate() {
         Ok(r) => r,
         Err(e) => {
@@ -66,24 +66,31 @@ pub async fn login(
         }
     };
     Ok(match outcome {
-        LoginOutcome::Success(ok) => {
+        LoginOutcome::Done(ok) => {
             s.metrics.record_login("success");
             success_response(&ok)
         }
-        LoginOutcome::TwoFactorRequired { challenge_id, methods } => {
+        LoginOutcome::NeedFactor { sign_in, methods } => {
             s.metrics.record_login("two_factor_required");
-            two_factor_required(&challenge_id, &methods)
+            two_factor_required(&sign_in, &methods)
         }
-        LoginOutcome::InvalidCredentials => {
+        // Not asked of the JSON API (it has no browser to send): the pipeline denies instead.
+        LoginOutcome::Redirect { .. } | LoginOutcome::Denied(Denial::InvalidCredentials | Denial::Expired) => {
             s.metrics.record_login("failure");
             StatusCode::NOT_FOUND.into_response()
         }
-        LoginOutcome::Locked { until } => {
+        LoginOutcome::Denied(Denial::Locked { until }) => {
             s.metrics.record_login("locked");
             let body = json!({"generalErrors": [{
                 "code": "[LoginPreventedException]",
                 "message": "Too many failed login attempts. Try again later.",
             }], "lockedUntilInstant": until.millis()});
+            (StatusCode::CONFLICT, Json(body)).into_response()
+        }
+        // FusionAuth's answer when something on the account prevents the login.
+        LoginOutcome::Denied(Denial::Refused { reason }) => {
+            s.metrics.record_login("denied");
+            let body = json!({"generalErrors": [{"code": "[LoginPreventedException]", "message": reason}]});
             (StatusCode::CONFLICT, Json(body)).into_response()
         }
     })

@@ -207,7 +207,7 @@ pub async fn login(State(s): State<AppState>, Caller(caller): Caller, body: Byte
         errors.add("code", "blank", "You must specify the [code] property.");
     }
     let (Some(id), Some(code)) = (id, code) else { return Err(ApiError::Invalid(errors)) };
-    let ctx = tessera_core::service::RequestContext { ip: b.ip_address.or(caller.ip), actor: caller.actor };
+    let ctx = tessera_core::service::RequestContext { ip: b.ip_address.or(caller.ip), ..caller };
     let req = TwoFactorLoginRequest {
         challenge_id: Secret::new(id),
         code,

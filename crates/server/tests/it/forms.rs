@@ -59,10 +59,10 @@ impl<'a> Browser<'a> {
     /// page: the form's CSRF token, and the page the password leads to.
     pub async fn sign_in_to_account(&mut self) -> (String, Page) {
         let form = self.get("/login?return_to=%2Faccount").await;
-        let csrf = field(&form.text, "csrf");
+        let (csrf, signin) = (field(&form.text, "csrf"), field(&form.text, "signin"));
         let fields = [
             ("csrf", csrf.as_str()),
-            ("return_to", "/account"),
+            ("signin", signin.as_str()),
             ("login_id", "ann@example.com"),
             ("password", "correct horse"),
         ];
@@ -70,11 +70,11 @@ impl<'a> Browser<'a> {
         (csrf, after)
     }
 
-    /// Enters `code` on the second-step page `page`: its form carries the challenge and
-    /// the CSRF token, nothing more.
+    /// Enters `code` on the second-step page `page`: its form carries the sign-in's id
+    /// and the CSRF token, nothing more.
     pub async fn second_step(&mut self, csrf: &str, page: &Page, code: &str) -> Page {
-        let challenge = field(&page.text, "challenge");
-        let fields = [("csrf", csrf), ("challenge", challenge.as_str()), ("code", code)];
+        let signin = field(&page.text, "signin");
+        let fields = [("csrf", csrf), ("signin", signin.as_str()), ("code", code)];
         self.post("/login/two-factor", &fields).await
     }
 }

@@ -16,6 +16,7 @@ mod oidc;
 mod pages;
 mod sdk;
 mod sealing;
+mod signin;
 mod system;
 mod tokens;
 mod two_factor;

@@ -58,28 +58,19 @@ async fn sign_in(b: &mut Browser<'_>, client_id: &str, extra: &str, second: Opti
     let form = b.get(&login).await;
     assert_eq!(form.status, 200);
     let csrf = field(&form.text, "csrf");
-    let return_to = field(&form.text, "return_to");
+    let signin = field(&form.text, "signin");
     let mut after = b
         .post(
             "/login",
-            &[
-                ("csrf", &csrf),
-                ("return_to", &return_to),
-                ("login_id", "ann@example.com"),
-                ("password", "correct horse"),
-            ],
+            &[("csrf", &csrf), ("signin", &signin), ("login_id", "ann@example.com"), ("password", "correct horse")],
         )
         .await;
     if let Some(code) = second {
         assert_eq!(after.status, 200, "{}", after.text);
         assert!(after.text.contains("Second step"));
-        let challenge = field(&after.text, "challenge");
-        after = b
-            .post(
-                "/login/two-factor",
-                &[("csrf", &csrf), ("return_to", &return_to), ("challenge", &challenge), ("code", &code)],
-            )
-            .await;
+        let second_step = field(&after.text, "signin");
+        assert_ne!(second_step, signin, "the sign-in's id changes with the step");
+        after = b.post("/login/two-factor", &[("csrf", &csrf), ("signin", &second_step), ("code", &code)]).await;
     }
     assert_eq!(after.status, 303, "{}", after.text);
     let back = b.get(after.location.as_deref().unwrap()).await;
@@ -444,10 +435,10 @@ async fn max_age_idle_sessions_and_required_factors() {
     let first = b.get(&authorize_url(&client_id, "")).await;
     let login = b.get(first.location.as_deref().unwrap()).await;
     let csrf = field(&login.text, "csrf");
-    let return_to = field(&login.text, "return_to");
+    let signin = field(&login.text, "signin");
     let form = [
         ("csrf", csrf.as_str()),
-        ("return_to", return_to.as_str()),
+        ("signin", signin.as_str()),
         ("login_id", "ann@example.com"),
         ("password", "correct horse"),
     ];
@@ -476,11 +467,10 @@ async fn max_age_idle_sessions_and_required_factors() {
     let code = query(&to_client)["code"].clone();
     let t = redeem(&app, &client_id, &code).await;
     assert_eq!(claims(t.json["id_token"].as_str().unwrap())["amr"], json!(["pwd", "otp", "mfa"]));
+    // A new sign-in: the one above was used up.
+    let signin = field(&b.get("/login").await.text, "signin");
     let wrong = b
-        .post(
-            "/login",
-            &[("csrf", &csrf), ("return_to", &return_to), ("login_id", "ann@example.com"), ("password", "nope")],
-        )
+        .post("/login", &[("csrf", &csrf), ("signin", &signin), ("login_id", "ann@example.com"), ("password", "nope")])
         .await;
     assert_eq!(wrong.status, 401);
     assert!(wrong.text.contains("is not right"), "errors in words, not JSON");
@@ -512,16 +502,11 @@ async fn a_real_openid_connect_client_library_completes_the_flow() {
     let mut b = Browser::new(&app);
     let first = b.get(started["url"].as_str().unwrap()).await;
     let form = b.get(first.location.as_deref().unwrap()).await;
-    let (csrf, return_to) = (field(&form.text, "csrf"), field(&form.text, "return_to"));
+    let (csrf, signin) = (field(&form.text, "csrf"), field(&form.text, "signin"));
     let after = b
         .post(
             "/login",
-            &[
-                ("csrf", &csrf),
-                ("return_to", &return_to),
-                ("login_id", "ann@example.com"),
-                ("password", "correct horse"),
-            ],
+            &[("csrf", &csrf), ("signin", &signin), ("login_id", "ann@example.com"), ("password", "correct horse")],
         )
         .await;
     let back = b.get(after.location.as_deref().unwrap()).await;

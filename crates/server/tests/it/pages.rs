@@ -129,45 +129,47 @@ async fn the_second_step_offers_a_call_as_well_as_a_text() {
     let (csrf, second) = b.sign_in_to_account().await;
     assert!(second.text.contains("Text a code to +1******3232"), "{}", second.text);
     assert!(second.text.contains("Call +1******3232 with a code"), "{}", second.text);
-    let challenge = field(&second.text, "challenge");
+    let challenge = field(&second.text, "signin");
     let send = send_action(&second.text);
-    let called = b.post(&send, &[("csrf", &csrf), ("challenge", &challenge), ("channel", "voice")]).await;
+    let called = b.post(&send, &[("csrf", &csrf), ("signin", &challenge), ("channel", "voice")]).await;
     assert!(called.text.contains("We are calling you with a code."), "{}", called.text);
     let call = app.state.console.last_to("+15554443232").unwrap();
     assert_eq!(call.channel, Channel::Voice);
     let wrong = b
-        .post("/login/two-factor", &[("csrf", &csrf), ("challenge", &challenge), ("code", "000000x"), ("trust", "1")])
+        .post("/login/two-factor", &[("csrf", &csrf), ("signin", &challenge), ("code", "000000x"), ("trust", "1")])
         .await;
     assert_eq!(wrong.status, 401);
     assert!(wrong.text.contains(r#"name="trust" value="1" checked"#), "the tick is kept: {}", wrong.text);
     let done = b
         .post(
             "/login/two-factor",
-            &[("csrf", &csrf), ("challenge", &challenge), ("code", call.code.expose()), ("return_to", "/elsewhere")],
+            &[("csrf", &csrf), ("signin", &challenge), ("code", call.code.expose()), ("return_to", "/elsewhere")],
         )
         .await;
     assert_eq!(done.location.as_deref(), Some("/account"), "the spoken code signs in, to where the sign-in began");
 }
 
-/// The second step's pages carry the challenge and the CSRF token, nothing else: the
-/// destination stays with the sign-in (its challenge) on the server.
+/// A hosted sign-in's pages carry its id and the CSRF token, nothing else: the
+/// destination and the methods passed stay with the sign-in on the server.
 #[tokio::test]
-async fn the_second_step_page_carries_only_the_challenge_and_the_csrf_token() {
+async fn a_hosted_sign_in_carries_only_its_id_and_the_csrf_token() {
     let app = spawn_app().await;
     let user = app.create_user("ann@example.com", "correct horse").await;
     app.enable_sms(&user, "+15554443232").await;
     let mut b = Browser::new(&app);
+    let first = b.get("/login?return_to=%2Foauth2%2Fauthorize%3Fclient_id%3Dx").await;
+    assert_eq!(hidden_fields(&first.text), ["csrf", "signin"], "{}", first.text);
+    assert!(!first.text.contains("authorize"), "the destination is not in the page: {}", first.text);
     let (csrf, second) = b.sign_in_to_account().await;
     let hidden = hidden_fields(&second.text);
     assert!(!hidden.is_empty(), "{}", second.text);
-    assert!(hidden.iter().all(|h| h == "csrf" || h == "challenge"), "hidden fields: {hidden:?}");
+    assert!(hidden.iter().all(|h| h == "csrf" || h == "signin"), "hidden fields: {hidden:?}");
     assert!(!second.text.contains("/account"), "the destination is not in the page: {}", second.text);
 
-    let challenge = field(&second.text, "challenge");
-    let sent =
-        b.post(&send_action(&second.text), &[("csrf", &csrf), ("challenge", &challenge), ("channel", "sms")]).await;
+    let challenge = field(&second.text, "signin");
+    let sent = b.post(&send_action(&second.text), &[("csrf", &csrf), ("signin", &challenge), ("channel", "sms")]).await;
     let hidden = hidden_fields(&sent.text);
-    assert!(hidden.iter().all(|h| h == "csrf" || h == "challenge"), "after a send: {hidden:?}");
+    assert!(hidden.iter().all(|h| h == "csrf" || h == "signin"), "after a send: {hidden:?}");
     let code = app.last_code_to("+15554443232").unwrap();
     let done = b.second_step(&csrf, &sent, &code).await;
     assert_eq!(done.location.as_deref(), Some("/account"));

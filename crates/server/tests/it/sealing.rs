@@ -26,7 +26,7 @@ const SEALED: &[&str] = &[
 /// Keyed hashes (HMAC under a key derived from the seal key): not re-sealable, and
 /// short-lived but for recovery codes, which `reseal` counts by key.
 const KEYED_HASHES: &[&str] =
-    &["recovery_codes.hash", "two_factor_challenges.code_hash", "user_codes.hash", "verifications.code_hash"];
+    &["recovery_codes.hash", "sign_ins.code_hash", "user_codes.hash", "verifications.code_hash"];
 
 /// Everything else: nothing sealed in them (digests of tokens are plain SHA-256).
 const PLAIN: &[&str] = &[
@@ -146,6 +146,24 @@ const PLAIN: &[&str] = &[
     "signing_keys.signer_for",
     "signing_keys.public_jwk",
     "signing_keys.created_at",
+    "sign_ins.digest",
+    "sign_ins.tenant_id",
+    "sign_ins.application_id",
+    "sign_ins.user_id",
+    "sign_ins.methods",
+    "sign_ins.stage",
+    "sign_ins.stage_detail",
+    "sign_ins.resume_digest",
+    "sign_ins.return_to",
+    "sign_ins.ip",
+    "sign_ins.user_agent",
+    "sign_ins.created_at",
+    "sign_ins.expires_at",
+    "sign_ins.failures",
+    "sign_ins.spent",
+    "sign_ins.code_method_id",
+    "sign_ins.code_channel",
+    "sign_ins.code_expires_at",
     "tenants.id",
     "tenants.name",
     "tenants.created_at",
@@ -153,17 +171,6 @@ const PLAIN: &[&str] = &[
     "trust_tokens.user_id",
     "trust_tokens.created_at",
     "trust_tokens.expires_at",
-    "two_factor_challenges.digest",
-    "two_factor_challenges.user_id",
-    "two_factor_challenges.application_id",
-    "two_factor_challenges.created_at",
-    "two_factor_challenges.expires_at",
-    "two_factor_challenges.failures",
-    "two_factor_challenges.spent",
-    "two_factor_challenges.code_method_id",
-    "two_factor_challenges.code_channel",
-    "two_factor_challenges.return_to",
-    "two_factor_challenges.code_expires_at",
     "two_factor_methods.user_id",
     "two_factor_methods.id",
     "two_factor_methods.kind",

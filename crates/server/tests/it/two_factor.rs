@@ -507,8 +507,7 @@ async fn secrets_and_codes_are_not_readable_from_the_database() {
     }
     // The stored SMS code is a keyed hash, not the code.
     let digest = tessera_core::secret::Secret::new(two_factor_id).digest();
-    let stored =
-        tessera_core::store::TwoFactorStore::challenge(app.state.store.as_ref(), &digest).await.unwrap().unwrap();
+    let stored = tessera_core::store::SignInStore::sign_in(app.state.store.as_ref(), &digest).await.unwrap().unwrap();
     let hash = stored.code.unwrap().hash;
     assert!(hash.starts_with("test.") && hash.len() == "test.".len() + 64 && !hash.contains(&sms_code));
 }
@@ -869,7 +868,7 @@ async fn a_code_that_could_not_be_stored_is_not_sent() {
     let id = user(&app).await;
     app.enable_sms(&id, PHONE).await;
     let eager = EagerMessenger::start(&app).await;
-    let refuse = "CREATE TRIGGER refuse_codes BEFORE UPDATE ON two_factor_challenges \
+    let refuse = "CREATE TRIGGER refuse_codes BEFORE UPDATE ON sign_ins \
                   WHEN NEW.code_hash IS NOT NULL BEGIN SELECT RAISE(ABORT, 'injected failure'); END; \
                   CREATE TRIGGER refuse_user_codes BEFORE INSERT ON user_codes \
                   BEGIN SELECT RAISE(ABORT, 'injected failure'); END;";

@@ -3,10 +3,11 @@ use tessera_core::messaging::Channel;
 
 use tessera_core::ids::{ApplicationId, UserId};
 use tessera_core::phone::PhoneNumber;
-use tessera_core::store::{StoreError, TwoFactorStore, UserStore};
+use tessera_core::signin::{AuthMethod, AuthMethods, SignIn, Signals, Stage};
+use tessera_core::store::{SignInStore, StoreError, TwoFactorStore, UserStore};
 use tessera_core::totp::TotpParams;
 use tessera_core::twofactor::{
-    Authenticator, Challenge, MethodId, MethodKind, PendingCode, TrustToken, TwoFactorMethod, UserCode,
+    Authenticator, MethodId, MethodKind, PendingCode, TrustToken, TwoFactorMethod, UserCode,
 };
 
 use crate::support::*;
@@ -30,17 +31,22 @@ fn totp(user: UserId, id: &str, at: u64) -> TwoFactorMethod {
     }
 }
 
-fn challenge(user: UserId, app: ApplicationId, digest: &str) -> Challenge {
-    Challenge {
+fn challenge(c: &Ctx, user: UserId, app: ApplicationId, digest: &str) -> SignIn {
+    SignIn {
         digest: digest.into(),
-        user_id: user,
+        tenant_id: c.tenant,
         application_id: app,
+        user_id: Some(user),
+        passed: AuthMethods::of(&[AuthMethod::Password]),
+        stage: Stage::NeedFactor,
+        resume_digest: None,
+        return_to: Some("/account?tab=factors".into()),
+        signals: Signals { ip: Some("203.0.113.9".into()), user_agent: Some("Mozilla/5.0".into()) },
         created_at: T0,
         expires_at: T0.plus(Duration::from_secs(300)),
         failures: 0,
         spent: false,
         code: None,
-        return_to: Some("/account?tab=factors".into()),
     }
 }
 
@@ -88,28 +94,74 @@ contract!(sealed_secrets_are_replaced_only_if_unchanged, |c| {
 
 contract!(challenges_count_failures_hold_one_code_and_spend_once, |c| {
     let u = a_user(&c).await;
-    c.store.insert_challenge(&challenge(u, c.app, "d1")).await.unwrap();
-    assert_eq!(c.store.challenge("d1").await.unwrap(), Some(challenge(u, c.app, "d1")));
-    assert_eq!(c.store.challenge("nope").await.unwrap(), None);
+    c.store.insert_sign_in(&challenge(&c, u, c.app, "d1")).await.unwrap();
+    assert_eq!(c.store.sign_in("d1").await.unwrap(), Some(challenge(&c, u, c.app, "d1")));
+    assert_eq!(c.store.sign_in("nope").await.unwrap(), None);
     let code = |h: &str| PendingCode {
         method_id: MethodId::parse("S").unwrap(),
         channel: Channel::Voice,
         hash: h.into(),
         expires_at: T0,
     };
-    c.store.set_challenge_code("d1", &code("h1")).await.unwrap();
-    c.store.set_challenge_code("d1", &code("h2")).await.unwrap();
-    let read = c.store.challenge("d1").await.unwrap().unwrap().code;
+    c.store.set_sign_in_code("d1", &code("h1")).await.unwrap();
+    c.store.set_sign_in_code("d1", &code("h2")).await.unwrap();
+    let read = c.store.sign_in("d1").await.unwrap().unwrap().code;
     assert_eq!(read, Some(code("h2")), "the code, how it was sent and until when");
-    assert!(!c.store.take_challenge_code("d1", "h1").await.unwrap(), "replaced by the resend");
-    assert!(c.store.take_challenge_code("d1", "h2").await.unwrap());
-    assert!(!c.store.take_challenge_code("d1", "h2").await.unwrap(), "single use");
-    assert_eq!(c.store.record_challenge_failure("d1").await.unwrap(), 1);
-    assert_eq!(c.store.record_challenge_failure("d1").await.unwrap(), 2);
-    assert!(c.store.spend_challenge("d1").await.unwrap());
-    assert!(!c.store.spend_challenge("d1").await.unwrap());
-    let got = c.store.challenge("d1").await.unwrap().unwrap();
+    assert!(!c.store.take_sign_in_code("d1", "h1").await.unwrap(), "replaced by the resend");
+    assert!(c.store.take_sign_in_code("d1", "h2").await.unwrap());
+    assert!(!c.store.take_sign_in_code("d1", "h2").await.unwrap(), "single use");
+    assert_eq!(c.store.record_sign_in_failure("d1").await.unwrap(), 1);
+    assert_eq!(c.store.record_sign_in_failure("d1").await.unwrap(), 2);
+    assert!(c.store.spend_sign_in("d1").await.unwrap());
+    assert!(!c.store.spend_sign_in("d1").await.unwrap());
+    let got = c.store.sign_in("d1").await.unwrap().unwrap();
     assert!(got.spent && got.failures == 2 && got.code.is_none());
+});
+
+contract!(a_sign_in_moves_on_once_from_the_stage_it_is_at_and_resumes_once, |c| {
+    let u = a_user(&c).await;
+    let started = SignIn {
+        user_id: None,
+        passed: AuthMethods::default(),
+        stage: Stage::Identify,
+        ..challenge(&c, u, c.app, "s1")
+    };
+    c.store.insert_sign_in(&started).await.unwrap();
+    assert_eq!(c.store.sign_in("s1").await.unwrap(), Some(started.clone()), "nobody known yet");
+    let later = T0.plus(Duration::from_secs(1));
+    let redirected = SignIn {
+        digest: "s2".into(),
+        user_id: Some(u),
+        stage: Stage::Redirected { url: "https://example.com/more?x=1".into() },
+        resume_digest: Some("r1".into()),
+        expires_at: T0.plus(Duration::from_secs(600)),
+        ..challenge(&c, u, c.app, "s2")
+    };
+    assert!(c.store.advance_sign_in("s1", &Stage::Identify, &redirected, later).await.unwrap());
+    assert!(
+        !c.store.advance_sign_in("s1", &Stage::Identify, &redirected, later).await.unwrap(),
+        "the old id is gone with the move"
+    );
+    assert_eq!(c.store.sign_in("s1").await.unwrap(), None);
+    let stored = c.store.sign_in("s2").await.unwrap().unwrap();
+    assert_eq!(stored, SignIn { return_to: started.return_to.clone(), ..redirected.clone() });
+    let wrong_stage = SignIn { digest: "s3".into(), stage: Stage::NeedFactor, ..redirected.clone() };
+    assert!(!c.store.advance_sign_in("s2", &Stage::NeedFactor, &wrong_stage, later).await.unwrap());
+
+    assert_eq!(c.store.resume_sign_in("forged").await.unwrap(), None);
+    let resumed = c.store.resume_sign_in("r1").await.unwrap().unwrap();
+    assert_eq!((resumed.digest.as_str(), resumed.resume_digest), ("s2", None));
+    assert_eq!(c.store.resume_sign_in("r1").await.unwrap(), None, "a resume token works once");
+
+    let too_late = T0.plus(Duration::from_secs(600));
+    assert!(
+        !c.store.advance_sign_in("s2", &redirected.stage, &wrong_stage, too_late).await.unwrap(),
+        "an expired sign-in goes nowhere"
+    );
+    assert!(c.store.advance_sign_in("s2", &redirected.stage, &wrong_stage, later).await.unwrap());
+    assert!(c.store.spend_sign_in("s3").await.unwrap());
+    let done = SignIn { digest: "s4".into(), ..wrong_stage.clone() };
+    assert!(!c.store.advance_sign_in("s3", &Stage::NeedFactor, &done, later).await.unwrap(), "a spent one neither");
 });
 
 contract!(recovery_codes_are_replaced_and_used_once, |c| {
@@ -166,12 +218,12 @@ contract!(trust_tokens_and_purging, |c| {
         TrustToken { digest: "t1".into(), user_id: u, created_at: T0, expires_at: T0.plus(Duration::from_secs(10)) };
     c.store.insert_trust_token(&t).await.unwrap();
     assert_eq!(c.store.trust_token("t1").await.unwrap(), Some(t));
-    c.store.insert_challenge(&challenge(u, c.app, "old")).await.unwrap();
+    c.store.insert_sign_in(&challenge(&c, u, c.app, "old")).await.unwrap();
     let purged = c.store.purge_expired(T0.plus(Duration::from_secs(5)), T0).await.unwrap();
     assert_eq!(purged, 0, "nothing has expired yet");
     let purged = c.store.purge_expired(T0.plus(Duration::from_secs(301)), T0).await.unwrap();
     assert_eq!(purged, 2, "the challenge and the trust token");
-    assert!(c.store.challenge("old").await.unwrap().is_none());
+    assert!(c.store.sign_in("old").await.unwrap().is_none());
     let t2 =
         TrustToken { digest: "t2".into(), user_id: u, created_at: T0, expires_at: T0.plus(Duration::from_secs(999)) };
     c.store.insert_trust_token(&t2).await.unwrap();

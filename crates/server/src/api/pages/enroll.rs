@@ -69,6 +69,7 @@ async fn enroll_view(
 /// `GET /login/enroll?return_to=…`: for a signed-in user.
 pub async fn enroll_page(
     State(s): State<AppState>,
+    Caller(ctx): Caller,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
@@ -76,8 +77,10 @@ pub async fn enroll_page(
     let return_to = safe_return(q.get("return_to").map_or("", String::as_str));
     let csrf = cookies.csrf_or_new(&headers)?;
     let Some(session) = current_session(&s, &cookies, &headers).await? else {
-        let ctx = minijinja::context! { title => "Sign in", csrf => &csrf, return_to, error => "Sign in first." };
-        return Ok(with_csrf(render(&s, StatusCode::OK, "login.html", ctx), &cookies, &csrf));
+        // Signed in, the way back leads here again.
+        let signin = s.identity.begin_browser_sign_in(&return_to, &ctx, s.clock.now()).await?;
+        let page = minijinja::context! { title => "Sign in", csrf => &csrf, signin => signin.expose(), error => "Sign in first." };
+        return Ok(with_csrf(render(&s, StatusCode::OK, "login.html", page), &cookies, &csrf));
     };
     if !s.identity.session_may_manage_factors(&session).await? {
         return Ok(confirm_first(&s));

@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Serialize;
-use tessera_core::login::{LoginOutcome, LoginRequest, LoginSuccess};
+use tessera_core::login::{Denial, LoginOutcome, LoginRequest, LoginSuccess};
 use tessera_core::password::Password;
 use tessera_core::secret::Secret;
 use tessera_core::service::{SendOutcome, TwoFactorLoginOutcome, TwoFactorLoginRequest};
@@ -20,15 +20,18 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{Caller, set_trust_cookie, trust_cookie};
 
-fn login_view(
-    s: &AppState,
-    status: StatusCode,
-    csrf: &str,
-    return_to: &str,
-    login_id: &str,
-    error: Option<&str>,
-) -> Response {
-    render(s, status, "login.html", minijinja::context! { title => "Sign in", csrf, return_to, login_id, error })
+/// The password page. Its form carries the sign-in's id and the CSRF token; the
+/// sign-in keeps the rest (`return_to` is in the context only for themes written
+/// before, which post it back: such a form still works, see `login_submit`).
+struct LoginForm<'a> {
+    csrf: &'a str,
+    sign_in: &'a str,
+    login_id: &'a str,
+}
+
+fn login_view(s: &AppState, status: StatusCode, f: &LoginForm<'_>, error: Option<&str>) -> Response {
+    let (csrf, signin, login_id) = (f.csrf, f.sign_in, f.login_id);
+    render(s, status, "login.html", minijinja::context! { title => "Sign in", csrf, signin, login_id, error })
 }
 
 #[derive(Serialize)]
@@ -63,30 +66,66 @@ fn two_factor_view(
         status,
         "two_factor.html",
         minijinja::context! {
-            title => "Second step", csrf => c.csrf, challenge => c.id, trust => c.trust,
+            title => "Second step", csrf => c.csrf, signin => c.id, challenge => c.id, trust => c.trust,
             phones => minijinja::Value::from(minijinja::value::Serde(&phones)), notice, error,
         },
     )
 }
 
-/// `GET /login?return_to=…`.
+/// `GET /login?return_to=…`: a sign-in begins, and keeps where it leads.
 pub async fn login_page(
     State(s): State<AppState>,
+    Caller(ctx): Caller,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let cookies = Cookies::new(&s);
     let csrf = cookies.csrf_or_new(&headers)?;
     let return_to = safe_return(q.get("return_to").map_or("", String::as_str));
-    Ok(with_csrf(login_view(&s, StatusCode::OK, &csrf, &return_to, "", None), &cookies, &csrf))
+    let sign_in = s.identity.begin_browser_sign_in(&return_to, &ctx, s.clock.now()).await?;
+    let form = LoginForm { csrf: &csrf, sign_in: sign_in.expose(), login_id: "" };
+    Ok(with_csrf(login_view(&s, StatusCode::OK, &form, None), &cookies, &csrf))
 }
 
-async fn signed_in(s: &AppState, cookies: &Cookies, ok: &LoginSuccess, return_to: &str) -> Result<Response, ApiError> {
+/// The end of a hosted sign-in: a browser session, and on to where it was going.
+async fn signed_in(s: &AppState, cookies: &Cookies, ok: &LoginSuccess) -> Result<Response, ApiError> {
     let session = s.identity.start_browser_session(ok, &session_policy(), s.clock.now()).await?;
-    let mut r = see_other(&safe_return(return_to));
+    let mut r = see_other(&safe_return(ok.return_to.as_deref().unwrap_or_default()));
     cookies.set_session(&mut r, &session);
+    if let Some(t) = &ok.trust_token {
+        set_trust_cookie(&mut r, t, s.identity.policies().two_factor.trust_ttl.as_secs());
+    }
     Ok(r)
 }
+
+/// What a step of the hosted sign-in led to, as a page (or a redirect).
+async fn outcome_page(
+    s: &AppState,
+    cookies: &Cookies,
+    csrf: &str,
+    outcome: LoginOutcome,
+) -> Result<Response, ApiError> {
+    Ok(match outcome {
+        LoginOutcome::Done(ok) => signed_in(s, cookies, &ok).await?,
+        LoginOutcome::NeedFactor { sign_in, methods } => {
+            let c = Challenge { csrf, id: sign_in.expose(), trust: false };
+            two_factor_view(s, StatusCode::OK, &c, &methods, None, None)
+        }
+        LoginOutcome::Redirect { url } => see_other(&url),
+        LoginOutcome::Denied(Denial::Refused { reason }) => super::error_page(s, StatusCode::FORBIDDEN, &reason),
+        LoginOutcome::Denied(_) => super::error_page(s, StatusCode::BAD_REQUEST, CANNOT_CONTINUE),
+    })
+}
+
+/// The sign-in a second-step form is for (`challenge` in themes from before).
+fn sign_in_field(form: &super::Form) -> &str {
+    match form.get("signin") {
+        "" => form.get("challenge"),
+        id => id,
+    }
+}
+
+const CANNOT_CONTINUE: &str = "This sign-in cannot be continued. Sign in again.";
 
 /// `POST /login`.
 pub async fn login_submit(
@@ -96,10 +135,21 @@ pub async fn login_submit(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let Some((cookies, form)) = checked(&s, &headers, &body) else { return Ok(form_expired(&s)) };
-    let (csrf, return_to) = (form.get("csrf"), form.return_to());
-    let again = |status, msg: &str| login_view(&s, status, csrf, &return_to, form.get("login_id"), Some(msg));
+    let now = s.clock.now();
+    // The page's sign-in. A form without one (a theme from before sign-ins were kept,
+    // or a sign-in form on another of the site's pages) starts one with the
+    // destination it posted.
+    let sign_in = match form.get("signin") {
+        "" => s.identity.begin_browser_sign_in(&form.return_to(), &ctx, now).await?,
+        id => Secret::new(id),
+    };
+    let csrf = form.get("csrf");
+    let again = |status, id: &Secret, msg: &str| {
+        let f = LoginForm { csrf, sign_in: id.expose(), login_id: form.get("login_id") };
+        login_view(&s, status, &f, Some(msg))
+    };
     let (Some(login_id), false) = (LoginId::parse(form.get("login_id")), form.get("password").is_empty()) else {
-        return Ok(again(StatusCode::BAD_REQUEST, "Enter your email or username and your password."));
+        return Ok(again(StatusCode::BAD_REQUEST, &sign_in, "Enter your email or username and your password."));
     };
     let req = LoginRequest {
         login_id,
@@ -107,21 +157,39 @@ pub async fn login_submit(
         application_id: None,
         no_jwt: true,
         trust_token: trust_cookie(&headers),
-        return_to: Some(return_to.clone()),
+        sign_in: Some(sign_in.clone()),
     };
-    Ok(match s.identity.login(req, &ctx, s.clock.now()).await? {
-        LoginOutcome::Success(ok) => signed_in(&s, &cookies, &ok, &return_to).await?,
-        LoginOutcome::TwoFactorRequired { challenge_id, methods } => {
-            let c = Challenge { csrf, id: challenge_id.expose(), trust: false };
-            two_factor_view(&s, StatusCode::OK, &c, &methods, None, None)
+    Ok(match s.identity.login(req, &ctx, now).await? {
+        LoginOutcome::Denied(Denial::InvalidCredentials) => {
+            again(StatusCode::UNAUTHORIZED, &sign_in, "That email, username or password is not right.")
         }
-        LoginOutcome::InvalidCredentials => {
-            again(StatusCode::UNAUTHORIZED, "That email, username or password is not right.")
+        LoginOutcome::Denied(Denial::Locked { .. }) => {
+            again(StatusCode::CONFLICT, &sign_in, "Too many attempts. Wait a few minutes and try again.")
         }
-        LoginOutcome::Locked { .. } => {
-            again(StatusCode::CONFLICT, "Too many attempts. Wait a few minutes and try again.")
+        LoginOutcome::Denied(Denial::Expired) => {
+            let fresh = s.identity.restart_browser_sign_in(&sign_in, &ctx, now).await?;
+            again(StatusCode::OK, &fresh, "That took too long. Sign in again.")
         }
+        outcome => outcome_page(&s, &cookies, csrf, outcome).await?,
     })
+}
+
+/// `GET /login/continue?state=…`: a sign-in sent to another page (by a script) comes
+/// back. The token in `state` works once, and only while the sign-in lasts.
+pub async fn continue_sign_in(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let state = q.get("state").map_or("", String::as_str);
+    if state.is_empty() {
+        return Ok(super::error_page(&s, StatusCode::BAD_REQUEST, CANNOT_CONTINUE));
+    }
+    let cookies = Cookies::new(&s);
+    let csrf = cookies.csrf_or_new(&headers)?;
+    let outcome = s.identity.continue_sign_in(&Secret::new(state), &ctx, s.clock.now()).await?;
+    Ok(with_csrf(outcome_page(&s, &cookies, &csrf, outcome).await?, &cookies, &csrf))
 }
 
 /// `POST /login/two-factor`.
@@ -133,7 +201,7 @@ pub async fn two_factor_submit(
 ) -> Result<Response, ApiError> {
     let Some((cookies, form)) = checked(&s, &headers, &body) else { return Ok(form_expired(&s)) };
     let trust = form.get("trust") == "1";
-    let c = Challenge { csrf: form.get("csrf"), id: form.get("challenge"), trust };
+    let c = Challenge { csrf: form.get("csrf"), id: sign_in_field(&form), trust };
     let req = TwoFactorLoginRequest {
         challenge_id: Secret::new(c.id),
         code: form.get("code").to_owned(),
@@ -141,20 +209,16 @@ pub async fn two_factor_submit(
         no_jwt: true,
     };
     Ok(match s.identity.two_factor_login(req, &ctx, s.clock.now()).await? {
-        TwoFactorLoginOutcome::Success(ok) => {
-            let mut r = signed_in(&s, &cookies, &ok, ok.return_to.as_deref().unwrap_or_default()).await?;
-            if let Some(t) = &ok.trust_token {
-                set_trust_cookie(&mut r, t, s.identity.policies().two_factor.trust_ttl.as_secs());
-            }
-            r
-        }
+        TwoFactorLoginOutcome::Success(ok) => signed_in(&s, &cookies, &ok).await?,
         TwoFactorLoginOutcome::WrongCode => {
             let methods = s.identity.challenge_methods(&Secret::new(c.id), s.clock.now()).await?.unwrap_or_default();
             let error = Some("That code is not right. Try again.");
             two_factor_view(&s, StatusCode::UNAUTHORIZED, &c, &methods, None, error)
         }
         TwoFactorLoginOutcome::NotFound => {
-            login_view(&s, StatusCode::OK, c.csrf, "", "", Some("That took too long. Sign in again."))
+            let fresh = s.identity.restart_browser_sign_in(&Secret::new(c.id), &ctx, s.clock.now()).await?;
+            let f = LoginForm { csrf: c.csrf, sign_in: fresh.expose(), login_id: "" };
+            login_view(&s, StatusCode::OK, &f, Some("That took too long. Sign in again."))
         }
         TwoFactorLoginOutcome::Locked { .. } => {
             super::error_page(&s, StatusCode::CONFLICT, "Too many wrong codes. Try again later.")
@@ -172,7 +236,7 @@ pub async fn send_code(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let Some((_, form)) = checked(&s, &headers, &body) else { return Ok(form_expired(&s)) };
-    let c = Challenge { csrf: form.get("csrf"), id: form.get("challenge"), trust: false };
+    let c = Challenge { csrf: form.get("csrf"), id: sign_in_field(&form), trust: false };
     let (channel, _) = form.channel();
     let method = MethodId::parse(q.get("method_id").map_or("", String::as_str));
     let outcome =

@@ -1,0 +1,313 @@
+//! The sign-in pipeline: identify → first factor → the scripts after it → decide the
+//! second factor → (second factor, `twofactor.rs`) → issue. Every way in (the JSON
+//! API, the hosted pages, a redirected sign-in coming back) runs these steps and gets
+//! one [`LoginOutcome`]; the HTTP adapters only turn it into their answer.
+//!
+//! A step that moves a stored sign-in on does so with `advance_sign_in` (stage checked,
+//! new id) or spends it in the unit of work that issues the tokens, so two requests
+//! racing with one id cannot both go on.
+
+use serde_json::json;
+
+use super::sessions::Issued;
+use super::{Identity, RequestContext};
+use crate::audit::AuditKind;
+use crate::login::{Denial, LoginOutcome, LoginRequest};
+use crate::oidc::MfaPolicy;
+use crate::secret::Secret;
+use crate::signin::{
+    AfterFirstFactor, AuthMethod, AuthMethods, SecondFactor, SignIn, Stage, second_factor, with_state,
+};
+use crate::store::Application;
+use crate::twofactor::TwoFactorMethod;
+use crate::user::User;
+use crate::validation::ValidationErrors;
+use crate::{CoreError, Timestamp, random};
+
+/// A sign-in whose first factor just passed, on its way to a decision.
+struct Passed {
+    sign_in: SignIn,
+    /// Whether `sign_in` is stored (at its stage, under its digest) or new.
+    stored: bool,
+    user: User,
+    methods: Vec<TwoFactorMethod>,
+    no_jwt: bool,
+    /// A browser is there to be redirected (the hosted pages).
+    interactive: bool,
+    resumed: bool,
+}
+
+impl Identity {
+    /// `GET /login`: a hosted sign-in begins. Its id goes in the page; where it leads
+    /// (`return_to`) and the request's signals stay here.
+    pub async fn begin_browser_sign_in(
+        &self,
+        return_to: &str,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<Secret, CoreError> {
+        let id = Secret::new(random::token(32)?);
+        let mut sign_in = self.new_sign_in(&id, &self.default_application, ctx, now);
+        sign_in.return_to = Some(return_to.to_owned());
+        self.store.insert_sign_in(&sign_in).await?;
+        Ok(id)
+    }
+
+    /// A new hosted sign-in in place of `old`, which timed out or was used: to the same
+    /// destination while its row is still there, else to the account page.
+    pub async fn restart_browser_sign_in(
+        &self,
+        old: &Secret,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<Secret, CoreError> {
+        let found = self.store.sign_in(&old.digest()).await?;
+        let return_to = found.and_then(|s| s.return_to).unwrap_or_else(|| "/account".into());
+        self.begin_browser_sign_in(&return_to, ctx, now).await
+    }
+
+    fn new_sign_in(&self, id: &Secret, app: &Application, ctx: &RequestContext, now: Timestamp) -> SignIn {
+        SignIn {
+            digest: id.digest(),
+            tenant_id: app.tenant_id,
+            application_id: app.id,
+            user_id: None,
+            passed: AuthMethods::default(),
+            stage: Stage::Identify,
+            resume_digest: None,
+            return_to: None,
+            signals: ctx.signals(),
+            created_at: now,
+            expires_at: now.plus(self.policies.sign_in_ttl),
+            failures: 0,
+            spent: false,
+            code: None,
+        }
+    }
+
+    /// The password step (`POST /api/login`, `POST /login`).
+    pub async fn login(
+        &self,
+        req: LoginRequest,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<LoginOutcome, CoreError> {
+        // A hosted page's sign-in must still be waiting for its password.
+        let started = match &req.sign_in {
+            Some(id) => {
+                let found = self.store.sign_in(&id.digest()).await?;
+                match found.filter(|s| s.is_live(now) && s.stage == Stage::Identify) {
+                    Some(s) => Some(s),
+                    None => return Ok(LoginOutcome::Denied(Denial::Expired)),
+                }
+            }
+            None => None,
+        };
+        let application = match (req.application_id, &started) {
+            (None, Some(s)) if s.application_id == self.default_application.id => self.default_application.clone(),
+            (None, None) => self.default_application.clone(),
+            (id, s) => {
+                let Some(id) = id.or(s.as_ref().map(|s| s.application_id)) else {
+                    return Err(CoreError::Internal("a sign-in without an application".into()));
+                };
+                match self.store.get_application(id).await? {
+                    Some(app) if app.active => app,
+                    Some(_) => {
+                        let msg = "The application named by [applicationId] is deactivated.";
+                        return Err(ValidationErrors::field("applicationId", "inactive", msg).into());
+                    }
+                    None => {
+                        let msg = "The [applicationId] property does not name an application.";
+                        return Err(ValidationErrors::field("applicationId", "invalid", msg).into());
+                    }
+                }
+            }
+        };
+        let tenant = application.tenant_id;
+        let lockout = self.policies.lockout;
+
+        // The attempt is counted before the password is checked (and cleared if it is
+        // right), so 50 concurrent guesses run at most `max_failures` argon2 checks.
+        let (attempts, locked) =
+            self.store.reserve_login_attempt(tenant, &req.login_id, now, now.minus(lockout.window)).await?;
+        let locked = locked.or_else(|| (attempts > lockout.max_failures).then(|| now.plus(lockout.lock_for)));
+        if let Some(until) = locked {
+            self.audit(AuditKind::LoginLocked, None, "locked", ctx, json!({"loginId": req.login_id.as_str()}), now)
+                .await?;
+            return Ok(LoginOutcome::Denied(Denial::Locked { until }));
+        }
+
+        let user = self.store.find_user_by_login_id(tenant, &req.login_id).await?;
+        let candidate = user.filter(|u| u.active).and_then(|u| u.password_hash.clone().map(|h| (u, h)));
+        let verified = match candidate {
+            Some((user, hash)) => self.hasher.verify(hash.clone(), req.password.clone()).await?.then_some((user, hash)),
+            None => {
+                // Same work as a real check, so the answer's timing says nothing.
+                let _ = self.hasher.verify(self.dummy_hash.clone(), req.password.clone()).await?;
+                None
+            }
+        };
+
+        let Some((user, hash)) = verified else {
+            let failures = attempts;
+            if failures >= lockout.max_failures {
+                let until = now.plus(lockout.lock_for);
+                self.store.lock_login(tenant, &req.login_id, until).await?;
+                let detail = json!({"loginId": req.login_id.as_str(), "failures": failures});
+                self.audit(AuditKind::LoginLocked, None, "locked", ctx, detail, now).await?;
+                return Ok(LoginOutcome::Denied(Denial::Locked { until }));
+            }
+            let detail = json!({"loginId": req.login_id.as_str(), "failures": failures});
+            self.audit(AuditKind::LoginFailure, None, "failure", ctx, detail, now).await?;
+            return Ok(LoginOutcome::Denied(Denial::InvalidCredentials));
+        };
+
+        self.store.clear_login_failures(tenant, &req.login_id).await?;
+        if hash.needs_rehash(&self.policies.hash) {
+            let upgraded = self.hasher.hash(req.password.clone()).await?;
+            self.store.set_password_hash(user.id, &upgraded, now).await?;
+        }
+        let methods = self.store.methods(user.id).await?;
+        let trusted = !methods.is_empty() && self.is_trusted(&user, req.trust_token.as_ref(), now).await?;
+        let passed = AuthMethods::of(&[AuthMethod::Password]);
+        let passed = if trusted { passed.with(AuthMethod::TrustedDevice) } else { passed };
+        let stored = started.is_some();
+        let mut sign_in = match started {
+            Some(s) => s,
+            None => self.new_sign_in(&Secret::new(random::token(32)?), &application, ctx, now),
+        };
+        sign_in.user_id = Some(user.id);
+        sign_in.passed = passed;
+        let step = Passed { sign_in, stored, user, methods, no_jwt: req.no_jwt, interactive: stored, resumed: false };
+        self.after_first_factor(step, ctx, now).await
+    }
+
+    /// `/login/continue?state=…`: a redirected sign-in comes back. The resume token is
+    /// used up here, whatever happens next.
+    pub async fn continue_sign_in(
+        &self,
+        state: &Secret,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<LoginOutcome, CoreError> {
+        let Some(sign_in) = self.store.resume_sign_in(&state.digest()).await? else {
+            return Ok(LoginOutcome::Denied(Denial::Expired));
+        };
+        if !sign_in.is_live(now) {
+            return Ok(LoginOutcome::Denied(Denial::Expired));
+        }
+        let Some(user) = self.challenge_user(&sign_in).await? else {
+            return Ok(LoginOutcome::Denied(Denial::Expired));
+        };
+        let methods = self.store.methods(user.id).await?;
+        let step = Passed { sign_in, stored: true, user, methods, no_jwt: true, interactive: true, resumed: true };
+        self.after_first_factor(step, ctx, now).await
+    }
+
+    /// The scripts, then the one decision on the second factor, then either the
+    /// challenge or the tokens.
+    async fn after_first_factor(
+        &self,
+        step: Passed,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<LoginOutcome, CoreError> {
+        let decided = match &self.post_login {
+            Some(hook) => hook.0.after_first_factor(&step.sign_in, &step.user, step.resumed).await?,
+            None => AfterFirstFactor::Continue,
+        };
+        match decided {
+            AfterFirstFactor::Continue => {}
+            AfterFirstFactor::Deny { reason } => return self.deny(step, reason, ctx, now).await,
+            AfterFirstFactor::Redirect { .. } if !step.interactive => {
+                // No browser to send anywhere (Auth0 refuses the same way).
+                return self.deny(step, "This sign-in cannot be redirected: it has no browser.".into(), ctx, now).await;
+            }
+            AfterFirstFactor::Redirect { url } => {
+                let token = Secret::new(random::token(32)?);
+                let next = SignIn {
+                    resume_digest: Some(token.digest()),
+                    stage: Stage::Redirected { url: url.clone() },
+                    ..step.sign_in.clone()
+                };
+                if !self.move_on(&step, next, now).await? {
+                    return Ok(LoginOutcome::Denied(Denial::Expired));
+                }
+                let detail = json!({"applicationId": step.sign_in.application_id.to_string(), "to": url});
+                self.audit(AuditKind::SignInRedirected, Some(step.user.id), "redirected", ctx, detail, now).await?;
+                return Ok(LoginOutcome::Redirect { url: with_state(&url, token.expose()) });
+            }
+        }
+
+        // FusionAuth's login API challenges whoever has a factor (its `whenEnrolled`),
+        // whatever the application's policy for the hosted pages.
+        let decision = second_factor(MfaPolicy::WhenEnrolled, false, !step.methods.is_empty(), &step.sign_in.passed);
+        if decision == SecondFactor::Pass {
+            let id = Secret::new(random::token(32)?);
+            let next = SignIn {
+                digest: id.digest(),
+                stage: Stage::NeedFactor,
+                resume_digest: None,
+                expires_at: now.plus(self.policies.two_factor.challenge_ttl),
+                ..step.sign_in.clone()
+            };
+            if !self.move_on(&step, next, now).await? {
+                return Ok(LoginOutcome::Denied(Denial::Expired));
+            }
+            let detail = json!({"applicationId": step.sign_in.application_id.to_string()});
+            self.audit(AuditKind::TwoFactorChallenge, Some(step.user.id), "issued", ctx, detail, now).await?;
+            return Ok(LoginOutcome::NeedFactor { sign_in: id, methods: step.methods });
+        }
+
+        // With factors but no challenge, a remembered device vouched for the second step.
+        let trusted = step.sign_in.passed.contains(AuthMethod::TrustedDevice);
+        let method = if trusted { AuthMethod::TrustedDevice } else { AuthMethod::Password };
+        let app = step.sign_in.application_id;
+        let issued: Issued = self.issue_tokens(&step.user, app, step.no_jwt, &step.sign_in.passed, now)?;
+        let finished = self
+            .retrying(|| async {
+                let tx = self.store.begin().await?;
+                // A stored sign-in ends here, once: a second request with its id finds it spent.
+                if step.stored && !tx.spend_sign_in(&step.sign_in.digest).await? {
+                    return Ok(None);
+                }
+                let (user, methods) = (step.user.clone(), step.methods.clone());
+                let mut success = self.complete_login(&*tx, user, methods, app, &issued, method, ctx, now).await?;
+                tx.commit().await?;
+                success.return_to = step.sign_in.return_to.clone();
+                Ok(Some(success))
+            })
+            .await?;
+        Ok(match finished {
+            Some(success) => LoginOutcome::Done(Box::new(success)),
+            None => LoginOutcome::Denied(Denial::Expired),
+        })
+    }
+
+    /// Stores the sign-in's next state: moved on from its stored stage (false when
+    /// another request moved it first, or it expired), or inserted.
+    async fn move_on(&self, step: &Passed, next: SignIn, now: Timestamp) -> Result<bool, CoreError> {
+        if step.stored {
+            Ok(self.store.advance_sign_in(&step.sign_in.digest, &step.sign_in.stage, &next, now).await?)
+        } else {
+            self.store.insert_sign_in(&next).await?;
+            Ok(true)
+        }
+    }
+
+    async fn deny(
+        &self,
+        step: Passed,
+        reason: String,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<LoginOutcome, CoreError> {
+        if step.stored {
+            let next = SignIn { stage: Stage::Denied { reason: reason.clone() }, ..step.sign_in.clone() };
+            self.store.advance_sign_in(&step.sign_in.digest, &step.sign_in.stage, &next, now).await?;
+        }
+        let detail = json!({"applicationId": step.sign_in.application_id.to_string(), "reason": reason});
+        self.audit(AuditKind::LoginDenied, Some(step.user.id), "denied", ctx, detail, now).await?;
+        Ok(LoginOutcome::Denied(Denial::Refused { reason }))
+    }
+}

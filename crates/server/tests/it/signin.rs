@@ -1,0 +1,141 @@
+//! The sign-in pipeline's stages between requests: a sign-in that a script (here a test
+//! double of the post-login port the actions will implement) sends to another page and
+//! that comes back to `/login/continue`, and one a script refuses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tessera_core::CoreError;
+use tessera_core::signin::{AfterFirstFactor, PostLogin, PostLoginHook, SignIn};
+use tessera_core::user::User;
+use tessera_testkit::{TestApp, app};
+
+use crate::forms::{Browser, Page, field};
+
+const AWAY: &str = "https://partner.example/consent?lang=en";
+
+/// Sends every sign-in to [`AWAY`] after the password, and lets it through when it
+/// comes back; or refuses every sign-in.
+enum Script {
+    SendAway,
+    Refuse,
+}
+
+#[async_trait::async_trait]
+impl PostLogin for Script {
+    async fn after_first_factor(
+        &self,
+        sign_in: &SignIn,
+        user: &User,
+        resumed: bool,
+    ) -> Result<AfterFirstFactor, CoreError> {
+        assert_eq!(sign_in.user_id, Some(user.id), "the sign-in knows its user after the password");
+        Ok(match (self, resumed) {
+            (Script::SendAway, false) => AfterFirstFactor::Redirect { url: AWAY.into() },
+            (Script::SendAway, true) => AfterFirstFactor::Continue,
+            (Script::Refuse, _) => AfterFirstFactor::Deny { reason: "Sign-ins are closed for maintenance.".into() },
+        })
+    }
+}
+
+/// A server running `script` after the password, with ann@example.com (and her id).
+async fn with(script: Script) -> (TestApp, String) {
+    let hook = PostLoginHook(Arc::new(script));
+    let app = app().configure(move |c| c.post_login = Some(hook)).spawn().await;
+    let ann = app.create_user("ann@example.com", "correct horse").await;
+    (app, ann)
+}
+
+/// The password page filled in, from `/login?return_to=/account`.
+async fn password(b: &mut Browser<'_>) -> Page {
+    let form = b.get("/login?return_to=%2Faccount").await;
+    let (csrf, signin) = (field(&form.text, "csrf"), field(&form.text, "signin"));
+    b.post(
+        "/login",
+        &[("csrf", &csrf), ("signin", &signin), ("login_id", "ann@example.com"), ("password", "correct horse")],
+    )
+    .await
+}
+
+/// Where a redirect to [`AWAY`] leads back to: `/login/continue` with its `state`.
+fn come_back(away: &Page) -> String {
+    let to = away.location.clone().unwrap_or_default();
+    assert!(to.starts_with(&format!("{AWAY}&state=")), "sent away with a resume token: {to}");
+    format!("/login/continue?state={}", to.rsplit("state=").next().unwrap())
+}
+
+#[tokio::test]
+async fn a_browser_sign_in_resumes_once_with_its_token_and_never_with_a_forged_or_expired_one() {
+    let (app, _) = with(Script::SendAway).await;
+    let mut b = Browser::new(&app);
+    let away = password(&mut b).await;
+    assert_eq!(away.status, 303, "{}", away.text);
+    let back = come_back(&away);
+    assert_eq!(b.get("/account").await.status, 303, "no session before it comes back");
+
+    let forged = b.get("/login/continue?state=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").await;
+    assert_eq!(forged.status, 400, "{}", forged.text);
+    assert!(forged.text.contains("cannot be continued"), "{}", forged.text);
+    assert_eq!(b.get("/login/continue").await.status, 400, "no token at all");
+
+    let resumed = b.get(&back).await;
+    assert_eq!((resumed.status, resumed.location.as_deref()), (303, Some("/account")), "{}", resumed.text);
+    assert_eq!(b.get("/account").await.status, 200, "signed in");
+    let again = b.get(&back).await;
+    assert_eq!(again.status, 400, "a resume token works once: {}", again.text);
+
+    // Another sign-in, come back too late: the sign-in (and its token) lasted 30 minutes.
+    let mut late = Browser::new(&app);
+    let away = password(&mut late).await;
+    let back = come_back(&away);
+    app.clock.advance(Duration::from_secs(30 * 60 + 1));
+    let expired = late.get(&back).await;
+    assert_eq!(expired.status, 400, "{}", expired.text);
+    assert_eq!(late.get("/account").await.status, 303, "not signed in");
+}
+
+#[tokio::test]
+async fn a_resumed_sign_in_still_asks_for_the_second_factor_under_a_new_id() {
+    let (app, id) = with(Script::SendAway).await;
+    let secret = b"12345678901234567890";
+    app.enable_authenticator(&id, secret).await;
+
+    let mut b = Browser::new(&app);
+    let away = password(&mut b).await;
+    let back = come_back(&away);
+    let state = back.rsplit("state=").next().unwrap().to_owned();
+    let second = b.get(&back).await;
+    assert_eq!(second.status, 200, "{}", second.text);
+    assert!(second.text.contains("Second step"), "{}", second.text);
+    assert_ne!(field(&second.text, "signin"), state, "the resume token is not the second step's id");
+    assert_eq!(b.get("/account").await.status, 303, "one factor is not a session yet");
+
+    app.clock.advance(Duration::from_secs(30));
+    let csrf = field(&second.text, "csrf");
+    let done = b.second_step(&csrf, &second, &app.totp(secret, 0)).await;
+    assert_eq!(done.location.as_deref(), Some("/account"), "{}", done.text);
+    assert_eq!(b.get("/account").await.status, 200);
+}
+
+#[tokio::test]
+async fn the_json_api_cannot_be_sent_away_and_a_refusal_is_fusionauths_409() {
+    let (app, _) = with(Script::SendAway).await;
+    let login = json!({"loginId": "ann@example.com", "password": "correct horse"});
+    let r = app.post_json("/api/login", login.clone()).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.json["generalErrors"][0]["code"], "[LoginPreventedException]");
+    assert!(r.json["generalErrors"][0]["message"].as_str().unwrap().contains("cannot be redirected"), "{}", r.text);
+
+    let (closed, _) = with(Script::Refuse).await;
+    let r = closed.post_json("/api/login", login).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.json["generalErrors"][0]["message"], "Sign-ins are closed for maintenance.");
+    let mut b = Browser::new(&closed);
+    let refused = password(&mut b).await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert!(refused.text.contains("closed for maintenance"), "{}", refused.text);
+    assert_eq!(b.get("/account").await.status, 303, "no session");
+    let denied = closed.admin(reqwest::Method::GET, "/api/system/audit-log", None).await;
+    assert!(denied.text.contains("login.denied"), "audited: {}", denied.text);
+}
