@@ -183,6 +183,9 @@ impl Stage {
 pub struct Signals {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// For a hosted sign-in, the digest of the browser's CSRF token: only that browser
+    /// may resume it, so a resume link sent to someone else signs nobody in there.
+    pub browser: Option<String>,
 }
 
 /// A sign-in in progress (FusionAuth's `twoFactorId` is its id once the password

@@ -17,7 +17,7 @@ use crate::rows::{corrupt, get};
 use crate::twofactor::{count, method_id, user_id};
 
 const COLUMNS: &str = "digest, tenant_id, application_id, user_id, methods, stage, stage_detail, resume_digest, \
-     return_to, ip, user_agent, created_at, expires_at, failures, spent, \
+     return_to, ip, user_agent, browser_digest, created_at, expires_at, failures, spent, \
      code_method_id, code_channel, code_hash, code_expires_at";
 
 fn sign_in(row: &Row) -> StoreResult<SignIn> {
@@ -47,7 +47,11 @@ fn sign_in(row: &Row) -> StoreResult<SignIn> {
         stage,
         resume_digest: get(row, "resume_digest")?,
         return_to: get(row, "return_to")?,
-        signals: Signals { ip: get(row, "ip")?, user_agent: get(row, "user_agent")? },
+        signals: Signals {
+            ip: get(row, "ip")?,
+            user_agent: get(row, "user_agent")?,
+            browser: get(row, "browser_digest")?,
+        },
         created_at: Timestamp::from_millis(get(row, "created_at")?),
         expires_at: Timestamp::from_millis(get(row, "expires_at")?),
         failures: count(get(row, "failures")?),
@@ -61,7 +65,7 @@ impl SignInStore for SqlStore {
     async fn insert_sign_in(&self, s: &SignIn) -> StoreResult<()> {
         db::query(format!(
             "INSERT INTO sign_ins ({COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
         ))
         .bind(s.digest.clone())
         .bind(s.tenant_id.to_string())
@@ -74,6 +78,7 @@ impl SignInStore for SqlStore {
         .bind(s.return_to.clone())
         .bind(s.signals.ip.clone())
         .bind(s.signals.user_agent.clone())
+        .bind(s.signals.browser.clone())
         .bind(s.created_at.millis())
         .bind(s.expires_at.millis())
         .bind(i64::from(s.failures))

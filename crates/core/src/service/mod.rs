@@ -88,7 +88,7 @@ pub struct RequestContext {
 impl RequestContext {
     /// What a sign-in keeps of the request that started it.
     pub fn signals(&self) -> crate::signin::Signals {
-        crate::signin::Signals { ip: self.ip.clone(), user_agent: self.user_agent.clone() }
+        crate::signin::Signals { ip: self.ip.clone(), user_agent: self.user_agent.clone(), browser: None }
     }
 
     /// The same request, made by `actor`.

@@ -14,7 +14,7 @@ use super::{Identity, RequestContext};
 use crate::audit::AuditKind;
 use crate::login::{Denial, LoginOutcome, LoginRequest};
 use crate::oidc::MfaPolicy;
-use crate::secret::Secret;
+use crate::secret::{Secret, constant_time_eq};
 use crate::signin::{
     AfterFirstFactor, AuthMethod, AuthMethods, SecondFactor, SignIn, Stage, second_factor, with_state,
 };
@@ -40,15 +40,18 @@ struct Passed {
 impl Identity {
     /// `GET /login`: a hosted sign-in begins. Its id goes in the page; where it leads
     /// (`return_to`) and the request's signals stay here.
+    /// `browser` is the browser's CSRF token: the sign-in is bound to it.
     pub async fn begin_browser_sign_in(
         &self,
         return_to: &str,
+        browser: &Secret,
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<Secret, CoreError> {
         let id = Secret::new(random::token(32)?);
         let mut sign_in = self.new_sign_in(&id, &self.default_application, ctx, now);
         sign_in.return_to = Some(return_to.to_owned());
+        sign_in.signals.browser = Some(browser.digest());
         self.store.insert_sign_in(&sign_in).await?;
         Ok(id)
     }
@@ -58,12 +61,13 @@ impl Identity {
     pub async fn restart_browser_sign_in(
         &self,
         old: &Secret,
+        browser: &Secret,
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<Secret, CoreError> {
         let found = self.store.sign_in(&old.digest()).await?;
         let return_to = found.and_then(|s| s.return_to).unwrap_or_else(|| "/account".into());
-        self.begin_browser_sign_in(&return_to, ctx, now).await
+        self.begin_browser_sign_in(&return_to, browser, ctx, now).await
     }
 
     fn new_sign_in(&self, id: &Secret, app: &Application, ctx: &RequestContext, now: Timestamp) -> SignIn {
@@ -182,18 +186,24 @@ impl Identity {
         self.after_first_factor(step, ctx, now).await
     }
 
-    /// `/login/continue?state=…`: a redirected sign-in comes back. The resume token is
-    /// used up here, whatever happens next.
+    /// `/login/continue?state=…`: a redirected sign-in comes back, in the browser
+    /// (`browser`, its CSRF token) it left from. The resume token is used up here,
+    /// whatever happens next: a token tried in another browser is spent, failing closed.
     pub async fn continue_sign_in(
         &self,
         state: &Secret,
+        browser: Option<&Secret>,
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<LoginOutcome, CoreError> {
         let Some(sign_in) = self.store.resume_sign_in(&state.digest()).await? else {
             return Ok(LoginOutcome::Denied(Denial::Expired));
         };
-        if !sign_in.is_live(now) {
+        let same_browser = match (&sign_in.signals.browser, browser) {
+            (Some(left), Some(back)) => constant_time_eq(left.as_bytes(), back.digest().as_bytes()),
+            _ => false,
+        };
+        if !sign_in.is_live(now) || !same_browser {
             return Ok(LoginOutcome::Denied(Denial::Expired));
         }
         let Some(user) = self.challenge_user(&sign_in).await? else {

@@ -157,6 +157,7 @@ const PLAIN: &[&str] = &[
     "sign_ins.return_to",
     "sign_ins.ip",
     "sign_ins.user_agent",
+    "sign_ins.browser_digest",
     "sign_ins.created_at",
     "sign_ins.expires_at",
     "sign_ins.failures",

@@ -66,7 +66,7 @@ fn come_back(away: &Page) -> String {
 }
 
 #[tokio::test]
-async fn a_browser_sign_in_resumes_once_with_its_token_and_never_with_a_forged_or_expired_one() {
+async fn a_browser_sign_in_resumes_once_in_its_browser_and_never_with_a_forged_used_or_expired_token() {
     let (app, _) = with(Script::SendAway).await;
     let mut b = Browser::new(&app);
     let away = password(&mut b).await;
@@ -84,6 +84,16 @@ async fn a_browser_sign_in_resumes_once_with_its_token_and_never_with_a_forged_o
     assert_eq!(b.get("/account").await.status, 200, "signed in");
     let again = b.get(&back).await;
     assert_eq!(again.status, 400, "a resume token works once: {}", again.text);
+
+    // A resume link followed in another browser signs nobody in, there or (the token is
+    // spent) in the browser it was for.
+    let mut ann = Browser::new(&app);
+    let back = come_back(&password(&mut ann).await);
+    let mut elsewhere = Browser::new(&app);
+    let stolen = elsewhere.get(&back).await;
+    assert_eq!(stolen.status, 400, "{}", stolen.text);
+    assert_eq!(elsewhere.get("/account").await.status, 303, "not signed in elsewhere");
+    assert_eq!(ann.get(&back).await.status, 400, "and the token is spent");
 
     // Another sign-in, come back too late: the sign-in (and its token) lasted 30 minutes.
     let mut late = Browser::new(&app);

@@ -15,6 +15,7 @@ CREATE TABLE sign_ins (
     return_to TEXT,
     ip TEXT,
     user_agent TEXT,
+    browser_digest TEXT,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
     failures BIGINT NOT NULL,

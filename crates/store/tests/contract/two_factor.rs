@@ -41,7 +41,11 @@ fn challenge(c: &Ctx, user: UserId, app: ApplicationId, digest: &str) -> SignIn 
         stage: Stage::NeedFactor,
         resume_digest: None,
         return_to: Some("/account?tab=factors".into()),
-        signals: Signals { ip: Some("203.0.113.9".into()), user_agent: Some("Mozilla/5.0".into()) },
+        signals: Signals {
+            ip: Some("203.0.113.9".into()),
+            user_agent: Some("Mozilla/5.0".into()),
+            browser: Some("b1".into()),
+        },
         created_at: T0,
         expires_at: T0.plus(Duration::from_secs(300)),
         failures: 0,

@@ -11,6 +11,7 @@ use axum::response::Response;
 use tessera_core::CoreError;
 use tessera_core::oidc::BrowserSession;
 use tessera_core::phone::PhoneNumber;
+use tessera_core::secret::Secret;
 use tessera_core::service::{EnableOutcome, SendOutcome};
 use tessera_core::signin::AuthMethod;
 use tessera_core::twofactor::mask_phone;
@@ -78,7 +79,8 @@ pub async fn enroll_page(
     let csrf = cookies.csrf_or_new(&headers)?;
     let Some(session) = current_session(&s, &cookies, &headers).await? else {
         // Signed in, the way back leads here again.
-        let signin = s.identity.begin_browser_sign_in(&return_to, &ctx, s.clock.now()).await?;
+        let signin =
+            s.identity.begin_browser_sign_in(&return_to, &Secret::new(csrf.as_str()), &ctx, s.clock.now()).await?;
         let page = minijinja::context! { title => "Sign in", csrf => &csrf, signin => signin.expose(), error => "Sign in first." };
         return Ok(with_csrf(render(&s, StatusCode::OK, "login.html", page), &cookies, &csrf));
     };

@@ -82,7 +82,8 @@ pub async fn login_page(
     let cookies = Cookies::new(&s);
     let csrf = cookies.csrf_or_new(&headers)?;
     let return_to = safe_return(q.get("return_to").map_or("", String::as_str));
-    let sign_in = s.identity.begin_browser_sign_in(&return_to, &ctx, s.clock.now()).await?;
+    let sign_in =
+        s.identity.begin_browser_sign_in(&return_to, &Secret::new(csrf.as_str()), &ctx, s.clock.now()).await?;
     let form = LoginForm { csrf: &csrf, sign_in: sign_in.expose(), login_id: "" };
     Ok(with_csrf(login_view(&s, StatusCode::OK, &form, None), &cookies, &csrf))
 }
@@ -140,7 +141,7 @@ pub async fn login_submit(
     // or a sign-in form on another of the site's pages) starts one with the
     // destination it posted.
     let sign_in = match form.get("signin") {
-        "" => s.identity.begin_browser_sign_in(&form.return_to(), &ctx, now).await?,
+        "" => s.identity.begin_browser_sign_in(&form.return_to(), &Secret::new(form.get("csrf")), &ctx, now).await?,
         id => Secret::new(id),
     };
     let csrf = form.get("csrf");
@@ -167,7 +168,7 @@ pub async fn login_submit(
             again(StatusCode::CONFLICT, &sign_in, "Too many attempts. Wait a few minutes and try again.")
         }
         LoginOutcome::Denied(Denial::Expired) => {
-            let fresh = s.identity.restart_browser_sign_in(&sign_in, &ctx, now).await?;
+            let fresh = s.identity.restart_browser_sign_in(&sign_in, &Secret::new(csrf), &ctx, now).await?;
             again(StatusCode::OK, &fresh, "That took too long. Sign in again.")
         }
         outcome => outcome_page(&s, &cookies, csrf, outcome).await?,
@@ -188,7 +189,9 @@ pub async fn continue_sign_in(
     }
     let cookies = Cookies::new(&s);
     let csrf = cookies.csrf_or_new(&headers)?;
-    let outcome = s.identity.continue_sign_in(&Secret::new(state), &ctx, s.clock.now()).await?;
+    // The browser it left from still has its CSRF token (a new one here means another browser).
+    let browser = cookies.csrf(&headers).map(Secret::new);
+    let outcome = s.identity.continue_sign_in(&Secret::new(state), browser.as_ref(), &ctx, s.clock.now()).await?;
     Ok(with_csrf(outcome_page(&s, &cookies, &csrf, outcome).await?, &cookies, &csrf))
 }
 
@@ -216,7 +219,10 @@ pub async fn two_factor_submit(
             two_factor_view(&s, StatusCode::UNAUTHORIZED, &c, &methods, None, error)
         }
         TwoFactorLoginOutcome::NotFound => {
-            let fresh = s.identity.restart_browser_sign_in(&Secret::new(c.id), &ctx, s.clock.now()).await?;
+            let fresh = s
+                .identity
+                .restart_browser_sign_in(&Secret::new(c.id), &Secret::new(c.csrf), &ctx, s.clock.now())
+                .await?;
             let f = LoginForm { csrf: c.csrf, sign_in: fresh.expose(), login_id: "" };
             login_view(&s, StatusCode::OK, &f, Some("That took too long. Sign in again."))
         }
