@@ -233,3 +233,58 @@ contract!(trust_tokens_and_purging, |c| {
     c.store.insert_trust_token(&t2).await.unwrap();
     assert_eq!(c.store.delete_trust_tokens(u).await.unwrap(), 1);
 });
+
+/// A two-factor challenge open when the server was upgraded (migration 18) carries on as
+/// a sign-in waiting for its second factor, with what it held.
+async fn challenges_open_at_the_upgrade_carry_on_as_sign_ins(backend: tessera_store::Backend) {
+    let c = crate::support::ctx_at(backend, 17).await;
+    let u = a_user(&c).await;
+    let insert = format!(
+        "INSERT INTO two_factor_challenges (digest, user_id, application_id, created_at, expires_at, failures, \
+         spent, code_method_id, code_channel, code_hash, code_expires_at, return_to) \
+         VALUES ('open', '{u}', '{}', {}, {}, 2, 0, 'S', 'voice', 'k.h', {}, '/account')",
+        c.app,
+        T0.millis(),
+        T0.plus(Duration::from_secs(300)).millis(),
+        T0.plus(Duration::from_secs(60)).millis(),
+    );
+    tessera_store::testing::execute(&c.url, &insert).await.unwrap();
+    c.store.migrate().await.unwrap();
+
+    let carried = c.store.sign_in("open").await.unwrap().unwrap();
+    let code = PendingCode {
+        method_id: MethodId::parse("S").unwrap(),
+        channel: Channel::Voice,
+        hash: "k.h".into(),
+        expires_at: T0.plus(Duration::from_secs(60)),
+    };
+    assert_eq!(
+        carried,
+        SignIn {
+            digest: "open".into(),
+            tenant_id: c.tenant,
+            application_id: c.app,
+            user_id: Some(u),
+            passed: AuthMethods::of(&[AuthMethod::Password]),
+            stage: Stage::NeedFactor,
+            resume_digest: None,
+            return_to: Some("/account".into()),
+            signals: Signals::default(),
+            created_at: T0,
+            expires_at: T0.plus(Duration::from_secs(300)),
+            failures: 2,
+            spent: false,
+            code: Some(code),
+        }
+    );
+}
+
+#[tokio::test]
+async fn challenges_open_at_the_upgrade_carry_on_as_sign_ins_sqlite() {
+    challenges_open_at_the_upgrade_carry_on_as_sign_ins(tessera_store::Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn challenges_open_at_the_upgrade_carry_on_as_sign_ins_postgres() {
+    challenges_open_at_the_upgrade_carry_on_as_sign_ins(tessera_store::Backend::Postgres).await;
+}
