@@ -9,6 +9,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use tessera_core::apikey::Admin;
 use tessera_core::audit::Actor;
+use tessera_core::ids::TenantId;
 use tessera_core::secret::Secret;
 use tessera_core::service::RequestContext;
 
@@ -56,6 +57,7 @@ impl FromRequestParts<AppState> for AdminAuth {
                 // For `Caller`, which comes after it in a handler's arguments: the audit
                 // log names the key that acted.
                 parts.extensions.insert(Actor::ApiKey(admin.key_id));
+                parts.extensions.insert(admin.tenant_id);
                 Ok(AdminAuth(admin))
             }
             None => Err(ApiError::Unauthorized),
@@ -74,6 +76,8 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
         let actor = parts.extensions.get::<Actor>().copied();
+        // Put there by the extractor that authenticated the request, which comes first.
+        let tenant = parts.extensions.get::<TenantId>().copied();
         // Kept with a sign-in among its signals; cut short so a huge header costs nothing.
         let user_agent = parts
             .headers
@@ -86,9 +90,9 @@ impl FromRequestParts<AppState> for Caller {
                 client_behind_proxies(&parts.headers, &s.trusted_proxies).unwrap_or(p)
             }
             Some(p) => p,
-            None => return Ok(Caller(RequestContext { ip: None, user_agent, actor })),
+            None => return Ok(Caller(RequestContext { ip: None, user_agent, actor, tenant })),
         };
-        Ok(Caller(RequestContext { ip: Some(ip.to_string()), user_agent, actor }))
+        Ok(Caller(RequestContext { ip: Some(ip.to_string()), user_agent, actor, tenant }))
     }
 }
 

@@ -83,9 +83,17 @@ pub struct RequestContext {
     pub user_agent: Option<String>,
     /// Who is acting, if the request authenticated someone (an admin key).
     pub actor: Option<crate::audit::Actor>,
+    /// The tenant the request acts in, once known: an admin key's, a Verify
+    /// credential's, a sign-in's application's. Audit events carry it.
+    pub tenant: Option<TenantId>,
 }
 
 impl RequestContext {
+    /// The same request, acting in `tenant` (what a sign-in's application belongs to).
+    pub fn in_tenant(&self, tenant: TenantId) -> RequestContext {
+        RequestContext { tenant: Some(tenant), ..self.clone() }
+    }
+
     /// What a sign-in keeps of the request that started it.
     pub fn signals(&self) -> crate::signin::Signals {
         crate::signin::Signals { ip: self.ip.clone(), user_agent: self.user_agent.clone(), browser: None }
@@ -370,7 +378,7 @@ impl Identity {
         }
     }
 
-    /// An audit event of this tenant, for [`Identity::record`] inside a unit of work.
+    /// An audit event of the request's tenant, for [`Identity::record`] inside a unit of work.
     fn event(
         &self,
         kind: AuditKind,
@@ -381,7 +389,9 @@ impl Identity {
         now: Timestamp,
     ) -> AuditEvent {
         AuditEvent {
-            tenant_id: self.tenant.id,
+            // The request's tenant; a request that named none (a hosted page before a
+            // sign-in, a webhook) acts in the tenant this server serves.
+            tenant_id: ctx.tenant.unwrap_or(self.tenant.id),
             at: now,
             kind,
             user_id,

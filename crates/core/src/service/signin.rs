@@ -128,6 +128,7 @@ impl Identity {
             }
         };
         let tenant = application.tenant_id;
+        let ctx = &ctx.in_tenant(tenant);
         let lockout = self.policies.lockout;
 
         // The attempt is counted before the password is checked (and cleared if it is
@@ -206,6 +207,7 @@ impl Identity {
         if !sign_in.is_live(now) || !same_browser {
             return Ok(LoginOutcome::Denied(Denial::Expired));
         }
+        let ctx = &ctx.in_tenant(sign_in.tenant_id);
         let Some(user) = self.challenge_user(&sign_in).await? else {
             return Ok(LoginOutcome::Denied(Denial::Expired));
         };

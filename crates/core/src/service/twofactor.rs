@@ -33,10 +33,10 @@ pub struct UserScope {
 }
 
 impl UserScope {
-    /// The request as made by whoever the scope was granted to (the key, or the user):
-    /// what a use case holding the scope audits with.
+    /// The request as made by whoever the scope was granted to (the key, or the user),
+    /// in the user's tenant: what a use case holding the scope audits with.
     fn acting(&self, ctx: &RequestContext) -> RequestContext {
-        ctx.acting(self.actor)
+        ctx.acting(self.actor).in_tenant(self.tenant_id)
     }
 }
 
@@ -289,6 +289,7 @@ impl Identity {
         now: Timestamp,
     ) -> Result<SendOutcome, CoreError> {
         let Some(challenge) = self.live_challenge(challenge_id, now).await? else { return Ok(SendOutcome::NotFound) };
+        let ctx = &ctx.in_tenant(challenge.tenant_id);
         let Some(user) = self.challenge_user(&challenge).await? else { return Ok(SendOutcome::NotFound) };
         let methods = self.store.methods(user.id).await?;
         let method = methods.iter().filter(|m| m.phone().is_some()).find(|m| method_id.is_none_or(|id| &m.id == id));
@@ -491,6 +492,7 @@ impl Identity {
         let Some(challenge) = self.live_challenge(&req.challenge_id, now).await? else {
             return Ok(TwoFactorLoginOutcome::NotFound);
         };
+        let ctx = &ctx.in_tenant(challenge.tenant_id);
         let Some(user) = self.challenge_user(&challenge).await? else { return Ok(TwoFactorLoginOutcome::NotFound) };
         let account_key = factor_failures_key(user.id);
         let account_failures = self.store.login_failures(user.tenant_id, &account_key).await?;

@@ -111,7 +111,11 @@ impl FromRequestParts<AppState> for VerifyAuth {
         let text = String::from_utf8(decoded).map_err(|_| denied())?;
         let (sid, token) = text.split_once(':').ok_or_else(denied)?;
         match s.identity.verify_auth(sid, &Secret::new(token)).await {
-            Ok(Some(account)) => Ok(VerifyAuth(account)),
+            Ok(Some(account)) => {
+                // For `Caller`: the credential's tenant is the request's.
+                parts.extensions.insert(account.tenant_id);
+                Ok(VerifyAuth(account))
+            }
             Ok(None) => Err(denied()),
             Err(e) => Err(core(e)),
         }
