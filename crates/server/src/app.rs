@@ -11,6 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use tessera_core::audit::AuditKind;
+use tessera_core::service::flows::Flows;
 use tessera_core::service::{BootstrapReport, Deps, Identity, Policies, bootstrap};
 use tessera_core::store::Store;
 use tessera_core::{CoreError, store::StoreError};
@@ -39,8 +40,10 @@ pub struct AppState {
     /// Where clients reach Tessera: `public_url`, else the listening address. The OpenID
     /// endpoints are advertised under it.
     pub base_url: String,
-    /// Seals and opens secrets at rest (flow runs read through it).
+    /// Seals and opens secrets at rest.
     pub sealer: tessera_core::seal::Sealer,
+    /// Studio flows: import, numbers, runs.
+    pub flows: Flows,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
     /// HTTP calls and messages of flows.
@@ -150,7 +153,8 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
         tessera_providers::flow_effects::Effects::new(router.clone(), config.flow_http_allowlist.clone())
             .map_err(StartError::Config)?,
     );
-    let interrupted = tessera_core::service::flows::fail_interrupted_runs(store.as_ref(), clock.now()).await?;
+    let flows = Flows::new(store.clone(), sealer.clone());
+    let interrupted = flows.fail_interrupted_runs(clock.now()).await?;
     if interrupted > 0 {
         tracing::warn!(runs = interrupted, "failed flow runs whose instance stopped");
     }
@@ -162,6 +166,7 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
         public_url,
         base_url: config.base_url(),
         sealer,
+        flows,
         trusted_proxies,
         effects,
         store,
@@ -313,7 +318,7 @@ async fn purge_periodically(state: AppState) {
     for tick in 0u64.. {
         every.tick().await;
         let now = state.clock.now();
-        match tessera_core::service::flows::fail_interrupted_runs(state.store.as_ref(), now).await {
+        match state.flows.fail_interrupted_runs(now).await {
             Ok(n) if n > 0 => tracing::warn!(runs = n, "failed flow runs whose instance stopped"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "failing abandoned flow runs failed"),

@@ -221,6 +221,7 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             let store = open_existing(&config).await?;
             let tenant = tessera_core::store::TenantStore::default_tenant(&store).await?.ok_or("no tenant")?.id;
             let sealer = tessera_server::sealing::sealer(&config)?;
+            let flows = flows::Flows::new(std::sync::Arc::new(store), sealer);
             let flow = match action {
                 FlowAction::Import { file, number, move_number, name } => {
                     let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -228,15 +229,11 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
                         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
                     let request =
                         number.as_deref().map(|number| flows::NumberRequest { number, move_from_other: move_number });
-                    flows::import_flow(&store, &sealer, tenant, definition, name, request, clock.now())
-                        .await
-                        .map_err(explain)?
+                    flows.import(tenant, definition, name, request, clock.now()).await.map_err(explain)?
                 }
                 FlowAction::ForwardToSlack { number, webhook, redact, move_number } => {
                     let request = flows::NumberRequest { number: &number, move_from_other: move_number };
-                    flows::forward_to_slack(&store, &sealer, tenant, request, &webhook, redact, clock.now())
-                        .await
-                        .map_err(explain)?
+                    flows.forward_to_slack(tenant, request, &webhook, redact, clock.now()).await.map_err(explain)?
                 }
             };
             println!("{}", flow.sid);

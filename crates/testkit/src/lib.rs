@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 pub mod mock;
 pub use mock::{Captured, MockVendor};
 use tessera_core::Timestamp;
+use tessera_core::ids::{ApiKeyId, TenantId};
 use tessera_core::password::HashParams;
 use tessera_core::seal::SealKey;
 use tessera_core::secret::Secret;
@@ -328,6 +329,17 @@ impl TestApp {
     }
 
     /// One number from the database behind the server's back (`SELECT COUNT(*) …`).
+    /// A second tenant and an admin key of its own: `(tenant, key, key id)`. No API makes
+    /// tenants yet, so the tenant is written as a later release would.
+    pub async fn second_tenant(&self) -> (TenantId, Secret, ApiKeyId) {
+        let tenant = TenantId::random();
+        let insert = format!("INSERT INTO tenants (id, name, created_at) VALUES ('{tenant}', 'second', 0)");
+        tessera_store::testing::execute(&self.database_url, &insert).await.expect("a second tenant");
+        let (key, record) = tessera_core::apikey::ApiKey::generate(tenant, "second tenant's key", self.now()).unwrap();
+        tessera_core::store::ApiKeyStore::insert_api_key(self.state.store.as_ref(), &record).await.expect("its key");
+        (tenant, key, record.id)
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         let rows = tessera_store::testing::query_text(&self.database_url, &format!("SELECT CAST(({sql}) AS TEXT)"))
             .await

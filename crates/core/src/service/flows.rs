@@ -2,6 +2,7 @@
 //! messages, execute them step by step with every step saved, and fail runs a restart
 //! interrupted rather than lose them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -10,10 +11,122 @@ use crate::flows::{self, Flow, FlowEffects, MAX_STEPS};
 use crate::ids::TenantId;
 use crate::phone::PhoneNumber;
 use crate::seal::Sealer;
-use crate::store::{Binding, FlowRun, Store, StoreError, StoredFlow};
+use crate::store::{Binding, FlowRun, FlowStore, StoreError, StoredFlow};
 use crate::validation::ValidationErrors;
 use crate::verify::new_sid;
 use crate::{CoreError, Timestamp};
+
+/// Studio flows, the one service for them: import, numbers, runs. It takes only the
+/// flow store, and every read is scoped to the tenant asking (a flow or run of another
+/// tenant is not found).
+#[derive(Clone)]
+pub struct Flows {
+    store: Arc<dyn FlowStore>,
+    sealer: Sealer,
+}
+
+impl Flows {
+    pub fn new(store: Arc<dyn FlowStore>, sealer: Sealer) -> Flows {
+        Flows { store, sealer }
+    }
+
+    /// Validates and stores a Studio flow definition, with its number bound in the
+    /// same transaction.
+    pub async fn import(
+        &self,
+        tenant: TenantId,
+        definition: Value,
+        name: Option<String>,
+        number: Option<NumberRequest<'_>>,
+        now: Timestamp,
+    ) -> Result<StoredFlow, CoreError> {
+        import_flow(&*self.store, &self.sealer, tenant, definition, name, number, now).await
+    }
+
+    /// Every SMS to a number posted to a Slack webhook (or only the code in it).
+    pub async fn forward_to_slack(
+        &self,
+        tenant: TenantId,
+        number: NumberRequest<'_>,
+        webhook: &str,
+        redact: bool,
+        now: Timestamp,
+    ) -> Result<StoredFlow, CoreError> {
+        forward_to_slack(&*self.store, &self.sealer, tenant, number, webhook, redact, now).await
+    }
+
+    pub async fn get(&self, tenant: TenantId, sid: &str) -> Result<Option<StoredFlow>, CoreError> {
+        get_flow(&*self.store, &self.sealer, tenant, sid).await
+    }
+
+    pub async fn list(&self, tenant: TenantId) -> Result<Vec<StoredFlow>, CoreError> {
+        list_flows(&*self.store, &self.sealer, tenant).await
+    }
+
+    /// False when the tenant has no such flow.
+    pub async fn delete(&self, tenant: TenantId, sid: &str) -> Result<bool, CoreError> {
+        Ok(self.store.delete_flow(tenant, sid).await?)
+    }
+
+    pub async fn bind_number(
+        &self,
+        tenant: TenantId,
+        flow_sid: &str,
+        request: NumberRequest<'_>,
+    ) -> Result<PhoneNumber, CoreError> {
+        bind_number(&*self.store, tenant, flow_sid, request).await
+    }
+
+    /// The numbers bound to one flow, or (`None`) every binding of the tenant as
+    /// (number, flow sid).
+    pub async fn bindings(&self, tenant: TenantId, flow_sid: Option<&str>) -> Result<Vec<(String, String)>, CoreError> {
+        bindings(&*self.store, tenant, flow_sid).await
+    }
+
+    /// A flow's latest runs, contexts opened; `NotFound` for another tenant's flow.
+    pub async fn runs(&self, tenant: TenantId, flow_sid: &str, limit: u64) -> Result<Vec<FlowRun>, CoreError> {
+        self.store.flow(tenant, flow_sid).await?.ok_or(CoreError::NotFound)?;
+        self.store.runs(flow_sid, limit).await?.into_iter().map(|r| opened(r, &self.sealer)).collect()
+    }
+
+    /// One run, its context opened; `NotFound` for a run of another tenant's flow.
+    pub async fn run(&self, tenant: TenantId, run_sid: &str) -> Result<FlowRun, CoreError> {
+        let run = opened(self.store.run(run_sid).await?.ok_or(CoreError::NotFound)?, &self.sealer)?;
+        self.store.flow(tenant, &run.flow_sid).await?.ok_or(CoreError::NotFound)?;
+        Ok(run)
+    }
+
+    /// The flow bound to an inbound message's number, whoever's it is.
+    pub async fn for_number(&self, number: &str) -> Result<Option<StoredFlow>, CoreError> {
+        flow_for_number(&*self.store, &self.sealer, number).await
+    }
+
+    /// A run for an inbound message, saved before anything is done.
+    pub async fn start_run(
+        &self,
+        flow: &StoredFlow,
+        message: &Map<String, Value>,
+        now: Timestamp,
+    ) -> Result<FlowRun, CoreError> {
+        start_run(&*self.store, &self.sealer, flow, message, now).await
+    }
+
+    /// Runs a saved run to its end, saving after each step.
+    pub async fn execute_run(
+        &self,
+        tenant: TenantId,
+        run_sid: &str,
+        effects: &dyn FlowEffects,
+        now: &(dyn Fn() -> Timestamp + Send + Sync),
+    ) -> Result<FlowRun, CoreError> {
+        execute_run(&*self.store, &self.sealer, tenant, run_sid, effects, now).await
+    }
+
+    /// Marks failed the runs whose instance stopped mid-way; how many.
+    pub async fn fail_interrupted_runs(&self, now: Timestamp) -> Result<usize, CoreError> {
+        fail_interrupted_runs(&*self.store, now).await
+    }
+}
 
 /// A number to bind to a flow, as the caller gave it; `move_from_other` allows taking it
 /// from the flow it is bound to now (never done silently).
@@ -28,7 +141,7 @@ fn parse_number(number: &str) -> Result<PhoneNumber, CoreError> {
 }
 
 /// A refused move, in words that say which flow has the number and how to move it.
-async fn explain_conflict(store: &dyn Store, tenant: TenantId, number: &PhoneNumber, e: StoreError) -> CoreError {
+async fn explain_conflict(store: &dyn FlowStore, tenant: TenantId, number: &PhoneNumber, e: StoreError) -> CoreError {
     if !matches!(&e, StoreError::Conflict(f) if f == "number") {
         return e.into();
     }
@@ -48,8 +161,8 @@ async fn explain_conflict(store: &dyn Store, tenant: TenantId, number: &PhoneNum
 /// Validates and stores a Studio flow definition (sealed: see [`sealed_definition`]),
 /// with its number bound in the same transaction: bad input or a refused move leaves
 /// nothing behind.
-pub async fn import_flow(
-    store: &dyn Store,
+async fn import_flow(
+    store: &dyn FlowStore,
     sealer: &Sealer,
     tenant: TenantId,
     definition: Value,
@@ -107,8 +220,8 @@ pub fn sealed_part(stored: &Value) -> Option<&str> {
     stored.as_object().filter(|o| o.len() == 1).and_then(|o| o.get(SEALED)).and_then(Value::as_str)
 }
 
-pub async fn get_flow(
-    store: &dyn Store,
+async fn get_flow(
+    store: &dyn FlowStore,
     sealer: &Sealer,
     tenant: TenantId,
     sid: &str,
@@ -116,21 +229,21 @@ pub async fn get_flow(
     store.flow(tenant, sid).await?.map(|f| opened_flow(f, sealer)).transpose()
 }
 
-pub async fn list_flows(store: &dyn Store, sealer: &Sealer, tenant: TenantId) -> Result<Vec<StoredFlow>, CoreError> {
+async fn list_flows(store: &dyn FlowStore, sealer: &Sealer, tenant: TenantId) -> Result<Vec<StoredFlow>, CoreError> {
     store.flows(tenant).await?.into_iter().map(|f| opened_flow(f, sealer)).collect()
 }
 
 /// The flow bound to an inbound message's number.
-pub async fn flow_for_number(
-    store: &dyn Store,
+async fn flow_for_number(
+    store: &dyn FlowStore,
     sealer: &Sealer,
     number: &str,
 ) -> Result<Option<StoredFlow>, CoreError> {
     store.flow_for_number(number).await?.map(|f| opened_flow(f, sealer)).transpose()
 }
 
-pub async fn bind_number(
-    store: &dyn Store,
+async fn bind_number(
+    store: &dyn FlowStore,
     tenant: TenantId,
     flow_sid: &str,
     request: NumberRequest<'_>,
@@ -146,8 +259,8 @@ pub async fn bind_number(
 
 /// The numbers bound to one flow, or (`None`) every binding of the tenant as
 /// (number, flow sid).
-pub async fn bindings(
-    store: &dyn Store,
+async fn bindings(
+    store: &dyn FlowStore,
     tenant: TenantId,
     flow_sid: Option<&str>,
 ) -> Result<Vec<(String, String)>, CoreError> {
@@ -156,8 +269,8 @@ pub async fn bindings(
 
 /// The common case as one step: every SMS to `number` posted to a Slack webhook, or
 /// (with `redact`) only the code found in it.
-pub async fn forward_to_slack(
-    store: &dyn Store,
+async fn forward_to_slack(
+    store: &dyn FlowStore,
     sealer: &Sealer,
     tenant: TenantId,
     number: NumberRequest<'_>,
@@ -211,14 +324,14 @@ pub fn opened(mut run: FlowRun, sealer: &Sealer) -> Result<FlowRun, CoreError> {
 pub const RUN_LEASE: Duration = Duration::from_secs(120);
 
 /// Saves the run, renewing its lease while it runs.
-async fn save(store: &dyn Store, run: &mut FlowRun, sealer: &Sealer) -> Result<(), CoreError> {
+async fn save(store: &dyn FlowStore, run: &mut FlowRun, sealer: &Sealer) -> Result<(), CoreError> {
     run.lease_until = (run.status == "running").then(|| run.updated_at.plus(RUN_LEASE));
     Ok(store.update_run(&sealed(run, sealer)?).await?)
 }
 
 /// A run for an inbound message, saved before anything is done.
-pub async fn start_run(
-    store: &dyn Store,
+async fn start_run(
+    store: &dyn FlowStore,
     sealer: &Sealer,
     flow: &StoredFlow,
     message: &Map<String, Value>,
@@ -241,8 +354,8 @@ pub async fn start_run(
 }
 
 /// Runs a saved run to its end, saving after each step.
-pub async fn execute_run(
-    store: &dyn Store,
+async fn execute_run(
+    store: &dyn FlowStore,
     sealer: &Sealer,
     tenant: TenantId,
     run_sid: &str,
@@ -290,7 +403,7 @@ pub async fn execute_run(
 /// Runs whose instance stopped or died mid-way (their lease ran out) are marked failed,
 /// with why. At start and periodically; a run another live instance is executing keeps
 /// its lease and is left alone.
-pub async fn fail_interrupted_runs(store: &dyn Store, now: Timestamp) -> Result<usize, CoreError> {
+async fn fail_interrupted_runs(store: &dyn FlowStore, now: Timestamp) -> Result<usize, CoreError> {
     let mut failed = 0;
     for mut run in store.abandoned_runs(now).await? {
         run.status = "failed".into();

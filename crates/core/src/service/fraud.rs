@@ -131,15 +131,15 @@ impl Identity {
     }
 
     /// Second-factor sends pass the same guard as the Verify API (geo, windows,
-    /// blocks), under one guard per tenant. Conversion is not judged here: a login's
-    /// code is wanted by someone who already knew the password.
+    /// blocks), under one guard per tenant (the request's). Conversion is not judged
+    /// here: a login's code is wanted by someone who already knew the password.
     pub(super) async fn guard_mfa_send(
         &self,
         to: &PhoneNumber,
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<Option<Refusal>, CoreError> {
-        let key = format!("mfa:{}", self.tenant.id);
+        let key = format!("mfa:{}", ctx.tenant.unwrap_or(self.tenant.id));
         let g = self.guard_unit(&key, &self.policies.mfa_guard).await?;
         let refusal = match self.destination_check(&g, to, now).await? {
             Some(r) => Some(r),

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tessera_core::service::flows::{self, NumberRequest};
+use tessera_core::service::flows::NumberRequest;
 use tessera_core::store::{FlowRun, StoredFlow};
 use tessera_core::validation::ValidationErrors;
 
@@ -22,7 +22,7 @@ fn flow_json(f: &StoredFlow, bindings: &[(String, String)]) -> Value {
 
 /// The flow as answered after a change, with its numbers.
 async fn answer(s: &AppState, tenant: tessera_core::ids::TenantId, f: &StoredFlow) -> Result<Json<Value>, ApiError> {
-    let bound = flows::bindings(s.store.as_ref(), tenant, Some(&f.sid)).await?;
+    let bound = s.flows.bindings(tenant, Some(&f.sid)).await?;
     Ok(Json(json!({"flow": flow_json(f, &bound)})))
 }
 
@@ -47,21 +47,19 @@ pub async fn import(
     };
     let move_from_other = body.get("moveNumber").and_then(Value::as_bool).unwrap_or(false);
     let request = number.as_deref().map(|number| NumberRequest { number, move_from_other });
-    let flow =
-        flows::import_flow(s.store.as_ref(), &s.sealer, admin.tenant_id, definition, name, request, s.clock.now())
-            .await?;
+    let flow = s.flows.import(admin.tenant_id, definition, name, request, s.clock.now()).await?;
     answer(&s, admin.tenant_id, &flow).await
 }
 
 pub async fn list(State(s): State<AppState>, AdminAuth(admin): AdminAuth) -> Result<Json<Value>, ApiError> {
-    let all = flows::list_flows(s.store.as_ref(), &s.sealer, admin.tenant_id).await?;
-    let bound = flows::bindings(s.store.as_ref(), admin.tenant_id, None).await?;
+    let all = s.flows.list(admin.tenant_id).await?;
+    let bound = s.flows.bindings(admin.tenant_id, None).await?;
     Ok(Json(json!({"flows": all.iter().map(|f| flow_json(f, &bound)).collect::<Vec<_>>()})))
 }
 
 /// `GET /api/flow/numbers`: every number bound to a flow.
 pub async fn numbers(State(s): State<AppState>, AdminAuth(admin): AdminAuth) -> Result<Json<Value>, ApiError> {
-    let bound = flows::bindings(s.store.as_ref(), admin.tenant_id, None).await?;
+    let bound = s.flows.bindings(admin.tenant_id, None).await?;
     let numbers: Vec<Value> = bound.iter().map(|(n, f)| json!({"number": n, "flowId": f})).collect();
     Ok(Json(json!({"numbers": numbers})))
 }
@@ -71,7 +69,7 @@ pub async fn get(
     AdminAuth(admin): AdminAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let f = flows::get_flow(s.store.as_ref(), &s.sealer, admin.tenant_id, &id).await?.ok_or(ApiError::NotFound)?;
+    let f = s.flows.get(admin.tenant_id, &id).await?.ok_or(ApiError::NotFound)?;
     answer(&s, admin.tenant_id, &f).await
 }
 
@@ -80,7 +78,7 @@ pub async fn delete(
     AdminAuth(admin): AdminAuth,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if s.store.delete_flow(admin.tenant_id, &id).await? { Ok(StatusCode::OK) } else { Err(ApiError::NotFound) }
+    if s.flows.delete(admin.tenant_id, &id).await? { Ok(StatusCode::OK) } else { Err(ApiError::NotFound) }
 }
 
 #[derive(Deserialize)]
@@ -103,7 +101,7 @@ pub async fn bind(
         ApiError::Invalid(ValidationErrors::field("number", "blank", "You must specify the [number]."))
     })?;
     let request = NumberRequest { number: &number, move_from_other: b.move_number };
-    let n = flows::bind_number(s.store.as_ref(), admin.tenant_id, &id, request).await?;
+    let n = s.flows.bind_number(admin.tenant_id, &id, request).await?;
     Ok(Json(json!({"flowId": id, "number": n.as_str()})))
 }
 
@@ -112,14 +110,7 @@ pub async fn runs(
     AdminAuth(admin): AdminAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    s.store.flow(admin.tenant_id, &id).await?.ok_or(ApiError::NotFound)?;
-    let runs = s
-        .store
-        .runs(&id, 100)
-        .await?
-        .into_iter()
-        .map(|r| flows::opened(r, &s.sealer))
-        .collect::<Result<Vec<_>, _>>()?;
+    let runs = s.flows.runs(admin.tenant_id, &id, 100).await?;
     Ok(Json(json!({"runs": runs.iter().map(run_json).collect::<Vec<_>>()})))
 }
 
@@ -128,8 +119,7 @@ pub async fn run(
     AdminAuth(admin): AdminAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let r = flows::opened(s.store.run(&id).await?.ok_or(ApiError::NotFound)?, &s.sealer)?;
-    s.store.flow(admin.tenant_id, &r.flow_sid).await?.ok_or(ApiError::NotFound)?;
+    let r = s.flows.run(admin.tenant_id, &id).await?;
     Ok(Json(json!({"run": run_json(&r)})))
 }
 
@@ -159,15 +149,6 @@ pub async fn forward_to_slack(
     }
     let (Some(number), Some(webhook)) = (b.number, b.webhook) else { return Err(ApiError::Invalid(e)) };
     let request = NumberRequest { number: &number, move_from_other: b.move_number };
-    let f = flows::forward_to_slack(
-        s.store.as_ref(),
-        &s.sealer,
-        admin.tenant_id,
-        request,
-        &webhook,
-        b.redact,
-        s.clock.now(),
-    )
-    .await?;
+    let f = s.flows.forward_to_slack(admin.tenant_id, request, &webhook, b.redact, s.clock.now()).await?;
     answer(&s, admin.tenant_id, &f).await
 }

@@ -8,7 +8,6 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tessera_core::messengers::MessengerType;
-use tessera_core::service::flows;
 use tessera_providers::signature;
 
 use crate::api::webhooks::{form, log_rejected, param, plivo_signed, signed_url, twilio_signed};
@@ -37,16 +36,15 @@ async fn secrets_of(
 /// Saves a run for the message, answers the vendor, and runs the flow afterwards, so
 /// a slow step (a slow Slack) never delays the answer.
 async fn dispatch(s: &AppState, to: &str, message: Map<String, Value>) -> Result<(), ApiError> {
-    let Some(flow) = flows::flow_for_number(s.store.as_ref(), &s.sealer, to).await? else {
+    let Some(flow) = s.flows.for_number(to).await? else {
         tracing::info!(%to, "inbound message to a number with no flow");
         return Ok(());
     };
-    let run = flows::start_run(s.store.as_ref(), &s.sealer, &flow, &message, s.clock.now()).await?;
-    let (store, sealer, effects, clock, tenant) =
-        (s.store.clone(), s.sealer.clone(), s.effects.clone(), s.clock.clone(), flow.tenant_id);
+    let run = s.flows.start_run(&flow, &message, s.clock.now()).await?;
+    let (flows, effects, clock, tenant) = (s.flows.clone(), s.effects.clone(), s.clock.clone(), flow.tenant_id);
     tokio::spawn(async move {
         let now = move || clock.now();
-        if let Err(e) = flows::execute_run(store.as_ref(), &sealer, tenant, &run.sid, effects.as_ref(), &now).await {
+        if let Err(e) = flows.execute_run(tenant, &run.sid, effects.as_ref(), &now).await {
             tracing::warn!(run = %run.sid, error = %e, "flow run failed");
         }
     });

@@ -367,6 +367,36 @@ async fn a_flow_that_loops_is_stopped_after_its_step_limit() {
     assert_eq!(steps.last().unwrap()["error"], "more than 100 steps: the flow loops");
 }
 
+/// The flows service scopes every read to the tenant asking: another tenant's key finds
+/// neither the flow, nor its runs, nor a run of it, and cannot delete or rebind it.
+#[tokio::test]
+async fn another_tenants_flows_and_runs_are_not_found() {
+    let app = flows_app(true).await;
+    let slack = MockVendor::start().await;
+    slack.default_reply(Reply::text(200, "ok"));
+    twilio_account(&app).await;
+    let flow = import(&app, studio_slack_flow(&slack.url)).await;
+    let params = twilio_params("hello");
+    let url = format!("{PUBLIC}/webhooks/twilio/sms");
+    let r = post_twilio(&app, &params, &signature::twilio("twilio_token", &url, &params)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let run = finished_run(&app, &flow).await["id"].as_str().expect("a run").to_owned();
+
+    let (_, key, _) = app.second_tenant().await;
+    let as_second =
+        |m: Method, path: String| app.client.request(m, app.url(&path)).header("Authorization", key.expose());
+    for path in [format!("/api/flow/{flow}"), format!("/api/flow/{flow}/runs"), format!("/api/flow/run/{run}")] {
+        let r = app.send(as_second(Method::GET, path.clone())).await;
+        assert_eq!(r.status, 404, "{path}: {}", r.text);
+    }
+    assert_eq!(app.send(as_second(Method::GET, "/api/flow".into())).await.json["flows"], json!([]));
+    let deleted = app.send(as_second(Method::DELETE, format!("/api/flow/{flow}"))).await;
+    assert_eq!(deleted.status, 404, "{}", deleted.text);
+    let bind = as_second(Method::POST, format!("/api/flow/{flow}/number")).json(&json!({"number": "+15550001111"}));
+    assert_eq!(app.send(bind).await.status, 404);
+    assert_eq!(app.admin(Method::GET, &format!("/api/flow/{flow}"), None).await.status, 200, "still there");
+}
+
 #[tokio::test]
 async fn runs_interrupted_by_a_restart_are_marked_failed() {
     let first = flows_app(true).await;
@@ -374,20 +404,9 @@ async fn runs_interrupted_by_a_restart_are_marked_failed() {
     slack.default_reply(Reply::text(200, "ok"));
     let flow = import(&first, studio_slack_flow(&slack.url)).await;
     let tenant = first.state.identity.tenant().id;
-    let stored = tessera_core::service::flows::get_flow(first.state.store.as_ref(), &first.state.sealer, tenant, &flow)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = first.state.flows.get(tenant, &flow).await.unwrap().unwrap();
     let msg = serde_json::Map::from_iter([("Body".to_owned(), json!("x")), ("From".to_owned(), json!("+15557654321"))]);
-    let run = tessera_core::service::flows::start_run(
-        first.state.store.as_ref(),
-        &first.state.sealer,
-        &stored,
-        &msg,
-        first.now(),
-    )
-    .await
-    .unwrap();
+    let run = first.state.flows.start_run(&stored, &msg, first.now()).await.unwrap();
     let url = first.database_url.clone();
     drop(first);
 
