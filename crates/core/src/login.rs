@@ -1,8 +1,7 @@
-//! Password sign-in: what a request must hold and what it can end in.
+//! Password sign-in: what a request must hold (parsed: the wire shapes are the
+//! server's) and what it can end in.
 
 use std::time::Duration;
-
-use serde::Deserialize;
 
 use crate::Timestamp;
 use crate::ids::ApplicationId;
@@ -11,7 +10,6 @@ use crate::secret::Secret;
 use crate::tokens::Claims;
 use crate::twofactor::TwoFactorMethod;
 use crate::user::{LoginId, User};
-use crate::validation::ValidationErrors;
 
 /// Consecutive failures that lock a login id, within what window, and for how long.
 /// FusionAuth's defaults: 5 failures in 60 s lock for 3 minutes.
@@ -28,20 +26,6 @@ impl Default for LockoutPolicy {
     }
 }
 
-/// The body of `POST /api/login` as a client sends it.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LoginInput {
-    pub login_id: Option<String>,
-    pub password: Option<String>,
-    pub application_id: Option<String>,
-    pub ip_address: Option<String>,
-    #[serde(default, rename = "noJWT")]
-    pub no_jwt: bool,
-    /// A remembered device's token; the `fusionauth.trust` cookie takes precedence.
-    pub two_factor_trust_id: Option<String>,
-}
-
 #[derive(Clone, Debug)]
 pub struct LoginRequest {
     pub login_id: LoginId,
@@ -53,37 +37,6 @@ pub struct LoginRequest {
     /// shown; it holds the destination). The JSON API starts one only if it needs a
     /// second step.
     pub sign_in: Option<Secret>,
-}
-
-impl LoginInput {
-    pub fn validate(self) -> Result<LoginRequest, ValidationErrors> {
-        let mut errors = ValidationErrors::default();
-        let login_id = self.login_id.as_deref().and_then(LoginId::parse);
-        if login_id.is_none() {
-            errors.add("loginId", "blank", "You must specify the [loginId] property.");
-        }
-        let password = self.password.filter(|p| !p.is_empty()).map(Password::new);
-        if password.is_none() {
-            errors.add("password", "blank", "You must specify the [password] property.");
-        }
-        let application_id = match self.application_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-            None => None,
-            Some(s) => {
-                let parsed = s.parse().ok();
-                if parsed.is_none() {
-                    errors.add("applicationId", "invalid", "The [applicationId] property is not a valid id.");
-                }
-                parsed
-            }
-        };
-        match (login_id, password) {
-            (Some(login_id), Some(password)) if errors.is_empty() => {
-                let trust_token = self.two_factor_trust_id.filter(|t| !t.is_empty()).map(Secret::new);
-                Ok(LoginRequest { login_id, password, application_id, no_jwt: self.no_jwt, trust_token, sign_in: None })
-            }
-            _ => Err(errors),
-        }
-    }
 }
 
 /// Where a sign-in stands after a step: what the JSON API, the hosted pages and

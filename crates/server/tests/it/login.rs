@@ -213,3 +213,34 @@ async fn fifty_concurrent_wrong_passwords_run_at_most_five_argon2_checks() {
         .await;
     fifty_guesses_at_once(&[&a, &b]).await;
 }
+
+/// FusionAuth's own Python client signs in against Tessera: the Login API's 404 and
+/// 242, then the Two Factor Login API with the authenticator's code (the wire shapes of
+/// `api::login` and `api::two_factor`, proven by the vendor's code).
+#[tokio::test]
+async fn fusionauths_python_client_signs_in_with_a_second_factor() {
+    let app = tessera_testkit::spawn_app().await;
+    let id = app.create_user("ann@example.com", "correct horse").await;
+    let secret = b"12345678901234567890";
+    app.enable_authenticator(&id, secret).await;
+    // The enabling code's step is used: the sign-in's code is the next one.
+    app.clock.advance(std::time::Duration::from_secs(30));
+    let code = app.totp(secret, 0);
+
+    let python = tokio::task::spawn_blocking(crate::sdk::python_with_fusionauth).await.unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/fusionauth_login.py");
+    let mut cmd = tokio::process::Command::new(python);
+    cmd.arg(script).args([app.base.as_str(), app.api_key.as_str(), "ann@example.com", "correct horse", &code]);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output()).await.expect("in time").unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    let read: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        read,
+        serde_json::json!({
+            "wrong": 404, "first": 242, "twoFactorId": true, "methods": ["authenticator"],
+            "second": 200, "token": true, "refreshToken": true, "userEmail": "ann@example.com",
+            "twoFactorMethods": ["authenticator"],
+        })
+    );
+}

@@ -31,6 +31,10 @@ pub fn python_with_twilio() -> PathBuf {
     python_with("twilio-venv", "import twilio", &["twilio==9.13.0"])
 }
 
+pub fn python_with_fusionauth() -> PathBuf {
+    python_with("fusionauth-venv", "import fusionauth.fusionauth_client", &["fusionauth-client==1.69.0"])
+}
+
 pub fn python_with_authlib() -> PathBuf {
     python_with("authlib-venv", "import authlib, requests", &["authlib==1.6.5", "requests"])
 }
