@@ -8,7 +8,7 @@ use crate::apikey::Admin;
 use crate::audit::AuditKind;
 use crate::ids::MessengerId;
 use crate::messaging::{Channel, OutboundMessage, Purpose};
-use crate::messengers::{MessengerConfig, MessengerInput, ValidMessenger, mask};
+use crate::messengers::{MessengerConfig, MessengerInput, MessengerType, ValidMessenger, mask};
 use crate::phone::PhoneNumber;
 use crate::secret::Secret;
 use crate::user::merge_patch;
@@ -22,6 +22,49 @@ impl Identity {
         }
         let plain = self.sealer.open(&m.sealed_secrets, &m.seal_context())?;
         serde_json::from_slice(&plain).map_err(|e| CoreError::Internal(format!("messenger secrets: {e}")))
+    }
+
+    /// The `field` secret (an auth token) of the messenger a vendor's callback names, if
+    /// it is one of `kind`: what proves the callback genuine.
+    pub async fn webhook_secret(
+        &self,
+        id: MessengerId,
+        kind: MessengerType,
+        field: &str,
+    ) -> Result<Option<String>, CoreError> {
+        let Some(m) = self.store.messenger(self.tenant.id, id).await?.filter(|m| m.kind == kind) else {
+            return Ok(None);
+        };
+        Ok(self.open_secrets(&m)?.get(field).and_then(Value::as_str).map(str::to_owned))
+    }
+
+    /// Every messenger of `kind` that has a `field` secret, with its settings: an
+    /// inbound message is genuine if one of them signed it.
+    pub async fn webhook_secrets(
+        &self,
+        kind: MessengerType,
+        field: &str,
+    ) -> Result<Vec<(Map<String, Value>, String)>, CoreError> {
+        let mut out = Vec::new();
+        for m in self.store.messengers(self.tenant.id).await?.into_iter().filter(|m| m.kind == kind) {
+            if let Some(v) = self.open_secrets(&m)?.get(field).and_then(Value::as_str) {
+                out.push((m.settings.clone(), v.to_owned()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// What a signed status callback says of a delivery (`provider` names the vendor,
+    /// `id` its message id); false when no delivery has that id.
+    pub async fn record_delivery_status(
+        &self,
+        provider: &str,
+        id: &str,
+        status: &str,
+        error_code: Option<&str>,
+        now: Timestamp,
+    ) -> Result<bool, CoreError> {
+        Ok(self.store.update_delivery_status(provider, id, status, error_code, now).await?)
     }
 
     fn build(

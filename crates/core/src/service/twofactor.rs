@@ -164,6 +164,11 @@ impl Identity {
     /// passed a second step, once the user has any. A password alone (a session from
     /// before a factor was added through the API, say) must not add a phone or mint
     /// recovery codes.
+    /// The signed-in user of a browser session, if still there.
+    pub async fn session_user(&self, session: &crate::oidc::BrowserSession) -> Result<Option<User>, CoreError> {
+        Ok(self.store.get_user(session.tenant_id, session.user_id).await?)
+    }
+
     pub async fn session_may_manage_factors(&self, session: &crate::oidc::BrowserSession) -> Result<bool, CoreError> {
         Ok(session.has_mfa() || self.store.methods(session.user_id).await?.is_empty())
     }

@@ -22,15 +22,7 @@ async fn secrets_of(
     kind: MessengerType,
     field: &str,
 ) -> Result<Vec<(Map<String, Value>, String)>, ApiError> {
-    let all = s.store.messengers(s.identity.tenant().id).await?;
-    let mut out = Vec::new();
-    for m in all.iter().filter(|m| m.kind == kind) {
-        let secrets = s.router.secrets(m).map_err(|e| ApiError::Internal(e.to_string()))?;
-        if let Some(v) = secrets.get(field).and_then(Value::as_str) {
-            out.push((m.settings.clone(), v.to_owned()));
-        }
-    }
-    Ok(out)
+    Ok(s.identity.webhook_secrets(kind, field).await?)
 }
 
 /// Saves a run for the message, answers the vendor, and runs the flow afterwards, so

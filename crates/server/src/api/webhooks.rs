@@ -78,12 +78,7 @@ pub(crate) fn plivo_signed(
 
 async fn auth_token(s: &AppState, id: &str, kind: MessengerType) -> Result<Option<String>, ApiError> {
     let Ok(id) = id.parse() else { return Ok(None) };
-    let Some(m) = s.store.messenger(s.identity.tenant().id, id).await? else { return Ok(None) };
-    if m.kind != kind {
-        return Ok(None);
-    }
-    let secrets = s.router.secrets(&m).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(secrets.get("authToken").and_then(|v| v.as_str()).map(str::to_owned))
+    Ok(s.identity.webhook_secret(id, kind, "authToken").await?)
 }
 
 /// Twilio `StatusCallback`: `MessageSid`, `MessageStatus`, `ErrorCode`, signed with
@@ -116,7 +111,7 @@ async fn apply_status(
     let (Some(id), Some(status)) = (param(params, keys.0), param(params, keys.1)) else {
         return Ok(StatusCode::BAD_REQUEST);
     };
-    s.store.update_delivery_status(provider, id, status, param(params, "ErrorCode"), s.clock.now()).await?;
+    s.identity.record_delivery_status(provider, id, status, param(params, "ErrorCode"), s.clock.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

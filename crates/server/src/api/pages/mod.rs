@@ -259,7 +259,7 @@ fn confirm_first(s: &AppState) -> Response {
 
 /// What a user is called on the pages and in authenticator apps.
 async fn display_name(s: &AppState, session: &BrowserSession) -> Result<String, ApiError> {
-    let user = s.store.get_user(session.tenant_id, session.user_id).await?.ok_or(ApiError::NotFound)?;
+    let user = s.identity.session_user(session).await?.ok_or(ApiError::NotFound)?;
     Ok(user
         .email
         .as_ref()
