@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tessera_core::Timestamp;
 use tessera_core::login::{Denial, LoginOutcome, LoginRequest, LoginSuccess};
 use tessera_core::password::Password;
 use tessera_core::secret::Secret;
@@ -93,27 +94,10 @@ struct TwoFactorRequired {
     methods: Vec<Value>,
 }
 
-/// FusionAuth's Errors JSON for a login something prevents (409).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Prevented {
-    general_errors: [Problem; 1],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    locked_until_instant: Option<i64>,
-}
-
-#[derive(Serialize)]
-struct Problem {
-    code: &'static str,
-    message: String,
-}
-
-fn prevented(message: String, locked_until: Option<i64>) -> Response {
-    let body = Prevented {
-        general_errors: [Problem { code: "[LoginPreventedException]", message }],
-        locked_until_instant: locked_until,
-    };
-    (StatusCode::CONFLICT, Json(body)).into_response()
+/// FusionAuth's 409 for a login something prevents.
+fn prevented(message: String, locked_until: Option<Timestamp>) -> Response {
+    let code = "[LoginPreventedException]";
+    ApiError::Refused { status: StatusCode::CONFLICT, code, message, locked_until }.into_response()
 }
 
 /// The 200 answer of a completed sign-in (password alone, or after the second factor).
@@ -177,7 +161,7 @@ pub async fn login(
         }
         LoginOutcome::Denied(Denial::Locked { until }) => {
             s.metrics.record_login("locked");
-            prevented("Too many failed login attempts. Try again later.".into(), Some(until.millis()))
+            prevented("Too many failed login attempts. Try again later.".into(), Some(until))
         }
         // FusionAuth's answer when something on the account prevents the login.
         LoginOutcome::Denied(Denial::Refused { reason }) => {

@@ -86,14 +86,16 @@ fn send_response(outcome: SendOutcome, explain: bool) -> Response {
     match outcome {
         SendOutcome::Sent => StatusCode::OK.into_response(),
         SendOutcome::NotFound => StatusCode::NOT_FOUND.into_response(),
-        SendOutcome::RateLimited => {
-            let body = json!({"generalErrors": [{"code": "[TooManyRequests]", "message": "Too many codes were sent recently. Try again in a minute."}]});
-            (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response()
-        }
+        SendOutcome::RateLimited => ApiError::refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            "[TooManyRequests]",
+            "Too many codes were sent recently. Try again in a minute.",
+        )
+        .into_response(),
         SendOutcome::Blocked(detail) => {
             tracing::info!(%detail, "fraud guard refused a code");
-            let body = json!({"generalErrors": [{"code": "[Blocked]", "message": "Codes cannot be sent to this number right now."}]});
-            (StatusCode::FORBIDDEN, Json(body)).into_response()
+            ApiError::refused(StatusCode::FORBIDDEN, "[Blocked]", "Codes cannot be sent to this number right now.")
+                .into_response()
         }
         SendOutcome::Failed(detail) => {
             tracing::warn!(%detail, "messenger failed");
@@ -102,8 +104,7 @@ fn send_response(outcome: SendOutcome, explain: bool) -> Response {
             } else {
                 "The code could not be sent. Try again, or use another method.".to_owned()
             };
-            let body = json!({"generalErrors": [{"code": "[MessengerFailure]", "message": message}]});
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+            ApiError::refused(StatusCode::SERVICE_UNAVAILABLE, "[MessengerFailure]", message).into_response()
         }
     }
 }
@@ -362,11 +363,9 @@ pub async fn disable(
 
 /// 409, as FusionAuth answers a sign-in it prevents: no code is checked until `until`.
 fn too_many_wrong_codes(until: tessera_core::Timestamp) -> Response {
-    let body = json!({"generalErrors": [{
-        "code": "[LoginPreventedException]",
-        "message": "Too many wrong codes. Try again later, or ask an administrator.",
-    }], "lockedUntilInstant": until.millis()});
-    (StatusCode::CONFLICT, Json(body)).into_response()
+    let message = "Too many wrong codes. Try again later, or ask an administrator.".to_owned();
+    let code = "[LoginPreventedException]";
+    ApiError::Refused { status: StatusCode::CONFLICT, code, message, locked_until: Some(until) }.into_response()
 }
 
 /// `POST /api/user/two-factor/recovery-code/{userId}`: ten new codes; the old ones die.
