@@ -30,8 +30,9 @@ impl Flows {
         Flows { store, sealer }
     }
 
-    /// Validates and stores a Studio flow definition, with its number bound in the
-    /// same transaction.
+    /// Validates and stores a Studio flow definition (sealed: see [`sealed_definition`]),
+    /// with its number bound in the same transaction: bad input or a refused move leaves
+    /// nothing behind.
     pub async fn import(
         &self,
         tenant: TenantId,
@@ -40,47 +41,34 @@ impl Flows {
         number: Option<NumberRequest<'_>>,
         now: Timestamp,
     ) -> Result<StoredFlow, CoreError> {
-        import_flow(&*self.store, &self.sealer, tenant, definition, name, number, now).await
-    }
-
-    /// Every SMS to a number posted to a Slack webhook (or only the code in it).
-    pub async fn forward_to_slack(
-        &self,
-        tenant: TenantId,
-        number: NumberRequest<'_>,
-        webhook: &str,
-        redact: bool,
-        now: Timestamp,
-    ) -> Result<StoredFlow, CoreError> {
-        forward_to_slack(&*self.store, &self.sealer, tenant, number, webhook, redact, now).await
+        Flow::parse(&definition)?;
+        let number = number.map(|n| parse_number(n.number).map(|p| (p, n.move_from_other))).transpose()?;
+        let friendly_name = name
+            .or_else(|| definition.get("description").and_then(Value::as_str).map(str::to_owned))
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| "Flow".into());
+        let stored = StoredFlow { sid: new_sid("FW")?, tenant_id: tenant, friendly_name, definition, created_at: now };
+        let binding = number.as_ref().map(|(p, m)| Binding { number: p.as_str().to_owned(), move_from_other: *m });
+        if let Err(e) = self.store.insert_flow(&sealed_definition(&stored, &self.sealer)?, binding.as_ref()).await {
+            return Err(match &number {
+                Some((p, _)) => explain_conflict(&*self.store, tenant, p, e).await,
+                None => e.into(),
+            });
+        }
+        Ok(stored)
     }
 
     pub async fn get(&self, tenant: TenantId, sid: &str) -> Result<Option<StoredFlow>, CoreError> {
-        get_flow(&*self.store, &self.sealer, tenant, sid).await
+        self.store.flow(tenant, sid).await?.map(|f| opened_flow(f, &self.sealer)).transpose()
     }
 
     pub async fn list(&self, tenant: TenantId) -> Result<Vec<StoredFlow>, CoreError> {
-        list_flows(&*self.store, &self.sealer, tenant).await
+        self.store.flows(tenant).await?.into_iter().map(|f| opened_flow(f, &self.sealer)).collect()
     }
 
     /// False when the tenant has no such flow.
     pub async fn delete(&self, tenant: TenantId, sid: &str) -> Result<bool, CoreError> {
         Ok(self.store.delete_flow(tenant, sid).await?)
-    }
-
-    pub async fn bind_number(
-        &self,
-        tenant: TenantId,
-        flow_sid: &str,
-        request: NumberRequest<'_>,
-    ) -> Result<PhoneNumber, CoreError> {
-        bind_number(&*self.store, tenant, flow_sid, request).await
-    }
-
-    /// The numbers bound to one flow, or (`None`) every binding of the tenant as
-    /// (number, flow sid).
-    pub async fn bindings(&self, tenant: TenantId, flow_sid: Option<&str>) -> Result<Vec<(String, String)>, CoreError> {
-        bindings(&*self.store, tenant, flow_sid).await
     }
 
     /// A flow's latest runs, contexts opened; `NotFound` for another tenant's flow.
@@ -96,9 +84,60 @@ impl Flows {
         Ok(run)
     }
 
-    /// The flow bound to an inbound message's number, whoever's it is.
+    /// The flow bound to an inbound message's number.
     pub async fn for_number(&self, number: &str) -> Result<Option<StoredFlow>, CoreError> {
-        flow_for_number(&*self.store, &self.sealer, number).await
+        self.store.flow_for_number(number).await?.map(|f| opened_flow(f, &self.sealer)).transpose()
+    }
+
+    pub async fn bind_number(
+        &self,
+        tenant: TenantId,
+        flow_sid: &str,
+        request: NumberRequest<'_>,
+    ) -> Result<PhoneNumber, CoreError> {
+        let number = parse_number(request.number)?;
+        self.store.flow(tenant, flow_sid).await?.ok_or(CoreError::NotFound)?;
+        let binding = Binding { number: number.as_str().to_owned(), move_from_other: request.move_from_other };
+        if let Err(e) = self.store.bind_number(tenant, flow_sid, &binding).await {
+            return Err(explain_conflict(&*self.store, tenant, &number, e).await);
+        }
+        Ok(number)
+    }
+
+    /// The numbers bound to one flow, or (`None`) every binding of the tenant as
+    /// (number, flow sid).
+    pub async fn bindings(&self, tenant: TenantId, flow_sid: Option<&str>) -> Result<Vec<(String, String)>, CoreError> {
+        Ok(self.store.bindings(tenant, flow_sid).await?)
+    }
+
+    /// The common case as one step: every SMS to `number` posted to a Slack webhook, or
+    /// (with `redact`) only the code found in it.
+    pub async fn forward_to_slack(
+        &self,
+        tenant: TenantId,
+        number: NumberRequest<'_>,
+        webhook: &str,
+        redact: bool,
+        now: Timestamp,
+    ) -> Result<StoredFlow, CoreError> {
+        if !(webhook.starts_with("https://") || webhook.starts_with("http://")) {
+            return Err(ValidationErrors::field("webhook", "invalid", "The [webhook] must be an http(s) URL.").into());
+        }
+        let text = if redact { "{{trigger.message.Code}}" } else { "{{trigger.message.Body}}" };
+        let definition = json!({
+            "description": format!("Forward SMS to {} to Slack", number.number),
+            "states": [
+                {"name": "Trigger", "type": "trigger", "properties": {"offset": {"x": 0, "y": 0}},
+                 "transitions": [{"event": "incomingMessage", "next": "post_to_slack"}, {"event": "incomingCall"}, {"event": "incomingRequest"}]},
+                {"name": "post_to_slack", "type": "make-http-request",
+                 "properties": {"offset": {"x": 0, "y": 200}, "method": "POST", "content_type": "application/json;charset=utf-8",
+                                "body": format!("{{\"text\": \"{text}\"}}"), "url": webhook},
+                 "transitions": [{"event": "success"}, {"event": "failed"}]}
+            ],
+            "initial_state": "Trigger",
+            "flags": {"allow_concurrent_calls": true}
+        });
+        self.import(tenant, definition, None, Some(number), now).await
     }
 
     /// A run for an inbound message, saved before anything is done.
@@ -108,7 +147,20 @@ impl Flows {
         message: &Map<String, Value>,
         now: Timestamp,
     ) -> Result<FlowRun, CoreError> {
-        start_run(&*self.store, &self.sealer, flow, message, now).await
+        let parsed = Flow::parse(&flow.definition)?;
+        let run = FlowRun {
+            sid: new_sid("FN")?,
+            flow_sid: flow.sid.clone(),
+            status: "running".into(),
+            current: Some(parsed.initial.clone()),
+            context: flows::message_context(&flow.sid, message),
+            steps: Vec::new(),
+            created_at: now,
+            updated_at: now,
+            lease_until: Some(now.plus(RUN_LEASE)),
+        };
+        self.store.insert_run(&sealed(&run, &self.sealer)?).await?;
+        Ok(run)
     }
 
     /// Runs a saved run to its end, saving after each step.
@@ -119,15 +171,61 @@ impl Flows {
         effects: &dyn FlowEffects,
         now: &(dyn Fn() -> Timestamp + Send + Sync),
     ) -> Result<FlowRun, CoreError> {
-        execute_run(&*self.store, &self.sealer, tenant, run_sid, effects, now).await
+        let mut run = opened(self.store.run(run_sid).await?.ok_or(CoreError::NotFound)?, &self.sealer)?;
+        let stored = self.get(tenant, &run.flow_sid).await?;
+        let flow = match stored.map(|f| Flow::parse(&f.definition)) {
+            Some(Ok(f)) => f,
+            _ => {
+                run.status = "failed".into();
+                run.steps.push(json!({"error": "the flow was removed or no longer validates"}));
+                run.current = None;
+                run.updated_at = now();
+                save(&*self.store, &mut run, &self.sealer).await?;
+                return Ok(run);
+            }
+        };
+        while let Some(current) = run.current.clone() {
+            if run.steps.len() >= MAX_STEPS {
+                run.status = "failed".into();
+                run.steps.push(json!({"error": format!("more than {MAX_STEPS} steps: the flow loops")}));
+                run.current = None;
+                break;
+            }
+            let (record, next) = flows::step(&flow, &current, &mut run.context, effects).await;
+            let failed = record.event == "failed" && next.is_none();
+            run.steps.push(record.to_json());
+            run.current = next;
+            if run.current.is_none() {
+                run.status = if failed { "failed" } else { "ended" }.into();
+            }
+            run.updated_at = now();
+            save(&*self.store, &mut run, &self.sealer).await?;
+        }
+        if run.status == "running" {
+            run.status = "ended".into();
+        }
+        run.updated_at = now();
+        save(&*self.store, &mut run, &self.sealer).await?;
+        Ok(run)
     }
 
-    /// Marks failed the runs whose instance stopped mid-way; how many.
+    /// Runs whose instance stopped or died mid-way (their lease ran out) are marked failed,
+    /// with why. At start and periodically; a run another live instance is executing keeps
+    /// its lease and is left alone.
     pub async fn fail_interrupted_runs(&self, now: Timestamp) -> Result<usize, CoreError> {
-        fail_interrupted_runs(&*self.store, now).await
+        let mut failed = 0;
+        for mut run in self.store.abandoned_runs(now).await? {
+            run.status = "failed".into();
+            run.steps.push(json!({"error": "interrupted: the instance running it stopped", "state": run.current}));
+            run.current = None;
+            run.updated_at = now;
+            if self.store.fail_abandoned_run(&run, now).await? {
+                failed += 1;
+            }
+        }
+        Ok(failed)
     }
 }
-
 /// A number to bind to a flow, as the caller gave it; `move_from_other` allows taking it
 /// from the flow it is bound to now (never done silently).
 pub struct NumberRequest<'a> {
@@ -156,35 +254,6 @@ async fn explain_conflict(store: &dyn FlowStore, tenant: TenantId, number: &Phon
         holder.unwrap_or_else(|| "another tenant's flow".into())
     );
     ValidationErrors::field("number", "inUse", msg).into()
-}
-
-/// Validates and stores a Studio flow definition (sealed: see [`sealed_definition`]),
-/// with its number bound in the same transaction: bad input or a refused move leaves
-/// nothing behind.
-async fn import_flow(
-    store: &dyn FlowStore,
-    sealer: &Sealer,
-    tenant: TenantId,
-    definition: Value,
-    name: Option<String>,
-    number: Option<NumberRequest<'_>>,
-    now: Timestamp,
-) -> Result<StoredFlow, CoreError> {
-    Flow::parse(&definition)?;
-    let number = number.map(|n| parse_number(n.number).map(|p| (p, n.move_from_other))).transpose()?;
-    let friendly_name = name
-        .or_else(|| definition.get("description").and_then(Value::as_str).map(str::to_owned))
-        .filter(|n| !n.trim().is_empty())
-        .unwrap_or_else(|| "Flow".into());
-    let stored = StoredFlow { sid: new_sid("FW")?, tenant_id: tenant, friendly_name, definition, created_at: now };
-    let binding = number.as_ref().map(|(p, m)| Binding { number: p.as_str().to_owned(), move_from_other: *m });
-    if let Err(e) = store.insert_flow(&sealed_definition(&stored, sealer)?, binding.as_ref()).await {
-        return Err(match &number {
-            Some((p, _)) => explain_conflict(store, tenant, p, e).await,
-            None => e.into(),
-        });
-    }
-    Ok(stored)
 }
 
 /// What a flow's definition is sealed under: its sid, so a sealed definition cannot be
@@ -220,84 +289,6 @@ pub fn sealed_part(stored: &Value) -> Option<&str> {
     stored.as_object().filter(|o| o.len() == 1).and_then(|o| o.get(SEALED)).and_then(Value::as_str)
 }
 
-async fn get_flow(
-    store: &dyn FlowStore,
-    sealer: &Sealer,
-    tenant: TenantId,
-    sid: &str,
-) -> Result<Option<StoredFlow>, CoreError> {
-    store.flow(tenant, sid).await?.map(|f| opened_flow(f, sealer)).transpose()
-}
-
-async fn list_flows(store: &dyn FlowStore, sealer: &Sealer, tenant: TenantId) -> Result<Vec<StoredFlow>, CoreError> {
-    store.flows(tenant).await?.into_iter().map(|f| opened_flow(f, sealer)).collect()
-}
-
-/// The flow bound to an inbound message's number.
-async fn flow_for_number(
-    store: &dyn FlowStore,
-    sealer: &Sealer,
-    number: &str,
-) -> Result<Option<StoredFlow>, CoreError> {
-    store.flow_for_number(number).await?.map(|f| opened_flow(f, sealer)).transpose()
-}
-
-async fn bind_number(
-    store: &dyn FlowStore,
-    tenant: TenantId,
-    flow_sid: &str,
-    request: NumberRequest<'_>,
-) -> Result<PhoneNumber, CoreError> {
-    let number = parse_number(request.number)?;
-    store.flow(tenant, flow_sid).await?.ok_or(CoreError::NotFound)?;
-    let binding = Binding { number: number.as_str().to_owned(), move_from_other: request.move_from_other };
-    if let Err(e) = store.bind_number(tenant, flow_sid, &binding).await {
-        return Err(explain_conflict(store, tenant, &number, e).await);
-    }
-    Ok(number)
-}
-
-/// The numbers bound to one flow, or (`None`) every binding of the tenant as
-/// (number, flow sid).
-async fn bindings(
-    store: &dyn FlowStore,
-    tenant: TenantId,
-    flow_sid: Option<&str>,
-) -> Result<Vec<(String, String)>, CoreError> {
-    Ok(store.bindings(tenant, flow_sid).await?)
-}
-
-/// The common case as one step: every SMS to `number` posted to a Slack webhook, or
-/// (with `redact`) only the code found in it.
-async fn forward_to_slack(
-    store: &dyn FlowStore,
-    sealer: &Sealer,
-    tenant: TenantId,
-    number: NumberRequest<'_>,
-    webhook: &str,
-    redact: bool,
-    now: Timestamp,
-) -> Result<StoredFlow, CoreError> {
-    if !(webhook.starts_with("https://") || webhook.starts_with("http://")) {
-        return Err(ValidationErrors::field("webhook", "invalid", "The [webhook] must be an http(s) URL.").into());
-    }
-    let text = if redact { "{{trigger.message.Code}}" } else { "{{trigger.message.Body}}" };
-    let definition = json!({
-        "description": format!("Forward SMS to {} to Slack", number.number),
-        "states": [
-            {"name": "Trigger", "type": "trigger", "properties": {"offset": {"x": 0, "y": 0}},
-             "transitions": [{"event": "incomingMessage", "next": "post_to_slack"}, {"event": "incomingCall"}, {"event": "incomingRequest"}]},
-            {"name": "post_to_slack", "type": "make-http-request",
-             "properties": {"offset": {"x": 0, "y": 200}, "method": "POST", "content_type": "application/json;charset=utf-8",
-                            "body": format!("{{\"text\": \"{text}\"}}"), "url": webhook},
-             "transitions": [{"event": "success"}, {"event": "failed"}]}
-        ],
-        "initial_state": "Trigger",
-        "flags": {"allow_concurrent_calls": true}
-    });
-    import_flow(store, sealer, tenant, definition, None, Some(number), now).await
-}
-
 const SEALED: &str = "sealed";
 
 /// A run's context holds the message that started it (often a one-time code, which is
@@ -327,92 +318,4 @@ pub const RUN_LEASE: Duration = Duration::from_secs(120);
 async fn save(store: &dyn FlowStore, run: &mut FlowRun, sealer: &Sealer) -> Result<(), CoreError> {
     run.lease_until = (run.status == "running").then(|| run.updated_at.plus(RUN_LEASE));
     Ok(store.update_run(&sealed(run, sealer)?).await?)
-}
-
-/// A run for an inbound message, saved before anything is done.
-async fn start_run(
-    store: &dyn FlowStore,
-    sealer: &Sealer,
-    flow: &StoredFlow,
-    message: &Map<String, Value>,
-    now: Timestamp,
-) -> Result<FlowRun, CoreError> {
-    let parsed = Flow::parse(&flow.definition)?;
-    let run = FlowRun {
-        sid: new_sid("FN")?,
-        flow_sid: flow.sid.clone(),
-        status: "running".into(),
-        current: Some(parsed.initial.clone()),
-        context: flows::message_context(&flow.sid, message),
-        steps: Vec::new(),
-        created_at: now,
-        updated_at: now,
-        lease_until: Some(now.plus(RUN_LEASE)),
-    };
-    store.insert_run(&sealed(&run, sealer)?).await?;
-    Ok(run)
-}
-
-/// Runs a saved run to its end, saving after each step.
-async fn execute_run(
-    store: &dyn FlowStore,
-    sealer: &Sealer,
-    tenant: TenantId,
-    run_sid: &str,
-    effects: &dyn FlowEffects,
-    now: &(dyn Fn() -> Timestamp + Send + Sync),
-) -> Result<FlowRun, CoreError> {
-    let mut run = opened(store.run(run_sid).await?.ok_or(CoreError::NotFound)?, sealer)?;
-    let stored = get_flow(store, sealer, tenant, &run.flow_sid).await?;
-    let flow = match stored.map(|f| Flow::parse(&f.definition)) {
-        Some(Ok(f)) => f,
-        _ => {
-            run.status = "failed".into();
-            run.steps.push(json!({"error": "the flow was removed or no longer validates"}));
-            run.current = None;
-            run.updated_at = now();
-            save(store, &mut run, sealer).await?;
-            return Ok(run);
-        }
-    };
-    while let Some(current) = run.current.clone() {
-        if run.steps.len() >= MAX_STEPS {
-            run.status = "failed".into();
-            run.steps.push(json!({"error": format!("more than {MAX_STEPS} steps: the flow loops")}));
-            run.current = None;
-            break;
-        }
-        let (record, next) = flows::step(&flow, &current, &mut run.context, effects).await;
-        let failed = record.event == "failed" && next.is_none();
-        run.steps.push(record.to_json());
-        run.current = next;
-        if run.current.is_none() {
-            run.status = if failed { "failed" } else { "ended" }.into();
-        }
-        run.updated_at = now();
-        save(store, &mut run, sealer).await?;
-    }
-    if run.status == "running" {
-        run.status = "ended".into();
-    }
-    run.updated_at = now();
-    save(store, &mut run, sealer).await?;
-    Ok(run)
-}
-
-/// Runs whose instance stopped or died mid-way (their lease ran out) are marked failed,
-/// with why. At start and periodically; a run another live instance is executing keeps
-/// its lease and is left alone.
-async fn fail_interrupted_runs(store: &dyn FlowStore, now: Timestamp) -> Result<usize, CoreError> {
-    let mut failed = 0;
-    for mut run in store.abandoned_runs(now).await? {
-        run.status = "failed".into();
-        run.steps.push(json!({"error": "interrupted: the instance running it stopped", "state": run.current}));
-        run.current = None;
-        run.updated_at = now;
-        if store.fail_abandoned_run(&run, now).await? {
-            failed += 1;
-        }
-    }
-    Ok(failed)
 }
