@@ -226,6 +226,7 @@ impl Flows {
         Ok(failed)
     }
 }
+
 /// A number to bind to a flow, as the caller gave it; `move_from_other` allows taking it
 /// from the flow it is bound to now (never done silently).
 pub struct NumberRequest<'a> {
