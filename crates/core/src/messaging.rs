@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 
+use crate::ids::TenantId;
 use crate::phone::PhoneNumber;
 use crate::secret::Secret;
 
@@ -61,6 +62,8 @@ pub struct OutboundMessage {
     pub text: String,
     /// The code alone, for providers that format their own message.
     pub code: Secret,
+    /// Whose messengers deliver it; `None`: the tenant this server serves.
+    pub tenant: Option<TenantId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -217,6 +217,8 @@ impl FlowEffects for Effects {
             locale: "en".into(),
             text: body.to_owned(),
             code: Secret::new(""),
+            // Flows send through the messengers of the tenant this server serves.
+            tenant: None,
         };
         self.router.send(&msg).await.map(|r| r.message_id).map_err(|e| e.to_string())
     }

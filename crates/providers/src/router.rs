@@ -154,9 +154,14 @@ impl Router {
         Ok(Some(String::from_utf8_lossy(&text).into_owned()))
     }
 
-    async fn configs(&self) -> Result<Vec<MessengerConfig>, MessengerError> {
+    /// The tenant whose messengers deliver `msg`: its own, else the one this server serves.
+    fn tenant_of(&self, msg: &OutboundMessage) -> TenantId {
+        msg.tenant.unwrap_or(self.tenant)
+    }
+
+    async fn configs(&self, tenant: TenantId) -> Result<Vec<MessengerConfig>, MessengerError> {
         self.store
-            .messengers(self.tenant)
+            .messengers(tenant)
             .await
             .map_err(|e| MessengerError::retryable("tessera", None, format!("cannot read messengers: {e}")))
     }
@@ -203,7 +208,7 @@ impl Router {
         };
         let delivery = Delivery {
             id: DeliveryId::random(),
-            tenant_id: self.tenant,
+            tenant_id: self.tenant_of(msg),
             messenger_id: m.map(|m| m.id),
             provider: provider.to_owned(),
             to: msg.to.as_str().to_owned(),
@@ -283,7 +288,7 @@ impl Router {
     pub async fn test(&self, id: MessengerId, msg: &OutboundMessage) -> Result<Receipt, MessengerError> {
         let m = self
             .store
-            .messenger(self.tenant, id)
+            .messenger(self.tenant_of(msg), id)
             .await
             .map_err(|e| MessengerError::retryable("tessera", None, e.to_string()))?
             .ok_or_else(|| MessengerError::permanent("tessera", None, "no such messenger"))?;
@@ -347,7 +352,7 @@ fn all_failed(failures: &[(String, MessengerError)]) -> MessengerError {
 #[async_trait]
 impl Messenger for Router {
     async fn send(&self, msg: &OutboundMessage) -> Result<Receipt, MessengerError> {
-        let configs = self.configs().await?;
+        let configs = self.configs(self.tenant_of(msg)).await?;
         if configs.is_empty() {
             // Development default: nothing configured, print the code.
             let outcome = self.console.send(msg).await;
@@ -381,7 +386,7 @@ impl Messenger for Router {
     }
 
     async fn start_verification(&self, msg: &OutboundMessage) -> Result<Option<Verification>, MessengerError> {
-        let configs = self.configs().await?;
+        let configs = self.configs(self.tenant_of(msg)).await?;
         let candidates = route(&configs, &msg.to, msg.channel);
         let Some(first) = candidates.first().filter(|m| m.kind == MessengerType::TwilioVerify) else {
             return Ok(None);
@@ -403,13 +408,15 @@ impl Messenger for Router {
         }
     }
 
+    // A verification names its messenger but not its tenant: these find it among the
+    // messengers of the tenant this server serves.
     async fn check_verification(&self, v: &Verification, code: &str) -> Result<bool, MessengerError> {
-        let configs = self.configs().await?;
+        let configs = self.configs(self.tenant).await?;
         self.verify_owner(&configs, v)?.check(&self.http, &v.id, code).await
     }
 
     async fn approve_verification(&self, v: &Verification) -> Result<(), MessengerError> {
-        let configs = self.configs().await?;
+        let configs = self.configs(self.tenant).await?;
         self.verify_owner(&configs, v)?.approve(&self.http, &v.id).await
     }
 }

@@ -241,9 +241,10 @@ impl Identity {
         self.audit(AuditKind::MessengerDeleted, None, "success", ctx, detail, now).await
     }
 
-    /// The message "send test message" sends.
-    pub fn test_message(&self, to: PhoneNumber, channel: Channel, name: &str) -> OutboundMessage {
+    /// The message "send test message" sends, through the messenger `m` of the admin's tenant.
+    pub fn test_message(&self, admin: &Admin, to: PhoneNumber, channel: Channel, name: &str) -> OutboundMessage {
         OutboundMessage {
+            tenant: Some(admin.tenant_id),
             to,
             channel,
             purpose: Purpose::Test,

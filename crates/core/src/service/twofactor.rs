@@ -101,6 +101,8 @@ enum Possession {
 
 /// Where a code goes and why.
 struct CodeRequest<'a> {
+    /// The user's tenant: its messengers deliver the code.
+    tenant: TenantId,
     user: UserId,
     to: &'a PhoneNumber,
     purpose: Purpose,
@@ -256,6 +258,7 @@ impl Identity {
             locale: req.locale.to_owned(),
             text: messaging::render(req.purpose, req.channel, req.locale, code, req.application),
             code: Secret::new(code),
+            tenant: Some(req.tenant),
         }
     }
 
@@ -302,6 +305,7 @@ impl Identity {
         let Some(phone) = method.phone() else { return Ok(SendOutcome::NotFound) };
         let application = self.application_name(challenge.application_id).await?;
         let req = CodeRequest {
+            tenant: user.tenant_id,
             user: user.id,
             to: phone,
             purpose: Purpose::SecondFactor,
@@ -340,8 +344,15 @@ impl Identity {
     ) -> Result<SendOutcome, CoreError> {
         let ctx = &scope.acting(ctx);
         let application = &self.default_application.name;
-        let req =
-            CodeRequest { user: scope.user_id, to: phone, purpose: Purpose::Enrollment, channel, locale, application };
+        let req = CodeRequest {
+            tenant: scope.tenant_id,
+            user: scope.user_id,
+            to: phone,
+            purpose: Purpose::Enrollment,
+            channel,
+            locale,
+            application,
+        };
         self.put_user_code_and_send(enable_purpose(phone), &req, ctx, now).await
     }
 
@@ -363,6 +374,7 @@ impl Identity {
         };
         let application = &self.default_application.name;
         let req = CodeRequest {
+            tenant: scope.tenant_id,
             user: scope.user_id,
             to: &phone,
             purpose: Purpose::SecondFactor,

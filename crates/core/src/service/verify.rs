@@ -384,8 +384,15 @@ impl Identity {
                 messaging::render(Purpose::SecondFactor, Channel::Voice, &locale, &code, &service.friendly_name)
             }
         };
-        let message =
-            OutboundMessage { to, channel, purpose: Purpose::SecondFactor, locale, text, code: Secret::new(code) };
+        let message = OutboundMessage {
+            to,
+            channel,
+            purpose: Purpose::SecondFactor,
+            locale,
+            text,
+            code: Secret::new(code),
+            tenant: Some(account.tenant_id),
+        };
         if let Err(e) = self.messenger.send(&message).await {
             let detail = json!({"channel": channel.as_str(), "error": e.message});
             let outcome = if resend { "resend_failed" } else { "failed" };

@@ -150,7 +150,7 @@ pub async fn test(
             ))
         })?,
     };
-    let msg = s.identity.test_message(to, channel, &m.name);
+    let msg = s.identity.test_message(&admin, to, channel, &m.name);
     match s.router.test(m.id, &msg).await {
         Ok(r) => Ok(Json(json!({"provider": r.provider, "messageId": r.message_id, "status": r.status}))),
         Err(e) => {

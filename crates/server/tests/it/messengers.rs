@@ -719,3 +719,48 @@ async fn when_every_messenger_fails_the_error_names_each_and_why() {
     assert_eq!(sent.status, 503, "{}", sent.text);
     assert!(!sent.text.contains("twilio-placeholder"), "{}", sent.text);
 }
+
+/// A second tenant's codes and test messages go through that tenant's messengers, and
+/// their deliveries are that tenant's: the router picks messengers by the message's tenant.
+#[tokio::test]
+async fn a_second_tenants_messages_go_through_its_own_messengers() {
+    let app = spawn_app().await;
+    let mine = MockVendor::start().await;
+    mine.default_reply(Reply::json(200, json!({"messageId": "t2-1"})));
+    let (_, key, _) = app.second_tenant().await;
+    let as_second = |m: Method, path: &str, body: Value| {
+        app.client.request(m, app.url(path)).header("Authorization", key.expose()).json(&body)
+    };
+    let generic = json!({"messenger": {"type": "Generic", "name": "second's", "url": format!("{}/hook", mine.url), "signingSecret": "t2-secret"}});
+    let m = app.send(as_second(Method::POST, "/api/messenger", generic)).await;
+    assert_eq!(m.status, 200, "{}", m.text);
+    let id = m.json["messenger"]["id"].as_str().unwrap().to_owned();
+
+    let tested =
+        app.send(as_second(Method::POST, &format!("/api/messenger/{id}/test"), json!({"mobilePhone": PHONE}))).await;
+    assert_eq!(tested.status, 200, "the second tenant's messenger is found for its test: {}", tested.text);
+    assert_eq!(mine.last().unwrap().json()["action"], "test");
+
+    let bo = app
+        .send(as_second(
+            Method::POST,
+            "/api/user",
+            json!({"user": {"email": "bo@example.com", "password": "correct horse"}}),
+        ))
+        .await;
+    let bo = bo.json["user"]["id"].as_str().unwrap().to_owned();
+    let sent =
+        app.send(as_second(Method::POST, "/api/two-factor/send", json!({"userId": bo, "mobilePhone": PHONE}))).await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    assert_eq!(
+        mine.last().unwrap().json()["action"],
+        "enrollment",
+        "the code went through the second tenant's messenger"
+    );
+    assert!(app.last_code_to(PHONE).is_none(), "not through the first tenant's (the console)");
+
+    let theirs = app.send(as_second(Method::GET, "/api/messenger/deliveries", json!(null))).await;
+    assert_eq!(theirs.json["total"], 2, "{}", theirs.text);
+    let ours = app.admin(Method::GET, "/api/messenger/deliveries", None).await;
+    assert_eq!(ours.json["total"], 0, "{}", ours.text);
+}
