@@ -12,6 +12,7 @@ use serde_json::json;
 use super::sessions::Issued;
 use super::{Identity, RequestContext};
 use crate::audit::AuditKind;
+use crate::ids::{ApplicationId, TenantId};
 use crate::login::{Denial, LoginOutcome, LoginRequest};
 use crate::oidc::MfaPolicy;
 use crate::secret::{Secret, constant_time_eq};
@@ -96,7 +97,8 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<LoginOutcome, CoreError> {
-        // A hosted page's sign-in must still be waiting for its password.
+        // Identify: the sign-in (a hosted page's, still waiting for its password) and
+        // the application it is for.
         let started = match &req.sign_in {
             Some(id) => {
                 let found = self.store.sign_in(&id.digest()).await?;
@@ -107,71 +109,15 @@ impl Identity {
             }
             None => None,
         };
-        let application = match (req.application_id, &started) {
-            (None, Some(s)) if s.application_id == self.default_application.id => self.default_application.clone(),
-            (None, None) => self.default_application.clone(),
-            (id, s) => {
-                let Some(id) = id.or(s.as_ref().map(|s| s.application_id)) else {
-                    return Err(CoreError::Internal("a sign-in without an application".into()));
-                };
-                match self.store.get_application(id).await? {
-                    Some(app) if app.active => app,
-                    Some(_) => {
-                        let msg = "The application named by [applicationId] is deactivated.";
-                        return Err(ValidationErrors::field("applicationId", "inactive", msg).into());
-                    }
-                    None => {
-                        let msg = "The [applicationId] property does not name an application.";
-                        return Err(ValidationErrors::field("applicationId", "invalid", msg).into());
-                    }
-                }
-            }
+        let application =
+            self.application_for(req.application_id.or(started.as_ref().map(|s| s.application_id))).await?;
+        let ctx = &ctx.in_tenant(application.tenant_id);
+
+        // First factor: the password.
+        let user = match self.password_step(&req, application.tenant_id, ctx, now).await? {
+            Ok(user) => user,
+            Err(denial) => return Ok(LoginOutcome::Denied(denial)),
         };
-        let tenant = application.tenant_id;
-        let ctx = &ctx.in_tenant(tenant);
-        let lockout = self.policies.lockout;
-
-        // The attempt is counted before the password is checked (and cleared if it is
-        // right), so 50 concurrent guesses run at most `max_failures` argon2 checks.
-        let (attempts, locked) =
-            self.store.reserve_login_attempt(tenant, &req.login_id, now, now.minus(lockout.window)).await?;
-        let locked = locked.or_else(|| (attempts > lockout.max_failures).then(|| now.plus(lockout.lock_for)));
-        if let Some(until) = locked {
-            self.audit(AuditKind::LoginLocked, None, "locked", ctx, json!({"loginId": req.login_id.as_str()}), now)
-                .await?;
-            return Ok(LoginOutcome::Denied(Denial::Locked { until }));
-        }
-
-        let user = self.store.find_user_by_login_id(tenant, &req.login_id).await?;
-        let candidate = user.filter(|u| u.active).and_then(|u| u.password_hash.clone().map(|h| (u, h)));
-        let verified = match candidate {
-            Some((user, hash)) => self.hasher.verify(hash.clone(), req.password.clone()).await?.then_some((user, hash)),
-            None => {
-                // Same work as a real check, so the answer's timing says nothing.
-                let _ = self.hasher.verify(self.dummy_hash.clone(), req.password.clone()).await?;
-                None
-            }
-        };
-
-        let Some((user, hash)) = verified else {
-            let failures = attempts;
-            if failures >= lockout.max_failures {
-                let until = now.plus(lockout.lock_for);
-                self.store.lock_login(tenant, &req.login_id, until).await?;
-                let detail = json!({"loginId": req.login_id.as_str(), "failures": failures});
-                self.audit(AuditKind::LoginLocked, None, "locked", ctx, detail, now).await?;
-                return Ok(LoginOutcome::Denied(Denial::Locked { until }));
-            }
-            let detail = json!({"loginId": req.login_id.as_str(), "failures": failures});
-            self.audit(AuditKind::LoginFailure, None, "failure", ctx, detail, now).await?;
-            return Ok(LoginOutcome::Denied(Denial::InvalidCredentials));
-        };
-
-        self.store.clear_login_failures(tenant, &req.login_id).await?;
-        if hash.needs_rehash(&self.policies.hash) {
-            let upgraded = self.hasher.hash(req.password.clone()).await?;
-            self.store.set_password_hash(user.id, &upgraded, now).await?;
-        }
         let methods = self.store.methods(user.id).await?;
         let trusted = !methods.is_empty() && self.is_trusted(&user, req.trust_token.as_ref(), now).await?;
         let passed = AuthMethods::of(&[AuthMethod::Password]);
@@ -185,6 +131,75 @@ impl Identity {
         sign_in.passed = passed;
         let step = Passed { sign_in, stored, user, methods, no_jwt: req.no_jwt, interactive: stored, resumed: false };
         self.after_first_factor(step, ctx, now).await
+    }
+
+    /// The application a sign-in is for: the one named, else the default; a named one
+    /// must exist and be active.
+    async fn application_for(&self, id: Option<ApplicationId>) -> Result<Application, CoreError> {
+        let Some(id) = id.filter(|id| *id != self.default_application.id) else {
+            return Ok(self.default_application.clone());
+        };
+        match self.store.get_application(id).await? {
+            Some(app) if app.active => Ok(app),
+            Some(_) => {
+                let msg = "The application named by [applicationId] is deactivated.";
+                Err(ValidationErrors::field("applicationId", "inactive", msg).into())
+            }
+            None => {
+                let msg = "The [applicationId] property does not name an application.";
+                Err(ValidationErrors::field("applicationId", "invalid", msg).into())
+            }
+        }
+    }
+
+    /// The first factor: the login id's lockout, then the password. The attempt is
+    /// counted before the password is checked (and cleared if it is right), so 50
+    /// concurrent guesses run at most `max_failures` argon2 checks; an unknown user costs
+    /// a check of a dummy hash, so the answer's timing says nothing.
+    async fn password_step(
+        &self,
+        req: &LoginRequest,
+        tenant: TenantId,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<Result<User, Denial>, CoreError> {
+        let lockout = self.policies.lockout;
+        let login_id = &req.login_id;
+        let (attempts, locked) =
+            self.store.reserve_login_attempt(tenant, login_id, now, now.minus(lockout.window)).await?;
+        let locked = locked.or_else(|| (attempts > lockout.max_failures).then(|| now.plus(lockout.lock_for)));
+        if let Some(until) = locked {
+            self.audit(AuditKind::LoginLocked, None, "locked", ctx, json!({"loginId": login_id.as_str()}), now).await?;
+            return Ok(Err(Denial::Locked { until }));
+        }
+
+        let user = self.store.find_user_by_login_id(tenant, login_id).await?;
+        let candidate = user.filter(|u| u.active).and_then(|u| u.password_hash.clone().map(|h| (u, h)));
+        let verified = match candidate {
+            Some((user, hash)) => self.hasher.verify(hash.clone(), req.password.clone()).await?.then_some((user, hash)),
+            None => {
+                let _ = self.hasher.verify(self.dummy_hash.clone(), req.password.clone()).await?;
+                None
+            }
+        };
+        let Some((user, hash)) = verified else {
+            let detail = json!({"loginId": login_id.as_str(), "failures": attempts});
+            if attempts >= lockout.max_failures {
+                let until = now.plus(lockout.lock_for);
+                self.store.lock_login(tenant, login_id, until).await?;
+                self.audit(AuditKind::LoginLocked, None, "locked", ctx, detail, now).await?;
+                return Ok(Err(Denial::Locked { until }));
+            }
+            self.audit(AuditKind::LoginFailure, None, "failure", ctx, detail, now).await?;
+            return Ok(Err(Denial::InvalidCredentials));
+        };
+
+        self.store.clear_login_failures(tenant, login_id).await?;
+        if hash.needs_rehash(&self.policies.hash) {
+            let upgraded = self.hasher.hash(req.password.clone()).await?;
+            self.store.set_password_hash(user.id, &upgraded, now).await?;
+        }
+        Ok(Ok(user))
     }
 
     /// `/login/continue?state=…`: a redirected sign-in comes back, in the browser
@@ -216,61 +231,87 @@ impl Identity {
         self.after_first_factor(step, ctx, now).await
     }
 
-    /// The scripts, then the one decision on the second factor, then either the
-    /// challenge or the tokens.
+    /// After the first factor: the scripts, then the one decision on the second factor,
+    /// then either the challenge or the tokens.
     async fn after_first_factor(
         &self,
         step: Passed,
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<LoginOutcome, CoreError> {
+        if let Some(outcome) = self.post_login(&step, ctx, now).await? {
+            return Ok(outcome);
+        }
+        // FusionAuth's login API challenges whoever has a factor (its `whenEnrolled`),
+        // whatever the application's policy for the hosted pages.
+        let decision = second_factor(MfaPolicy::WhenEnrolled, false, !step.methods.is_empty(), &step.sign_in.passed);
+        match decision {
+            SecondFactor::Pass => self.need_factor(step, ctx, now).await,
+            SecondFactor::NotNeeded => self.issue(step, ctx, now).await,
+            // `whenEnrolled` asks for enrolment of nobody; a policy that requires a factor
+            // is applied by `/oauth2/authorize`, which sends the signed-in browser to enrol.
+            SecondFactor::Enrol => self.issue(step, ctx, now).await,
+        }
+    }
+
+    /// The scripts that run after the first factor (`PostLogin`): `None` to go on, or
+    /// where they sent the sign-in (a redirect to resume from, a denial).
+    async fn post_login(
+        &self,
+        step: &Passed,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<Option<LoginOutcome>, CoreError> {
         let decided = match &self.post_login {
             Some(hook) => hook.0.after_first_factor(&step.sign_in, &step.user, step.resumed).await?,
             None => AfterFirstFactor::Continue,
         };
-        match decided {
-            AfterFirstFactor::Continue => {}
-            AfterFirstFactor::Deny { reason } => return self.deny(step, reason, ctx, now).await,
+        let url = match decided {
+            AfterFirstFactor::Continue => return Ok(None),
+            AfterFirstFactor::Deny { reason } => return Ok(Some(self.deny(step, reason, ctx, now).await?)),
             AfterFirstFactor::Redirect { .. } if !step.interactive => {
                 // No browser to send anywhere (Auth0 refuses the same way).
-                return self.deny(step, "This sign-in cannot be redirected: it has no browser.".into(), ctx, now).await;
+                let reason = "This sign-in cannot be redirected: it has no browser.".to_owned();
+                return Ok(Some(self.deny(step, reason, ctx, now).await?));
             }
-            AfterFirstFactor::Redirect { url } => {
-                let token = Secret::new(random::token(32)?);
-                let next = SignIn {
-                    resume_digest: Some(token.digest()),
-                    stage: Stage::Redirected { url: url.clone() },
-                    ..step.sign_in.clone()
-                };
-                if !self.move_on(&step, next, now).await? {
-                    return Ok(LoginOutcome::Denied(Denial::Expired));
-                }
-                let detail = json!({"applicationId": step.sign_in.application_id.to_string(), "to": url});
-                self.audit(AuditKind::SignInRedirected, Some(step.user.id), "redirected", ctx, detail, now).await?;
-                return Ok(LoginOutcome::Redirect { url: with_state(&url, token.expose()) });
-            }
+            AfterFirstFactor::Redirect { url } => url,
+        };
+        let token = Secret::new(random::token(32)?);
+        let next = SignIn {
+            resume_digest: Some(token.digest()),
+            stage: Stage::Redirected { url: url.clone() },
+            ..step.sign_in.clone()
+        };
+        if !self.move_on(step, next, now).await? {
+            return Ok(Some(LoginOutcome::Denied(Denial::Expired)));
         }
+        let detail = json!({"applicationId": step.sign_in.application_id.to_string(), "to": url});
+        self.audit(AuditKind::SignInRedirected, Some(step.user.id), "redirected", ctx, detail, now).await?;
+        Ok(Some(LoginOutcome::Redirect { url: with_state(&url, token.expose()) }))
+    }
 
-        // FusionAuth's login API challenges whoever has a factor (its `whenEnrolled`),
-        // whatever the application's policy for the hosted pages.
-        let decision = second_factor(MfaPolicy::WhenEnrolled, false, !step.methods.is_empty(), &step.sign_in.passed);
-        if decision == SecondFactor::Pass {
-            let id = Secret::new(random::token(32)?);
-            let next = SignIn {
-                digest: id.digest(),
-                stage: Stage::NeedFactor,
-                resume_digest: None,
-                expires_at: now.plus(self.policies.two_factor.challenge_ttl),
-                ..step.sign_in.clone()
-            };
-            if !self.move_on(&step, next, now).await? {
-                return Ok(LoginOutcome::Denied(Denial::Expired));
-            }
-            let detail = json!({"applicationId": step.sign_in.application_id.to_string()});
-            self.audit(AuditKind::TwoFactorChallenge, Some(step.user.id), "issued", ctx, detail, now).await?;
-            return Ok(LoginOutcome::NeedFactor { sign_in: id, methods: step.methods });
+    /// A second factor is needed: the sign-in waits for it under a new id (FusionAuth's
+    /// `twoFactorId`).
+    async fn need_factor(&self, step: Passed, ctx: &RequestContext, now: Timestamp) -> Result<LoginOutcome, CoreError> {
+        let id = Secret::new(random::token(32)?);
+        let next = SignIn {
+            digest: id.digest(),
+            stage: Stage::NeedFactor,
+            resume_digest: None,
+            expires_at: now.plus(self.policies.two_factor.challenge_ttl),
+            ..step.sign_in.clone()
+        };
+        if !self.move_on(&step, next, now).await? {
+            return Ok(LoginOutcome::Denied(Denial::Expired));
         }
+        let detail = json!({"applicationId": step.sign_in.application_id.to_string()});
+        self.audit(AuditKind::TwoFactorChallenge, Some(step.user.id), "issued", ctx, detail, now).await?;
+        Ok(LoginOutcome::NeedFactor { sign_in: id, methods: step.methods })
+    }
 
+    /// Issue: the tokens, in one unit with the stored sign-in spent (a second request
+    /// with its id finds it spent) and the audit entry.
+    async fn issue(&self, step: Passed, ctx: &RequestContext, now: Timestamp) -> Result<LoginOutcome, CoreError> {
         // With factors but no challenge, a remembered device vouched for the second step.
         let trusted = step.sign_in.passed.contains(AuthMethod::TrustedDevice);
         let method = if trusted { AuthMethod::TrustedDevice } else { AuthMethod::Password };
@@ -279,7 +320,6 @@ impl Identity {
         let finished = self
             .retrying(|| async {
                 let tx = self.store.begin().await?;
-                // A stored sign-in ends here, once: a second request with its id finds it spent.
                 if step.stored && !tx.spend_sign_in(&step.sign_in.digest).await? {
                     return Ok(None);
                 }
@@ -309,7 +349,7 @@ impl Identity {
 
     async fn deny(
         &self,
-        step: Passed,
+        step: &Passed,
         reason: String,
         ctx: &RequestContext,
         now: Timestamp,
