@@ -59,7 +59,12 @@ const KEYS: &[(&str, Kind, &str, &str)] = &[
     ("login_failure_window_seconds", Kind::Integer, "60", "window in which failures count"),
     ("login_lock_seconds", Kind::Integer, "180", "how long a lock lasts"),
     ("two_factor_ttl_seconds", Kind::Integer, "300", "how long a two-factor challenge (twoFactorId) lives"),
-    ("sign_in_ttl_seconds", Kind::Integer, "1800", "how long a hosted sign-in page, or a sign-in sent to another page, stays usable"),
+    (
+        "sign_in_ttl_seconds",
+        Kind::Integer,
+        "1800",
+        "how long a hosted sign-in page, or a sign-in sent to another page, stays usable",
+    ),
     ("two_factor_max_attempts", Kind::Integer, "5", "wrong codes that spend a challenge"),
     ("two_factor_code_ttl_seconds", Kind::Integer, "300", "how long an SMS or voice code is valid"),
     ("two_factor_send_limit", Kind::Integer, "5", "codes sent to one user per window"),

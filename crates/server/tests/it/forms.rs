@@ -29,8 +29,13 @@ impl<'a> Browser<'a> {
         self.http.get(self.app.url(path))
     }
 
+    /// The `Cookie` header this browser sends.
+    pub fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
     pub async fn go(&mut self, req: reqwest::RequestBuilder) -> Page {
-        let cookie = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        let cookie = self.cookie_header();
         let resp = req.header("Cookie", cookie).send().await.unwrap();
         for c in resp.headers().get_all("set-cookie") {
             let c = c.to_str().unwrap();

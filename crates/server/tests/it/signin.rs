@@ -105,6 +105,29 @@ async fn a_browser_sign_in_resumes_once_in_its_browser_and_never_with_a_forged_u
     assert_eq!(late.get("/account").await.status, 303, "not signed in");
 }
 
+/// 50 requests at once with one resume token, from the browser it belongs to, spread
+/// over the instances: exactly one signs in.
+#[tokio::test]
+async fn a_resume_token_signs_in_once_under_concurrency() {
+    let send_away = |c: &mut tessera_server::Config| c.post_login = Some(PostLoginHook(Arc::new(Script::SendAway)));
+    tessera_providers::install_tls();
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for apps in crate::limits::deployments(send_away).await {
+        apps[0].create_user("ann@example.com", "correct horse").await;
+        let mut b = Browser::new(&apps[0]);
+        let back = come_back(&password(&mut b).await);
+        let cookie = b.cookie_header();
+        let replies =
+            crate::limits::fifty(&apps, |app, _| no_redirects.get(app.url(&back)).header("Cookie", cookie.as_str()))
+                .await;
+        let signed_in = replies.iter().filter(|r| r.status == 303).count();
+        let refused = replies.iter().filter(|r| r.status == 400).count();
+        assert_eq!((signed_in, refused), (1, 49), "{}", crate::limits::name(&apps));
+        let sessions = apps[0].count("SELECT COUNT(*) FROM browser_sessions").await;
+        assert_eq!(sessions, 1, "{}: one session", crate::limits::name(&apps));
+    }
+}
+
 #[tokio::test]
 async fn a_resumed_sign_in_still_asks_for_the_second_factor_under_a_new_id() {
     let (app, id) = with(Script::SendAway).await;
