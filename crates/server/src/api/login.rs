@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tessera_core::Timestamp;
 use tessera_core::login::{Denial, LoginOutcome, LoginRequest, LoginSuccess};
 use tessera_core::password::Password;
@@ -17,8 +16,8 @@ use tessera_core::twofactor::TwoFactorMethod;
 use tessera_core::user::LoginId;
 use tessera_core::validation::ValidationErrors;
 
-use crate::api::two_factor::method_json;
-use crate::api::users::user_json;
+use crate::api::two_factor::{MethodBody, method_json};
+use crate::api::users::{UserBody, user_json};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller, TRUST_COOKIE, cookie};
@@ -74,8 +73,8 @@ impl TryFrom<LoginBody> for LoginRequest {
 /// The 200 body of a completed sign-in (password alone, or after the second factor).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Signed {
-    user: Value,
+struct Signed<'a> {
+    user: UserBody<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -91,7 +90,7 @@ struct Signed {
 #[serde(rename_all = "camelCase")]
 struct TwoFactorRequired {
     two_factor_id: String,
-    methods: Vec<Value>,
+    methods: Vec<MethodBody>,
 }
 
 /// FusionAuth's 409 for a login something prevents.

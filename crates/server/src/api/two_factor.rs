@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tessera_core::base32;
 use tessera_core::ids::UserId;
@@ -28,21 +28,37 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{Caller, bearer, optional_json, set_trust_cookie};
 
+/// A two-factor method as FusionAuth's APIs show it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MethodBody {
+    id: String,
+    method: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authenticator: Option<AuthenticatorBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mobile_phone: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthenticatorBody {
+    algorithm: tessera_core::totp::OtpAlgorithm,
+    code_length: u32,
+    time_step: u64,
+}
+
 /// A method as FusionAuth shows it; `mask` hides most of a phone number (in the 242
 /// answer, which anyone with the password sees).
-pub fn method_json(m: &TwoFactorMethod, mask: bool) -> Value {
-    match &m.kind {
-        MethodKind::Authenticator(a) => json!({
-            "id": m.id.as_str(),
-            "method": "authenticator",
-            "authenticator": {"algorithm": a.params.algorithm, "codeLength": a.params.digits, "timeStep": a.params.period},
-        }),
-        MethodKind::Sms { phone } => json!({
-            "id": m.id.as_str(),
-            "method": "sms",
-            "mobilePhone": if mask { tf::mask_phone(phone) } else { phone.as_str().to_owned() },
-        }),
-    }
+pub fn method_json(m: &TwoFactorMethod, mask: bool) -> MethodBody {
+    let (authenticator, mobile_phone) = match &m.kind {
+        MethodKind::Authenticator(a) => {
+            let p = &a.params;
+            (Some(AuthenticatorBody { algorithm: p.algorithm, code_length: p.digits, time_step: p.period }), None)
+        }
+        MethodKind::Sms { phone } => (None, Some(if mask { tf::mask_phone(phone) } else { phone.as_str().to_owned() })),
+    };
+    MethodBody { id: m.id.as_str().to_owned(), method: m.method_name(), authenticator, mobile_phone }
 }
 
 /// An admin key, or the user's own access token.

@@ -3,13 +3,13 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 use tessera_core::ids::UserId;
 use tessera_core::twofactor::TwoFactorMethod;
 use tessera_core::user::{User, UserInput};
 
-use crate::api::two_factor::method_json;
+use crate::api::two_factor::{MethodBody, method_json};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{AdminAuth, ApiJson, Caller};
@@ -28,33 +28,53 @@ fn missing_user() -> ApiError {
     ApiError::general("[missing]user", "The request must contain a [user] object.")
 }
 
-pub fn user_json(u: &User, methods: &[TwoFactorMethod]) -> Value {
-    let mut v = json!({
-        "id": u.id.to_string(),
-        "tenantId": u.tenant_id.to_string(),
-        "active": u.active,
-        "data": u.data,
-        "insertInstant": u.created_at.millis(),
-        "lastUpdateInstant": u.updated_at.millis(),
-        "passwordChangeRequired": false,
-        "verified": u.email_verified,
-        "twoFactor": {"methods": methods.iter().map(|m| method_json(m, false)).collect::<Vec<_>>()},
-    });
-    let fields = [
-        ("email", u.email.as_ref().map(|e| e.as_str())),
-        ("username", u.username.as_ref().map(|n| n.as_str())),
-        ("mobilePhone", u.mobile_phone.as_ref().map(|p| p.as_str())),
-        ("firstName", u.first_name.as_deref()),
-        ("lastName", u.last_name.as_deref()),
-    ];
-    if let Value::Object(m) = &mut v {
-        for (k, val) in fields {
-            if let Some(val) = val {
-                m.insert(k.into(), json!(val));
-            }
-        }
+/// A user as FusionAuth's APIs answer it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserBody<'a> {
+    id: String,
+    tenant_id: String,
+    active: bool,
+    data: &'a Map<String, Value>,
+    insert_instant: i64,
+    last_update_instant: i64,
+    password_change_required: bool,
+    verified: bool,
+    two_factor: TwoFactorBody,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mobile_phone: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_name: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+pub struct TwoFactorBody {
+    methods: Vec<MethodBody>,
+}
+
+pub fn user_json<'a>(u: &'a User, methods: &[TwoFactorMethod]) -> UserBody<'a> {
+    UserBody {
+        id: u.id.to_string(),
+        tenant_id: u.tenant_id.to_string(),
+        active: u.active,
+        data: &u.data,
+        insert_instant: u.created_at.millis(),
+        last_update_instant: u.updated_at.millis(),
+        password_change_required: false,
+        verified: u.email_verified,
+        two_factor: TwoFactorBody { methods: methods.iter().map(|m| method_json(m, false)).collect() },
+        email: u.email.as_ref().map(|e| e.as_str()),
+        username: u.username.as_ref().map(|n| n.as_str()),
+        mobile_phone: u.mobile_phone.as_ref().map(|p| p.as_str()),
+        first_name: u.first_name.as_deref(),
+        last_name: u.last_name.as_deref(),
     }
-    v
 }
 
 async fn envelope(s: &AppState, u: &User) -> Result<Json<Value>, ApiError> {
