@@ -40,9 +40,9 @@ struct Phone {
     masked: String,
 }
 
-/// What the second step's page carries: the challenge's id and the CSRF token. The
-/// rest of the sign-in (its destination among it) is kept with the challenge.
-struct Challenge<'a> {
+/// What the second step's page carries: the sign-in's id and the CSRF token. The rest
+/// of the sign-in (its destination, the methods passed) is kept on the server.
+struct SecondStep<'a> {
     csrf: &'a str,
     id: &'a str,
     /// "Remember this device" was ticked (kept when the page comes back).
@@ -52,7 +52,7 @@ struct Challenge<'a> {
 fn two_factor_view(
     s: &AppState,
     status: StatusCode,
-    c: &Challenge<'_>,
+    c: &SecondStep<'_>,
     methods: &[TwoFactorMethod],
     notice: Option<&str>,
     error: Option<&str>,
@@ -109,7 +109,7 @@ async fn outcome_page(
     Ok(match outcome {
         LoginOutcome::Done(ok) => signed_in(s, cookies, &ok).await?,
         LoginOutcome::NeedFactor { sign_in, methods } => {
-            let c = Challenge { csrf, id: sign_in.expose(), trust: false };
+            let c = SecondStep { csrf, id: sign_in.expose(), trust: false };
             two_factor_view(s, StatusCode::OK, &c, &methods, None, None)
         }
         LoginOutcome::Redirect { url } => see_other(&url),
@@ -204,7 +204,7 @@ pub async fn two_factor_submit(
 ) -> Result<Response, ApiError> {
     let Some((cookies, form)) = checked(&s, &headers, &body) else { return Ok(form_expired(&s)) };
     let trust = form.get("trust") == "1";
-    let c = Challenge { csrf: form.get("csrf"), id: sign_in_field(&form), trust };
+    let c = SecondStep { csrf: form.get("csrf"), id: sign_in_field(&form), trust };
     let req = TwoFactorLoginRequest {
         challenge_id: Secret::new(c.id),
         code: form.get("code").to_owned(),
@@ -242,7 +242,7 @@ pub async fn send_code(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let Some((_, form)) = checked(&s, &headers, &body) else { return Ok(form_expired(&s)) };
-    let c = Challenge { csrf: form.get("csrf"), id: sign_in_field(&form), trust: false };
+    let c = SecondStep { csrf: form.get("csrf"), id: sign_in_field(&form), trust: false };
     let (channel, _) = form.channel();
     let method = MethodId::parse(q.get("method_id").map_or("", String::as_str));
     let outcome =
