@@ -12,7 +12,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
 use tessera_core::CoreError;
 use tessera_core::secret::{Secret, sha256_hex};
 use tessera_core::service::{CheckInput, ServiceInput, StartInput, VerifyError, VerifyFailure};
@@ -35,14 +36,19 @@ impl TwilioError {
     }
 }
 
+/// Twilio's error body.
+#[derive(Serialize)]
+struct ErrorBody {
+    code: u32,
+    message: String,
+    more_info: String,
+    status: u16,
+}
+
 impl IntoResponse for TwilioError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "code": self.code,
-            "message": self.message,
-            "more_info": format!("https://www.twilio.com/docs/errors/{}", self.code),
-            "status": self.status.as_u16(),
-        });
+        let more_info = format!("https://www.twilio.com/docs/errors/{}", self.code);
+        let body = ErrorBody { code: self.code, message: self.message, more_info, status: self.status.as_u16() };
         (self.status, Json(body)).into_response()
     }
 }
@@ -168,51 +174,96 @@ fn channel_name(v: &Verification) -> &'static str {
     }
 }
 
-fn verification_json(base: &str, v: &Verification) -> Value {
-    let attempts: Vec<Value> = v
+/// Twilio's Verification resource.
+#[derive(Serialize)]
+struct VerificationBody<'a> {
+    sid: &'a str,
+    service_sid: &'a str,
+    account_sid: &'a str,
+    to: &'a str,
+    channel: &'static str,
+    status: &'static str,
+    valid: bool,
+    /// Carrier lookup: never done here, `{}` as Twilio answers without it.
+    lookup: Map<String, Value>,
+    amount: Option<String>,
+    payee: Option<String>,
+    send_code_attempts: Vec<AttemptBody>,
+    date_created: String,
+    date_updated: String,
+    sna: Option<Value>,
+    url: String,
+}
+
+#[derive(Serialize)]
+struct AttemptBody {
+    attempt_sid: String,
+    channel: &'static str,
+    time: String,
+}
+
+/// Twilio's VerificationCheck resource.
+#[derive(Serialize)]
+struct CheckBody<'a> {
+    sid: &'a str,
+    service_sid: &'a str,
+    account_sid: &'a str,
+    to: &'a str,
+    channel: &'static str,
+    status: &'static str,
+    valid: bool,
+    amount: Option<String>,
+    payee: Option<String>,
+    date_created: String,
+    date_updated: String,
+    sna_attempts_error_codes: [u32; 0],
+}
+
+fn verification_json<'a>(base: &str, v: &'a Verification) -> VerificationBody<'a> {
+    let send_code_attempts = v
         .sends
         .iter()
         .enumerate()
-        .map(|(i, (t, c))| {
-            let attempt = format!("VL{}", &sha256_hex(format!("{}:{i}", v.sid).as_bytes())[..32]);
-            let channel = if *c == tessera_core::messaging::Channel::Voice { "call" } else { "sms" };
-            json!({"attempt_sid": attempt, "channel": channel, "time": iso8601(*t)})
+        .map(|(i, (t, c))| AttemptBody {
+            attempt_sid: format!("VL{}", &sha256_hex(format!("{}:{i}", v.sid).as_bytes())[..32]),
+            channel: if *c == tessera_core::messaging::Channel::Voice { "call" } else { "sms" },
+            time: iso8601(*t),
         })
         .collect();
-    json!({
-        "sid": v.sid,
-        "service_sid": v.service_sid,
-        "account_sid": v.account_sid,
-        "to": v.to.as_str(),
-        "channel": channel_name(v),
-        "status": v.status.as_str(),
-        "valid": v.status == Status::Approved,
-        "lookup": {},
-        "amount": null,
-        "payee": null,
-        "send_code_attempts": attempts,
-        "date_created": iso8601(v.created_at),
-        "date_updated": iso8601(v.updated_at),
-        "sna": null,
-        "url": format!("{base}/v2/Services/{}/Verifications/{}", v.service_sid, v.sid),
-    })
+    VerificationBody {
+        sid: &v.sid,
+        service_sid: &v.service_sid,
+        account_sid: &v.account_sid,
+        to: v.to.as_str(),
+        channel: channel_name(v),
+        status: v.status.as_str(),
+        valid: v.status == Status::Approved,
+        lookup: Map::new(),
+        amount: None,
+        payee: None,
+        send_code_attempts,
+        date_created: iso8601(v.created_at),
+        date_updated: iso8601(v.updated_at),
+        sna: None,
+        url: format!("{base}/v2/Services/{}/Verifications/{}", v.service_sid, v.sid),
+    }
 }
 
-fn check_json(v: &Verification) -> Value {
-    json!({
-        "sid": v.sid,
-        "service_sid": v.service_sid,
-        "account_sid": v.account_sid,
-        "to": v.to.as_str(),
-        "channel": channel_name(v),
-        "status": v.status.as_str(),
-        "valid": v.status == Status::Approved,
-        "amount": null,
-        "payee": null,
-        "date_created": iso8601(v.created_at),
-        "date_updated": iso8601(v.updated_at),
-        "sna_attempts_error_codes": [],
-    })
+fn check_json(v: &Verification) -> CheckBody<'_> {
+    CheckBody {
+        sid: &v.sid,
+        service_sid: &v.service_sid,
+        account_sid: &v.account_sid,
+        to: v.to.as_str(),
+        channel: channel_name(v),
+        status: v.status.as_str(),
+        valid: v.status == Status::Approved,
+        amount: None,
+        payee: None,
+        date_created: iso8601(v.created_at),
+        date_updated: iso8601(v.updated_at),
+        sna_attempts_error_codes: [],
+    }
 }
 
 fn service_input(p: &HashMap<String, String>) -> ServiceInput {
