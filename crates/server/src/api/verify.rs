@@ -141,30 +141,58 @@ fn base(s: &AppState, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-fn service_json(base: &str, s: &VerifyService) -> Value {
+/// Twilio's Verify Service resource (the features Tessera does not have answered off).
+#[derive(Serialize)]
+struct ServiceBody<'a> {
+    sid: &'a str,
+    account_sid: &'a str,
+    friendly_name: &'a str,
+    code_length: u32,
+    lookup_enabled: bool,
+    psd2_enabled: bool,
+    skip_sms_to_landlines: bool,
+    dtmf_input_required: bool,
+    tts_name: Option<String>,
+    do_not_share_warning_enabled: bool,
+    custom_code_enabled: bool,
+    default_template_sid: Option<String>,
+    verify_event_subscription_enabled: bool,
+    date_created: String,
+    date_updated: String,
+    url: String,
+    links: ServiceLinks,
+}
+
+#[derive(Serialize)]
+struct ServiceLinks {
+    verification_checks: String,
+    verifications: String,
+}
+
+fn service_json<'a>(base: &str, s: &'a VerifyService) -> ServiceBody<'a> {
     let url = format!("{base}/v2/Services/{}", s.sid);
-    json!({
-        "sid": s.sid,
-        "account_sid": s.account_sid,
-        "friendly_name": s.friendly_name,
-        "code_length": s.code_length,
-        "lookup_enabled": false,
-        "psd2_enabled": false,
-        "skip_sms_to_landlines": false,
-        "dtmf_input_required": false,
-        "tts_name": null,
-        "do_not_share_warning_enabled": false,
-        "custom_code_enabled": s.custom_code_enabled,
-        "default_template_sid": null,
-        "verify_event_subscription_enabled": false,
-        "date_created": iso8601(s.created_at),
-        "date_updated": iso8601(s.updated_at),
-        "url": url,
-        "links": {
-            "verification_checks": format!("{url}/VerificationCheck"),
-            "verifications": format!("{url}/Verifications"),
+    ServiceBody {
+        sid: &s.sid,
+        account_sid: &s.account_sid,
+        friendly_name: &s.friendly_name,
+        code_length: s.code_length,
+        lookup_enabled: false,
+        psd2_enabled: false,
+        skip_sms_to_landlines: false,
+        dtmf_input_required: false,
+        tts_name: None,
+        do_not_share_warning_enabled: false,
+        custom_code_enabled: s.custom_code_enabled,
+        default_template_sid: None,
+        verify_event_subscription_enabled: false,
+        date_created: iso8601(s.created_at),
+        date_updated: iso8601(s.updated_at),
+        links: ServiceLinks {
+            verification_checks: format!("{url}/VerificationCheck"),
+            verifications: format!("{url}/Verifications"),
         },
-    })
+        url,
+    }
 }
 
 fn channel_name(v: &Verification) -> &'static str {
