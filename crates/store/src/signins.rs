@@ -14,7 +14,7 @@ use crate::db_error;
 use crate::oidc::{method_names, methods};
 use crate::queries::{SqlStore, write_error};
 use crate::rows::{corrupt, get};
-use crate::twofactor::{count, method_id, user_id};
+use crate::twofactor::{count, failures_after, method_id, user_id};
 
 const COLUMNS: &str = "digest, tenant_id, application_id, user_id, methods, stage, stage_detail, resume_digest, \
      return_to, ip, user_agent, browser_digest, created_at, expires_at, failures, spent, \
@@ -177,10 +177,7 @@ impl SignInStore for SqlStore {
             .fetch_optional(&mut self.write_conn().await?)
             .await
             .map_err(db_error)?;
-        Ok(match row {
-            Some(r) => count(get(&r, "failures")?),
-            None => u32::MAX,
-        })
+        failures_after(row)
     }
 
     async fn spend_sign_in(&self, digest: &str) -> StoreResult<bool> {

@@ -27,6 +27,12 @@ pub(crate) fn count(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
+/// The count an `UPDATE … SET failures = failures + 1 … RETURNING failures` left; as
+/// many as can be when there was no row (a code or sign-in that is gone counts as spent).
+pub(crate) fn failures_after(row: Option<Row>) -> StoreResult<u32> {
+    row.map_or(Ok(u32::MAX), |r| Ok(count(get(&r, "failures")?)))
+}
+
 fn method(row: &Row) -> StoreResult<TwoFactorMethod> {
     let kind = match get::<String>(row, "kind")?.as_str() {
         "sms" => MethodKind::Sms { phone: PhoneNumber::from_trusted(get(row, "phone")?) },
@@ -240,10 +246,7 @@ impl TwoFactorStore for SqlStore {
         .fetch_optional(&mut self.write_conn().await?)
         .await
         .map_err(db_error)?;
-        Ok(match row {
-            Some(r) => count(get(&r, "failures")?),
-            None => u32::MAX,
-        })
+        failures_after(row)
     }
 
     async fn take_user_code(&self, user: UserId, purpose: &str, hash: &str) -> StoreResult<bool> {

@@ -202,9 +202,9 @@ fn channel_name(v: &Verification) -> &'static str {
     }
 }
 
-/// Twilio's Verification resource.
+/// What Twilio's Verification and VerificationCheck resources both say of a verification.
 #[derive(Serialize)]
-struct VerificationBody<'a> {
+struct VerificationFields<'a> {
     sid: &'a str,
     service_sid: &'a str,
     account_sid: &'a str,
@@ -212,13 +212,38 @@ struct VerificationBody<'a> {
     channel: &'static str,
     status: &'static str,
     valid: bool,
-    /// Carrier lookup: never done here, `{}` as Twilio answers without it.
-    lookup: Map<String, Value>,
     amount: Option<String>,
     payee: Option<String>,
-    send_code_attempts: Vec<AttemptBody>,
     date_created: String,
     date_updated: String,
+}
+
+impl<'a> VerificationFields<'a> {
+    fn of(v: &'a Verification) -> Self {
+        VerificationFields {
+            sid: &v.sid,
+            service_sid: &v.service_sid,
+            account_sid: &v.account_sid,
+            to: v.to.as_str(),
+            channel: channel_name(v),
+            status: v.status.as_str(),
+            valid: v.status == Status::Approved,
+            amount: None,
+            payee: None,
+            date_created: iso8601(v.created_at),
+            date_updated: iso8601(v.updated_at),
+        }
+    }
+}
+
+/// Twilio's Verification resource.
+#[derive(Serialize)]
+struct VerificationBody<'a> {
+    #[serde(flatten)]
+    fields: VerificationFields<'a>,
+    /// Carrier lookup: never done here, `{}` as Twilio answers without it.
+    lookup: Map<String, Value>,
+    send_code_attempts: Vec<AttemptBody>,
     sna: Option<Value>,
     url: String,
 }
@@ -233,17 +258,8 @@ struct AttemptBody {
 /// Twilio's VerificationCheck resource.
 #[derive(Serialize)]
 struct CheckBody<'a> {
-    sid: &'a str,
-    service_sid: &'a str,
-    account_sid: &'a str,
-    to: &'a str,
-    channel: &'static str,
-    status: &'static str,
-    valid: bool,
-    amount: Option<String>,
-    payee: Option<String>,
-    date_created: String,
-    date_updated: String,
+    #[serde(flatten)]
+    fields: VerificationFields<'a>,
     sna_attempts_error_codes: [u32; 0],
 }
 
@@ -259,39 +275,16 @@ fn verification_json<'a>(base: &str, v: &'a Verification) -> VerificationBody<'a
         })
         .collect();
     VerificationBody {
-        sid: &v.sid,
-        service_sid: &v.service_sid,
-        account_sid: &v.account_sid,
-        to: v.to.as_str(),
-        channel: channel_name(v),
-        status: v.status.as_str(),
-        valid: v.status == Status::Approved,
+        fields: VerificationFields::of(v),
         lookup: Map::new(),
-        amount: None,
-        payee: None,
         send_code_attempts,
-        date_created: iso8601(v.created_at),
-        date_updated: iso8601(v.updated_at),
         sna: None,
         url: format!("{base}/v2/Services/{}/Verifications/{}", v.service_sid, v.sid),
     }
 }
 
 fn check_json(v: &Verification) -> CheckBody<'_> {
-    CheckBody {
-        sid: &v.sid,
-        service_sid: &v.service_sid,
-        account_sid: &v.account_sid,
-        to: v.to.as_str(),
-        channel: channel_name(v),
-        status: v.status.as_str(),
-        valid: v.status == Status::Approved,
-        amount: None,
-        payee: None,
-        date_created: iso8601(v.created_at),
-        date_updated: iso8601(v.updated_at),
-        sna_attempts_error_codes: [],
-    }
+    CheckBody { fields: VerificationFields::of(v), sna_attempts_error_codes: [] }
 }
 
 fn service_input(p: &HashMap<String, String>) -> ServiceInput {
