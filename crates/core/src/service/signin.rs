@@ -50,7 +50,7 @@ impl Identity {
         now: Timestamp,
     ) -> Result<Secret, CoreError> {
         let id = Secret::new(random::token(32)?);
-        let mut sign_in = self.new_sign_in(&id, &self.default_application, ctx, now);
+        let mut sign_in = self.new_sign_in(id.digest(), &self.default_application, ctx, now);
         sign_in.return_to = Some(return_to.to_owned());
         sign_in.signals.browser = Some(browser.digest());
         self.store.insert_sign_in(&sign_in).await?;
@@ -71,9 +71,9 @@ impl Identity {
         self.begin_browser_sign_in(&return_to, browser, ctx, now).await
     }
 
-    fn new_sign_in(&self, id: &Secret, app: &Application, ctx: &RequestContext, now: Timestamp) -> SignIn {
+    fn new_sign_in(&self, digest: String, app: &Application, ctx: &RequestContext, now: Timestamp) -> SignIn {
         SignIn {
-            digest: id.digest(),
+            digest,
             tenant_id: app.tenant_id,
             application_id: app.id,
             user_id: None,
@@ -125,7 +125,8 @@ impl Identity {
         let stored = started.is_some();
         let mut sign_in = match started {
             Some(s) => s,
-            None => self.new_sign_in(&Secret::new(random::token(32)?), &application, ctx, now),
+            // Not stored yet: the step that stores it gives it its id.
+            None => self.new_sign_in(String::new(), &application, ctx, now),
         };
         sign_in.user_id = Some(user.id);
         sign_in.passed = passed;
@@ -278,6 +279,9 @@ impl Identity {
         };
         let token = Secret::new(random::token(32)?);
         let next = SignIn {
+            // A new id with the step, as every step gives; the browser comes back with
+            // the resume token, not with it.
+            digest: Secret::new(random::token(32)?).digest(),
             resume_digest: Some(token.digest()),
             stage: Stage::Redirected { url: url.clone() },
             ..step.sign_in.clone()

@@ -172,3 +172,31 @@ async fn the_json_api_cannot_be_sent_away_and_a_refusal_is_fusionauths_409() {
     let denied = closed.admin(reqwest::Method::GET, "/api/system/audit-log", None).await;
     assert!(denied.text.contains("login.denied"), "audited: {}", denied.text);
 }
+
+/// A sign-in page left open past `sign_in_ttl_seconds` is not signed in with: the page
+/// comes back with a new sign-in to the same destination, and that one works.
+#[tokio::test]
+async fn a_sign_in_page_left_open_too_long_starts_again_to_the_same_place() {
+    let app = app().configure(|c| c.policies.sign_in_ttl = Duration::from_secs(600)).spawn().await;
+    app.create_user("ann@example.com", "correct horse").await;
+    let mut b = Browser::new(&app);
+    let form = b.get("/login?return_to=%2Foauth2%2Fauthorize%3Fclient_id%3Dx").await;
+    let (csrf, old) = (field(&form.text, "csrf"), field(&form.text, "signin"));
+    app.clock.advance(Duration::from_secs(601));
+    let with = |signin: &str| {
+        [
+            ("csrf", csrf.clone()),
+            ("signin", signin.to_owned()),
+            ("login_id", "ann@example.com".into()),
+            ("password", "correct horse".into()),
+        ]
+    };
+    let late = b.post("/login", &with(&old).each_ref().map(|(k, v)| (*k, v.as_str()))).await;
+    assert_eq!(late.status, 200, "{}", late.text);
+    assert!(late.text.contains("took too long"), "{}", late.text);
+    assert_eq!(b.get("/account").await.status, 303, "not signed in");
+    let fresh = field(&late.text, "signin");
+    assert_ne!(fresh, old);
+    let signed = b.post("/login", &with(&fresh).each_ref().map(|(k, v)| (*k, v.as_str()))).await;
+    assert_eq!(signed.location.as_deref(), Some("/oauth2/authorize?client_id=x"), "{}", signed.text);
+}

@@ -288,3 +288,69 @@ async fn challenges_open_at_the_upgrade_carry_on_as_sign_ins_sqlite() {
 async fn challenges_open_at_the_upgrade_carry_on_as_sign_ins_postgres() {
     challenges_open_at_the_upgrade_carry_on_as_sign_ins(tessera_store::Backend::Postgres).await;
 }
+
+type Attempt = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
+
+/// Runs the 50 attempts `attempt(0..50)` at once; how many succeeded.
+async fn fifty_at_once(attempt: impl Fn(usize) -> Attempt) -> usize {
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(50));
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let (run, start) = (attempt(i), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                run.await
+            })
+        })
+        .collect();
+    let mut succeeded = 0;
+    for t in tasks {
+        succeeded += usize::from(t.await.unwrap());
+    }
+    succeeded
+}
+
+// 50 concurrent attempts at each one-time move of a sign-in: exactly one takes it.
+contract!(each_move_of_a_sign_in_is_taken_once_by_fifty_at_once, |c| {
+    let u = a_user(&c).await;
+    let store = std::sync::Arc::new(c.store.clone());
+    let later = T0.plus(Duration::from_secs(1));
+    let redirected = SignIn {
+        stage: Stage::Redirected { url: "https://example.com/more".into() },
+        resume_digest: Some("r".into()),
+        ..challenge(&c, u, c.app, "s")
+    };
+    c.store.insert_sign_in(&redirected).await.unwrap();
+
+    let resumed = fifty_at_once(|_| {
+        let s = store.clone();
+        Box::pin(async move { s.resume_sign_in("r").await.unwrap().is_some() })
+    })
+    .await;
+    assert_eq!(resumed, 1, "a resume token is used once");
+
+    let advanced = fifty_at_once(|i| {
+        let (s, from) = (store.clone(), redirected.clone());
+        Box::pin(async move {
+            let next = SignIn { digest: format!("n{i}"), stage: Stage::NeedFactor, ..from.clone() };
+            s.advance_sign_in("s", &from.stage, &next, later).await.unwrap()
+        })
+    })
+    .await;
+    assert_eq!(advanced, 1, "a step is taken once");
+    assert_eq!(c.store.sign_in("s").await.unwrap(), None, "the old id went with the step");
+    let mut now_at = None;
+    for i in 0..50 {
+        if c.store.sign_in(&format!("n{i}")).await.unwrap().is_some() {
+            now_at = Some(format!("n{i}"));
+        }
+    }
+    let now_at = now_at.expect("the sign-in under its new id");
+
+    let spent = fifty_at_once(|_| {
+        let (s, d) = (store.clone(), now_at.clone());
+        Box::pin(async move { s.spend_sign_in(&d).await.unwrap() })
+    })
+    .await;
+    assert_eq!(spent, 1, "a sign-in is spent once");
+});
