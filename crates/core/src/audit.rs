@@ -22,6 +22,9 @@ pub enum AuditKind {
     TokenRefreshed,
     Logout,
     TwoFactorChallenge,
+    /// The application wants a second factor and the user has none: the sign-in waits
+    /// for one to be enrolled.
+    EnrolmentRequired,
     TwoFactorCodeSent,
     TwoFactorSuccess,
     TwoFactorFailure,
@@ -71,6 +74,7 @@ impl AuditKind {
             AuditKind::TokenRefreshed => "token.refreshed",
             AuditKind::Logout => "logout",
             AuditKind::TwoFactorChallenge => "two_factor.challenge",
+            AuditKind::EnrolmentRequired => "two_factor.enrolment_required",
             AuditKind::TwoFactorCodeSent => "two_factor.code_sent",
             AuditKind::TwoFactorSuccess => "two_factor.success",
             AuditKind::TwoFactorFailure => "two_factor.failure",

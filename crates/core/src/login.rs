@@ -37,6 +37,9 @@ pub struct LoginRequest {
     /// shown; it holds the destination). The JSON API starts one only if it needs a
     /// second step.
     pub sign_in: Option<Secret>,
+    /// The browser's CSRF token, for a hosted sign-in: only the browser the sign-in
+    /// was begun in may continue it.
+    pub browser: Option<Secret>,
 }
 
 /// Where a sign-in stands after a step: what the JSON API, the hosted pages and
@@ -50,6 +53,11 @@ pub enum LoginOutcome {
     NeedFactor {
         sign_in: Secret,
         methods: Vec<TwoFactorMethod>,
+    },
+    /// The application wants a second factor and the user has none: one must be
+    /// enrolled, in the sign-in with this new id (only a browser can: the hosted pages).
+    NeedEnrolment {
+        sign_in: Secret,
     },
     /// The browser goes to `url` (which carries the resume token as `state`) and comes
     /// back to `/login/continue`.

@@ -139,6 +139,9 @@ pub enum Stage {
     Identify,
     /// The first factor passed; one of the user's factors must be passed next.
     NeedFactor,
+    /// The first factor passed; the application wants a second one and the user has
+    /// none: one must be enrolled (an authenticator app or a phone) to go on.
+    NeedEnrolment,
     /// The browser was sent to `url` (a script's page); the sign-in waits for it to come
     /// back to `/login/continue` with the resume token.
     Redirected { url: String },
@@ -152,6 +155,7 @@ impl Stage {
         match self {
             Stage::Identify => "identify",
             Stage::NeedFactor => "need_factor",
+            Stage::NeedEnrolment => "need_enrolment",
             Stage::Redirected { .. } => "redirected",
             Stage::Denied { .. } => "denied",
         }
@@ -162,7 +166,7 @@ impl Stage {
         match self {
             Stage::Redirected { url } => Some(url),
             Stage::Denied { reason } => Some(reason),
-            Stage::Identify | Stage::NeedFactor => None,
+            Stage::Identify | Stage::NeedFactor | Stage::NeedEnrolment => None,
         }
     }
 
@@ -170,11 +174,57 @@ impl Stage {
         Some(match (name, detail) {
             ("identify", _) => Stage::Identify,
             ("need_factor", _) => Stage::NeedFactor,
+            ("need_enrolment", _) => Stage::NeedEnrolment,
             ("redirected", Some(url)) => Stage::Redirected { url },
             ("denied", Some(reason)) => Stage::Denied { reason },
             _ => return None,
         })
     }
+}
+
+/// What a sign-in asks of a second factor: its application's policy and whether the
+/// request asked for a step-up (`acr_values`). Fixed when the sign-in begins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FactorRule {
+    pub policy: MfaPolicy,
+    pub step_up: bool,
+}
+
+impl Default for FactorRule {
+    /// FusionAuth's login API: whoever has a factor passes it; nobody is made to enrol.
+    fn default() -> Self {
+        FactorRule { policy: MfaPolicy::WhenEnrolled, step_up: false }
+    }
+}
+
+impl FactorRule {
+    /// The rule of a hosted sign-in for an application (begun by `/oauth2/authorize`).
+    /// A user with a factor passes it even where the application's policy is `never`:
+    /// what the hosted pages have always done; the MFA policies settle `never` next.
+    pub fn for_application(policy: MfaPolicy, step_up: bool) -> FactorRule {
+        let policy = if policy == MfaPolicy::Never { MfaPolicy::WhenEnrolled } else { policy };
+        FactorRule { policy, step_up }
+    }
+
+    /// What `passed` still needs, for a user who has factors or not.
+    pub fn decide(&self, has_factor: bool, passed: &AuthMethods) -> SecondFactor {
+        second_factor(self.policy, self.step_up, has_factor, passed)
+    }
+}
+
+/// A factor being set up during a sign-in (stage [`Stage::NeedEnrolment`]): the
+/// authenticator key the page shows, sealed, and the phone a code was last sent to.
+/// Both stay here, so the page carries neither.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Enrolling {
+    pub sealed_key: String,
+    pub phone: Option<crate::phone::PhoneNumber>,
+}
+
+/// What a sign-in's enrolment key is sealed under: the sign-in's digest, which does
+/// not change while it waits for the enrolment.
+pub fn enrol_key_context(digest: &str) -> Vec<u8> {
+    format!("sign-in enrolment:{digest}").into_bytes()
 }
 
 /// What the request that started a sign-in looked like: kept for the steps after it
@@ -213,6 +263,10 @@ pub struct SignIn {
     pub spent: bool,
     /// The code last sent for the second factor.
     pub code: Option<PendingCode>,
+    /// What a second factor must satisfy.
+    pub rule: FactorRule,
+    /// At [`Stage::NeedEnrolment`]: the factor being set up.
+    pub enrolling: Option<Enrolling>,
 }
 
 impl SignIn {
@@ -395,6 +449,24 @@ mod tests {
     }
 
     #[test]
+    fn a_sign_in_carries_its_applications_rule() {
+        use MfaPolicy::*;
+        let pwd = AuthMethods::of(&[Password]);
+        let json_api = FactorRule::default();
+        assert_eq!(json_api.decide(false, &pwd), SecondFactor::NotNeeded, "the login API makes nobody enrol");
+        assert_eq!(json_api.decide(true, &pwd), SecondFactor::Pass);
+        let required = FactorRule::for_application(Always, false);
+        assert_eq!(required.decide(false, &pwd), SecondFactor::Enrol);
+        assert_eq!(required.decide(true, &AuthMethods::of(&[Password, Totp])), SecondFactor::NotNeeded);
+        // The hosted pages have always asked a user with a factor for it, `never` or not.
+        assert_eq!(FactorRule::for_application(Never, false).decide(true, &pwd), SecondFactor::Pass);
+        assert_eq!(FactorRule::for_application(Never, false).decide(false, &pwd), SecondFactor::NotNeeded);
+        let step_up = FactorRule::for_application(Never, true);
+        assert_eq!(step_up.decide(false, &pwd), SecondFactor::Enrol, "a step-up with nothing to pass enrols");
+        assert_eq!(step_up.decide(true, &AuthMethods::of(&[Sms, Email])), SecondFactor::Pass);
+    }
+
+    #[test]
     fn the_resume_token_goes_in_the_query_before_any_fragment() {
         assert_eq!(with_state("https://a.example/x", "T"), "https://a.example/x?state=T");
         assert_eq!(with_state("https://a.example/x?y=1", "T"), "https://a.example/x?y=1&state=T");
@@ -407,6 +479,7 @@ mod tests {
         for stage in [
             Stage::Identify,
             Stage::NeedFactor,
+            Stage::NeedEnrolment,
             Stage::Redirected { url: "https://a.example".into() },
             Stage::Denied { reason: "no".into() },
         ] {

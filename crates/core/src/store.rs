@@ -9,6 +9,7 @@ use crate::audit::{AuditEvent, AuditRecord};
 use crate::ids::{ApiKeyId, ApplicationId, MessengerId, RefreshTokenId, TenantId, UserId};
 use crate::messengers::{Delivery, MessengerConfig};
 use crate::password::PasswordHash;
+use crate::phone::PhoneNumber;
 use crate::signin::{SignIn, Stage};
 use crate::tokens::{RefreshToken, StoredSigningKey};
 use crate::twofactor::{MethodId, PendingCode, TrustToken, TwoFactorMethod, UserCode};
@@ -250,6 +251,9 @@ pub trait SignInStore: Send + Sync {
     async fn record_sign_in_failure(&self, digest: &str) -> StoreResult<u32>;
     /// Marks the sign-in used; false when it was used already.
     async fn spend_sign_in(&self, digest: &str) -> StoreResult<bool>;
+    /// Records the phone a sign-in waiting for an enrolment sent its code to; false
+    /// when it is no longer live at that stage.
+    async fn set_sign_in_phone(&self, digest: &str, phone: &PhoneNumber, now: Timestamp) -> StoreResult<bool>;
 }
 
 #[async_trait]
@@ -453,15 +457,18 @@ pub enum SealedColumn {
     VerificationCode,
     FlowDefinition,
     FlowRunContext,
+    /// The authenticator key a sign-in shows while it waits for a factor to be enrolled.
+    SignInEnrolKey,
 }
 
 impl SealedColumn {
-    pub const ALL: [SealedColumn; 5] = [
+    pub const ALL: [SealedColumn; 6] = [
         SealedColumn::MessengerSecrets,
         SealedColumn::VoicePrompt,
         SealedColumn::VerificationCode,
         SealedColumn::FlowDefinition,
         SealedColumn::FlowRunContext,
+        SealedColumn::SignInEnrolKey,
     ];
 }
 

@@ -16,6 +16,7 @@ fn place(column: SealedColumn) -> (&'static str, &'static str, &'static str) {
         SealedColumn::VerificationCode => ("verifications", "sid", "sealed_code"),
         SealedColumn::FlowDefinition => ("flows", "sid", "definition"),
         SealedColumn::FlowRunContext => ("flow_runs", "sid", "context"),
+        SealedColumn::SignInEnrolKey => ("sign_ins", "digest", "enrol_key"),
     }
 }
 
@@ -23,7 +24,7 @@ fn place(column: SealedColumn) -> (&'static str, &'static str, &'static str) {
 impl SealedValueStore for SqlStore {
     async fn sealed_values(&self, column: SealedColumn) -> StoreResult<Vec<(String, String)>> {
         let (table, key, value) = place(column);
-        let sql = format!("SELECT {key} AS k, {value} AS v FROM {table} ORDER BY {key}");
+        let sql = format!("SELECT {key} AS k, {value} AS v FROM {table} WHERE {value} IS NOT NULL ORDER BY {key}");
         let rows = db::query(sql).fetch_all(&mut self.conn().await?).await.map_err(db_error)?;
         rows.iter().map(|r| Ok((get(r, "k")?, get(r, "v")?))).collect()
     }

@@ -5,7 +5,9 @@
 use async_trait::async_trait;
 use tessera_core::Timestamp;
 use tessera_core::messaging::Channel;
-use tessera_core::signin::{SignIn, Signals, Stage};
+use tessera_core::oidc::MfaPolicy;
+use tessera_core::phone::PhoneNumber;
+use tessera_core::signin::{Enrolling, FactorRule, SignIn, Signals, Stage};
 use tessera_core::store::{SignInStore, StoreResult};
 use tessera_core::twofactor::PendingCode;
 
@@ -18,7 +20,7 @@ use crate::twofactor::{count, failures_after, method_id, user_id};
 
 const COLUMNS: &str = "digest, tenant_id, application_id, user_id, methods, stage, stage_detail, resume_digest, \
      return_to, ip, user_agent, browser_digest, created_at, expires_at, failures, spent, \
-     code_method_id, code_channel, code_hash, code_expires_at";
+     code_method_id, code_channel, code_hash, code_expires_at, mfa_policy, step_up, enrol_key, enrol_phone";
 
 fn sign_in(row: &Row) -> StoreResult<SignIn> {
     let code = match (
@@ -35,6 +37,19 @@ fn sign_in(row: &Row) -> StoreResult<SignIn> {
             Some(PendingCode { method_id: method_id(m)?, channel, hash, expires_at: Timestamp::from_millis(exp) })
         }
         _ => None,
+    };
+    let rule = FactorRule {
+        policy: MfaPolicy::parse(&get::<String>(row, "mfa_policy")?).ok_or_else(|| corrupt("sign-in policy"))?,
+        step_up: get::<i64>(row, "step_up")? != 0,
+    };
+    let enrolling = match get::<Option<String>>(row, "enrol_key")? {
+        Some(sealed_key) => {
+            let phone = get::<Option<String>>(row, "enrol_phone")?
+                .map(|p| PhoneNumber::parse(&p).map_err(|_| corrupt("enrolment phone")))
+                .transpose()?;
+            Some(Enrolling { sealed_key, phone })
+        }
+        None => None,
     };
     let stage = Stage::parse(&get::<String>(row, "stage")?, get(row, "stage_detail")?)
         .ok_or_else(|| corrupt("sign-in stage"))?;
@@ -57,6 +72,8 @@ fn sign_in(row: &Row) -> StoreResult<SignIn> {
         failures: count(get(row, "failures")?),
         spent: get::<i64>(row, "spent")? != 0,
         code,
+        rule,
+        enrolling,
     })
 }
 
@@ -65,7 +82,8 @@ impl SignInStore for SqlStore {
     async fn insert_sign_in(&self, s: &SignIn) -> StoreResult<()> {
         db::query(format!(
             "INSERT INTO sign_ins ({COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+             $21, $22, $23, $24)"
         ))
         .bind(s.digest.clone())
         .bind(s.tenant_id.to_string())
@@ -87,6 +105,10 @@ impl SignInStore for SqlStore {
         .bind(s.code.as_ref().map(|p| p.channel.as_str().to_owned()))
         .bind(s.code.as_ref().map(|p| p.hash.clone()))
         .bind(s.code.as_ref().map(|p| p.expires_at.millis()))
+        .bind(s.rule.policy.as_str().to_owned())
+        .bind(i64::from(s.rule.step_up))
+        .bind(s.enrolling.as_ref().map(|e| e.sealed_key.clone()))
+        .bind(s.enrolling.as_ref().and_then(|e| e.phone.as_ref()).map(|p| p.as_str().to_owned()))
         .execute(&mut self.write_conn().await?)
         .await
         .map_err(write_error)?;
@@ -110,7 +132,7 @@ impl SignInStore for SqlStore {
         let done = db::query(
             "UPDATE sign_ins SET digest = $3, user_id = $4, methods = $5, stage = $6, stage_detail = $7, \
              resume_digest = $8, expires_at = $10, failures = 0, code_method_id = NULL, code_channel = NULL, \
-             code_hash = NULL, code_expires_at = NULL \
+             code_hash = NULL, code_expires_at = NULL, enrol_key = $11, enrol_phone = NULL \
              WHERE digest = $1 AND stage = $2 AND spent = 0 AND expires_at > $9",
         )
         .bind(digest.to_owned())
@@ -123,6 +145,7 @@ impl SignInStore for SqlStore {
         .bind(next.resume_digest.clone())
         .bind(now.millis())
         .bind(next.expires_at.millis())
+        .bind(next.enrolling.as_ref().map(|e| e.sealed_key.clone()))
         .execute(&mut self.write_conn().await?)
         .await
         .map_err(write_error)?;
@@ -178,6 +201,20 @@ impl SignInStore for SqlStore {
             .await
             .map_err(db_error)?;
         failures_after(row)
+    }
+
+    async fn set_sign_in_phone(&self, digest: &str, phone: &PhoneNumber, now: Timestamp) -> StoreResult<bool> {
+        let done = db::query(
+            "UPDATE sign_ins SET enrol_phone = $2 \
+             WHERE digest = $1 AND stage = 'need_enrolment' AND spent = 0 AND expires_at > $3",
+        )
+        .bind(digest.to_owned())
+        .bind(phone.as_str().to_owned())
+        .bind(now.millis())
+        .execute(&mut self.write_conn().await?)
+        .await
+        .map_err(write_error)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn spend_sign_in(&self, digest: &str) -> StoreResult<bool> {

@@ -2,6 +2,7 @@
 //! domain outcome for the server to put into wire shape.
 
 mod applications;
+mod enrolment;
 pub mod flows;
 mod fraud;
 mod messengers;
@@ -20,8 +21,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 pub use self::applications::{ApplicationInput, ApplicationRecord};
+pub use self::enrolment::{EnrolOutcome, EnrolmentView, NewFactor};
 pub use self::oidc::{AuthorizeOutcome, TokenError as OAuthTokenError, TokenResponse};
 pub use self::reseal::{ResealReport, reseal};
+pub use self::signin::BrowserStart;
 pub use self::twofactor::{
     DisableOutcome, EnableOutcome, SendOutcome, TwoFactorLoginOutcome, TwoFactorLoginRequest, UserScope,
 };

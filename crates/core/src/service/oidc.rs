@@ -8,13 +8,14 @@ use serde_json::{Value, json};
 
 use super::{Identity, RequestContext};
 use crate::audit::AuditKind;
+use crate::ids::ApplicationId;
 use crate::login::LoginSuccess;
 use crate::oidc::{
     AuthCode, AuthorizeError, AuthorizeRequest, BrowserSession, CODE_TTL, OAuthClient, SessionPolicy, check_authorize,
     id_token_claims, pkce_matches,
 };
 use crate::secret::{Secret, constant_time_eq};
-use crate::signin::{AuthMethod, AuthMethods, SecondFactor, second_factor};
+use crate::signin::{AuthMethod, FactorRule, SecondFactor, second_factor};
 use crate::store::Store;
 use crate::tokens::RefreshToken;
 use crate::{CoreError, Timestamp, random};
@@ -26,8 +27,10 @@ pub enum AuthorizeOutcome {
     ErrorPage(String),
     /// Send the browser back to the client with an error.
     RedirectError { redirect_uri: String, error: &'static str, description: String, state: Option<String> },
-    /// Sign in first (or again: `prompt=login`, `max_age`, a second factor needed).
-    Login { mfa_required: bool },
+    /// Sign in first (or again: `prompt=login`, `max_age`, a second factor needed): a
+    /// hosted sign-in for the client's application, asking of a second factor what
+    /// `rule` says (its policy, a step-up asked for), then back here.
+    Login { application: ApplicationId, rule: FactorRule },
     /// The application requires a second factor and the user has none: enroll one.
     Enroll,
     /// Done: send the browser back with this code.
@@ -177,21 +180,21 @@ impl Identity {
         let Some(client) = client else {
             return Ok(AuthorizeOutcome::ErrorPage("This application is not known.".into()));
         };
+        let login = AuthorizeOutcome::Login {
+            application: client.id,
+            rule: FactorRule::for_application(client.mfa_policy, req.require_mfa),
+        };
         let Some(session) = session.filter(|s| s.tenant_id == client.tenant_id) else {
-            return Ok(AuthorizeOutcome::Login { mfa_required: req.require_mfa });
+            return Ok(login);
         };
         let too_old = req.max_age.is_some_and(|age| now.minus(Duration::from_secs(age)) > session.auth_time);
         let has_factor = !self.store.methods(session.user_id).await?.is_empty();
         let decision = second_factor(client.mfa_policy, req.require_mfa, has_factor, &session.methods);
-        // Whether a fresh sign-in (asked for by `prompt=login` or `max_age`) must pass one.
-        let wanted = second_factor(client.mfa_policy, req.require_mfa, has_factor, &AuthMethods::default());
         match decision {
             // Signing in again would not help: the user has no factor to pass yet.
             SecondFactor::Enrol => return Ok(AuthorizeOutcome::Enroll),
-            SecondFactor::Pass => return Ok(AuthorizeOutcome::Login { mfa_required: true }),
-            SecondFactor::NotNeeded if req.prompt_login || too_old => {
-                return Ok(AuthorizeOutcome::Login { mfa_required: wanted != SecondFactor::NotNeeded });
-            }
+            SecondFactor::Pass => return Ok(login),
+            SecondFactor::NotNeeded if req.prompt_login || too_old => return Ok(login),
             SecondFactor::NotNeeded => {}
         }
         let code = Secret::new(random::token(32)?);

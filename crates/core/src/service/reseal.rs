@@ -30,6 +30,7 @@ fn context(column: SealedColumn, key: &str) -> Vec<u8> {
         SealedColumn::VoicePrompt => messaging::voice_prompt_context(key),
         SealedColumn::VerificationCode | SealedColumn::FlowRunContext => key.as_bytes().to_vec(),
         SealedColumn::FlowDefinition => definition_context(key),
+        SealedColumn::SignInEnrolKey => crate::signin::enrol_key_context(key),
     }
 }
 

@@ -14,16 +14,42 @@ use super::{Identity, RequestContext};
 use crate::audit::AuditKind;
 use crate::ids::{ApplicationId, TenantId};
 use crate::login::{Denial, LoginOutcome, LoginRequest};
-use crate::oidc::MfaPolicy;
 use crate::secret::{Secret, constant_time_eq};
 use crate::signin::{
-    AfterFirstFactor, AuthMethod, AuthMethods, SecondFactor, SignIn, Stage, second_factor, with_state,
+    AfterFirstFactor, AuthMethod, AuthMethods, Enrolling, FactorRule, SecondFactor, SignIn, Stage, enrol_key_context,
+    with_state,
 };
 use crate::store::Application;
 use crate::twofactor::TwoFactorMethod;
 use crate::user::User;
 use crate::validation::ValidationErrors;
 use crate::{CoreError, Timestamp, random};
+
+/// How a hosted sign-in begins: where it leads once done, the application it is for
+/// (the default when `None`) and what it asks of a second factor.
+#[derive(Clone, Debug)]
+pub struct BrowserStart {
+    pub return_to: String,
+    pub application: Option<ApplicationId>,
+    pub rule: FactorRule,
+}
+
+impl BrowserStart {
+    /// A sign-in page opened on its own (the account page's, say): FusionAuth's rule.
+    pub fn to(return_to: &str) -> BrowserStart {
+        BrowserStart { return_to: return_to.to_owned(), application: None, rule: FactorRule::default() }
+    }
+}
+
+/// Whether `browser` (a CSRF token) is the one the hosted sign-in was begun in. A
+/// sign-in begun by the JSON API has no browser and needs none.
+pub(super) fn same_browser(sign_in: &SignIn, browser: Option<&Secret>) -> bool {
+    match (&sign_in.signals.browser, browser) {
+        (None, _) => true,
+        (Some(left), Some(back)) => constant_time_eq(left.as_bytes(), back.digest().as_bytes()),
+        (Some(_), None) => false,
+    }
+}
 
 /// A sign-in whose first factor just passed, on its way to a decision.
 struct Passed {
@@ -39,26 +65,37 @@ struct Passed {
 }
 
 impl Identity {
-    /// `GET /login`: a hosted sign-in begins. Its id goes in the page; where it leads
-    /// (`return_to`) and the request's signals stay here.
-    /// `browser` is the browser's CSRF token: the sign-in is bound to it.
+    /// `GET /login`, or `/oauth2/authorize` sending a browser to sign in: a hosted
+    /// sign-in begins. Its id goes in the page; where it leads, what it asks of a second
+    /// factor and the request's signals stay here. `browser` is the browser's CSRF
+    /// token: only that browser may continue it.
     pub async fn begin_browser_sign_in(
         &self,
-        return_to: &str,
+        start: &BrowserStart,
         browser: &Secret,
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<Secret, CoreError> {
+        let application = self.application_for(start.application).await?;
         let id = Secret::new(random::token(32)?);
-        let mut sign_in = self.new_sign_in(id.digest(), &self.default_application, ctx, now);
-        sign_in.return_to = Some(return_to.to_owned());
+        let mut sign_in = self.new_sign_in(id.digest(), &application, ctx, now);
+        sign_in.return_to = Some(start.return_to.clone());
+        sign_in.rule = start.rule;
         sign_in.signals.browser = Some(browser.digest());
         self.store.insert_sign_in(&sign_in).await?;
         Ok(id)
     }
 
+    /// Whether `id` is a hosted sign-in the browser `browser` began that still waits
+    /// for its password: the page `/oauth2/authorize` sent the browser to shows it.
+    pub async fn browser_sign_in_open(&self, id: &Secret, browser: &Secret, now: Timestamp) -> Result<bool, CoreError> {
+        let found = self.store.sign_in(&id.digest()).await?;
+        Ok(found.is_some_and(|s| s.is_live(now) && s.stage == Stage::Identify && same_browser(&s, Some(browser))))
+    }
+
     /// A new hosted sign-in in place of `old`, which timed out or was used: to the same
-    /// destination while its row is still there, else to the account page.
+    /// destination, for the same application and rule, while its row is still there;
+    /// else to the account page.
     pub async fn restart_browser_sign_in(
         &self,
         old: &Secret,
@@ -66,9 +103,15 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<Secret, CoreError> {
-        let found = self.store.sign_in(&old.digest()).await?;
-        let return_to = found.and_then(|s| s.return_to).unwrap_or_else(|| "/account".into());
-        self.begin_browser_sign_in(&return_to, browser, ctx, now).await
+        let start = match self.store.sign_in(&old.digest()).await? {
+            Some(s) => BrowserStart {
+                return_to: s.return_to.unwrap_or_else(|| "/account".into()),
+                application: Some(s.application_id),
+                rule: s.rule,
+            },
+            None => BrowserStart::to("/account"),
+        };
+        self.begin_browser_sign_in(&start, browser, ctx, now).await
     }
 
     fn new_sign_in(&self, digest: String, app: &Application, ctx: &RequestContext, now: Timestamp) -> SignIn {
@@ -87,6 +130,8 @@ impl Identity {
             failures: 0,
             spent: false,
             code: None,
+            rule: FactorRule::default(),
+            enrolling: None,
         }
     }
 
@@ -102,7 +147,8 @@ impl Identity {
         let started = match &req.sign_in {
             Some(id) => {
                 let found = self.store.sign_in(&id.digest()).await?;
-                match found.filter(|s| s.is_live(now) && s.stage == Stage::Identify) {
+                let open = |s: &SignIn| s.is_live(now) && s.stage == Stage::Identify;
+                match found.filter(|s| open(s) && same_browser(s, req.browser.as_ref())) {
                     Some(s) => Some(s),
                     None => return Ok(LoginOutcome::Denied(Denial::Expired)),
                 }
@@ -216,11 +262,7 @@ impl Identity {
         let Some(sign_in) = self.store.resume_sign_in(&state.digest()).await? else {
             return Ok(LoginOutcome::Denied(Denial::Expired));
         };
-        let same_browser = match (&sign_in.signals.browser, browser) {
-            (Some(left), Some(back)) => constant_time_eq(left.as_bytes(), back.digest().as_bytes()),
-            _ => false,
-        };
-        if !sign_in.is_live(now) || !same_browser {
+        if !sign_in.is_live(now) || sign_in.signals.browser.is_none() || !same_browser(&sign_in, browser) {
             return Ok(LoginOutcome::Denied(Denial::Expired));
         }
         let ctx = &ctx.in_tenant(sign_in.tenant_id);
@@ -243,14 +285,14 @@ impl Identity {
         if let Some(outcome) = self.post_login(&step, ctx, now).await? {
             return Ok(outcome);
         }
-        // FusionAuth's login API challenges whoever has a factor (its `whenEnrolled`),
-        // whatever the application's policy for the hosted pages.
-        let decision = second_factor(MfaPolicy::WhenEnrolled, false, !step.methods.is_empty(), &step.sign_in.passed);
-        match decision {
+        // The sign-in's rule: FusionAuth's login API (and a sign-in page opened on its
+        // own) challenge whoever has a factor; one begun by `/oauth2/authorize` carries
+        // the application's policy and the step-up asked for.
+        match step.sign_in.rule.decide(!step.methods.is_empty(), &step.sign_in.passed) {
             SecondFactor::Pass => self.need_factor(step, ctx, now).await,
             SecondFactor::NotNeeded => self.issue(step, ctx, now).await,
-            // `whenEnrolled` asks for enrolment of nobody; a policy that requires a factor
-            // is applied by `/oauth2/authorize`, which sends the signed-in browser to enrol.
+            SecondFactor::Enrol if step.interactive => self.need_enrolment(step, ctx, now).await,
+            // Only a browser can enrol a factor; the JSON API's rule never asks it to.
             SecondFactor::Enrol => self.issue(step, ctx, now).await,
         }
     }
@@ -311,6 +353,34 @@ impl Identity {
         let detail = json!({"applicationId": step.sign_in.application_id.to_string()});
         self.audit(AuditKind::TwoFactorChallenge, Some(step.user.id), "issued", ctx, detail, now).await?;
         Ok(LoginOutcome::NeedFactor { sign_in: id, methods: step.methods })
+    }
+
+    /// No factor to pass but one is wanted: the sign-in waits under a new id for one to
+    /// be enrolled, with the authenticator key its page shows kept (sealed) here.
+    async fn need_enrolment(
+        &self,
+        step: Passed,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<LoginOutcome, CoreError> {
+        let id = Secret::new(random::token(32)?);
+        let digest = id.digest();
+        let key = crate::twofactor::new_totp_secret()?;
+        let sealed_key = self.sealer.seal(&key, &enrol_key_context(&digest))?;
+        let next = SignIn {
+            digest,
+            stage: Stage::NeedEnrolment,
+            resume_digest: None,
+            expires_at: now.plus(self.policies.sign_in_ttl),
+            enrolling: Some(Enrolling { sealed_key, phone: None }),
+            ..step.sign_in.clone()
+        };
+        if !self.move_on(&step, next, now).await? {
+            return Ok(LoginOutcome::Denied(Denial::Expired));
+        }
+        let detail = json!({"applicationId": step.sign_in.application_id.to_string()});
+        self.audit(AuditKind::EnrolmentRequired, Some(step.user.id), "required", ctx, detail, now).await?;
+        Ok(LoginOutcome::NeedEnrolment { sign_in: id })
     }
 
     /// Issue: the tokens, in one unit with the stored sign-in spent (a second request

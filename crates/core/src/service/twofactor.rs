@@ -137,7 +137,7 @@ fn manage_failures_key(user: UserId) -> LoginId {
     LoginId::internal(format!("2fa-manage:{user}"))
 }
 
-fn enable_purpose(phone: &PhoneNumber) -> String {
+pub(super) fn enable_purpose(phone: &PhoneNumber) -> String {
     format!("enable:{}", phone.as_str())
 }
 
@@ -439,7 +439,13 @@ impl Identity {
 
     /// Checks and consumes a user code; counts a failure otherwise and drops the code
     /// after too many.
-    async fn take_user_code(&self, user: UserId, purpose: &str, code: &str, now: Timestamp) -> Result<bool, CoreError> {
+    pub(super) async fn take_user_code(
+        &self,
+        user: UserId,
+        purpose: &str,
+        code: &str,
+        now: Timestamp,
+    ) -> Result<bool, CoreError> {
         let Some(stored) = self.store.user_code(user, purpose).await? else { return Ok(false) };
         if now < stored.expires_at && self.code_matches(&stored.hash, purpose, code).await {
             let taken = self.store.take_user_code(user, purpose, &stored.hash).await?;
@@ -715,20 +721,11 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<EnableOutcome, CoreError> {
-        // One unit holding the user's factors: the method, its recovery codes (shown
-        // once, so never without the method), the revoked devices and the audit entry.
         let method = TwoFactorMethod { id, user_id: user, kind, created_at: now };
         let recovery_codes = self
             .retrying(|| async {
                 let tx = self.factors_unit(user).await?;
-                let first = tx.methods(user).await?.is_empty();
-                tx.insert_method(&method).await?;
-                // Methods changed: remembered devices must pass the new factor set again.
-                tx.delete_trust_tokens(user).await?;
-                let recovery_codes = if first { Some(self.new_recovery_codes(&*tx, user, now).await?) } else { None };
-                let detail = json!({"method": method.method_name(), "methodId": method.id.as_str()});
-                self.record(&*tx, self.event(AuditKind::FactorEnabled, Some(user), "success", ctx, detail, now))
-                    .await?;
+                let recovery_codes = self.add_method_in(&*tx, &method, ctx, now).await?;
                 tx.commit().await?;
                 Ok(recovery_codes)
             })
@@ -736,9 +733,30 @@ impl Identity {
         Ok(EnableOutcome::Enabled { method, recovery_codes })
     }
 
+    /// Adds `method` through `tx`, a unit of work holding the user's factors
+    /// ([`Self::factors_unit`]): the method, its recovery codes if it is the first
+    /// (shown once, so never without the method), the revoked devices and the audit entry.
+    pub(super) async fn add_method_in(
+        &self,
+        tx: &dyn Store,
+        method: &TwoFactorMethod,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<Option<Vec<String>>, CoreError> {
+        let user = method.user_id;
+        let first = tx.methods(user).await?.is_empty();
+        tx.insert_method(method).await?;
+        // Methods changed: remembered devices must pass the new factor set again.
+        tx.delete_trust_tokens(user).await?;
+        let recovery_codes = if first { Some(self.new_recovery_codes(tx, user, now).await?) } else { None };
+        let detail = json!({"method": method.method_name(), "methodId": method.id.as_str()});
+        self.record(tx, self.event(AuditKind::FactorEnabled, Some(user), "success", ctx, detail, now)).await?;
+        Ok(recovery_codes)
+    }
+
     /// A unit of work over one user's factors: two changes at once (the first factor
     /// twice, say) are made one after the other, each seeing the other's result.
-    async fn factors_unit(&self, user: UserId) -> Result<Box<dyn Tx>, CoreError> {
+    pub(super) async fn factors_unit(&self, user: UserId) -> Result<Box<dyn Tx>, CoreError> {
         let tx = self.store.begin().await?;
         tx.hold_limit(&format!("factors:{user}")).await?;
         Ok(tx)

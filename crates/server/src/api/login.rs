@@ -63,7 +63,16 @@ impl TryFrom<LoginBody> for LoginRequest {
         match (login_id, password) {
             (Some(login_id), Some(password)) if errors.is_empty() => {
                 let trust_token = b.two_factor_trust_id.filter(|t| !t.is_empty()).map(Secret::new);
-                Ok(LoginRequest { login_id, password, application_id, no_jwt: b.no_jwt, trust_token, sign_in: None })
+                let no_jwt = b.no_jwt;
+                Ok(LoginRequest {
+                    login_id,
+                    password,
+                    application_id,
+                    no_jwt,
+                    trust_token,
+                    sign_in: None,
+                    browser: None,
+                })
             }
             _ => Err(errors),
         }
@@ -154,7 +163,9 @@ pub async fn login(
             two_factor_required(&sign_in, &methods)
         }
         // Not asked of the JSON API (it has no browser to send): the pipeline denies instead.
-        LoginOutcome::Redirect { .. } | LoginOutcome::Denied(Denial::InvalidCredentials | Denial::Expired) => {
+        LoginOutcome::Redirect { .. }
+        | LoginOutcome::NeedEnrolment { .. }
+        | LoginOutcome::Denied(Denial::InvalidCredentials | Denial::Expired) => {
             s.metrics.record_login("failure");
             StatusCode::NOT_FOUND.into_response()
         }

@@ -13,7 +13,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use tessera_core::oidc::{ACR_MFA, SessionPolicy};
 
-use tessera_core::service::{AuthorizeOutcome, OAuthTokenError};
+use tessera_core::secret::Secret;
+use tessera_core::service::{AuthorizeOutcome, BrowserStart, OAuthTokenError};
 
 use crate::api::pages::{self, Cookies};
 use crate::app::AppState;
@@ -85,15 +86,17 @@ pub async fn authorize(
             }
             see_other(&with_query(&redirect_uri, &q))
         }
-        AuthorizeOutcome::Login { mfa_required } => {
+        AuthorizeOutcome::Login { application, rule } => {
             let back = uri.path_and_query().map_or("/oauth2/authorize", |p| p.as_str());
             // `prompt=login` must not loop: the sign-in drops it from the way back.
             let back = strip_prompt(back);
-            let mut q = vec![("return_to", back.as_str())];
-            if mfa_required {
-                q.push(("mfa", "1"));
-            }
-            see_other(&with_query("/login", &q))
+            // The sign-in begins here, for this client's application and its rule, bound
+            // to this browser; the page it is sent to shows it.
+            let csrf = cookies.csrf_or_new(&headers)?;
+            let start = BrowserStart { return_to: back.clone(), application: Some(application), rule };
+            let sign_in = s.identity.begin_browser_sign_in(&start, &Secret::new(csrf.as_str()), &ctx, now).await?;
+            let login = with_query("/login", &[("return_to", back.as_str()), ("signin", sign_in.expose())]);
+            pages::with_csrf(see_other(&login), &cookies, &csrf)
         }
         AuthorizeOutcome::Enroll => {
             let back = uri.path_and_query().map_or("/oauth2/authorize", |p| p.as_str());

@@ -105,3 +105,17 @@ pub fn field(html: &str, name: &str) -> String {
     // The attribute as a browser reads it (the templates escape `/` too).
     html[start..].split('"').next().unwrap().replace("&#x2f;", "/").replace("&amp;", "&")
 }
+
+/// The authenticator key an enrolment page shows for typing in.
+pub fn shown_key(html: &str) -> String {
+    let marker = "Key: <code>";
+    let start = html.find(marker).map(|i| i + marker.len()).unwrap_or_else(|| panic!("no key in {html}"));
+    html[start..].split('<').next().unwrap().to_owned()
+}
+
+/// Where a page's first link leads, as a browser reads it.
+pub fn link(html: &str) -> String {
+    let marker = "<a href=\"";
+    let start = html.find(marker).map(|i| i + marker.len()).unwrap_or_else(|| panic!("no link in {html}"));
+    html[start..].split('"').next().unwrap().replace("&#x2f;", "/").replace("&amp;", "&")
+}

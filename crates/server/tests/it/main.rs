@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod connections;
 mod crash;
+mod enrolment;
 mod flows;
 mod forms;
 mod limits;

@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tessera_testkit::{TestApp, spawn_app};
 
-use crate::forms::{Browser, field};
+use crate::forms::{Browser, field, hidden_fields, link, shown_key};
 
 pub const CB: &str = "https://app.example.com/callback";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -42,7 +42,7 @@ async fn client(app: &TestApp, public: bool, policy: &str) -> (String, Option<St
     (id, r.json["application"]["oauthConfiguration"]["clientSecret"].as_str().map(str::to_owned))
 }
 
-fn authorize_url(client_id: &str, extra: &str) -> String {
+pub fn authorize_url(client_id: &str, extra: &str) -> String {
     format!(
         "/oauth2/authorize?response_type=code&client_id={client_id}&redirect_uri={}&scope=openid%20email&state=st8&nonce=n0nce&code_challenge={CHALLENGE}&code_challenge_method=S256{extra}",
         "https%3A%2F%2Fapp.example.com%2Fcallback"
@@ -442,25 +442,29 @@ async fn max_age_idle_sessions_and_required_factors() {
         ("login_id", "ann@example.com"),
         ("password", "correct horse"),
     ];
-    let after = b.post("/login", &form).await;
-    let to_enroll = b.get(after.location.as_deref().unwrap()).await;
-    let enroll = to_enroll.location.unwrap();
-    assert!(enroll.starts_with("/login/enroll?return_to="), "{enroll}");
-    let page = b.get(&enroll).await;
-    assert!(page.text.contains("<svg"), "a QR code to scan");
-    let key = field(&page.text, "secret");
+    // The sign-in itself asks for a factor: its enrolment stage, under a new id, holding
+    // the key the page shows (the page's forms carry only the id and the CSRF token).
+    let page = b.post("/login", &form).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("Add a second step") && page.text.contains("<svg"), "a QR code to scan");
+    let enrolment = field(&page.text, "signin");
+    assert_ne!(enrolment, signin, "the sign-in's id changes with the step");
+    let hidden = hidden_fields(&page.text);
+    assert!(hidden.iter().all(|f| f == "csrf" || f == "signin"), "{hidden:?}");
+    let key = shown_key(&page.text);
     let secret = tessera_core::base32::decode(&key).unwrap();
     let step = tessera_core::totp::step_at(tessera_server::clock::Clock::now(app.clock.as_ref()), 30);
     let totp = tessera_core::totp::totp_at_step(&tessera_core::totp::TotpParams::default(), &secret, step);
-    let back_to = field(&page.text, "return_to");
-    let wrong_code = b
-        .post("/login/enroll", &[("csrf", &csrf), ("return_to", &back_to), ("secret", &key), ("code", "000000")])
-        .await;
+    let wrong_code = b.post("/login/enroll", &[("csrf", &csrf), ("signin", &enrolment), ("code", "000000")]).await;
     assert_eq!(wrong_code.status, 401);
-    let done =
-        b.post("/login/enroll", &[("csrf", &csrf), ("return_to", &back_to), ("secret", &key), ("code", &totp)]).await;
+    assert_eq!(shown_key(&wrong_code.text), key, "the same key, kept with the sign-in");
+    let done = b.post("/login/enroll", &[("csrf", &csrf), ("signin", &enrolment), ("code", &totp)]).await;
     assert_eq!(done.status, 200, "{}", done.text);
     assert_eq!(done.text.matches("<li><code>").count(), 10, "ten recovery codes, shown once");
+    let again = b.post("/login/enroll", &[("csrf", &csrf), ("signin", &enrolment), ("code", &totp)]).await;
+    assert_eq!(again.status, 400, "the enrolment is spent: {}", again.text);
+    let back_to = link(&done.text);
+    assert!(back_to.starts_with("/oauth2/authorize?"), "{back_to}");
     let back = b.get(&back_to).await;
     let to_client = back.location.unwrap();
     assert!(to_client.starts_with(CB), "{to_client}");

@@ -21,6 +21,7 @@ const SEALED: &[&str] = &[
     "two_factor_methods.secret_sealed",
     "verifications.sealed_code",
     "voice_prompts.sealed_text",
+    "sign_ins.enrol_key",
 ];
 
 /// Keyed hashes (HMAC under a key derived from the seal key): not re-sealable, and
@@ -165,6 +166,9 @@ const PLAIN: &[&str] = &[
     "sign_ins.code_method_id",
     "sign_ins.code_channel",
     "sign_ins.code_expires_at",
+    "sign_ins.mfa_policy",
+    "sign_ins.step_up",
+    "sign_ins.enrol_phone",
     "tenants.id",
     "tenants.name",
     "tenants.created_at",
@@ -313,6 +317,19 @@ async fn fill_every_sealed_column(app: &TestApp) -> (String, Vec<u8>) {
         (runs["runs"][0]["status"] == "ended").then_some(())
     })
     .await;
+    // A sign-in waiting for a factor to be enrolled keeps the key its page shows.
+    let application = app.state.identity.default_application().id.to_string();
+    let required = crate::oidc::application(true, "Required");
+    assert_eq!(app.admin(Method::PUT, &format!("/api/application/{application}"), Some(required)).await.status, 200);
+    app.create_user("bob@example.com", "correct horse").await;
+    let mut b = crate::forms::Browser::new(app);
+    let first = b.get(&crate::oidc::authorize_url(&application, "")).await;
+    let login = b.get(first.location.as_deref().unwrap()).await;
+    let (csrf, signin) = (crate::forms::field(&login.text, "csrf"), crate::forms::field(&login.text, "signin"));
+    let fields =
+        [("csrf", csrf.as_str()), ("signin", &signin), ("login_id", "bob@example.com"), ("password", "correct horse")];
+    let enrol = b.post("/login", &fields).await;
+    assert!(enrol.text.contains("Add a second step"), "{}", enrol.text);
     (flow, secret)
 }
 
@@ -344,7 +361,7 @@ async fn every_sealed_column_is_known_and_resealed() {
     let new_key = SealKey::parse("next:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=").unwrap();
     let sealer = Sealer::new(new_key.clone(), vec![SealKey::parse(TEST_SEAL_KEY).unwrap()]);
     let report = tessera_core::service::reseal(first.state.store.as_ref(), &sealer).await.unwrap();
-    assert_eq!(report.resealed, 8, "one value in each sealed column, two messengers: {report:?}");
+    assert_eq!(report.resealed, 9, "one value in each sealed column, two messengers: {report:?}");
     assert_eq!(report.recovery_codes_on_old_keys.get("test"), Some(&10));
     assert!(columns_sealed_under(&first, &columns, "test").await.is_empty(), "nothing is left under the old key");
     assert_eq!(columns_sealed_under(&first, &columns, "next").await, sealed);

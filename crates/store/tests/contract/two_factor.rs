@@ -2,8 +2,9 @@ use std::time::Duration;
 use tessera_core::messaging::Channel;
 
 use tessera_core::ids::{ApplicationId, UserId};
+use tessera_core::oidc::MfaPolicy;
 use tessera_core::phone::PhoneNumber;
-use tessera_core::signin::{AuthMethod, AuthMethods, SignIn, Signals, Stage};
+use tessera_core::signin::{AuthMethod, AuthMethods, Enrolling, FactorRule, SignIn, Signals, Stage};
 use tessera_core::store::{SignInStore, StoreError, TwoFactorStore, UserStore};
 use tessera_core::totp::TotpParams;
 use tessera_core::twofactor::{
@@ -51,6 +52,8 @@ fn challenge(c: &Ctx, user: UserId, app: ApplicationId, digest: &str) -> SignIn 
         failures: 0,
         spent: false,
         code: None,
+        rule: FactorRule::default(),
+        enrolling: None,
     }
 }
 
@@ -168,6 +171,33 @@ contract!(a_sign_in_moves_on_once_from_the_stage_it_is_at_and_resumes_once, |c| 
     assert!(!c.store.advance_sign_in("s3", &Stage::NeedFactor, &done, later).await.unwrap(), "a spent one neither");
 });
 
+contract!(a_sign_in_keeps_its_rule_and_the_factor_it_enrols, |c| {
+    let u = a_user(&c).await;
+    let rule = FactorRule { policy: MfaPolicy::Always, step_up: true };
+    let started = SignIn { stage: Stage::Identify, rule, ..challenge(&c, u, c.app, "e1") };
+    c.store.insert_sign_in(&started).await.unwrap();
+    let phone = PhoneNumber::parse("+442079460958").unwrap();
+    let later = T0.plus(Duration::from_secs(1));
+    assert!(!c.store.set_sign_in_phone("e1", &phone, later).await.unwrap(), "not waiting for an enrolment");
+    let enrolling = SignIn {
+        digest: "e2".into(),
+        stage: Stage::NeedEnrolment,
+        enrolling: Some(Enrolling { sealed_key: "v1.k.key".into(), phone: None }),
+        ..started.clone()
+    };
+    assert!(c.store.advance_sign_in("e1", &Stage::Identify, &enrolling, later).await.unwrap());
+    assert_eq!(c.store.sign_in("e2").await.unwrap(), Some(enrolling.clone()), "the rule and the key are kept");
+    assert!(c.store.set_sign_in_phone("e2", &phone, later).await.unwrap());
+    let got = c.store.sign_in("e2").await.unwrap().unwrap();
+    assert_eq!(got.enrolling, Some(Enrolling { sealed_key: "v1.k.key".into(), phone: Some(phone.clone()) }));
+    assert!(
+        !c.store.set_sign_in_phone("e2", &phone, T0.plus(Duration::from_secs(300))).await.unwrap(),
+        "an expired sign-in takes no phone"
+    );
+    assert!(c.store.spend_sign_in("e2").await.unwrap());
+    assert!(!c.store.set_sign_in_phone("e2", &phone, later).await.unwrap(), "a spent one neither");
+});
+
 contract!(recovery_codes_are_replaced_and_used_once, |c| {
     let u = a_user(&c).await;
     let hashes: Vec<String> = (0..10).map(|i| format!("k.{i}")).collect();
@@ -275,6 +305,8 @@ async fn challenges_open_at_the_upgrade_carry_on_as_sign_ins(backend: tessera_st
             failures: 2,
             spent: false,
             code: Some(code),
+            rule: FactorRule::default(),
+            enrolling: None,
         }
     );
 }

@@ -68,12 +68,12 @@ impl Cookies {
         self.set(response, "tessera_session", "", Some(0));
     }
 
-    fn csrf(&self, headers: &HeaderMap) -> Option<String> {
+    pub(crate) fn csrf(&self, headers: &HeaderMap) -> Option<String> {
         cookie(headers, &self.name("tessera_csrf")).map(str::to_owned)
     }
 
     /// The browser's CSRF token, or a new one (set it with [`with_csrf`]).
-    fn csrf_or_new(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+    pub(crate) fn csrf_or_new(&self, headers: &HeaderMap) -> Result<String, ApiError> {
         match self.csrf(headers) {
             Some(c) if !c.is_empty() => Ok(c),
             _ => Ok(random::token(24)?),
@@ -91,6 +91,9 @@ fn render(s: &AppState, status: StatusCode, template: &str, ctx: minijinja::Valu
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
             h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors 'none'"));
+            // A sign-in's id may be in the address (the page `/oauth2/authorize` sent the
+            // browser to): it goes to no other site.
+            h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
             r
         }
         Err(e) => ApiError::Internal(e.to_string()).into_response(),
@@ -208,7 +211,7 @@ fn checked(s: &AppState, headers: &HeaderMap, body: &[u8]) -> Option<(Cookies, F
     ok.then_some((cookies, form))
 }
 
-fn with_csrf(mut response: Response, cookies: &Cookies, csrf: &str) -> Response {
+pub(crate) fn with_csrf(mut response: Response, cookies: &Cookies, csrf: &str) -> Response {
     cookies.set(&mut response, "tessera_csrf", csrf, None);
     response
 }
@@ -260,12 +263,15 @@ fn confirm_first(s: &AppState) -> Response {
 /// What a user is called on the pages and in authenticator apps.
 async fn display_name(s: &AppState, session: &BrowserSession) -> Result<String, ApiError> {
     let user = s.identity.session_user(session).await?.ok_or(ApiError::NotFound)?;
-    Ok(user
-        .email
+    Ok(user_name(&user))
+}
+
+fn user_name(user: &tessera_core::user::User) -> String {
+    user.email
         .as_ref()
         .map(|e| e.as_str().to_owned())
         .or(user.username.as_ref().map(|u| u.as_str().to_owned()))
-        .unwrap_or_default())
+        .unwrap_or_default()
 }
 
 /// What the page says once a code is on its way, with how long it works.

@@ -10,7 +10,7 @@ use serde::Serialize;
 use tessera_core::login::{Denial, LoginOutcome, LoginRequest, LoginSuccess};
 use tessera_core::password::Password;
 use tessera_core::secret::Secret;
-use tessera_core::service::{SendOutcome, TwoFactorLoginOutcome, TwoFactorLoginRequest};
+use tessera_core::service::{BrowserStart, SendOutcome, TwoFactorLoginOutcome, TwoFactorLoginRequest};
 use tessera_core::twofactor::{MethodId, TwoFactorMethod, mask_phone};
 use tessera_core::user::LoginId;
 
@@ -72,7 +72,9 @@ fn two_factor_view(
     )
 }
 
-/// `GET /login?return_to=…`: a sign-in begins, and keeps where it leads.
+/// `GET /login?return_to=…`: a sign-in begins, and keeps where it leads. Sent here by
+/// `/oauth2/authorize`, the page shows the sign-in begun there (`signin`), if it is this
+/// browser's and still waits for its password.
 pub async fn login_page(
     State(s): State<AppState>,
     Caller(ctx): Caller,
@@ -81,28 +83,50 @@ pub async fn login_page(
 ) -> Result<Response, ApiError> {
     let cookies = Cookies::new(&s);
     let csrf = cookies.csrf_or_new(&headers)?;
-    let return_to = safe_return(q.get("return_to").map_or("", String::as_str));
-    let sign_in =
-        s.identity.begin_browser_sign_in(&return_to, &Secret::new(csrf.as_str()), &ctx, s.clock.now()).await?;
+    let browser = Secret::new(csrf.as_str());
+    let now = s.clock.now();
+    let begun = q.get("signin").filter(|id| !id.is_empty()).map(|id| Secret::new(id.as_str()));
+    let sign_in = match begun {
+        Some(id) if s.identity.browser_sign_in_open(&id, &browser, now).await? => id,
+        // Another browser's, used or timed out: one of this browser's own, to the
+        // same place.
+        Some(id) => s.identity.restart_browser_sign_in(&id, &browser, &ctx, now).await?,
+        None => {
+            let start = BrowserStart::to(&safe_return(q.get("return_to").map_or("", String::as_str)));
+            s.identity.begin_browser_sign_in(&start, &browser, &ctx, now).await?
+        }
+    };
     let form = LoginForm { csrf: &csrf, sign_in: sign_in.expose(), login_id: "" };
     Ok(with_csrf(login_view(&s, StatusCode::OK, &form, None), &cookies, &csrf))
 }
 
 /// The end of a hosted sign-in: a browser session, and on to where it was going.
 async fn signed_in(s: &AppState, cookies: &Cookies, ok: &LoginSuccess) -> Result<Response, ApiError> {
+    let r = see_other(&safe_return(ok.return_to.as_deref().unwrap_or_default()));
+    with_session(s, cookies, ok, r).await
+}
+
+/// `response`, with the browser session a hosted sign-in just ended in (and the
+/// remembered device, if asked for).
+pub(super) async fn with_session(
+    s: &AppState,
+    cookies: &Cookies,
+    ok: &LoginSuccess,
+    mut response: Response,
+) -> Result<Response, ApiError> {
     let session = s.identity.start_browser_session(ok, &session_policy(), s.clock.now()).await?;
-    let mut r = see_other(&safe_return(ok.return_to.as_deref().unwrap_or_default()));
-    cookies.set_session(&mut r, &session);
+    cookies.set_session(&mut response, &session);
     if let Some(t) = &ok.trust_token {
-        set_trust_cookie(&mut r, t, s.identity.policies().two_factor.trust_ttl.as_secs());
+        set_trust_cookie(&mut response, t, s.identity.policies().two_factor.trust_ttl.as_secs());
     }
-    Ok(r)
+    Ok(response)
 }
 
 /// What a step of the hosted sign-in led to, as a page (or a redirect).
 async fn outcome_page(
     s: &AppState,
     cookies: &Cookies,
+    headers: &HeaderMap,
     csrf: &str,
     outcome: LoginOutcome,
 ) -> Result<Response, ApiError> {
@@ -111,6 +135,10 @@ async fn outcome_page(
         LoginOutcome::NeedFactor { sign_in, methods } => {
             let c = SecondStep { csrf, id: sign_in.expose(), trust: false };
             two_factor_view(s, StatusCode::OK, &c, &methods, None, None)
+        }
+        LoginOutcome::NeedEnrolment { sign_in } => {
+            let browser = Secret::new(csrf);
+            super::enroll::sign_in_enrolment(s, StatusCode::OK, &sign_in, &browser, headers, Default::default()).await?
         }
         LoginOutcome::Redirect { url } => see_other(&url),
         LoginOutcome::Denied(Denial::Refused { reason }) => super::error_page(s, StatusCode::FORBIDDEN, &reason),
@@ -141,7 +169,10 @@ pub async fn login_submit(
     // or a sign-in form on another of the site's pages) starts one with the
     // destination it posted.
     let sign_in = match form.get("signin") {
-        "" => s.identity.begin_browser_sign_in(&form.return_to(), &Secret::new(form.get("csrf")), &ctx, now).await?,
+        "" => {
+            let start = BrowserStart::to(&form.return_to());
+            s.identity.begin_browser_sign_in(&start, &Secret::new(form.get("csrf")), &ctx, now).await?
+        }
         id => Secret::new(id),
     };
     let csrf = form.get("csrf");
@@ -159,6 +190,7 @@ pub async fn login_submit(
         no_jwt: true,
         trust_token: trust_cookie(&headers),
         sign_in: Some(sign_in.clone()),
+        browser: Some(Secret::new(csrf)),
     };
     Ok(match s.identity.login(req, &ctx, now).await? {
         LoginOutcome::Denied(Denial::InvalidCredentials) => {
@@ -171,7 +203,7 @@ pub async fn login_submit(
             let fresh = s.identity.restart_browser_sign_in(&sign_in, &Secret::new(csrf), &ctx, now).await?;
             again(StatusCode::OK, &fresh, "That took too long. Sign in again.")
         }
-        outcome => outcome_page(&s, &cookies, csrf, outcome).await?,
+        outcome => outcome_page(&s, &cookies, &headers, csrf, outcome).await?,
     })
 }
 
@@ -192,7 +224,7 @@ pub async fn continue_sign_in(
     // The browser it left from still has its CSRF token (a new one here means another browser).
     let browser = cookies.csrf(&headers).map(Secret::new);
     let outcome = s.identity.continue_sign_in(&Secret::new(state), browser.as_ref(), &ctx, s.clock.now()).await?;
-    Ok(with_csrf(outcome_page(&s, &cookies, &csrf, outcome).await?, &cookies, &csrf))
+    Ok(with_csrf(outcome_page(&s, &cookies, &headers, &csrf, outcome).await?, &cookies, &csrf))
 }
 
 /// `POST /login/two-factor`.
