@@ -11,6 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use tessera_core::audit::AuditKind;
+use tessera_core::service::Messengers;
 use tessera_core::service::flows::Flows;
 use tessera_core::service::{BootstrapReport, Deps, Identity, Policies, bootstrap};
 use tessera_core::store::Store;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub sealer: tessera_core::seal::Sealer,
     /// Studio flows: import, numbers, runs.
     pub flows: Flows,
+    /// Messengers: configuration, deliveries, the secrets webhooks are checked against.
+    pub messengers: Messengers,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
     /// HTTP calls and messages of flows.
@@ -140,7 +143,7 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
         })?;
         let input =
             serde_json::from_value(m.clone()).map_err(|e| StartError::Config(format!("messengers[{i}]: {e}")))?;
-        identity.seed_messenger(id, input, clock.now()).await.map_err(|e| match e {
+        identity.messengers().seed(id, input, clock.now()).await.map_err(|e| match e {
             CoreError::Invalid(v) => {
                 let detail: Vec<String> = v.fields.values().flatten().map(|p| p.message.clone()).collect();
                 StartError::Config(format!("messengers[{i}]: {}", detail.join(" ")))
@@ -159,8 +162,10 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
         tracing::warn!(runs = interrupted, "failed flow runs whose instance stopped");
     }
     let trusted_proxies = Arc::new(config.trusted_proxies.clone());
+    let messengers = identity.messengers().clone();
     let state = AppState {
         identity: Arc::new(identity),
+        messengers,
         console,
         router,
         public_url,

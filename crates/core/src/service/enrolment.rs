@@ -69,7 +69,7 @@ impl Identity {
         browser: &Secret,
         now: Timestamp,
     ) -> Result<Option<Waiting>, CoreError> {
-        let max = self.policies.two_factor.max_attempts;
+        let max = self.kernel.policies.two_factor.max_attempts;
         let found = self.store.sign_in(&id.digest()).await?.filter(|s| {
             s.is_live(now)
                 && s.stage == Stage::NeedEnrolment
@@ -84,7 +84,7 @@ impl Identity {
 
     fn enrolment_key(&self, sign_in: &SignIn) -> Result<Vec<u8>, CoreError> {
         let sealed = sign_in.enrolling.as_ref().map(|e| e.sealed_key.as_str()).unwrap_or_default();
-        self.sealer.open(sealed, &enrol_key_context(&sign_in.digest))
+        self.kernel.sealer.open(sealed, &enrol_key_context(&sign_in.digest))
     }
 
     /// What the enrolment page of sign-in `id` shows, if `browser` may see it.
@@ -151,12 +151,12 @@ impl Identity {
             NewFactor::Authenticator { code } => {
                 let key = self.enrolment_key(&sign_in)?;
                 let params = self.totp_params();
-                let window = self.policies.two_factor.totp_window;
+                let window = self.kernel.policies.two_factor.totp_window;
                 let step = OtpCode::parse(code.trim(), params.digits)
                     .and_then(|otp| totp::matching_step(&params, &key, otp.as_str(), now, window));
                 match step {
                     Some(step) => {
-                        let sealed_secret = self.sealer.seal(&key, &tf::secret_context(user.id, &method_id))?;
+                        let sealed_secret = self.kernel.sealer.seal(&key, &tf::secret_context(user.id, &method_id))?;
                         // The enrolment code's step counts as used: it cannot sign in again.
                         let a = Authenticator { sealed_secret, params, last_step: Some(step) };
                         Some((MethodKind::Authenticator(a), AuthMethod::Totp))

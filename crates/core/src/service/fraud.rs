@@ -139,8 +139,8 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<Option<Refusal>, CoreError> {
-        let key = format!("mfa:{}", ctx.tenant.unwrap_or(self.tenant.id));
-        let g = self.guard_unit(&key, &self.policies.mfa_guard).await?;
+        let key = format!("mfa:{}", ctx.tenant.unwrap_or(self.kernel.tenant.id));
+        let g = self.guard_unit(&key, &self.kernel.policies.mfa_guard).await?;
         let refusal = match self.destination_check(&g, to, now).await? {
             Some(r) => Some(r),
             None => self.fraud_check(&g, to, ctx.ip.as_deref(), now, false).await?,

@@ -1,9 +1,12 @@
 //! Configuring messengers: FusionAuth's `/api/messenger` use cases. Credentials are
 //! sealed on the way in and only ever shown masked.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value, json};
 
-use super::{Identity, RequestContext};
+use super::RequestContext;
+use super::kernel::Kernel;
 use crate::apikey::Admin;
 use crate::audit::AuditKind;
 use crate::ids::MessengerId;
@@ -11,16 +14,30 @@ use crate::messaging::{Channel, OutboundMessage, Purpose};
 use crate::messengers::{MessengerConfig, MessengerInput, MessengerType, ValidMessenger, mask};
 use crate::phone::PhoneNumber;
 use crate::secret::Secret;
+use crate::store::MessengerStore;
 use crate::user::merge_patch;
 use crate::validation::ValidationErrors;
 use crate::{CoreError, Timestamp};
 
-impl Identity {
+/// The messengers of each tenant: their configuration (FusionAuth's `/api/messenger`),
+/// the deliveries they made, and the secrets a vendor's webhook is checked against.
+/// It takes only the messenger store.
+#[derive(Clone)]
+pub struct Messengers {
+    store: Arc<dyn MessengerStore>,
+    kernel: Arc<Kernel>,
+}
+
+impl Messengers {
+    pub fn new(store: Arc<dyn MessengerStore>, kernel: Arc<Kernel>) -> Messengers {
+        Messengers { store, kernel }
+    }
+
     fn open_secrets(&self, m: &MessengerConfig) -> Result<Map<String, Value>, CoreError> {
         if m.sealed_secrets.is_empty() {
             return Ok(Map::new());
         }
-        let plain = self.sealer.open(&m.sealed_secrets, &m.seal_context())?;
+        let plain = self.kernel.sealer.open(&m.sealed_secrets, &m.seal_context())?;
         serde_json::from_slice(&plain).map_err(|e| CoreError::Internal(format!("messenger secrets: {e}")))
     }
 
@@ -32,7 +49,7 @@ impl Identity {
         kind: MessengerType,
         field: &str,
     ) -> Result<Option<String>, CoreError> {
-        let Some(m) = self.store.messenger(self.tenant.id, id).await?.filter(|m| m.kind == kind) else {
+        let Some(m) = self.store.messenger(self.kernel.tenant.id, id).await?.filter(|m| m.kind == kind) else {
             return Ok(None);
         };
         Ok(self.open_secrets(&m)?.get(field).and_then(Value::as_str).map(str::to_owned))
@@ -46,7 +63,7 @@ impl Identity {
         field: &str,
     ) -> Result<Vec<(Map<String, Value>, String)>, CoreError> {
         let mut out = Vec::new();
-        for m in self.store.messengers(self.tenant.id).await?.into_iter().filter(|m| m.kind == kind) {
+        for m in self.store.messengers(self.kernel.tenant.id).await?.into_iter().filter(|m| m.kind == kind) {
             if let Some(v) = self.open_secrets(&m)?.get(field).and_then(Value::as_str) {
                 out.push((m.settings.clone(), v.to_owned()));
             }
@@ -92,13 +109,13 @@ impl Identity {
         };
         if !v.secrets.is_empty() {
             let plain = Value::Object(v.secrets).to_string();
-            m.sealed_secrets = self.sealer.seal(plain.as_bytes(), &m.seal_context())?;
+            m.sealed_secrets = self.kernel.sealer.seal(plain.as_bytes(), &m.seal_context())?;
         }
         Ok(m)
     }
 
     /// The messenger as the API shows it: settings in the clear, secrets masked.
-    pub fn messenger_view(&self, m: &MessengerConfig) -> Result<Value, CoreError> {
+    pub fn view(&self, m: &MessengerConfig) -> Result<Value, CoreError> {
         let mut v = json!({
             "id": m.id.to_string(),
             "type": m.kind.as_str(),
@@ -126,7 +143,7 @@ impl Identity {
         Ok(v)
     }
 
-    pub async fn create_messenger(
+    pub async fn create(
         &self,
         admin: &Admin,
         id: Option<MessengerId>,
@@ -142,20 +159,20 @@ impl Identity {
             }
             other => CoreError::from(other),
         })?;
-        self.audit(AuditKind::MessengerCreated, None, "success", ctx, messenger_detail(&m), now).await?;
+        self.kernel.audit(AuditKind::MessengerCreated, None, "success", ctx, messenger_detail(&m), now).await?;
         Ok(m)
     }
 
-    pub async fn get_messenger(&self, admin: &Admin, id: MessengerId) -> Result<MessengerConfig, CoreError> {
+    pub async fn get(&self, admin: &Admin, id: MessengerId) -> Result<MessengerConfig, CoreError> {
         self.store.messenger(admin.tenant_id, id).await?.ok_or(CoreError::NotFound)
     }
 
-    pub async fn list_messengers(&self, admin: &Admin) -> Result<Vec<MessengerConfig>, CoreError> {
+    pub async fn list(&self, admin: &Admin) -> Result<Vec<MessengerConfig>, CoreError> {
         Ok(self.store.messengers(admin.tenant_id).await?)
     }
 
     /// PUT: the whole description; credentials not resent are kept.
-    pub async fn replace_messenger(
+    pub async fn replace(
         &self,
         admin: &Admin,
         id: MessengerId,
@@ -163,7 +180,7 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<MessengerConfig, CoreError> {
-        let existing = self.get_messenger(admin, id).await?;
+        let existing = self.get(admin, id).await?;
         let secrets = self.open_secrets(&existing)?;
         let valid = input.validate(Some(&secrets))?;
         if valid.kind != existing.kind {
@@ -172,12 +189,12 @@ impl Identity {
         }
         let m = self.build(id, admin, valid, existing.created_at, now)?;
         self.store.update_messenger(&m).await?;
-        self.audit(AuditKind::MessengerUpdated, None, "success", ctx, messenger_detail(&m), now).await?;
+        self.kernel.audit(AuditKind::MessengerUpdated, None, "success", ctx, messenger_detail(&m), now).await?;
         Ok(m)
     }
 
     /// PATCH: merged into the current description (secrets stay unless given).
-    pub async fn patch_messenger(
+    pub async fn patch(
         &self,
         admin: &Admin,
         id: MessengerId,
@@ -185,7 +202,7 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<MessengerConfig, CoreError> {
-        let existing = self.get_messenger(admin, id).await?;
+        let existing = self.get(admin, id).await?;
         let mut current = json!({
             "type": existing.kind.as_str(),
             "name": existing.name,
@@ -208,26 +225,27 @@ impl Identity {
                 format!("The [messenger] object is malformed: {e}"),
             ))
         })?;
-        self.replace_messenger(admin, id, input, ctx, now).await
+        self.replace(admin, id, input, ctx, now).await
     }
 
     /// A messenger from configuration at start: created, or updated if it exists.
-    pub async fn seed_messenger(
+    pub async fn seed(
         &self,
         id: MessengerId,
         input: MessengerInput,
         now: Timestamp,
     ) -> Result<MessengerConfig, CoreError> {
-        let admin = Admin { tenant_id: self.tenant.id, key_id: crate::ids::ApiKeyId::from_uuid(uuid::Uuid::nil()) };
+        let admin =
+            Admin { tenant_id: self.kernel.tenant.id, key_id: crate::ids::ApiKeyId::from_uuid(uuid::Uuid::nil()) };
         // From the configuration file: no caller, so no address in the audit entry.
         let ctx = RequestContext::default();
-        match self.store.messenger(self.tenant.id, id).await? {
-            Some(_) => self.replace_messenger(&admin, id, input, &ctx, now).await,
-            None => self.create_messenger(&admin, Some(id), input, &ctx, now).await,
+        match self.store.messenger(self.kernel.tenant.id, id).await? {
+            Some(_) => self.replace(&admin, id, input, &ctx, now).await,
+            None => self.create(&admin, Some(id), input, &ctx, now).await,
         }
     }
 
-    pub async fn delete_messenger(
+    pub async fn delete(
         &self,
         admin: &Admin,
         id: MessengerId,
@@ -238,7 +256,7 @@ impl Identity {
             return Err(CoreError::NotFound);
         }
         let detail = json!({"messengerId": id.to_string()});
-        self.audit(AuditKind::MessengerDeleted, None, "success", ctx, detail, now).await
+        self.kernel.audit(AuditKind::MessengerDeleted, None, "success", ctx, detail, now).await
     }
 
     /// The message "send test message" sends, through the messenger `m` of the admin's tenant.

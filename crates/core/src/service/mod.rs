@@ -5,6 +5,7 @@ mod applications;
 mod enrolment;
 pub mod flows;
 mod fraud;
+mod kernel;
 mod messengers;
 mod oidc;
 mod reseal;
@@ -22,6 +23,8 @@ use serde_json::{Value, json};
 
 pub use self::applications::{ApplicationInput, ApplicationRecord};
 pub use self::enrolment::{EnrolOutcome, EnrolmentView, NewFactor};
+pub use self::kernel::{Auditor, Kernel};
+pub use self::messengers::Messengers;
 pub use self::oidc::{AuthorizeOutcome, TokenError as OAuthTokenError, TokenResponse};
 pub use self::reseal::{ResealReport, reseal};
 pub use self::signin::BrowserStart;
@@ -258,13 +261,13 @@ pub struct Deps {
 pub struct Identity {
     store: Arc<dyn Store>,
     hasher: Arc<dyn PasswordHasher>,
-    sealer: Sealer,
+    /// The sealer, policies, auditor and default tenant every service shares.
+    kernel: Arc<Kernel>,
     messenger: Arc<dyn Messenger>,
-    on_event: Option<EventHook>,
     post_login: Option<crate::signin::PostLoginHook>,
     tokens: TokenIssuer,
-    policies: Policies,
-    tenant: Tenant,
+    /// Messengers: configuration and the webhooks' secrets.
+    messengers: Messengers,
     default_application: Application,
     /// Verified against when the login id is unknown, so that answer costs what a
     /// wrong password costs.
@@ -291,23 +294,29 @@ impl Identity {
         let keys = stored.iter().map(|k| SigningKey::open(k, &sealer)).collect::<Result<Vec<_>, _>>()?;
         let tokens = TokenIssuer::new(policies.issuer.clone(), policies.jwt_ttl, policies.jwt_algorithm, &keys)?;
         let dummy_hash = hasher.hash(Password::new(random::token(24)?)).await?;
+        let auditor = Auditor::new(store.clone(), on_event);
+        let kernel = Arc::new(Kernel { sealer, policies, auditor, tenant });
+        let messengers = Messengers::new(store.clone(), kernel.clone());
         Ok(Identity {
             store,
             hasher,
-            sealer,
+            kernel,
             messenger,
-            on_event,
             post_login,
             tokens,
-            policies,
-            tenant,
+            messengers,
             default_application,
             dummy_hash,
         })
     }
 
     pub fn policies(&self) -> &Policies {
-        &self.policies
+        &self.kernel.policies
+    }
+
+    /// The messengers' service.
+    pub fn messengers(&self) -> &Messengers {
+        &self.messengers
     }
 
     pub fn jwks(&self) -> &Value {
@@ -315,7 +324,7 @@ impl Identity {
     }
 
     pub fn tenant(&self) -> &Tenant {
-        &self.tenant
+        &self.kernel.tenant
     }
 
     pub fn default_application(&self) -> &Application {
@@ -342,9 +351,7 @@ impl Identity {
     }
 
     fn count(&self, kind: AuditKind, outcome: &'static str) {
-        if let Some(hook) = &self.on_event {
-            hook(kind, outcome);
-        }
+        self.kernel.auditor.count(kind, outcome);
     }
 
     async fn audit(
@@ -356,7 +363,7 @@ impl Identity {
         detail: Value,
         now: Timestamp,
     ) -> Result<(), CoreError> {
-        self.record(&*self.store, self.event(kind, user_id, outcome, ctx, detail, now)).await
+        self.kernel.audit(kind, user_id, outcome, ctx, detail, now).await
     }
 
     /// Runs `unit`, a whole unit of work from `begin` to `commit`, again when the database
@@ -391,29 +398,13 @@ impl Identity {
         detail: Value,
         now: Timestamp,
     ) -> AuditEvent {
-        AuditEvent {
-            // The request's tenant; a request that named none (a hosted page before a
-            // sign-in, a webhook) acts in the tenant this server serves.
-            tenant_id: ctx.tenant.unwrap_or(self.tenant.id),
-            at: now,
-            kind,
-            user_id,
-            actor: ctx.actor,
-            ip: ctx.ip.clone(),
-            outcome,
-            detail,
-        }
+        self.kernel.event(kind, user_id, outcome, ctx, detail, now)
     }
 
     /// Appends the event through `store` (a unit of work, so it commits with the change
     /// it describes) and counts it.
     async fn record(&self, store: &dyn Store, event: AuditEvent) -> Result<(), CoreError> {
-        store.append_audit(&event).await?;
-        if let Some(hook) = &self.on_event {
-            let (hook, kind, outcome) = (hook.clone(), event.kind, event.outcome);
-            store.after_commit(Box::new(move || hook(kind, outcome)));
-        }
-        Ok(())
+        self.kernel.auditor.record(store, event).await
     }
 
     // ---- admin keys ----

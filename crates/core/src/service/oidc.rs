@@ -254,7 +254,7 @@ impl Identity {
                 match self.refresh(&secret, &RequestContext::default(), now).await? {
                     Some((jwt, _)) => Ok(Ok(TokenResponse {
                         access_token: jwt,
-                        expires_in: self.policies.jwt_ttl.as_secs(),
+                        expires_in: self.kernel.policies.jwt_ttl.as_secs(),
                         refresh_token: Some(secret),
                         id_token: None,
                         scope: "openid".into(),
@@ -315,7 +315,8 @@ impl Identity {
         };
         let methods = &record.methods;
         let (access, _) = self.tokens.issue(&user, client.id, record.auth_time, methods.authentication_type(), now)?;
-        let (refresh, stored) = RefreshToken::generate(&user, client.id, methods, self.policies.refresh_ttl, now)?;
+        let (refresh, stored) =
+            RefreshToken::generate(&user, client.id, methods, self.kernel.policies.refresh_ttl, now)?;
         tx.insert_refresh_token(&stored).await?;
         // One issuer for access and ID tokens, from configuration, never from a request.
         let claims = id_token_claims(
@@ -326,12 +327,12 @@ impl Identity {
             record.auth_time,
             &record.methods.amr(),
             now,
-            self.policies.jwt_ttl,
+            self.kernel.policies.jwt_ttl,
         );
         let id_token = self.tokens.sign(&claims)?;
         Ok(Ok(TokenResponse {
             access_token: access,
-            expires_in: self.policies.jwt_ttl.as_secs(),
+            expires_in: self.kernel.policies.jwt_ttl.as_secs(),
             refresh_token: Some(refresh),
             id_token: Some(id_token),
             scope: record.scope,
@@ -371,6 +372,6 @@ impl Identity {
     }
 
     pub fn jwt_algorithm(&self) -> &'static str {
-        self.policies.jwt_algorithm.as_str()
+        self.kernel.policies.jwt_algorithm.as_str()
     }
 }

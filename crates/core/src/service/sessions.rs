@@ -31,7 +31,7 @@ impl Identity {
             return Ok(Issued { passed: passed.clone(), token: None, refresh: None });
         }
         let token = self.tokens.issue(user, application_id, now, passed.authentication_type(), now)?;
-        let refresh = RefreshToken::generate(user, application_id, passed, self.policies.refresh_ttl, now)?;
+        let refresh = RefreshToken::generate(user, application_id, passed, self.kernel.policies.refresh_ttl, now)?;
         Ok(Issued { passed: passed.clone(), token: Some(token), refresh: Some(refresh) })
     }
 

@@ -126,7 +126,7 @@ impl Identity {
             return_to: None,
             signals: ctx.signals(),
             created_at: now,
-            expires_at: now.plus(self.policies.sign_in_ttl),
+            expires_at: now.plus(self.kernel.policies.sign_in_ttl),
             failures: 0,
             spent: false,
             code: None,
@@ -210,7 +210,7 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<Result<User, Denial>, CoreError> {
-        let lockout = self.policies.lockout;
+        let lockout = self.kernel.policies.lockout;
         let login_id = &req.login_id;
         let (attempts, locked) =
             self.store.reserve_login_attempt(tenant, login_id, now, now.minus(lockout.window)).await?;
@@ -242,7 +242,7 @@ impl Identity {
         };
 
         self.store.clear_login_failures(tenant, login_id).await?;
-        if hash.needs_rehash(&self.policies.hash) {
+        if hash.needs_rehash(&self.kernel.policies.hash) {
             let upgraded = self.hasher.hash(req.password.clone()).await?;
             self.store.set_password_hash(user.id, &upgraded, now).await?;
         }
@@ -344,7 +344,7 @@ impl Identity {
             digest: id.digest(),
             stage: Stage::NeedFactor,
             resume_digest: None,
-            expires_at: now.plus(self.policies.two_factor.challenge_ttl),
+            expires_at: now.plus(self.kernel.policies.two_factor.challenge_ttl),
             ..step.sign_in.clone()
         };
         if !self.move_on(&step, next, now).await? {
@@ -366,12 +366,12 @@ impl Identity {
         let id = Secret::new(random::token(32)?);
         let digest = id.digest();
         let key = crate::twofactor::new_totp_secret()?;
-        let sealed_key = self.sealer.seal(&key, &enrol_key_context(&digest))?;
+        let sealed_key = self.kernel.sealer.seal(&key, &enrol_key_context(&digest))?;
         let next = SignIn {
             digest,
             stage: Stage::NeedEnrolment,
             resume_digest: None,
-            expires_at: now.plus(self.policies.sign_in_ttl),
+            expires_at: now.plus(self.kernel.policies.sign_in_ttl),
             enrolling: Some(Enrolling { sealed_key, phone: None }),
             ..step.sign_in.clone()
         };

@@ -189,7 +189,7 @@ impl Identity {
     }
 
     pub fn totp_issuer(&self) -> &str {
-        &self.policies.two_factor.issuer
+        &self.kernel.policies.two_factor.issuer
     }
 
     pub(super) async fn is_trusted(
@@ -205,7 +205,7 @@ impl Identity {
     /// The sign-in `id` names if it waits for a second factor (FusionAuth's
     /// `twoFactorId`): live, at that stage, and not out of attempts.
     async fn live_challenge(&self, id: &Secret, now: Timestamp) -> Result<Option<SignIn>, CoreError> {
-        let max = self.policies.two_factor.max_attempts;
+        let max = self.kernel.policies.two_factor.max_attempts;
         let found = self.store.sign_in(&id.digest()).await?;
         Ok(found.filter(|c| c.is_live(now) && c.stage == Stage::NeedFactor && c.failures < max))
     }
@@ -226,7 +226,7 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<Prepared, CoreError> {
-        let p = &self.policies.two_factor;
+        let p = &self.kernel.policies.two_factor;
         if !self.store.try_record_send(req.user, now, now.minus(p.send_window), p.send_limit).await? {
             let detail = json!({"channel": req.channel.as_str()});
             self.audit(AuditKind::TwoFactorCodeSent, Some(req.user), "rate_limited", ctx, detail, now).await?;
@@ -316,13 +316,13 @@ impl Identity {
         let (hash, own) = match self.prepare_code(&req, ctx, now).await? {
             Prepared::Refused(outcome) => return Ok(outcome),
             Prepared::Verification(v) => (v.to_marker(), None),
-            Prepared::Own(code) => (self.sealer.hash_code(CHALLENGE_PURPOSE, &code), Some(code)),
+            Prepared::Own(code) => (self.kernel.sealer.hash_code(CHALLENGE_PURPOSE, &code), Some(code)),
         };
         let pending = PendingCode {
             method_id: method.id.clone(),
             channel,
             hash,
-            expires_at: now.plus(self.policies.two_factor.code_ttl),
+            expires_at: now.plus(self.kernel.policies.two_factor.code_ttl),
         };
         self.store.set_sign_in_code(&challenge.digest, &pending).await?;
         match own {
@@ -395,13 +395,13 @@ impl Identity {
         let (hash, own) = match self.prepare_code(req, ctx, now).await? {
             Prepared::Refused(outcome) => return Ok(outcome),
             Prepared::Verification(v) => (v.to_marker(), None),
-            Prepared::Own(code) => (self.sealer.hash_code(&purpose, &code), Some(code)),
+            Prepared::Own(code) => (self.kernel.sealer.hash_code(&purpose, &code), Some(code)),
         };
         let record = UserCode {
             user_id: req.user,
             hash,
             purpose,
-            expires_at: now.plus(self.policies.two_factor.code_ttl),
+            expires_at: now.plus(self.kernel.policies.two_factor.code_ttl),
             failures: 0,
         };
         self.store.put_user_code(&record).await?;
@@ -415,7 +415,7 @@ impl Identity {
     /// verification service) whether the service approves it.
     async fn code_matches(&self, stored: &str, purpose: &str, code: &str) -> bool {
         match Verification::from_marker(stored) {
-            None => self.sealer.verify_code(stored, purpose, code),
+            None => self.kernel.sealer.verify_code(stored, purpose, code),
             // Only digits are worth one of the service's limited checks.
             Some(_) if !code.bytes().all(|b| b.is_ascii_digit()) || code.is_empty() => false,
             Some(v) => match self.messenger.check_verification(&v, code).await {
@@ -454,7 +454,7 @@ impl Identity {
             }
             return Ok(taken);
         }
-        if self.store.record_user_code_failure(user, purpose).await? >= self.policies.two_factor.max_attempts {
+        if self.store.record_user_code_failure(user, purpose).await? >= self.kernel.policies.two_factor.max_attempts {
             self.store.take_user_code(user, purpose, &stored.hash).await?;
         }
         Ok(false)
@@ -473,8 +473,8 @@ impl Identity {
         for m in methods {
             let MethodKind::Authenticator(a) = &m.kind else { continue };
             let Some(otp) = OtpCode::parse(code, a.params.digits) else { continue };
-            let secret = self.sealer.open(&a.sealed_secret, &tf::secret_context(user, &m.id))?;
-            let window = self.policies.two_factor.totp_window;
+            let secret = self.kernel.sealer.open(&a.sealed_secret, &tf::secret_context(user, &m.id))?;
+            let window = self.kernel.policies.two_factor.totp_window;
             if let Some(step) = totp::matching_step(&a.params, &secret, otp.as_str(), now, window)
                 && self.store.advance_totp_step(user, &m.id, step).await?
             {
@@ -489,7 +489,7 @@ impl Identity {
         if normalized.len() != 10 {
             return Ok(false);
         }
-        Ok(self.store.use_recovery_code(user, &self.sealer.code_hashes(RECOVERY_PURPOSE, &normalized)).await?)
+        Ok(self.store.use_recovery_code(user, &self.kernel.sealer.code_hashes(RECOVERY_PURPOSE, &normalized)).await?)
     }
 
     /// The factors a live challenge can be answered with, so a page shown again (after a
@@ -524,7 +524,7 @@ impl Identity {
         }
         let code = req.code.trim();
         let methods = self.store.methods(user.id).await?;
-        let max_attempts = self.policies.two_factor.max_attempts;
+        let max_attempts = self.kernel.policies.two_factor.max_attempts;
 
         // The common case, a current authenticator code, in one unit of work: the attempt
         // counted, the TOTP step taken, the challenge spent and the tokens written commit
@@ -595,7 +595,7 @@ impl Identity {
 
         let Some(method) = used else {
             let failures = attempts;
-            let spent = failures >= self.policies.two_factor.max_attempts;
+            let spent = failures >= self.kernel.policies.two_factor.max_attempts;
             if spent {
                 self.store.spend_sign_in(&challenge.digest).await?;
             }
@@ -603,7 +603,7 @@ impl Identity {
             self.audit(AuditKind::TwoFactorFailure, Some(user.id), "failure", ctx, detail, now).await?;
             // Consecutive failures for the account, whatever the challenge: a new login
             // (which needs the password) must not reset them.
-            let p = &self.policies.two_factor;
+            let p = &self.kernel.policies.two_factor;
             let in_a_row =
                 self.store.record_login_failure(user.tenant_id, &account_key, now, Timestamp::from_millis(0)).await?;
             if in_a_row >= p.account_max_failures {
@@ -671,7 +671,7 @@ impl Identity {
                 digest: token.digest(),
                 user_id,
                 created_at: now,
-                expires_at: now.plus(self.policies.two_factor.trust_ttl),
+                expires_at: now.plus(self.kernel.policies.two_factor.trust_ttl),
             };
             tx.insert_trust_token(&record).await?;
             let event = self.event(AuditKind::TrustTokenIssued, Some(user_id), "success", ctx, json!({}), now);
@@ -692,8 +692,8 @@ impl Identity {
         for m in methods {
             let MethodKind::Authenticator(a) = &m.kind else { continue };
             let Some(otp) = OtpCode::parse(code, a.params.digits) else { continue };
-            let secret = self.sealer.open(&a.sealed_secret, &tf::secret_context(user, &m.id))?;
-            let window = self.policies.two_factor.totp_window;
+            let secret = self.kernel.sealer.open(&a.sealed_secret, &tf::secret_context(user, &m.id))?;
+            let window = self.kernel.policies.two_factor.totp_window;
             if let Some(step) = totp::matching_step(&a.params, &secret, otp.as_str(), now, window) {
                 return Ok(Some((m.id.clone(), step)));
             }
@@ -707,8 +707,10 @@ impl Identity {
     /// ones): the old ones die.
     async fn new_recovery_codes(&self, tx: &dyn Store, user: UserId, now: Timestamp) -> Result<Vec<String>, CoreError> {
         let codes = tf::recovery_codes()?;
-        let hashes: Vec<String> =
-            codes.iter().map(|c| self.sealer.hash_code(RECOVERY_PURPOSE, &tf::normalize_recovery_code(c))).collect();
+        let hashes: Vec<String> = codes
+            .iter()
+            .map(|c| self.kernel.sealer.hash_code(RECOVERY_PURPOSE, &tf::normalize_recovery_code(c)))
+            .collect();
         tx.replace_recovery_codes(user, &hashes, now).await?;
         Ok(codes)
     }
@@ -777,7 +779,7 @@ impl Identity {
             return Err(ValidationErrors::field("secret", "tooShort", msg).into());
         }
         let params = self.totp_params();
-        let window = self.policies.two_factor.totp_window;
+        let window = self.kernel.policies.two_factor.totp_window;
         let step = OtpCode::parse(code, params.digits)
             .and_then(|otp| totp::matching_step(&params, secret, otp.as_str(), now, window));
         let Some(step) = step else {
@@ -786,7 +788,7 @@ impl Identity {
             return Ok(EnableOutcome::WrongCode);
         };
         let id = MethodId::generate()?;
-        let sealed_secret = self.sealer.seal(secret, &tf::secret_context(scope.user_id, &id))?;
+        let sealed_secret = self.kernel.sealer.seal(secret, &tf::secret_context(scope.user_id, &id))?;
         // The enrolment code's step counts as used: it cannot sign in a second time.
         let kind = MethodKind::Authenticator(Authenticator { sealed_secret, params, last_step: Some(step) });
         self.add_method(scope.user_id, id, kind, ctx, now).await
@@ -869,7 +871,7 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<Possession, CoreError> {
-        let (user, tenant, p) = (scope.user_id, scope.tenant_id, &self.policies.two_factor);
+        let (user, tenant, p) = (scope.user_id, scope.tenant_id, &self.kernel.policies.two_factor);
         let (account_key, manage_key) = (factor_failures_key(user), manage_failures_key(user));
         let account = self.store.login_failures(tenant, &account_key).await?;
         if let Some(until) = account.and_then(|f| f.locked_at(now)) {

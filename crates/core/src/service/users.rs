@@ -24,7 +24,7 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<User, CoreError> {
-        let valid = input.validate(&self.policies.password, true)?;
+        let valid = input.validate(&self.kernel.policies.password, true)?;
         let password_hash = match &valid.password {
             Some(p) => Some(self.hasher.hash(p.clone()).await?),
             None => None,
@@ -55,7 +55,7 @@ impl Identity {
         now: Timestamp,
     ) -> Result<User, CoreError> {
         let existing = self.get_user(admin, id).await?;
-        let valid = input.validate(&self.policies.password, false)?;
+        let valid = input.validate(&self.kernel.policies.password, false)?;
         let password_changed = valid.password.is_some();
         let password_hash = match &valid.password {
             Some(p) => Some(self.hasher.hash(p.clone()).await?),

@@ -331,7 +331,8 @@ impl Identity {
         };
         let (mut v, code, resend) = match existing {
             Some(v) => {
-                let code = String::from_utf8_lossy(&self.sealer.open(&v.sealed_code, v.sid.as_bytes())?).into_owned();
+                let code =
+                    String::from_utf8_lossy(&self.kernel.sealer.open(&v.sealed_code, v.sid.as_bytes())?).into_owned();
                 (v, code, true)
             }
             None => {
@@ -345,8 +346,8 @@ impl Identity {
                 };
                 let sid = new_sid("VE")?;
                 let v = Verification {
-                    code_hash: self.sealer.hash_code(VERIFY_PURPOSE, &code),
-                    sealed_code: self.sealer.seal(code.as_bytes(), sid.as_bytes())?,
+                    code_hash: self.kernel.sealer.hash_code(VERIFY_PURPOSE, &code),
+                    sealed_code: self.kernel.sealer.seal(code.as_bytes(), sid.as_bytes())?,
                     sid,
                     service_sid: service.sid.clone(),
                     account_sid: account.sid.clone(),
@@ -484,7 +485,7 @@ impl Identity {
         let before = v.checks;
         v.checks += 1;
         v.updated_at = now;
-        if self.sealer.verify_code(&v.code_hash, VERIFY_PURPOSE, code) {
+        if self.kernel.sealer.verify_code(&v.code_hash, VERIFY_PURPOSE, code) {
             v.status = Status::Approved;
         } else if v.checks >= MAX_CHECKS {
             v.status = Status::MaxAttemptsReached;

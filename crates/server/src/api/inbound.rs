@@ -22,7 +22,7 @@ async fn secrets_of(
     kind: MessengerType,
     field: &str,
 ) -> Result<Vec<(Map<String, Value>, String)>, ApiError> {
-    Ok(s.identity.webhook_secrets(kind, field).await?)
+    Ok(s.messengers.webhook_secrets(kind, field).await?)
 }
 
 /// Saves a run for the message, answers the vendor, and runs the flow afterwards, so

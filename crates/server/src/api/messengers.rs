@@ -30,7 +30,7 @@ fn parse_id(id: &str) -> Result<MessengerId, ApiError> {
 }
 
 fn one(s: &AppState, m: &MessengerConfig) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({"messenger": s.identity.messenger_view(m)?})))
+    Ok(Json(json!({"messenger": s.messengers.view(m)?})))
 }
 
 pub async fn create(
@@ -39,7 +39,7 @@ pub async fn create(
     Caller(ctx): Caller,
     ApiJson(body): ApiJson<MessengerRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let m = s.identity.create_messenger(&admin, None, body.messenger.ok_or_else(missing)?, &ctx, s.clock.now()).await?;
+    let m = s.messengers.create(&admin, None, body.messenger.ok_or_else(missing)?, &ctx, s.clock.now()).await?;
     one(&s, &m)
 }
 
@@ -51,8 +51,7 @@ pub async fn create_with_id(
     ApiJson(body): ApiJson<MessengerRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let id = id.parse().map_err(|_| ApiError::general("[invalid]messengerId", "The id in the URL is not a UUID."))?;
-    let m =
-        s.identity.create_messenger(&admin, Some(id), body.messenger.ok_or_else(missing)?, &ctx, s.clock.now()).await?;
+    let m = s.messengers.create(&admin, Some(id), body.messenger.ok_or_else(missing)?, &ctx, s.clock.now()).await?;
     one(&s, &m)
 }
 
@@ -61,12 +60,12 @@ pub async fn get(
     AdminAuth(admin): AdminAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    one(&s, &s.identity.get_messenger(&admin, parse_id(&id)?).await?)
+    one(&s, &s.messengers.get(&admin, parse_id(&id)?).await?)
 }
 
 pub async fn list(State(s): State<AppState>, AdminAuth(admin): AdminAuth) -> Result<Json<Value>, ApiError> {
-    let all = s.identity.list_messengers(&admin).await?;
-    let views = all.iter().map(|m| s.identity.messenger_view(m)).collect::<Result<Vec<_>, _>>()?;
+    let all = s.messengers.list(&admin).await?;
+    let views = all.iter().map(|m| s.messengers.view(m)).collect::<Result<Vec<_>, _>>()?;
     Ok(Json(json!({"messengers": views})))
 }
 
@@ -77,10 +76,8 @@ pub async fn replace(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<MessengerRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let m = s
-        .identity
-        .replace_messenger(&admin, parse_id(&id)?, body.messenger.ok_or_else(missing)?, &ctx, s.clock.now())
-        .await?;
+    let m =
+        s.messengers.replace(&admin, parse_id(&id)?, body.messenger.ok_or_else(missing)?, &ctx, s.clock.now()).await?;
     one(&s, &m)
 }
 
@@ -92,7 +89,7 @@ pub async fn patch(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let patch = body.get("messenger").filter(|m| m.is_object()).ok_or_else(missing)?;
-    let m = s.identity.patch_messenger(&admin, parse_id(&id)?, patch, &ctx, s.clock.now()).await?;
+    let m = s.messengers.patch(&admin, parse_id(&id)?, patch, &ctx, s.clock.now()).await?;
     one(&s, &m)
 }
 
@@ -102,7 +99,7 @@ pub async fn delete(
     Caller(ctx): Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.identity.delete_messenger(&admin, parse_id(&id)?, &ctx, s.clock.now()).await?;
+    s.messengers.delete(&admin, parse_id(&id)?, &ctx, s.clock.now()).await?;
     Ok(StatusCode::OK)
 }
 
@@ -121,7 +118,7 @@ pub async fn test(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<TestBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let m = s.identity.get_messenger(&admin, parse_id(&id)?).await?;
+    let m = s.messengers.get(&admin, parse_id(&id)?).await?;
     let to = body.mobile_phone.as_deref().map(PhoneNumber::parse);
     let to = match to {
         Some(Ok(p)) => p,
@@ -150,7 +147,7 @@ pub async fn test(
             ))
         })?,
     };
-    let msg = s.identity.test_message(&admin, to, channel, &m.name);
+    let msg = s.messengers.test_message(&admin, to, channel, &m.name);
     match s.router.test(m.id, &msg).await {
         Ok(r) => Ok(Json(json!({"provider": r.provider, "messageId": r.message_id, "status": r.status}))),
         Err(e) => {
@@ -167,7 +164,7 @@ pub async fn deliveries(
     AdminAuth(admin): AdminAuth,
     Query(p): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    let (list, total) = s.identity.deliveries(&admin, p.start_row, p.number_of_results).await?;
+    let (list, total) = s.messengers.deliveries(&admin, p.start_row, p.number_of_results).await?;
     let items: Vec<Value> = list
         .iter()
         .map(|d| {

@@ -78,7 +78,7 @@ pub(crate) fn plivo_signed(
 
 async fn auth_token(s: &AppState, id: &str, kind: MessengerType) -> Result<Option<String>, ApiError> {
     let Ok(id) = id.parse() else { return Ok(None) };
-    Ok(s.identity.webhook_secret(id, kind, "authToken").await?)
+    Ok(s.messengers.webhook_secret(id, kind, "authToken").await?)
 }
 
 /// Twilio `StatusCallback`: `MessageSid`, `MessageStatus`, `ErrorCode`, signed with
@@ -111,7 +111,7 @@ async fn apply_status(
     let (Some(id), Some(status)) = (param(params, keys.0), param(params, keys.1)) else {
         return Ok(StatusCode::BAD_REQUEST);
     };
-    s.identity.record_delivery_status(provider, id, status, param(params, "ErrorCode"), s.clock.now()).await?;
+    s.messengers.record_delivery_status(provider, id, status, param(params, "ErrorCode"), s.clock.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
