@@ -11,9 +11,9 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use tessera_core::audit::AuditKind;
-use tessera_core::service::Messengers;
 use tessera_core::service::flows::Flows;
 use tessera_core::service::{BootstrapReport, Deps, Identity, Policies, bootstrap};
+use tessera_core::service::{Messengers, VerifyApi};
 use tessera_core::store::Store;
 use tessera_core::{CoreError, store::StoreError};
 use tessera_providers::{ConsoleMessenger, Router as MessageRouter};
@@ -47,6 +47,8 @@ pub struct AppState {
     pub flows: Flows,
     /// Messengers: configuration, deliveries, the secrets webhooks are checked against.
     pub messengers: Messengers,
+    /// The Verify API, with its fraud guard.
+    pub verify: VerifyApi,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
     /// HTTP calls and messages of flows.
@@ -163,9 +165,11 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
     }
     let trusted_proxies = Arc::new(config.trusted_proxies.clone());
     let messengers = identity.messengers().clone();
+    let verify = identity.verify().clone();
     let state = AppState {
         identity: Arc::new(identity),
         messengers,
+        verify,
         console,
         router,
         public_url,

@@ -3,14 +3,16 @@
 //! and conversion-based blocking. Every refusal is audited with its reason. Checks
 //! and the send they admit are one unit of work holding the guard's limit.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Identity, RequestContext};
+use super::RequestContext;
+use super::kernel::Kernel;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::phone::PhoneNumber;
-use crate::store::{Tally, Tx, WindowKey};
+use crate::store::{Store, Tally, Tx, WindowKey};
 use crate::verify::{Block, FraudGuard, Limit, Verification, bucket_end, prefix_of};
 use crate::{CoreError, Timestamp};
 
@@ -32,7 +34,20 @@ pub(super) struct Guarded<'a> {
     pub(super) rules: &'a FraudGuard,
 }
 
-impl Identity {
+/// The fraud guard: one per Verify service (its sid) and one per tenant for
+/// second-factor sends (`mfa:{tenant}`). It runs units of work (each holds its guard's
+/// limit), so it takes the store that begins them.
+#[derive(Clone)]
+pub struct FraudGuards {
+    store: Arc<dyn Store>,
+    kernel: Arc<Kernel>,
+}
+
+impl FraudGuards {
+    pub fn new(store: Arc<dyn Store>, kernel: Arc<Kernel>) -> FraudGuards {
+        FraudGuards { store, kernel }
+    }
+
     fn refusal_event(
         &self,
         key: &str,
@@ -42,7 +57,7 @@ impl Identity {
         now: Timestamp,
     ) -> AuditEvent {
         let detail = json!({"guard": key, "prefix": prefix_of(to), "reason": r.kind, "detail": r.detail});
-        self.event(AuditKind::VerifyBlocked, None, r.kind, ctx, detail, now)
+        self.kernel.event(AuditKind::VerifyBlocked, None, r.kind, ctx, detail, now)
     }
 
     /// Starts the unit of work in which a send is judged and recorded: it holds the
@@ -63,7 +78,7 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<Refusal, CoreError> {
-        self.record(&*g.tx, self.refusal_event(g.key, to, &refusal, ctx, now)).await?;
+        self.kernel.auditor.record(&*g.tx, self.refusal_event(g.key, to, &refusal, ctx, now)).await?;
         g.tx.commit().await?;
         Ok(refusal)
     }
@@ -133,7 +148,7 @@ impl Identity {
     /// Second-factor sends pass the same guard as the Verify API (geo, windows,
     /// blocks), under one guard per tenant (the request's). Conversion is not judged
     /// here: a login's code is wanted by someone who already knew the password.
-    pub(super) async fn guard_mfa_send(
+    pub async fn guard_mfa_send(
         &self,
         to: &PhoneNumber,
         ctx: &RequestContext,

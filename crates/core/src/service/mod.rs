@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 pub use self::applications::{ApplicationInput, ApplicationRecord};
 pub use self::enrolment::{EnrolOutcome, EnrolmentView, NewFactor};
+pub use self::fraud::FraudGuards;
 pub use self::kernel::{Auditor, Kernel};
 pub use self::messengers::Messengers;
 pub use self::oidc::{AuthorizeOutcome, TokenError as OAuthTokenError, TokenResponse};
@@ -31,7 +32,7 @@ pub use self::signin::BrowserStart;
 pub use self::twofactor::{
     DisableOutcome, EnableOutcome, SendOutcome, TwoFactorLoginOutcome, TwoFactorLoginRequest, UserScope,
 };
-pub use self::verify::{CheckInput, ServiceInput, StartInput, VerifyError, VerifyFailure, VerifyResult};
+pub use self::verify::{CheckInput, ServiceInput, StartInput, VerifyApi, VerifyError, VerifyFailure, VerifyResult};
 use crate::apikey::{Admin, ApiKey};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::ids::{ApiKeyId, ApplicationId, TenantId, UserId};
@@ -268,6 +269,9 @@ pub struct Identity {
     tokens: TokenIssuer,
     /// Messengers: configuration and the webhooks' secrets.
     messengers: Messengers,
+    /// The fraud guard, in front of second-factor sends and the Verify API's.
+    guards: FraudGuards,
+    verify: VerifyApi,
     default_application: Application,
     /// Verified against when the login id is unknown, so that answer costs what a
     /// wrong password costs.
@@ -297,6 +301,8 @@ impl Identity {
         let auditor = Auditor::new(store.clone(), on_event);
         let kernel = Arc::new(Kernel { sealer, policies, auditor, tenant });
         let messengers = Messengers::new(store.clone(), kernel.clone());
+        let guards = FraudGuards::new(store.clone(), kernel.clone());
+        let verify = VerifyApi::new(store.clone(), kernel.clone(), guards.clone(), messenger.clone());
         Ok(Identity {
             store,
             hasher,
@@ -305,6 +311,8 @@ impl Identity {
             post_login,
             tokens,
             messengers,
+            guards,
+            verify,
             default_application,
             dummy_hash,
         })
@@ -317,6 +325,11 @@ impl Identity {
     /// The messengers' service.
     pub fn messengers(&self) -> &Messengers {
         &self.messengers
+    }
+
+    /// The Verify API's service.
+    pub fn verify(&self) -> &VerifyApi {
+        &self.verify
     }
 
     pub fn jwks(&self) -> &Value {

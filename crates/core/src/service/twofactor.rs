@@ -232,7 +232,7 @@ impl Identity {
             self.audit(AuditKind::TwoFactorCodeSent, Some(req.user), "rate_limited", ctx, detail, now).await?;
             return Ok(Prepared::Refused(SendOutcome::RateLimited));
         }
-        if let Some(refusal) = self.guard_mfa_send(req.to, ctx, now).await? {
+        if let Some(refusal) = self.guards.guard_mfa_send(req.to, ctx, now).await? {
             return Ok(Prepared::Refused(SendOutcome::Blocked(refusal.detail)));
         }
         match self.messenger.start_verification(&self.message(req, "")).await {

@@ -1,14 +1,17 @@
 //! The Verify API's use cases (Twilio Verify v2 semantics) and its fraud guard.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::fraud::conversion_tally;
-use super::{Identity, RequestContext};
+use super::RequestContext;
+use super::fraud::{FraudGuards, conversion_tally};
+use super::kernel::Kernel;
 use crate::apikey::Admin;
 use crate::audit::{AuditEvent, AuditKind};
-use crate::messaging::{self, Channel, OutboundMessage, Purpose};
+use crate::ids::TenantId;
+use crate::messaging::{self, Channel, Messenger, OutboundMessage, Purpose};
 use crate::phone::PhoneNumber;
 use crate::secret::Secret;
 use crate::store::{Store, WindowKey};
@@ -129,11 +132,31 @@ impl ServiceInput {
     }
 }
 
-impl Identity {
+/// The Verify API (Twilio Verify v2): credentials, services, verifications, with the
+/// fraud guard in front of every send. Its units of work hold the guard's or the
+/// verification's limit, so it takes the store that begins them.
+#[derive(Clone)]
+pub struct VerifyApi {
+    store: Arc<dyn Store>,
+    kernel: Arc<Kernel>,
+    guards: FraudGuards,
+    messenger: Arc<dyn Messenger>,
+}
+
+impl VerifyApi {
+    pub fn new(
+        store: Arc<dyn Store>,
+        kernel: Arc<Kernel>,
+        guards: FraudGuards,
+        messenger: Arc<dyn Messenger>,
+    ) -> VerifyApi {
+        VerifyApi { store, kernel, guards, messenger }
+    }
+
     // ---- credentials ----
 
     /// A new Verify API credential for the admin's tenant; the token is shown once.
-    pub async fn create_verify_account(&self, admin: &Admin, now: Timestamp) -> Result<(String, Secret), CoreError> {
+    pub async fn create_account(&self, admin: &Admin, now: Timestamp) -> Result<(String, Secret), CoreError> {
         let sid = new_sid("AC")?;
         let token = Secret::new(random::token(24)?);
         let account = VerifyAccount {
@@ -148,7 +171,7 @@ impl Identity {
 
     /// HTTP Basic for `/v2`: the account sid and its token. The token is compared by
     /// digest (it carries 192 bits, so the digest lookup reveals nothing useful).
-    pub async fn verify_auth(&self, sid: &str, token: &Secret) -> Result<Option<VerifyAccount>, CoreError> {
+    pub async fn authenticate(&self, sid: &str, token: &Secret) -> Result<Option<VerifyAccount>, CoreError> {
         let Some(account) = self.store.verify_account(sid).await? else { return Ok(None) };
         let ok = crate::secret::constant_time_eq(account.token_digest.as_bytes(), token.digest().as_bytes());
         Ok(ok.then_some(account))
@@ -156,7 +179,7 @@ impl Identity {
 
     // ---- services ----
 
-    pub async fn create_verify_service(
+    pub async fn create_service(
         &self,
         account: &VerifyAccount,
         input: &ServiceInput,
@@ -182,28 +205,28 @@ impl Identity {
         Ok(service)
     }
 
-    pub async fn verify_service(&self, account: &VerifyAccount, sid: &str) -> VerifyResult<VerifyService> {
+    pub async fn service(&self, account: &VerifyAccount, sid: &str) -> VerifyResult<VerifyService> {
         Ok(self.store.verify_service(&account.sid, sid).await?.ok_or(VerifyError::NotFound)?)
     }
 
-    pub async fn verify_services(&self, account: &VerifyAccount) -> VerifyResult<Vec<VerifyService>> {
+    pub async fn services(&self, account: &VerifyAccount) -> VerifyResult<Vec<VerifyService>> {
         Ok(self.store.verify_services(&account.sid).await?)
     }
 
-    pub async fn update_verify_service(
+    pub async fn update_service(
         &self,
         account: &VerifyAccount,
         sid: &str,
         input: &ServiceInput,
         now: Timestamp,
     ) -> VerifyResult<VerifyService> {
-        let mut service = input.apply(self.verify_service(account, sid).await?)?;
+        let mut service = input.apply(self.service(account, sid).await?)?;
         service.updated_at = now;
         self.store.update_verify_service(&service).await?;
         Ok(service)
     }
 
-    pub async fn delete_verify_service(&self, account: &VerifyAccount, sid: &str) -> VerifyResult<()> {
+    pub async fn delete_service(&self, account: &VerifyAccount, sid: &str) -> VerifyResult<()> {
         if self.store.delete_verify_service(&account.sid, sid).await? {
             Ok(())
         } else {
@@ -245,8 +268,10 @@ impl Identity {
 
     // ---- verifications ----
 
+    /// An event of a verification, in the tenant of the credential it was made with.
     fn verify_event(
         &self,
+        tenant: TenantId,
         kind: AuditKind,
         outcome: &'static str,
         v: &Verification,
@@ -257,11 +282,13 @@ impl Identity {
         if let (serde_json::Value::Object(a), serde_json::Value::Object(b)) = (&mut d, detail) {
             a.extend(b);
         }
-        self.event(kind, None, outcome, &RequestContext::default(), d, now)
+        let ctx = RequestContext { tenant: Some(tenant), ..RequestContext::default() };
+        self.kernel.event(kind, None, outcome, &ctx, d, now)
     }
 
     async fn verify_audit(
         &self,
+        tenant: TenantId,
         kind: AuditKind,
         outcome: &'static str,
         v: &Verification,
@@ -272,20 +299,27 @@ impl Identity {
         // it commit together, where a write of its own would commit alone (and end that
         // batch first). BENCHMARKS.md, "Bucketed windows and group commit".
         let tx = self.store.begin().await?;
-        self.record(&*tx, self.verify_event(kind, outcome, v, detail, now)).await?;
+        self.kernel.auditor.record(&*tx, self.verify_event(tenant, kind, outcome, v, detail, now)).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Marks a pending verification past its validity as expired, through `store` (the
     /// caller's unit of work, or the store itself).
-    async fn settle(&self, store: &dyn Store, mut v: Verification, now: Timestamp) -> Result<Verification, CoreError> {
+    async fn settle(
+        &self,
+        tenant: TenantId,
+        store: &dyn Store,
+        mut v: Verification,
+        now: Timestamp,
+    ) -> Result<Verification, CoreError> {
         if v.status == Status::Pending && now >= v.expires_at {
             let checks = v.checks;
             v.status = Status::Expired;
             v.updated_at = now;
             if store.update_verification(&v, checks).await? {
-                self.record(store, self.verify_event(AuditKind::VerifyExpired, "expired", &v, json!({}), now)).await?;
+                let event = self.verify_event(tenant, AuditKind::VerifyExpired, "expired", &v, json!({}), now);
+                self.kernel.auditor.record(store, event).await?;
             }
         }
         Ok(v)
@@ -293,7 +327,7 @@ impl Identity {
 
     /// `POST /v2/Services/{sid}/Verifications`. A second request for the same number
     /// while a verification is pending resends the same code.
-    pub async fn start_verification(
+    pub async fn start(
         &self,
         account: &VerifyAccount,
         service_sid: &str,
@@ -301,7 +335,7 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> VerifyResult<Verification> {
-        let service = self.verify_service(account, service_sid).await?;
+        let service = self.service(account, service_sid).await?;
         let to =
             input.to.as_deref().and_then(|t| PhoneNumber::parse(t).ok()).ok_or(VerifyError::InvalidParameter("To"))?;
         let channel = match input.channel.as_deref().map(str::to_ascii_lowercase).as_deref() {
@@ -319,14 +353,14 @@ impl Identity {
         let country = to.country_code();
         // One unit of work holding the service's limit: the guard's counts, the
         // verification and the send it records are decided and written together.
-        let g = self.guard_unit(&service.sid, &service.guard).await?;
-        if let Some(refusal) = self.destination_check(&g, &to, now).await? {
-            let refusal = self.refused(g, &to, refusal, ctx, now).await?;
+        let g = self.guards.guard_unit(&service.sid, &service.guard).await?;
+        if let Some(refusal) = self.guards.destination_check(&g, &to, now).await? {
+            let refusal = self.guards.refused(g, &to, refusal, ctx, now).await?;
             return Err(if refusal.kind == "geo" { VerifyError::GeoDenied } else { VerifyError::MaxSends }.into());
         }
 
         let existing = match g.tx.pending_verification(&service.sid, to.as_str()).await? {
-            Some(v) => Some(self.settle(&*g.tx, v, now).await?).filter(|v| v.is_open(now)),
+            Some(v) => Some(self.settle(account.tenant_id, &*g.tx, v, now).await?).filter(|v| v.is_open(now)),
             None => None,
         };
         let (mut v, code, resend) = match existing {
@@ -336,8 +370,8 @@ impl Identity {
                 (v, code, true)
             }
             None => {
-                if let Some(refusal) = self.fraud_check(&g, &to, ctx.ip.as_deref(), now, true).await? {
-                    let refusal = self.refused(g, &to, refusal, ctx, now).await?;
+                if let Some(refusal) = self.guards.fraud_check(&g, &to, ctx.ip.as_deref(), now, true).await? {
+                    let refusal = self.guards.refused(g, &to, refusal, ctx, now).await?;
                     return Err(VerifyError::Blocked(refusal.detail).into());
                 }
                 let code = match custom {
@@ -374,10 +408,10 @@ impl Identity {
             g.tx.insert_verification(&v).await?;
             g.tx.add_to_windows(&service.sid, &[conversion_tally(&service.guard, WindowKey::Started, &v)]).await?;
         }
-        self.record_send(&g, &to, ctx.ip.as_deref(), now).await?;
+        self.guards.record_send(&g, &to, ctx.ip.as_deref(), now).await?;
         // Committed before the send: whatever arrives can be checked.
         g.tx.commit().await?;
-        self.count(AuditKind::VerifySent, if resend { "resend" } else { "new" });
+        self.kernel.auditor.count(AuditKind::VerifySent, if resend { "resend" } else { "new" });
 
         let text = match channel {
             Channel::Sms => format!("Your {} verification code is: {code}", service.friendly_name),
@@ -402,28 +436,35 @@ impl Identity {
                 v.status = Status::Failed;
                 self.store.update_verification(&v, checks).await?;
             }
-            self.verify_audit(AuditKind::VerifyFailed, outcome, &v, detail, now).await?;
+            self.verify_audit(account.tenant_id, AuditKind::VerifyFailed, outcome, &v, detail, now).await?;
             return Err(VerifyError::Delivery(e.message).into());
         }
         if !resend {
             // Audited once the code is on its way: a failed send is `verify.failed`.
-            self.verify_audit(AuditKind::VerifyPending, "pending", &v, json!({"channel": channel.as_str()}), now)
-                .await?;
+            self.verify_audit(
+                account.tenant_id,
+                AuditKind::VerifyPending,
+                "pending",
+                &v,
+                json!({"channel": channel.as_str()}),
+                now,
+            )
+            .await?;
         }
         Ok(v)
     }
 
     /// `GET /v2/Services/{sid}/Verifications/{VE…}`.
-    pub async fn fetch_verification(
+    pub async fn fetch(
         &self,
         account: &VerifyAccount,
         service_sid: &str,
         sid: &str,
         now: Timestamp,
     ) -> VerifyResult<Verification> {
-        let service = self.verify_service(account, service_sid).await?;
+        let service = self.service(account, service_sid).await?;
         let v = self.store.verification(&service.sid, sid).await?.ok_or(VerifyError::NotFound)?;
-        Ok(self.settle(&*self.store, v, now).await?)
+        Ok(self.settle(service.tenant_id, &*self.store, v, now).await?)
     }
 
     async fn find(
@@ -446,12 +487,12 @@ impl Identity {
             (None, None) => return Err(VerifyError::InvalidParameter("To").into()),
         };
         let v = found.ok_or(VerifyError::NotFound)?;
-        Ok(self.settle(&*self.store, v, now).await?)
+        Ok(self.settle(service.tenant_id, &*self.store, v, now).await?)
     }
 
     /// `POST /v2/Services/{sid}/VerificationCheck`: 200 `approved`, or 200 `pending` for a
     /// wrong code; the sixth check of a verification is refused with 60202.
-    pub async fn check_verification(
+    pub async fn check(
         &self,
         account: &VerifyAccount,
         service_sid: &str,
@@ -464,14 +505,14 @@ impl Identity {
             .map(str::trim)
             .filter(|c| !c.is_empty())
             .ok_or(VerifyError::InvalidParameter("Code"))?;
-        let service = self.verify_service(account, service_sid).await?;
+        let service = self.service(account, service_sid).await?;
         let found = self.find(&service, input.verification_sid.as_deref(), input.to.as_deref(), now).await?;
         // One check at a time per verification, on every instance: each sees the count
         // the one before it left, so at most MAX_CHECKS codes are ever compared.
         let tx = self.store.begin().await?;
         tx.hold_limit(&format!("check:{}", found.sid)).await?;
         let v = tx.verification(&service.sid, &found.sid).await?.ok_or(VerifyError::NotFound)?;
-        let mut v = self.settle(&*tx, v, now).await?;
+        let mut v = self.settle(service.tenant_id, &*tx, v, now).await?;
         let refused = match v.status {
             Status::Pending if v.checks < MAX_CHECKS => None,
             Status::Pending | Status::MaxAttemptsReached => Some(VerifyError::MaxChecks),
@@ -503,7 +544,10 @@ impl Identity {
             _ => None,
         };
         if let Some((kind, outcome, detail)) = event {
-            self.record(&*tx, self.verify_event(kind, outcome, &v, detail, now)).await?;
+            self.kernel
+                .auditor
+                .record(&*tx, self.verify_event(service.tenant_id, kind, outcome, &v, detail, now))
+                .await?;
         }
         tx.commit().await?;
         // The fifth wrong check still answers `pending`, as Twilio does.
@@ -515,7 +559,7 @@ impl Identity {
 
     /// `POST /v2/Services/{sid}/Verifications/{VE… or To}` with `Status=approved|canceled`:
     /// feedback from the app (what conversion tracking learns from) or a cancellation.
-    pub async fn set_verification_status(
+    pub async fn set_status(
         &self,
         account: &VerifyAccount,
         service_sid: &str,
@@ -528,7 +572,7 @@ impl Identity {
             Some("canceled") => Status::Canceled,
             _ => return Err(VerifyError::InvalidParameter("Status").into()),
         };
-        let service = self.verify_service(account, service_sid).await?;
+        let service = self.service(account, service_sid).await?;
         let (sid, to) = if target.starts_with("VE") { (Some(target), None) } else { (None, Some(target)) };
         let found = self.find(&service, sid, to, now).await?;
         // The status, its conversion count and its audit entry, together, under the
@@ -552,7 +596,8 @@ impl Identity {
         if new == Status::Approved {
             tx.add_to_windows(&service.sid, &[conversion_tally(&service.guard, WindowKey::Approved, &v)]).await?;
         }
-        self.record(&*tx, self.verify_event(kind, outcome, &v, json!({"via": "feedback"}), now)).await?;
+        let event = self.verify_event(service.tenant_id, kind, outcome, &v, json!({"via": "feedback"}), now);
+        self.kernel.auditor.record(&*tx, event).await?;
         tx.commit().await?;
         Ok(v)
     }

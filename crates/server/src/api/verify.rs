@@ -116,7 +116,7 @@ impl FromRequestParts<AppState> for VerifyAuth {
         let decoded = raw.strip_prefix("Basic ").and_then(|b| STANDARD.decode(b.trim()).ok()).ok_or_else(denied)?;
         let text = String::from_utf8(decoded).map_err(|_| denied())?;
         let (sid, token) = text.split_once(':').ok_or_else(denied)?;
-        match s.identity.verify_auth(sid, &Secret::new(token)).await {
+        match s.verify.authenticate(sid, &Secret::new(token)).await {
             Ok(Some(account)) => {
                 // For `Caller`: the credential's tenant is the request's.
                 parts.extensions.insert(account.tenant_id);
@@ -304,13 +304,13 @@ pub async fn create_service(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let svc = s.identity.create_verify_service(&a, &service_input(&params(&body)), s.clock.now()).await?;
+    let svc = s.verify.create_service(&a, &service_input(&params(&body)), s.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(service_json(&base(&s, &headers), &svc))).into_response())
 }
 
 pub async fn list_services(State(s): State<AppState>, VerifyAuth(a): VerifyAuth, headers: HeaderMap) -> Answer {
     let b = base(&s, &headers);
-    let all = s.identity.verify_services(&a).await?;
+    let all = s.verify.services(&a).await?;
     let url = format!("{b}/v2/Services?PageSize=50&Page=0");
     Ok(Json(json!({
         "services": all.iter().map(|x| service_json(&b, x)).collect::<Vec<_>>(),
@@ -325,7 +325,7 @@ pub async fn get_service(
     Path(sid): Path<String>,
     headers: HeaderMap,
 ) -> Answer {
-    let svc = s.identity.verify_service(&a, &sid).await?;
+    let svc = s.verify.service(&a, &sid).await?;
     Ok(Json(service_json(&base(&s, &headers), &svc)).into_response())
 }
 
@@ -336,12 +336,12 @@ pub async fn update_service(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let svc = s.identity.update_verify_service(&a, &sid, &service_input(&params(&body)), s.clock.now()).await?;
+    let svc = s.verify.update_service(&a, &sid, &service_input(&params(&body)), s.clock.now()).await?;
     Ok(Json(service_json(&base(&s, &headers), &svc)).into_response())
 }
 
 pub async fn delete_service(State(s): State<AppState>, VerifyAuth(a): VerifyAuth, Path(sid): Path<String>) -> Answer {
-    s.identity.delete_verify_service(&a, &sid).await?;
+    s.verify.delete_service(&a, &sid).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -360,7 +360,7 @@ pub async fn start(
         locale: p.get("Locale").cloned(),
         custom_code: p.get("CustomCode").cloned(),
     };
-    let v = s.identity.start_verification(&a, &sid, &input, &ctx, s.clock.now()).await?;
+    let v = s.verify.start(&a, &sid, &input, &ctx, s.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(verification_json(&base(&s, &headers), &v))).into_response())
 }
 
@@ -370,7 +370,7 @@ pub async fn fetch(
     Path((sid, vsid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Answer {
-    let v = s.identity.fetch_verification(&a, &sid, &vsid, s.clock.now()).await?;
+    let v = s.verify.fetch(&a, &sid, &vsid, s.clock.now()).await?;
     Ok(Json(verification_json(&base(&s, &headers), &v)).into_response())
 }
 
@@ -382,10 +382,7 @@ pub async fn update(
     body: Bytes,
 ) -> Answer {
     let p = params(&body);
-    let v = s
-        .identity
-        .set_verification_status(&a, &sid, &target, p.get("Status").map(String::as_str), s.clock.now())
-        .await?;
+    let v = s.verify.set_status(&a, &sid, &target, p.get("Status").map(String::as_str), s.clock.now()).await?;
     Ok(Json(verification_json(&base(&s, &headers), &v)).into_response())
 }
 
@@ -401,7 +398,7 @@ pub async fn check(
         to: p.get("To").cloned(),
         verification_sid: p.get("VerificationSid").cloned(),
     };
-    let v = s.identity.check_verification(&a, &sid, &input, s.clock.now()).await?;
+    let v = s.verify.check(&a, &sid, &input, s.clock.now()).await?;
     Ok(Json(check_json(&v)).into_response())
 }
 
@@ -409,7 +406,7 @@ pub async fn check(
 
 /// `POST /api/verify/account`: a new Verify credential; the token is shown once.
 pub async fn create_account(State(s): State<AppState>, AdminAuth(admin): AdminAuth) -> Result<Json<Value>, ApiError> {
-    let (sid, token) = s.identity.create_verify_account(&admin, s.clock.now()).await?;
+    let (sid, token) = s.verify.create_account(&admin, s.clock.now()).await?;
     Ok(Json(json!({"accountSid": sid, "authToken": token.expose()})))
 }
 
@@ -420,7 +417,7 @@ pub async fn set_fraud_guard(
     Path((account, sid)): Path<(String, String)>,
     ApiJson(guard): ApiJson<tessera_core::verify::FraudGuard>,
 ) -> Result<Json<Value>, ApiError> {
-    let svc = s.identity.set_fraud_guard(&admin, &account, &sid, guard, s.clock.now()).await?;
+    let svc = s.verify.set_fraud_guard(&admin, &account, &sid, guard, s.clock.now()).await?;
     Ok(Json(json!({"fraudGuard": svc.guard})))
 }
 
@@ -430,7 +427,7 @@ pub async fn blocks(
     AdminAuth(admin): AdminAuth,
     Path((account, sid)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let list = s.identity.fraud_blocks(&admin, &account, &sid).await?;
+    let list = s.verify.fraud_blocks(&admin, &account, &sid).await?;
     let items: Vec<Value> = list
         .iter()
         .map(|b| json!({"prefix": b.prefix, "reason": b.reason, "insertInstant": b.created_at.millis(), "expiresInstant": b.expires_at.millis()}))

@@ -109,6 +109,35 @@ async fn an_audit_event_made_with_a_second_tenants_key_carries_that_tenant_and_t
     assert!(!first.text.contains("bo@example.com") && !first.text.contains(&key_id.to_string()), "{}", first.text);
 }
 
+/// A Verify credential made with a second tenant's key acts in that tenant: its
+/// verifications' events (started, approved) are that tenant's, not the server's.
+#[tokio::test]
+async fn verify_events_carry_the_tenant_of_the_credential() {
+    let app = spawn_app().await;
+    let (second, key, _) = app.second_tenant().await;
+    let account = app.send(app.client.post(app.url("/api/verify/account")).header("Authorization", key.expose())).await;
+    assert_eq!(account.status, 200, "{}", account.text);
+    let (sid, token) = (account.json["accountSid"].as_str().unwrap(), account.json["authToken"].as_str().unwrap());
+    let verify =
+        |path: &str, form: &[(&str, &str)]| app.client.post(app.url(path)).basic_auth(sid, Some(token)).form(form);
+    let service =
+        app.send(verify("/v2/Services", &[("FriendlyName", "Acme")])).await.json["sid"].as_str().unwrap().to_owned();
+    let to = "+15554443299";
+    let started =
+        app.send(verify(&format!("/v2/Services/{service}/Verifications"), &[("To", to), ("Channel", "sms")])).await;
+    assert_eq!(started.status, 201, "{}", started.text);
+    let code = app.last_code_to(to).unwrap();
+    let checked =
+        app.send(verify(&format!("/v2/Services/{service}/VerificationCheck"), &[("To", to), ("Code", &code)])).await;
+    assert_eq!(checked.json["status"], "approved", "{}", checked.text);
+    for event in ["verify.pending", "verify.approved"] {
+        let in_second = format!("SELECT COUNT(*) FROM audit_log WHERE event = '{event}' AND tenant_id = '{second}'");
+        assert_eq!(app.count(&in_second).await, 1, "{event} in the credential's tenant");
+        let anywhere = format!("SELECT COUNT(*) FROM audit_log WHERE event = '{event}'");
+        assert_eq!(app.count(&anywhere).await, 1, "{event} nowhere else");
+    }
+}
+
 #[tokio::test]
 async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
     let app = tessera_testkit::app().configure(|c| c.trusted_proxies = vec![]).spawn().await;
