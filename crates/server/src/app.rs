@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use tessera_core::audit::AuditKind;
 use tessera_core::service::flows::Flows;
 use tessera_core::service::{BootstrapReport, Deps, Identity, Policies, bootstrap};
-use tessera_core::service::{Messengers, VerifyApi};
+use tessera_core::service::{Messengers, Users, VerifyApi};
 use tessera_core::store::Store;
 use tessera_core::{CoreError, store::StoreError};
 use tessera_providers::{ConsoleMessenger, Router as MessageRouter};
@@ -49,6 +49,8 @@ pub struct AppState {
     pub messengers: Messengers,
     /// The Verify API, with its fraud guard.
     pub verify: VerifyApi,
+    /// User administration.
+    pub users: Users,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
     /// HTTP calls and messages of flows.
@@ -166,10 +168,12 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
     let trusted_proxies = Arc::new(config.trusted_proxies.clone());
     let messengers = identity.messengers().clone();
     let verify = identity.verify().clone();
+    let users = identity.users().clone();
     let state = AppState {
         identity: Arc::new(identity),
         messengers,
         verify,
+        users,
         console,
         router,
         public_url,

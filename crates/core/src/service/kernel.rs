@@ -2,6 +2,7 @@
 //! and the tenant a request that names none acts in. Services hold an `Arc<Kernel>`
 //! beside the store traits they use.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -10,7 +11,7 @@ use super::{EventHook, Policies, RequestContext};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::ids::UserId;
 use crate::seal::Sealer;
-use crate::store::{AuditStore, Store, Tenant};
+use crate::store::{AuditStore, Store, StoreError, Tenant};
 use crate::{CoreError, Timestamp};
 
 pub struct Kernel {
@@ -94,5 +95,30 @@ impl Kernel {
         now: Timestamp,
     ) -> Result<(), CoreError> {
         self.auditor.write(self.event(kind, user_id, outcome, ctx, detail, now)).await
+    }
+}
+
+/// How many times a unit of work is run when concurrent transactions keep colliding.
+const UNIT_ATTEMPTS: usize = 3;
+
+/// Runs `unit`, a whole unit of work from `begin` to `commit`, again when the database
+/// says it collided with a concurrent one (`StoreError::Busy`: a deadlock, a
+/// serialization failure), up to [`UNIT_ATTEMPTS`] times: nothing of it happened.
+/// Only for units whose every effect is in the database: nothing may be sent or
+/// called before the commit.
+pub async fn retrying<T, F, Fut>(unit: F) -> Result<T, CoreError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, CoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match unit().await {
+            Err(CoreError::Store(StoreError::Busy(detail))) if attempt < UNIT_ATTEMPTS => {
+                tracing::debug!(%detail, attempt, "a unit of work collided with another; running it again");
+                attempt += 1;
+            }
+            other => return other,
+        }
     }
 }

@@ -32,6 +32,7 @@ pub use self::signin::BrowserStart;
 pub use self::twofactor::{
     DisableOutcome, EnableOutcome, SendOutcome, TwoFactorLoginOutcome, TwoFactorLoginRequest, UserScope,
 };
+pub use self::users::Users;
 pub use self::verify::{CheckInput, ServiceInput, StartInput, VerifyApi, VerifyError, VerifyFailure, VerifyResult};
 use crate::apikey::{Admin, ApiKey};
 use crate::audit::{AuditEvent, AuditKind};
@@ -242,9 +243,6 @@ async fn audit_key_created(
     Ok(store.append_audit(&event).await?)
 }
 
-/// How many times a unit of work is run when concurrent transactions keep colliding.
-const UNIT_ATTEMPTS: usize = 3;
-
 /// Called with every audited event; the server counts them as metrics.
 pub type EventHook = Arc<dyn Fn(AuditKind, &'static str) + Send + Sync>;
 
@@ -269,6 +267,7 @@ pub struct Identity {
     tokens: TokenIssuer,
     /// Messengers: configuration and the webhooks' secrets.
     messengers: Messengers,
+    users: Users,
     /// The fraud guard, in front of second-factor sends and the Verify API's.
     guards: FraudGuards,
     verify: VerifyApi,
@@ -302,6 +301,7 @@ impl Identity {
         let kernel = Arc::new(Kernel { sealer, policies, auditor, tenant });
         let messengers = Messengers::new(store.clone(), kernel.clone());
         let guards = FraudGuards::new(store.clone(), kernel.clone());
+        let users = Users::new(store.clone(), hasher.clone(), kernel.clone());
         let verify = VerifyApi::new(store.clone(), kernel.clone(), guards.clone(), messenger.clone());
         Ok(Identity {
             store,
@@ -311,6 +311,7 @@ impl Identity {
             post_login,
             tokens,
             messengers,
+            users,
             guards,
             verify,
             default_application,
@@ -325,6 +326,11 @@ impl Identity {
     /// The messengers' service.
     pub fn messengers(&self) -> &Messengers {
         &self.messengers
+    }
+
+    /// User administration.
+    pub fn users(&self) -> &Users {
+        &self.users
     }
 
     /// The Verify API's service.
@@ -379,26 +385,12 @@ impl Identity {
         self.kernel.audit(kind, user_id, outcome, ctx, detail, now).await
     }
 
-    /// Runs `unit`, a whole unit of work from `begin` to `commit`, again when the database
-    /// says it collided with a concurrent one (`StoreError::Busy`: a deadlock, a
-    /// serialization failure), up to [`UNIT_ATTEMPTS`] times: nothing of it happened.
-    /// Only for units whose every effect is in the database: nothing may be sent or
-    /// called before the commit.
     async fn retrying<T, F, Fut>(&self, unit: F) -> Result<T, CoreError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, CoreError>>,
     {
-        let mut attempt = 1;
-        loop {
-            match unit().await {
-                Err(CoreError::Store(StoreError::Busy(detail))) if attempt < UNIT_ATTEMPTS => {
-                    tracing::debug!(%detail, attempt, "a unit of work collided with another; running it again");
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        kernel::retrying(unit).await
     }
 
     /// An audit event of the request's tenant, for [`Identity::record`] inside a unit of work.

@@ -125,7 +125,7 @@ impl Identity {
 
     /// Admin revocation: every refresh token of a user.
     pub async fn revoke_user_tokens(&self, admin: &Admin, user: UserId, now: Timestamp) -> Result<u64, CoreError> {
-        self.get_user(admin, user).await?;
+        self.users.get(admin, user).await?;
         Ok(self.store.revoke_user_refresh_tokens(user, now).await?)
     }
 

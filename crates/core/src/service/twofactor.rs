@@ -145,7 +145,7 @@ impl Identity {
     // ---- who may manage a user's factors ----
 
     pub async fn scope_admin(&self, admin: &Admin, user: UserId) -> Result<UserScope, CoreError> {
-        self.get_user(admin, user).await?;
+        self.users.get(admin, user).await?;
         Ok(UserScope { tenant_id: admin.tenant_id, user_id: user, actor: Actor::ApiKey(admin.key_id) })
     }
 

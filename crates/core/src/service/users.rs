@@ -1,21 +1,37 @@
 //! User administration.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
-use super::{Identity, RequestContext};
+use super::RequestContext;
+use super::kernel::{Kernel, retrying};
 use crate::apikey::Admin;
 use crate::audit::AuditKind;
 use crate::ids::{TenantId, UserId};
-use crate::password::PasswordHash;
-use crate::store::StoreError;
+use crate::password::{PasswordHash, PasswordHasher};
+use crate::store::{Store, StoreError};
 use crate::user::{LoginId, User, UserInput, ValidUser, merge_patch};
 use crate::validation::ValidationErrors;
 use crate::{CoreError, Timestamp};
 
-impl Identity {
+/// Users of each tenant: FusionAuth's `/api/user`. It runs units of work (a new password
+/// with the refresh tokens it revokes), so it takes the store that begins them.
+#[derive(Clone)]
+pub struct Users {
+    store: Arc<dyn Store>,
+    hasher: Arc<dyn PasswordHasher>,
+    kernel: Arc<Kernel>,
+}
+
+impl Users {
+    pub fn new(store: Arc<dyn Store>, hasher: Arc<dyn PasswordHasher>, kernel: Arc<Kernel>) -> Users {
+        Users { store, hasher, kernel }
+    }
+
     /// `skip_verification`: the administrator vouches for the email address
     /// (FusionAuth's `skipVerification`), so it counts as verified.
-    pub async fn create_user(
+    pub async fn create(
         &self,
         admin: &Admin,
         id: Option<UserId>,
@@ -32,21 +48,21 @@ impl Identity {
         let mut user = build_user(id.unwrap_or_else(UserId::random), admin.tenant_id, valid, password_hash, now, now);
         user.email_verified = skip_verification && user.email.is_some();
         self.store.insert_user(&user).await.map_err(conflict_to_validation)?;
-        self.audit(AuditKind::UserCreated, Some(user.id), "success", ctx, json!({}), now).await?;
+        self.kernel.audit(AuditKind::UserCreated, Some(user.id), "success", ctx, json!({}), now).await?;
         Ok(user)
     }
 
-    pub async fn get_user(&self, admin: &Admin, id: UserId) -> Result<User, CoreError> {
+    pub async fn get(&self, admin: &Admin, id: UserId) -> Result<User, CoreError> {
         self.store.get_user(admin.tenant_id, id).await?.ok_or(CoreError::NotFound)
     }
 
-    pub async fn find_user(&self, admin: &Admin, login_id: &str) -> Result<User, CoreError> {
+    pub async fn find(&self, admin: &Admin, login_id: &str) -> Result<User, CoreError> {
         let login_id = LoginId::parse(login_id).ok_or(CoreError::NotFound)?;
         self.store.find_user_by_login_id(admin.tenant_id, &login_id).await?.ok_or(CoreError::NotFound)
     }
 
     /// PUT: the body describes the whole user; a missing password leaves it unchanged.
-    pub async fn replace_user(
+    pub async fn replace(
         &self,
         admin: &Admin,
         id: UserId,
@@ -54,7 +70,7 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<User, CoreError> {
-        let existing = self.get_user(admin, id).await?;
+        let existing = self.get(admin, id).await?;
         let valid = input.validate(&self.kernel.policies.password, false)?;
         let password_changed = valid.password.is_some();
         let password_hash = match &valid.password {
@@ -67,7 +83,7 @@ impl Identity {
         // One unit: a new password or a deactivation never lands without the refresh
         // tokens it revokes.
         let revoke = password_changed || (existing.active && !user.active);
-        self.retrying(|| async {
+        retrying(|| async {
             let tx = self.store.begin().await?;
             if !tx.update_user(&user).await.map_err(conflict_to_validation)? {
                 return Err(CoreError::NotFound);
@@ -76,7 +92,10 @@ impl Identity {
                 tx.revoke_user_refresh_tokens(id, now).await?;
             }
             let detail = json!({"passwordChanged": password_changed});
-            self.record(&*tx, self.event(AuditKind::UserUpdated, Some(id), "success", ctx, detail, now)).await?;
+            self.kernel
+                .auditor
+                .record(&*tx, self.kernel.event(AuditKind::UserUpdated, Some(id), "success", ctx, detail, now))
+                .await?;
             Ok(tx.commit().await?)
         })
         .await?;
@@ -84,7 +103,7 @@ impl Identity {
     }
 
     /// PATCH: RFC 7396 merge of the body into the user as it is.
-    pub async fn patch_user(
+    pub async fn patch(
         &self,
         admin: &Admin,
         id: UserId,
@@ -92,7 +111,7 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<User, CoreError> {
-        let existing = self.get_user(admin, id).await?;
+        let existing = self.get(admin, id).await?;
         let mut current =
             serde_json::to_value(UserInput::from_user(&existing)).map_err(|e| CoreError::Internal(e.to_string()))?;
         merge_patch(&mut current, patch);
@@ -103,11 +122,11 @@ impl Identity {
                 format!("The [user] object is malformed: {e}"),
             ))
         })?;
-        self.replace_user(admin, id, input, ctx, now).await
+        self.replace(admin, id, input, ctx, now).await
     }
 
     /// FusionAuth semantics: a plain delete deactivates; `hard` removes the user.
-    pub async fn delete_user(
+    pub async fn delete(
         &self,
         admin: &Admin,
         id: UserId,
@@ -115,16 +134,25 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<(), CoreError> {
-        let mut user = self.get_user(admin, id).await?;
-        self.store.revoke_user_refresh_tokens(id, now).await?;
-        if hard {
-            self.store.delete_user(admin.tenant_id, id).await?;
-        } else {
-            user.active = false;
-            user.updated_at = now;
-            self.store.update_user(&user).await?;
-        }
-        self.audit(AuditKind::UserDeleted, Some(id), "success", ctx, json!({"hardDelete": hard}), now).await
+        let user = self.get(admin, id).await?;
+        let deactivated = User { active: false, updated_at: now, ..user };
+        // One unit: the user is never gone or deactivated with live refresh tokens.
+        retrying(|| async {
+            let tx = self.store.begin().await?;
+            tx.revoke_user_refresh_tokens(id, now).await?;
+            if hard {
+                tx.delete_user(admin.tenant_id, id).await?;
+            } else {
+                tx.update_user(&deactivated).await?;
+            }
+            let detail = json!({"hardDelete": hard});
+            self.kernel
+                .auditor
+                .record(&*tx, self.kernel.event(AuditKind::UserDeleted, Some(id), "success", ctx, detail, now))
+                .await?;
+            Ok(tx.commit().await?)
+        })
+        .await
     }
 }
 

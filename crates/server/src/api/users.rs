@@ -94,7 +94,7 @@ pub async fn create(
     ApiJson(body): ApiJson<UserRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let input = body.user.ok_or_else(missing_user)?;
-    let user = s.identity.create_user(&admin, None, input, body.skip_verification, &ctx, s.clock.now()).await?;
+    let user = s.users.create(&admin, None, input, body.skip_verification, &ctx, s.clock.now()).await?;
     envelope(&s, &user).await
 }
 
@@ -108,7 +108,7 @@ pub async fn create_with_id(
     let id: UserId =
         id.parse().map_err(|_| ApiError::general("[invalid]userId", "The user id in the URL is not a valid UUID."))?;
     let input = body.user.ok_or_else(missing_user)?;
-    let user = s.identity.create_user(&admin, Some(id), input, body.skip_verification, &ctx, s.clock.now()).await?;
+    let user = s.users.create(&admin, Some(id), input, body.skip_verification, &ctx, s.clock.now()).await?;
     envelope(&s, &user).await
 }
 
@@ -117,7 +117,7 @@ pub async fn get(
     AdminAuth(admin): AdminAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    envelope(&s, &s.identity.get_user(&admin, parse_id(&id)?).await?).await
+    envelope(&s, &s.users.get(&admin, parse_id(&id)?).await?).await
 }
 
 #[derive(Deserialize)]
@@ -137,7 +137,7 @@ pub async fn search(
     let login_id = q.login_id.or(q.email).or(q.username).ok_or_else(|| {
         ApiError::general("[missing]loginId", "Give a user id in the path, or loginId, email or username.")
     })?;
-    envelope(&s, &s.identity.find_user(&admin, &login_id).await?).await
+    envelope(&s, &s.users.find(&admin, &login_id).await?).await
 }
 
 pub async fn replace(
@@ -148,7 +148,7 @@ pub async fn replace(
     ApiJson(body): ApiJson<UserRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let input = body.user.ok_or_else(missing_user)?;
-    let user = s.identity.replace_user(&admin, parse_id(&id)?, input, &ctx, s.clock.now()).await?;
+    let user = s.users.replace(&admin, parse_id(&id)?, input, &ctx, s.clock.now()).await?;
     envelope(&s, &user).await
 }
 
@@ -160,7 +160,7 @@ pub async fn patch(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let patch = body.get("user").filter(|u| u.is_object()).ok_or_else(missing_user)?;
-    let user = s.identity.patch_user(&admin, parse_id(&id)?, patch, &ctx, s.clock.now()).await?;
+    let user = s.users.patch(&admin, parse_id(&id)?, patch, &ctx, s.clock.now()).await?;
     envelope(&s, &user).await
 }
 
@@ -178,6 +178,6 @@ pub async fn delete(
     Path(id): Path<String>,
     Query(q): Query<DeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
-    s.identity.delete_user(&admin, parse_id(&id)?, q.hard_delete, &ctx, s.clock.now()).await?;
+    s.users.delete(&admin, parse_id(&id)?, q.hard_delete, &ctx, s.clock.now()).await?;
     Ok(StatusCode::OK)
 }

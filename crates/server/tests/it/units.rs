@@ -73,6 +73,24 @@ async fn a_user_update_that_could_not_revoke_tokens_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_user_deletion_that_could_not_be_audited_deletes_and_revokes_nothing() {
+    for app in both().await {
+        let ann = app.create_user("ann@example.com", "correct horse").await;
+        let refresh =
+            app.login("ann@example.com", "correct horse").await.json["refreshToken"].as_str().unwrap().to_owned();
+        app.refuse_inserts_into("audit_log").await;
+        for path in [format!("/api/user/{ann}"), format!("/api/user/{ann}?hardDelete=true")] {
+            let r = app.admin(Method::DELETE, &path, None).await;
+            assert_eq!(r.status, 500, "{path}: {}", r.text);
+        }
+        app.allow_inserts_into("audit_log").await;
+        assert_eq!(app.login("ann@example.com", "correct horse").await.status, 200, "still there and active");
+        let r = app.post_json("/api/jwt/refresh", json!({"refreshToken": refresh})).await;
+        assert_eq!(r.status, 200, "the refresh token was not revoked: {}", r.text);
+    }
+}
+
+#[tokio::test]
 async fn a_second_step_whose_tokens_could_not_be_stored_leaves_the_challenge_open() {
     for app in both().await {
         let ann = app.create_user("ann@example.com", "correct horse").await;
