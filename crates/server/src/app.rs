@@ -12,8 +12,8 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use tessera_core::audit::AuditKind;
 use tessera_core::service::flows::Flows;
+use tessera_core::service::{Applications, Messengers, Users, VerifyApi};
 use tessera_core::service::{BootstrapReport, Deps, Identity, Policies, bootstrap};
-use tessera_core::service::{Messengers, Users, VerifyApi};
 use tessera_core::store::Store;
 use tessera_core::{CoreError, store::StoreError};
 use tessera_providers::{ConsoleMessenger, Router as MessageRouter};
@@ -51,6 +51,8 @@ pub struct AppState {
     pub verify: VerifyApi,
     /// User administration.
     pub users: Users,
+    /// Applications and their OAuth clients.
+    pub applications: Applications,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
     /// HTTP calls and messages of flows.
@@ -169,11 +171,13 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
     let messengers = identity.messengers().clone();
     let verify = identity.verify().clone();
     let users = identity.users().clone();
+    let applications = identity.applications().clone();
     let state = AppState {
         identity: Arc::new(identity),
         messengers,
         verify,
         users,
+        applications,
         console,
         router,
         public_url,

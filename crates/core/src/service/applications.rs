@@ -1,15 +1,18 @@
 //! Applications (admin): each is an OAuth client with exact redirect URIs, a hashed
 //! secret unless it is public, and a second-factor policy.
 
+use std::sync::Arc;
+
 use serde_json::json;
 
-use super::{Identity, RequestContext};
+use super::RequestContext;
+use super::kernel::Kernel;
 use crate::apikey::Admin;
 use crate::audit::AuditKind;
 use crate::ids::ApplicationId;
 use crate::oidc::{MfaPolicy, OAuthClient};
 use crate::secret::Secret;
-use crate::store::Application;
+use crate::store::{Application, ApplicationStore};
 use crate::validation::ValidationErrors;
 use crate::{CoreError, Timestamp, random};
 
@@ -65,7 +68,27 @@ fn validate(input: &ApplicationInput) -> Result<(), ValidationErrors> {
     errors.into_result(|| ())
 }
 
-impl Identity {
+/// Applications of each tenant and their OAuth clients (FusionAuth's
+/// `/api/application`), and what the rest asks of them: whether one may sign people in,
+/// what a message calls it, the default one. It takes only the application store.
+#[derive(Clone)]
+pub struct Applications {
+    store: Arc<dyn ApplicationStore>,
+    kernel: Arc<Kernel>,
+    /// What a sign-in that names no application is for; it can be neither deleted nor
+    /// deactivated.
+    default: Application,
+}
+
+impl Applications {
+    pub fn new(store: Arc<dyn ApplicationStore>, kernel: Arc<Kernel>, default: Application) -> Applications {
+        Applications { store, kernel, default }
+    }
+
+    pub fn default_application(&self) -> &Application {
+        &self.default
+    }
+
     /// The secret digest to store and the secret to show: none for a public client, the
     /// given one, the one it had, or a new one.
     fn client_secret(
@@ -85,7 +108,7 @@ impl Identity {
         Ok((Some(made.digest()), Some(made)))
     }
 
-    pub async fn create_application(
+    pub async fn create(
         &self,
         admin: &Admin,
         id: Option<ApplicationId>,
@@ -115,13 +138,13 @@ impl Identity {
             return Err(ValidationErrors::field("applicationId", "duplicate", msg).into());
         }
         let detail = json!({"applicationId": id.to_string(), "name": application.name, "public": client.secret_digest.is_none()});
-        self.audit(AuditKind::ApplicationCreated, None, "success", ctx, detail, now).await?;
+        self.kernel.audit(AuditKind::ApplicationCreated, None, "success", ctx, detail, now).await?;
         Ok((ApplicationRecord { application, client }, shown))
     }
 
     /// Replaces the application's settings (FusionAuth's PUT). A confidential client
     /// keeps its secret unless a new one is given.
-    pub async fn update_application(
+    pub async fn update(
         &self,
         admin: &Admin,
         id: ApplicationId,
@@ -130,7 +153,7 @@ impl Identity {
         now: Timestamp,
     ) -> Result<Saved, CoreError> {
         validate(&input)?;
-        let existing = self.application(admin, id).await?.ok_or(CoreError::NotFound)?;
+        let existing = self.get(admin, id).await?.ok_or(CoreError::NotFound)?;
         let (secret_digest, shown) = Self::client_secret(&input, existing.client.secret_digest.as_deref())?;
         let application = Application { name: input.name.trim().to_owned(), ..existing.application };
         let client = OAuthClient {
@@ -146,19 +169,19 @@ impl Identity {
         let secret_changed = existing.client.secret_digest != client.secret_digest;
         let detail =
             json!({"applicationId": id.to_string(), "name": application.name, "secretChanged": secret_changed});
-        self.audit(AuditKind::ApplicationUpdated, None, "success", ctx, detail, now).await?;
+        self.kernel.audit(AuditKind::ApplicationUpdated, None, "success", ctx, detail, now).await?;
         Ok((ApplicationRecord { application, client }, shown))
     }
 
     /// One application of the admin's tenant, active or not.
-    pub async fn application(&self, admin: &Admin, id: ApplicationId) -> Result<Option<ApplicationRecord>, CoreError> {
-        Ok(self.applications(admin).await?.into_iter().find(|r| r.application.id == id))
+    pub async fn get(&self, admin: &Admin, id: ApplicationId) -> Result<Option<ApplicationRecord>, CoreError> {
+        Ok(self.list(admin).await?.into_iter().find(|r| r.application.id == id))
     }
 
     /// FusionAuth's `DELETE /api/application/{id}`: deactivates it, or with `hard` removes
     /// it (its refresh tokens revoked, codes and open challenges gone). The default
     /// application can be neither: logins without an applicationId use it.
-    pub async fn delete_application(
+    pub async fn delete(
         &self,
         admin: &Admin,
         id: ApplicationId,
@@ -166,7 +189,7 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<(), CoreError> {
-        if id == self.default_application.id {
+        if id == self.default.id {
             let msg =
                 "The default application cannot be deleted or deactivated: logins without an [applicationId] use it.";
             return Err(ValidationErrors::field("applicationId", "cannotDelete", msg).into());
@@ -181,11 +204,11 @@ impl Identity {
         }
         let outcome = if hard { "deleted" } else { "deactivated" };
         let detail = json!({"applicationId": id.to_string()});
-        self.audit(AuditKind::ApplicationDeleted, None, outcome, ctx, detail, now).await
+        self.kernel.audit(AuditKind::ApplicationDeleted, None, outcome, ctx, detail, now).await
     }
 
     /// `PUT /api/application/{id}?reactivate=true`.
-    pub async fn reactivate_application(
+    pub async fn reactivate(
         &self,
         admin: &Admin,
         id: ApplicationId,
@@ -196,28 +219,28 @@ impl Identity {
             return Err(CoreError::NotFound);
         }
         let detail = json!({"applicationId": id.to_string(), "reactivated": true});
-        self.audit(AuditKind::ApplicationUpdated, None, "success", ctx, detail, now).await?;
-        self.application(admin, id).await?.ok_or(CoreError::NotFound)
+        self.kernel.audit(AuditKind::ApplicationUpdated, None, "success", ctx, detail, now).await?;
+        self.get(admin, id).await?.ok_or(CoreError::NotFound)
     }
 
     /// What a code sent for a sign-in into `id` calls it; the default application's name
     /// if it is gone.
-    pub(super) async fn application_name(&self, id: ApplicationId) -> Result<String, CoreError> {
-        if id == self.default_application.id {
-            return Ok(self.default_application.name.clone());
+    pub async fn name_of(&self, id: ApplicationId) -> Result<String, CoreError> {
+        if id == self.default.id {
+            return Ok(self.default.name.clone());
         }
-        Ok(self.store.get_application(id).await?.map_or_else(|| self.default_application.name.clone(), |a| a.name))
+        Ok(self.store.get_application(id).await?.map_or_else(|| self.default.name.clone(), |a| a.name))
     }
 
     /// Whether an application may sign people in and refresh their tokens.
-    pub(super) async fn application_active(&self, id: ApplicationId) -> Result<bool, CoreError> {
-        if id == self.default_application.id {
+    pub async fn is_active(&self, id: ApplicationId) -> Result<bool, CoreError> {
+        if id == self.default.id {
             return Ok(true);
         }
         Ok(self.store.get_application(id).await?.is_some_and(|a| a.active))
     }
 
-    pub async fn applications(&self, admin: &Admin) -> Result<Vec<ApplicationRecord>, CoreError> {
+    pub async fn list(&self, admin: &Admin) -> Result<Vec<ApplicationRecord>, CoreError> {
         let all = self.store.applications(admin.tenant_id).await?;
         Ok(all.into_iter().map(|(application, client)| ApplicationRecord { application, client }).collect())
     }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-pub use self::applications::{ApplicationInput, ApplicationRecord};
+pub use self::applications::{ApplicationInput, ApplicationRecord, Applications};
 pub use self::enrolment::{EnrolOutcome, EnrolmentView, NewFactor};
 pub use self::fraud::FraudGuards;
 pub use self::kernel::{Auditor, Kernel};
@@ -271,7 +271,7 @@ pub struct Identity {
     /// The fraud guard, in front of second-factor sends and the Verify API's.
     guards: FraudGuards,
     verify: VerifyApi,
-    default_application: Application,
+    applications: Applications,
     /// Verified against when the login id is unknown, so that answer costs what a
     /// wrong password costs.
     dummy_hash: PasswordHash,
@@ -302,6 +302,7 @@ impl Identity {
         let messengers = Messengers::new(store.clone(), kernel.clone());
         let guards = FraudGuards::new(store.clone(), kernel.clone());
         let users = Users::new(store.clone(), hasher.clone(), kernel.clone());
+        let applications = Applications::new(store.clone(), kernel.clone(), default_application);
         let verify = VerifyApi::new(store.clone(), kernel.clone(), guards.clone(), messenger.clone());
         Ok(Identity {
             store,
@@ -314,7 +315,7 @@ impl Identity {
             users,
             guards,
             verify,
-            default_application,
+            applications,
             dummy_hash,
         })
     }
@@ -347,7 +348,12 @@ impl Identity {
     }
 
     pub fn default_application(&self) -> &Application {
-        &self.default_application
+        self.applications.default_application()
+    }
+
+    /// Applications and their OAuth clients.
+    pub fn applications(&self) -> &Applications {
+        &self.applications
     }
 
     /// Counts an event in metrics without writing it to the audit log.

@@ -83,7 +83,7 @@ impl Identity {
         let Some(record) = self.store.find_refresh_token(&refresh.digest()).await? else {
             return Ok(None);
         };
-        if !record.is_live(now) || !self.application_active(record.application_id).await? {
+        if !record.is_live(now) || !self.applications.is_active(record.application_id).await? {
             return Ok(None);
         }
         let Some(user) = self.store.get_user(record.tenant_id, record.user_id).await?.filter(|u| u.active) else {

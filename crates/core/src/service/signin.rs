@@ -183,8 +183,8 @@ impl Identity {
     /// The application a sign-in is for: the one named, else the default; a named one
     /// must exist and be active.
     async fn application_for(&self, id: Option<ApplicationId>) -> Result<Application, CoreError> {
-        let Some(id) = id.filter(|id| *id != self.default_application.id) else {
-            return Ok(self.default_application.clone());
+        let Some(id) = id.filter(|id| *id != self.applications.default_application().id) else {
+            return Ok(self.applications.default_application().clone());
         };
         match self.store.get_application(id).await? {
             Some(app) if app.active => Ok(app),

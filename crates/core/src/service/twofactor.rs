@@ -303,7 +303,7 @@ impl Identity {
         let method = methods.iter().filter(|m| m.phone().is_some()).find(|m| method_id.is_none_or(|id| &m.id == id));
         let Some(method) = method else { return Ok(SendOutcome::NotFound) };
         let Some(phone) = method.phone() else { return Ok(SendOutcome::NotFound) };
-        let application = self.application_name(challenge.application_id).await?;
+        let application = self.applications.name_of(challenge.application_id).await?;
         let req = CodeRequest {
             tenant: user.tenant_id,
             user: user.id,
@@ -343,7 +343,7 @@ impl Identity {
         now: Timestamp,
     ) -> Result<SendOutcome, CoreError> {
         let ctx = &scope.acting(ctx);
-        let application = &self.default_application.name;
+        let application = &self.applications.default_application().name;
         let req = CodeRequest {
             tenant: scope.tenant_id,
             user: scope.user_id,
@@ -372,7 +372,7 @@ impl Identity {
         let Some(phone) = methods.iter().find(|m| &m.id == method_id).and_then(|m| m.phone().cloned()) else {
             return Ok(SendOutcome::NotFound);
         };
-        let application = &self.default_application.name;
+        let application = &self.applications.default_application().name;
         let req = CodeRequest {
             tenant: scope.tenant_id,
             user: scope.user_id,
@@ -531,7 +531,7 @@ impl Identity {
         // together (one commit, and on SQLite one turn at the writer, instead of three).
         let mut counted = None;
         if let Some((method_id, step)) = self.totp_candidate(user.id, &methods, code, now)?
-            && self.application_active(challenge.application_id).await?
+            && self.applications.is_active(challenge.application_id).await?
         {
             let passed = challenge.passed.clone().with(AuthMethod::Totp);
             let issued = self.issue_tokens(&user, challenge.application_id, req.no_jwt, &passed, now)?;
@@ -616,7 +616,7 @@ impl Identity {
             }
             return Ok(TwoFactorLoginOutcome::WrongCode);
         };
-        if !self.application_active(challenge.application_id).await? {
+        if !self.applications.is_active(challenge.application_id).await? {
             // Deactivated while the user was entering the code.
             self.store.spend_sign_in(&challenge.digest).await?;
             return Ok(TwoFactorLoginOutcome::NotFound);

@@ -152,7 +152,7 @@ pub async fn create(
     ApiJson(b): ApiJson<Body>,
 ) -> Result<Json<Value>, ApiError> {
     let input = b.application.into_input().map_err(ApiError::Invalid)?;
-    Ok(one(s.identity.create_application(&admin, None, input, &ctx, s.clock.now()).await?))
+    Ok(one(s.applications.create(&admin, None, input, &ctx, s.clock.now()).await?))
 }
 
 /// `POST /api/application/{id}`: a new application with the caller's id.
@@ -167,7 +167,7 @@ pub async fn create_with_id(
         ApiError::Invalid(ValidationErrors::field("applicationId", "invalid", "The [applicationId] must be a UUID."))
     })?;
     let input = b.application.into_input().map_err(ApiError::Invalid)?;
-    Ok(one(s.identity.create_application(&admin, Some(id), input, &ctx, s.clock.now()).await?))
+    Ok(one(s.applications.create(&admin, Some(id), input, &ctx, s.clock.now()).await?))
 }
 
 /// `PUT /api/application/{id}`: replaces the settings; a secret is kept unless a new one
@@ -182,11 +182,11 @@ pub async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let id = path_id(&id)?;
     if q.get("reactivate").is_some_and(|v| v == "true") {
-        return Ok(one((s.identity.reactivate_application(&admin, id, &ctx, s.clock.now()).await?, None)));
+        return Ok(one((s.applications.reactivate(&admin, id, &ctx, s.clock.now()).await?, None)));
     }
     let ApiJson(b) = ApiJson::<Body>::from_request(req, &s).await?;
     let input = b.application.into_input().map_err(ApiError::Invalid)?;
-    Ok(one(s.identity.update_application(&admin, id, input, &ctx, s.clock.now()).await?))
+    Ok(one(s.applications.update(&admin, id, input, &ctx, s.clock.now()).await?))
 }
 
 /// `DELETE /api/application/{id}`: deactivates; `?hardDelete=true` removes it for good.
@@ -198,7 +198,7 @@ pub async fn delete(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {
     let hard = q.get("hardDelete").is_some_and(|v| v == "true");
-    s.identity.delete_application(&admin, path_id(&id)?, hard, &ctx, s.clock.now()).await?;
+    s.applications.delete(&admin, path_id(&id)?, hard, &ctx, s.clock.now()).await?;
     Ok(StatusCode::OK)
 }
 
@@ -208,12 +208,12 @@ pub async fn get(
     AdminAuth(admin): AdminAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let record = s.identity.application(&admin, path_id(&id)?).await?.ok_or(ApiError::NotFound)?;
+    let record = s.applications.get(&admin, path_id(&id)?).await?.ok_or(ApiError::NotFound)?;
     Ok(one((record, None)))
 }
 
 /// `GET /api/application`: every application of the tenant.
 pub async fn list(State(s): State<AppState>, AdminAuth(admin): AdminAuth) -> Result<Json<Value>, ApiError> {
-    let all: Vec<Value> = s.identity.applications(&admin).await?.iter().map(|r| wire(r, None)).collect();
+    let all: Vec<Value> = s.applications.list(&admin).await?.iter().map(|r| wire(r, None)).collect();
     Ok(Json(json!({"applications": all})))
 }
