@@ -12,7 +12,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use tessera_core::audit::AuditKind;
 use tessera_core::service::flows::Flows;
-use tessera_core::service::{Applications, Messengers, Users, VerifyApi};
+use tessera_core::service::{Applications, Factors, Messengers, Users, VerifyApi};
 use tessera_core::service::{BootstrapReport, Deps, Identity, Policies, bootstrap};
 use tessera_core::store::Store;
 use tessera_core::{CoreError, store::StoreError};
@@ -53,6 +53,8 @@ pub struct AppState {
     pub users: Users,
     /// Applications and their OAuth clients.
     pub applications: Applications,
+    /// A user's second factors and recovery codes.
+    pub factors: Factors,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
     /// HTTP calls and messages of flows.
@@ -172,12 +174,14 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
     let verify = identity.verify().clone();
     let users = identity.users().clone();
     let applications = identity.applications().clone();
+    let factors = identity.factors().clone();
     let state = AppState {
         identity: Arc::new(identity),
         messengers,
         verify,
         users,
         applications,
+        factors,
         console,
         router,
         public_url,

@@ -261,7 +261,7 @@ impl TestApp {
     pub async fn factors_of(&self, login_id: &str) -> Vec<tessera_core::twofactor::TwoFactorMethod> {
         let found = self.admin(reqwest::Method::GET, &format!("/api/user?loginId={login_id}"), None).await;
         let id = found.json["user"]["id"].as_str().expect("a user with that login id").parse().expect("a user id");
-        self.state.identity.methods(id).await.expect("the factors")
+        self.state.factors.methods(id).await.expect("the factors")
     }
 
     pub async fn login(&self, login_id: &str, password: &str) -> Reply {

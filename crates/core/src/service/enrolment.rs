@@ -9,6 +9,7 @@
 
 use serde_json::json;
 
+use super::kernel::retrying;
 use super::sessions::Issued;
 use super::signin::same_browser;
 use super::twofactor::{SendOutcome, UserScope, enable_purpose};
@@ -129,7 +130,7 @@ impl Identity {
             },
         };
         let scope = scope_of(&w.user);
-        let outcome = self.send_enrollment_code(&scope, &phone, channel, locale, ctx, now).await?;
+        let outcome = self.factors.send_enrollment_code(&scope, &phone, channel, locale, ctx, now).await?;
         Ok((outcome, Some(phone)))
     }
 
@@ -150,7 +151,7 @@ impl Identity {
         let proved = match factor {
             NewFactor::Authenticator { code } => {
                 let key = self.enrolment_key(&sign_in)?;
-                let params = self.totp_params();
+                let params = self.factors.totp_params();
                 let window = self.kernel.policies.two_factor.totp_window;
                 let step = OtpCode::parse(code.trim(), params.digits)
                     .and_then(|otp| totp::matching_step(&params, &key, otp.as_str(), now, window));
@@ -172,7 +173,8 @@ impl Identity {
                     return Ok(EnrolOutcome::Duplicate);
                 }
                 let purpose = enable_purpose(&phone);
-                self.take_user_code(user.id, &purpose, code.trim(), now)
+                self.codes
+                    .take_user_code(user.id, &purpose, code.trim(), now)
                     .await?
                     .then_some((MethodKind::Sms { phone }, AuthMethod::Sms))
             }
@@ -181,28 +183,27 @@ impl Identity {
             // Counted on the sign-in: after `max_attempts` wrong codes it is over.
             self.store.record_sign_in_failure(&sign_in.digest).await?;
             let detail = json!({"method": passed_with_name(factor), "stage": "enrol"});
-            self.audit(AuditKind::TwoFactorFailure, Some(user.id), "failure", ctx, detail, now).await?;
+            self.kernel.audit(AuditKind::TwoFactorFailure, Some(user.id), "failure", ctx, detail, now).await?;
             return Ok(EnrolOutcome::WrongCode);
         };
         let method = TwoFactorMethod { id: method_id, user_id: user.id, kind, created_at: now };
         let passed = sign_in.passed.clone().with(passed_with);
         let app = sign_in.application_id;
         let issued: Issued = self.issue_tokens(&user, app, true, &passed, now)?;
-        let finished = self
-            .retrying(|| async {
-                let tx = self.factors_unit(user.id).await?;
-                if !tx.spend_sign_in(&sign_in.digest).await? {
-                    return Ok(None);
-                }
-                let recovery_codes = self.add_method_in(&*tx, &method, ctx, now).await?;
-                let methods = tx.methods(user.id).await?;
-                let mut success =
-                    self.complete_login(&*tx, user.clone(), methods, app, &issued, passed_with, ctx, now).await?;
-                tx.commit().await?;
-                success.return_to = sign_in.return_to.clone();
-                Ok(Some((success, recovery_codes)))
-            })
-            .await?;
+        let finished = retrying(|| async {
+            let tx = self.factors.factors_unit(user.id).await?;
+            if !tx.spend_sign_in(&sign_in.digest).await? {
+                return Ok(None);
+            }
+            let recovery_codes = self.factors.add_method_in(&*tx, &method, ctx, now).await?;
+            let methods = tx.methods(user.id).await?;
+            let mut success =
+                self.complete_login(&*tx, user.clone(), methods, app, &issued, passed_with, ctx, now).await?;
+            tx.commit().await?;
+            success.return_to = sign_in.return_to.clone();
+            Ok(Some((success, recovery_codes)))
+        })
+        .await?;
         Ok(match finished {
             Some((success, recovery_codes)) => EnrolOutcome::Done { success: Box::new(success), recovery_codes },
             None => EnrolOutcome::Expired,

@@ -2,7 +2,9 @@
 //! domain outcome for the server to put into wire shape.
 
 mod applications;
+mod codes;
 mod enrolment;
+mod factors;
 pub mod flows;
 mod fraud;
 mod kernel;
@@ -15,14 +17,15 @@ mod twofactor;
 mod users;
 mod verify;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 pub use self::applications::{ApplicationInput, ApplicationRecord, Applications};
+pub use self::codes::Codes;
 pub use self::enrolment::{EnrolOutcome, EnrolmentView, NewFactor};
+pub use self::factors::Factors;
 pub use self::fraud::FraudGuards;
 pub use self::kernel::{Auditor, Kernel};
 pub use self::messengers::Messengers;
@@ -36,7 +39,7 @@ pub use self::users::Users;
 pub use self::verify::{CheckInput, ServiceInput, StartInput, VerifyApi, VerifyError, VerifyFailure, VerifyResult};
 use crate::apikey::{Admin, ApiKey};
 use crate::audit::{AuditEvent, AuditKind};
-use crate::ids::{ApiKeyId, ApplicationId, TenantId, UserId};
+use crate::ids::{ApiKeyId, ApplicationId, TenantId};
 use crate::login::LockoutPolicy;
 use crate::messaging::Messenger;
 use crate::password::{HashParams, Password, PasswordHash, PasswordHasher};
@@ -262,14 +265,14 @@ pub struct Identity {
     hasher: Arc<dyn PasswordHasher>,
     /// The sealer, policies, auditor and default tenant every service shares.
     kernel: Arc<Kernel>,
-    messenger: Arc<dyn Messenger>,
     post_login: Option<crate::signin::PostLoginHook>,
     tokens: TokenIssuer,
     /// Messengers: configuration and the webhooks' secrets.
     messengers: Messengers,
     users: Users,
-    /// The fraud guard, in front of second-factor sends and the Verify API's.
-    guards: FraudGuards,
+    /// Sending and checking second-factor codes.
+    codes: Codes,
+    factors: Factors,
     verify: VerifyApi,
     applications: Applications,
     /// Verified against when the login id is unknown, so that answer costs what a
@@ -303,17 +306,19 @@ impl Identity {
         let guards = FraudGuards::new(store.clone(), kernel.clone());
         let users = Users::new(store.clone(), hasher.clone(), kernel.clone());
         let applications = Applications::new(store.clone(), kernel.clone(), default_application);
+        let codes = Codes::new(store.clone(), kernel.clone(), messenger.clone(), guards.clone());
+        let factors = Factors::new(store.clone(), kernel.clone(), codes.clone(), applications.clone());
         let verify = VerifyApi::new(store.clone(), kernel.clone(), guards.clone(), messenger.clone());
         Ok(Identity {
             store,
             hasher,
             kernel,
-            messenger,
             post_login,
             tokens,
             messengers,
             users,
-            guards,
+            codes,
+            factors,
             verify,
             applications,
             dummy_hash,
@@ -332,6 +337,11 @@ impl Identity {
     /// User administration.
     pub fn users(&self) -> &Users {
         &self.users
+    }
+
+    /// A user's second factors and recovery codes.
+    pub fn factors(&self) -> &Factors {
+        &self.factors
     }
 
     /// The Verify API's service.
@@ -366,56 +376,13 @@ impl Identity {
     ) -> Result<RevokeKey, CoreError> {
         let outcome = revoke_api_key(self.store.as_ref(), id, ctx, now).await?;
         if outcome == RevokeKey::Revoked {
-            self.count(AuditKind::ApiKeyRevoked, "success");
+            self.kernel.auditor.count(AuditKind::ApiKeyRevoked, "success");
         }
         Ok(outcome)
     }
 
     pub async fn api_keys(&self) -> Result<Vec<ApiKey>, CoreError> {
         api_keys(self.store.as_ref()).await
-    }
-
-    fn count(&self, kind: AuditKind, outcome: &'static str) {
-        self.kernel.auditor.count(kind, outcome);
-    }
-
-    async fn audit(
-        &self,
-        kind: AuditKind,
-        user_id: Option<UserId>,
-        outcome: &'static str,
-        ctx: &RequestContext,
-        detail: Value,
-        now: Timestamp,
-    ) -> Result<(), CoreError> {
-        self.kernel.audit(kind, user_id, outcome, ctx, detail, now).await
-    }
-
-    async fn retrying<T, F, Fut>(&self, unit: F) -> Result<T, CoreError>
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<T, CoreError>>,
-    {
-        kernel::retrying(unit).await
-    }
-
-    /// An audit event of the request's tenant, for [`Identity::record`] inside a unit of work.
-    fn event(
-        &self,
-        kind: AuditKind,
-        user_id: Option<UserId>,
-        outcome: &'static str,
-        ctx: &RequestContext,
-        detail: Value,
-        now: Timestamp,
-    ) -> AuditEvent {
-        self.kernel.event(kind, user_id, outcome, ctx, detail, now)
-    }
-
-    /// Appends the event through `store` (a unit of work, so it commits with the change
-    /// it describes) and counts it.
-    async fn record(&self, store: &dyn Store, event: AuditEvent) -> Result<(), CoreError> {
-        self.kernel.auditor.record(store, event).await
     }
 
     // ---- admin keys ----

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::kernel::retrying;
 use super::{Identity, RequestContext};
 use crate::audit::AuditKind;
 use crate::ids::ApplicationId;
@@ -214,7 +215,7 @@ impl Identity {
         let fresh = now.minus(Duration::from_secs(60)) <= session.auth_time;
         let detail = json!({"applicationId": client.id.to_string(), "authTime": session.auth_time.millis()});
         let outcome = if fresh { "login" } else { "session" };
-        self.audit(AuditKind::OAuthAuthorized, Some(session.user_id), outcome, ctx, detail, now).await?;
+        self.kernel.audit(AuditKind::OAuthAuthorized, Some(session.user_id), outcome, ctx, detail, now).await?;
         Ok(AuthorizeOutcome::Code { redirect_uri: req.redirect_uri, code, state: req.state })
     }
 
@@ -277,7 +278,7 @@ impl Identity {
         // Taken (spent) before any check: a replayed or stolen code never works twice. The
         // spend commits with the refresh token it buys, or with the refusal; a failure
         // in between leaves the code as it was.
-        self.retrying(|| async {
+        retrying(|| async {
             let tx = self.store.begin().await?;
             let Some(record) = tx.take_code(&Secret::new(code.clone()).digest()).await? else {
                 return Ok(Err(TokenError::InvalidGrant("the code is unknown or was used already")));

@@ -53,7 +53,10 @@ impl Identity {
             tx.insert_refresh_token(record).await?;
         }
         let detail = json!({"applicationId": application_id.to_string(), "method": method.as_str()});
-        self.record(tx, self.event(AuditKind::LoginSuccess, Some(user.id), "success", ctx, detail, now)).await?;
+        self.kernel
+            .auditor
+            .record(tx, self.kernel.event(AuditKind::LoginSuccess, Some(user.id), "success", ctx, detail, now))
+            .await?;
         Ok(LoginSuccess {
             user,
             application_id,
@@ -90,7 +93,7 @@ impl Identity {
             return Ok(None);
         };
         let (jwt, _) = self.tokens.issue(&user, record.application_id, record.created_at, REFRESH_TOKEN, now)?;
-        self.audit(AuditKind::TokenRefreshed, Some(user.id), "success", ctx, json!({}), now).await?;
+        self.kernel.audit(AuditKind::TokenRefreshed, Some(user.id), "success", ctx, json!({}), now).await?;
         Ok(Some((jwt, user)))
     }
 
@@ -120,7 +123,7 @@ impl Identity {
         if global && let Some(u) = user_id {
             self.store.revoke_user_refresh_tokens(u, now).await?;
         }
-        self.audit(AuditKind::Logout, user_id, "success", ctx, json!({"global": global}), now).await
+        self.kernel.audit(AuditKind::Logout, user_id, "success", ctx, json!({"global": global}), now).await
     }
 
     /// Admin revocation: every refresh token of a user.

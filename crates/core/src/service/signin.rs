@@ -9,6 +9,7 @@
 
 use serde_json::json;
 
+use super::kernel::retrying;
 use super::sessions::Issued;
 use super::{Identity, RequestContext};
 use crate::audit::AuditKind;
@@ -216,7 +217,9 @@ impl Identity {
             self.store.reserve_login_attempt(tenant, login_id, now, now.minus(lockout.window)).await?;
         let locked = locked.or_else(|| (attempts > lockout.max_failures).then(|| now.plus(lockout.lock_for)));
         if let Some(until) = locked {
-            self.audit(AuditKind::LoginLocked, None, "locked", ctx, json!({"loginId": login_id.as_str()}), now).await?;
+            self.kernel
+                .audit(AuditKind::LoginLocked, None, "locked", ctx, json!({"loginId": login_id.as_str()}), now)
+                .await?;
             return Ok(Err(Denial::Locked { until }));
         }
 
@@ -234,10 +237,10 @@ impl Identity {
             if attempts >= lockout.max_failures {
                 let until = now.plus(lockout.lock_for);
                 self.store.lock_login(tenant, login_id, until).await?;
-                self.audit(AuditKind::LoginLocked, None, "locked", ctx, detail, now).await?;
+                self.kernel.audit(AuditKind::LoginLocked, None, "locked", ctx, detail, now).await?;
                 return Ok(Err(Denial::Locked { until }));
             }
-            self.audit(AuditKind::LoginFailure, None, "failure", ctx, detail, now).await?;
+            self.kernel.audit(AuditKind::LoginFailure, None, "failure", ctx, detail, now).await?;
             return Ok(Err(Denial::InvalidCredentials));
         };
 
@@ -332,7 +335,7 @@ impl Identity {
             return Ok(Some(LoginOutcome::Denied(Denial::Expired)));
         }
         let detail = json!({"applicationId": step.sign_in.application_id.to_string(), "to": url});
-        self.audit(AuditKind::SignInRedirected, Some(step.user.id), "redirected", ctx, detail, now).await?;
+        self.kernel.audit(AuditKind::SignInRedirected, Some(step.user.id), "redirected", ctx, detail, now).await?;
         Ok(Some(LoginOutcome::Redirect { url: with_state(&url, token.expose()) }))
     }
 
@@ -351,7 +354,7 @@ impl Identity {
             return Ok(LoginOutcome::Denied(Denial::Expired));
         }
         let detail = json!({"applicationId": step.sign_in.application_id.to_string()});
-        self.audit(AuditKind::TwoFactorChallenge, Some(step.user.id), "issued", ctx, detail, now).await?;
+        self.kernel.audit(AuditKind::TwoFactorChallenge, Some(step.user.id), "issued", ctx, detail, now).await?;
         Ok(LoginOutcome::NeedFactor { sign_in: id, methods: step.methods })
     }
 
@@ -379,7 +382,7 @@ impl Identity {
             return Ok(LoginOutcome::Denied(Denial::Expired));
         }
         let detail = json!({"applicationId": step.sign_in.application_id.to_string()});
-        self.audit(AuditKind::EnrolmentRequired, Some(step.user.id), "required", ctx, detail, now).await?;
+        self.kernel.audit(AuditKind::EnrolmentRequired, Some(step.user.id), "required", ctx, detail, now).await?;
         Ok(LoginOutcome::NeedEnrolment { sign_in: id })
     }
 
@@ -391,19 +394,18 @@ impl Identity {
         let method = if trusted { AuthMethod::TrustedDevice } else { AuthMethod::Password };
         let app = step.sign_in.application_id;
         let issued: Issued = self.issue_tokens(&step.user, app, step.no_jwt, &step.sign_in.passed, now)?;
-        let finished = self
-            .retrying(|| async {
-                let tx = self.store.begin().await?;
-                if step.stored && !tx.spend_sign_in(&step.sign_in.digest).await? {
-                    return Ok(None);
-                }
-                let (user, methods) = (step.user.clone(), step.methods.clone());
-                let mut success = self.complete_login(&*tx, user, methods, app, &issued, method, ctx, now).await?;
-                tx.commit().await?;
-                success.return_to = step.sign_in.return_to.clone();
-                Ok(Some(success))
-            })
-            .await?;
+        let finished = retrying(|| async {
+            let tx = self.store.begin().await?;
+            if step.stored && !tx.spend_sign_in(&step.sign_in.digest).await? {
+                return Ok(None);
+            }
+            let (user, methods) = (step.user.clone(), step.methods.clone());
+            let mut success = self.complete_login(&*tx, user, methods, app, &issued, method, ctx, now).await?;
+            tx.commit().await?;
+            success.return_to = step.sign_in.return_to.clone();
+            Ok(Some(success))
+        })
+        .await?;
         Ok(match finished {
             Some(success) => LoginOutcome::Done(Box::new(success)),
             None => LoginOutcome::Denied(Denial::Expired),
@@ -433,7 +435,7 @@ impl Identity {
             self.store.advance_sign_in(&step.sign_in.digest, &step.sign_in.stage, &next, now).await?;
         }
         let detail = json!({"applicationId": step.sign_in.application_id.to_string(), "reason": reason});
-        self.audit(AuditKind::LoginDenied, Some(step.user.id), "denied", ctx, detail, now).await?;
+        self.kernel.audit(AuditKind::LoginDenied, Some(step.user.id), "denied", ctx, detail, now).await?;
         Ok(LoginOutcome::Denied(Denial::Refused { reason }))
     }
 }

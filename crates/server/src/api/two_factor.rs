@@ -183,12 +183,12 @@ pub async fn send_for_user(
     let outcome = match (b.method_id.filter(|m| !m.is_empty()), b.mobile_phone.filter(|p| !p.trim().is_empty())) {
         (Some(method), _) => {
             let id = MethodId::parse(&method).ok_or(ApiError::NotFound)?;
-            s.identity.send_method_code(&scope, &id, channel, &locale, &ctx, now).await?
+            s.factors.send_method_code(&scope, &id, channel, &locale, &ctx, now).await?
         }
         (None, Some(phone)) => {
             let phone = PhoneNumber::parse(&phone)
                 .map_err(|e| invalid("mobilePhone", "invalid", &format!("The [mobilePhone] property is {e}.")))?;
-            s.identity.send_enrollment_code(&scope, &phone, channel, &locale, &ctx, now).await?
+            s.factors.send_enrollment_code(&scope, &phone, channel, &locale, &ctx, now).await?
         }
         (None, None) => {
             return Err(invalid("mobilePhone", "blank", "You must specify the [mobilePhone] or [methodId] property."));
@@ -262,7 +262,7 @@ pub async fn secret(State(s): State<AppState>, Query(q): Query<SecretQuery>) -> 
     let secret = tf::new_totp_secret()?;
     let b32 = base32::encode(&secret);
     let account = q.account.filter(|a| !a.is_empty()).unwrap_or_else(|| "user".into());
-    let uri = otpauth_uri(s.identity.totp_issuer(), &account, &b32, &s.identity.totp_params());
+    let uri = otpauth_uri(s.factors.totp_issuer(), &account, &b32, &s.factors.totp_params());
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     Ok(Json(json!({
         "secret": STANDARD.encode(&secret),
@@ -317,7 +317,7 @@ pub async fn enable(
     let outcome = match b.method.as_deref() {
         Some("authenticator") => {
             let secret = secret_bytes(&b)?;
-            s.identity.enable_authenticator(&scope, &secret, &code, &ctx, now).await?
+            s.factors.enable_authenticator(&scope, &secret, &code, &ctx, now).await?
         }
         Some("sms") => {
             let raw = b.mobile_phone.as_deref().filter(|p| !p.trim().is_empty());
@@ -325,7 +325,7 @@ pub async fn enable(
                 raw.ok_or_else(|| invalid("mobilePhone", "blank", "You must specify the [mobilePhone] property."))?;
             let phone = PhoneNumber::parse(raw)
                 .map_err(|e| invalid("mobilePhone", "invalid", &format!("The [mobilePhone] property is {e}.")))?;
-            s.identity.enable_sms(&scope, phone, &code, &ctx, now).await?
+            s.factors.enable_sms(&scope, phone, &code, &ctx, now).await?
         }
         _ => return Err(invalid("method", "invalid", "The [method] must be authenticator or sms.")),
     };
@@ -369,7 +369,7 @@ pub async fn disable(
         return Err(ApiError::Invalid(errors));
     }
     let id = MethodId::parse(&method).ok_or(ApiError::NotFound)?;
-    Ok(match s.identity.disable_method(&scope, &id, &code, &ctx, s.clock.now()).await? {
+    Ok(match s.factors.disable_method(&scope, &id, &code, &ctx, s.clock.now()).await? {
         DisableOutcome::Disabled => StatusCode::OK.into_response(),
         DisableOutcome::WrongCode => StatusCode::from_u16(421).unwrap_or(StatusCode::BAD_REQUEST).into_response(),
         DisableOutcome::Locked { until } => too_many_wrong_codes(until),
@@ -392,7 +392,7 @@ pub async fn regenerate_recovery_codes(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let scope = scope_for(&s, &headers, &user).await?;
-    match s.identity.regenerate_recovery_codes(&scope, &ctx, s.clock.now()).await? {
+    match s.factors.regenerate_recovery_codes(&scope, &ctx, s.clock.now()).await? {
         Some(codes) => Ok(Json(json!({"recoveryCodes": codes}))),
         None => Err(ApiError::general("[TwoFactorNotEnabled]", "The user has no two-factor method to recover.")),
     }

@@ -78,7 +78,7 @@ pub fn user_json<'a>(u: &'a User, methods: &[TwoFactorMethod]) -> UserBody<'a> {
 }
 
 async fn envelope(s: &AppState, u: &User) -> Result<Json<Value>, ApiError> {
-    let methods = s.identity.methods(u.id).await?;
+    let methods = s.factors.methods(u.id).await?;
     Ok(Json(json!({"user": user_json(u, &methods)})))
 }
 

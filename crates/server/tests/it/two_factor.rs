@@ -388,7 +388,7 @@ async fn five_wrong_enrolment_codes_spend_the_code() {
     }
     let late = app.admin(Method::POST, &path, Some(enable(&code))).await;
     assert_eq!(late.status, 421, "the right code no longer works after five wrong ones");
-    assert!(app.state.identity.methods(id.parse().unwrap()).await.unwrap().is_empty());
+    assert!(app.state.factors.methods(id.parse().unwrap()).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -722,24 +722,24 @@ async fn enrolment_and_manage_codes_expire_after_the_code_ttl() {
     let stale = app.last_code_to(PHONE).unwrap();
     app.clock.advance(Duration::from_secs(121));
     assert_eq!(app.admin(Method::POST, &enable_path, Some(enable(stale))).await.status, 421, "enrolment code at 121 s");
-    assert!(app.state.identity.methods(user_id).await.unwrap().is_empty(), "no phone was enabled");
+    assert!(app.state.factors.methods(user_id).await.unwrap().is_empty(), "no phone was enabled");
     assert_eq!(send_code(&app, json!({"userId": id, "mobilePhone": PHONE})).await, 200);
     let fresh = app.last_code_to(PHONE).unwrap();
     app.clock.advance(Duration::from_secs(119));
     assert_eq!(app.admin(Method::POST, &enable_path, Some(enable(fresh))).await.status, 200, "enrolment code at 119 s");
 
-    let method = app.state.identity.methods(user_id).await.unwrap().remove(0).id;
+    let method = app.state.factors.methods(user_id).await.unwrap().remove(0).id;
     let disable = |code: &str| format!("/api/user/two-factor/{id}?methodId={}&code={code}", method.as_str());
     assert_eq!(send_code(&app, json!({"userId": id, "methodId": method.as_str()})).await, 200);
     let stale = app.last_code_to(PHONE).unwrap();
     app.clock.advance(Duration::from_secs(121));
     assert_eq!(app.admin(Method::DELETE, &disable(&stale), None).await.status, 421, "manage code at 121 s");
-    assert_eq!(app.state.identity.methods(user_id).await.unwrap().len(), 1, "the phone stays");
+    assert_eq!(app.state.factors.methods(user_id).await.unwrap().len(), 1, "the phone stays");
     assert_eq!(send_code(&app, json!({"userId": id, "methodId": method.as_str()})).await, 200);
     let fresh = app.last_code_to(PHONE).unwrap();
     app.clock.advance(Duration::from_secs(119));
     assert_eq!(app.admin(Method::DELETE, &disable(&fresh), None).await.status, 200, "manage code at 119 s");
-    assert!(app.state.identity.methods(user_id).await.unwrap().is_empty());
+    assert!(app.state.factors.methods(user_id).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -852,7 +852,7 @@ async fn a_code_is_stored_before_it_is_sent() {
     eager.will(TryCode::Enable(id.clone()));
     assert_eq!(send_code(&app, json!({"userId": id, "mobilePhone": PHONE})).await, 200);
     assert_eq!(eager.answers(), [200], "the enrolment code worked the moment it arrived ({})", eager.url);
-    assert_eq!(app.state.identity.methods(id.parse().unwrap()).await.unwrap().len(), 1);
+    assert_eq!(app.state.factors.methods(id.parse().unwrap()).await.unwrap().len(), 1);
 
     let (two_factor_id, _) = challenge(&app).await;
     eager.will(TryCode::SignIn(two_factor_id.clone()));
@@ -898,7 +898,7 @@ async fn removing_a_factor_takes_five_wrong_codes_then_locks_like_a_sign_in() {
     let app = app().configure(|c| c.policies.two_factor.account_max_failures = 7).spawn().await;
     let id = user(&app).await;
     let (secret, _) = enable_totp(&app, &id).await;
-    let method = app.state.identity.methods(id.parse().unwrap()).await.unwrap().remove(0).id;
+    let method = app.state.factors.methods(id.parse().unwrap()).await.unwrap().remove(0).id;
     let path = |code: &str| format!("/api/user/two-factor/{id}?methodId={}&code={code}", method.as_str());
     for i in 0..5 {
         assert_eq!(app.admin(Method::DELETE, &path("000000"), None).await.status, 421, "wrong code {i}");
@@ -906,7 +906,7 @@ async fn removing_a_factor_takes_five_wrong_codes_then_locks_like_a_sign_in() {
     app.clock.advance(Duration::from_secs(30));
     let locked = app.admin(Method::DELETE, &path(&app.totp(&secret, 0)), None).await;
     assert_eq!((locked.status, &locked.json["generalErrors"][0]["code"]), (409, &json!("[LoginPreventedException]")));
-    assert_eq!(app.state.identity.methods(id.parse().unwrap()).await.unwrap().len(), 1, "not even the right code");
+    assert_eq!(app.state.factors.methods(id.parse().unwrap()).await.unwrap().len(), 1, "not even the right code");
 
     // The wrong codes count toward the account's run shared with sign-in (7 here).
     let (two_factor_id, _) = challenge(&app).await;
@@ -924,7 +924,7 @@ async fn fifty_concurrent_codes_to_remove_a_factor_are_at_most_five_guesses() {
 async fn at_most_five_guesses(app: TestApp) {
     let id = user(&app).await;
     let (secret, _) = enable_totp(&app, &id).await;
-    let method = app.state.identity.methods(id.parse().unwrap()).await.unwrap().remove(0).id;
+    let method = app.state.factors.methods(id.parse().unwrap()).await.unwrap().remove(0).id;
     let path = format!("/api/user/two-factor/{id}?methodId={}&code=000000", method.as_str());
     let guesses = (0..50).map(|_| app.client.delete(app.url(&path)).header("Authorization", &app.api_key)).collect();
     let statuses: Vec<u16> = app.all_at_once(guesses).await.iter().map(|r| r.status).collect();

@@ -45,7 +45,7 @@ async fn account_view(
     let csrf = cookies.csrf_or_new(headers)?;
     let name = display_name(s, &session).await?;
     let factors: Vec<Factor> = s
-        .identity
+        .factors
         .methods(session.user_id)
         .await?
         .into_iter()
@@ -88,7 +88,7 @@ pub async fn account_remove(
             .await;
     };
     let scope = s.identity.scope_session(&session);
-    match s.identity.disable_method(&scope, &id, form.get("code"), &ctx, s.clock.now()).await? {
+    match s.factors.disable_method(&scope, &id, form.get("code"), &ctx, s.clock.now()).await? {
         DisableOutcome::Disabled => account_view(&s, &headers, StatusCode::OK, Some("Removed."), None).await,
         DisableOutcome::WrongCode => {
             let error = Some("That code is not right; nothing was removed.");
@@ -116,7 +116,7 @@ pub async fn account_recovery_codes(
         Err(page) => return Ok(page),
     };
     let scope = s.identity.scope_session(&session);
-    match s.identity.regenerate_recovery_codes(&scope, &ctx, s.clock.now()).await? {
+    match s.factors.regenerate_recovery_codes(&scope, &ctx, s.clock.now()).await? {
         Some(codes) => {
             let ctx = minijinja::context! {
                 title => "Save your recovery codes", intro => "Your old codes no longer work.", codes,

@@ -65,7 +65,7 @@ async fn enroll_view(
     headers: &HeaderMap,
     filled: Filled<'_>,
 ) -> Result<Response, ApiError> {
-    let uri = tessera_core::totp::otpauth_uri(s.identity.totp_issuer(), account, key, &s.identity.totp_params());
+    let uri = tessera_core::totp::otpauth_uri(s.factors.totp_issuer(), account, key, &s.factors.totp_params());
     let qr_svg = minijinja::Value::from_safe_string(tessera_core::totp::qr_svg(&uri).unwrap_or_default());
     let allowed = &s.identity.policies().mfa_guard.allowed_countries;
     let choices = regions::choices(allowed);
@@ -157,7 +157,7 @@ pub async fn enroll_page(
         let page = minijinja::context! { title => "Sign in", csrf => &csrf, signin => signin.expose(), error => "Sign in first." };
         return Ok(with_csrf(render(&s, StatusCode::OK, "login.html", page), &cookies, &csrf));
     };
-    if !s.identity.session_may_manage_factors(&session).await? {
+    if !s.factors.session_may_manage_factors(&session).await? {
         return Ok(confirm_first(&s));
     }
     let page =
@@ -218,7 +218,7 @@ pub async fn enroll_submit(
     let damaged = || error_page(&s, StatusCode::BAD_REQUEST, "The key was damaged. Reload the page and try again.");
     let Some(secret) = tessera_core::base32::decode(form.get("secret")) else { return Ok(damaged()) };
     let scope = s.identity.scope_session(&session);
-    match s.identity.enable_authenticator(&scope, &secret, form.get("code").trim(), &ctx, s.clock.now()).await {
+    match s.factors.enable_authenticator(&scope, &secret, form.get("code").trim(), &ctx, s.clock.now()).await {
         Ok(EnableOutcome::Enabled { recovery_codes, .. }) => {
             s.identity.upgrade_browser_session(&session, AuthMethod::Totp).await?;
             Ok(factor_on(&s, "authenticator app", recovery_codes, &return_to))
@@ -315,7 +315,7 @@ pub async fn enroll_phone_send(
         return refused(StatusCode::BAD_REQUEST, NOT_A_NUMBER).await;
     };
     let scope = s.identity.scope_session(&session);
-    let outcome = s.identity.send_enrollment_code(&scope, &phone, channel, "en", &ctx, s.clock.now()).await?;
+    let outcome = s.factors.send_enrollment_code(&scope, &phone, channel, "en", &ctx, s.clock.now()).await?;
     if let SendOutcome::Sent = outcome {
         let notice = sent_notice(&s, channel);
         let held = Held::Session { return_to: &return_to };
@@ -388,7 +388,7 @@ pub async fn enroll_phone_confirm(
         return Ok(error_page(&s, StatusCode::BAD_REQUEST, "The number was damaged. Start again."));
     };
     let scope = s.identity.scope_session(&session);
-    match s.identity.enable_sms(&scope, phone.clone(), form.get("code"), &ctx, s.clock.now()).await {
+    match s.factors.enable_sms(&scope, phone.clone(), form.get("code"), &ctx, s.clock.now()).await {
         Ok(EnableOutcome::Enabled { recovery_codes, .. }) => {
             s.identity.upgrade_browser_session(&session, AuthMethod::Sms).await?;
             Ok(factor_on(&s, "phone", recovery_codes, &return_to))

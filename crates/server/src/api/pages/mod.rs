@@ -244,7 +244,7 @@ async fn factor_form(
 ) -> Result<Result<(Form, BrowserSession), Response>, ApiError> {
     let Some((cookies, form)) = checked(s, headers, body) else { return Ok(Err(form_expired(s))) };
     let Some(session) = current_session(s, &cookies, headers).await? else { return Ok(Err(sign_in_expired(s))) };
-    if !s.identity.session_may_manage_factors(&session).await? {
+    if !s.factors.session_may_manage_factors(&session).await? {
         return Ok(Err(confirm_first(s)));
     }
     Ok(Ok((form, session)))
