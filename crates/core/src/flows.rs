@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
+use crate::ids::TenantId;
 use crate::validation::ValidationErrors;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -338,7 +339,14 @@ pub struct HttpOutcome {
 #[async_trait]
 pub trait FlowEffects: Send + Sync {
     async fn http(&self, call: HttpCall) -> HttpOutcome;
-    async fn send_message(&self, to: &str, from: Option<&str>, body: &str) -> Result<Option<String>, String>;
+    /// Sends a text through the messengers of `tenant` (the flow's).
+    async fn send_message(
+        &self,
+        tenant: TenantId,
+        to: &str,
+        from: Option<&str>,
+        body: &str,
+    ) -> Result<Option<String>, String>;
 }
 
 /// What one step did, for the run's record.
@@ -410,6 +418,7 @@ pub const MAX_STEPS: usize = 100;
 /// Runs one state. Returns the record and the next state (`None`: the run ends).
 pub async fn step(
     flow: &Flow,
+    tenant: TenantId,
     current: &str,
     context: &mut Value,
     effects: &dyn FlowEffects,
@@ -477,7 +486,7 @@ pub async fn step(
                 });
             let from = from.as_deref().map(|f| render(f, context).unwrap_or_default()).filter(|f| !f.is_empty());
             let sent = match rendered {
-                Ok(text) => effects.send_message(&to, from.as_deref(), &text).await,
+                Ok(text) => effects.send_message(tenant, &to, from.as_deref(), &text).await,
                 Err(e) => Err(e),
             };
             match sent {

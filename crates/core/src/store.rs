@@ -260,6 +260,8 @@ pub trait SignInStore: Send + Sync {
 pub trait MessengerStore: Send + Sync {
     async fn insert_messenger(&self, m: &MessengerConfig) -> StoreResult<()>;
     async fn messenger(&self, tenant: TenantId, id: MessengerId) -> StoreResult<Option<MessengerConfig>>;
+    /// A messenger of any tenant: a vendor's callback names the messenger, not its tenant.
+    async fn messenger_by_id(&self, id: MessengerId) -> StoreResult<Option<MessengerConfig>>;
     /// The tenant's messengers, oldest first.
     async fn messengers(&self, tenant: TenantId) -> StoreResult<Vec<MessengerConfig>>;
     async fn update_messenger(&self, m: &MessengerConfig) -> StoreResult<bool>;

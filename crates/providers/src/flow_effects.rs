@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::Router;
 use async_trait::async_trait;
 use tessera_core::flows::{BodyType, FlowEffects, HttpCall, HttpMethod, HttpOutcome};
+use tessera_core::ids::TenantId;
 use tessera_core::messaging::{Channel, Messenger, OutboundMessage, Purpose};
 use tessera_core::phone::PhoneNumber;
 use tessera_core::secret::Secret;
@@ -208,7 +209,13 @@ impl FlowEffects for Effects {
         outcome
     }
 
-    async fn send_message(&self, to: &str, _from: Option<&str>, body: &str) -> Result<Option<String>, String> {
+    async fn send_message(
+        &self,
+        tenant: TenantId,
+        to: &str,
+        _from: Option<&str>,
+        body: &str,
+    ) -> Result<Option<String>, String> {
         let to = PhoneNumber::parse(to).map_err(|e| format!("'to' {to:?}: {e}"))?;
         let msg = OutboundMessage {
             to,
@@ -217,8 +224,8 @@ impl FlowEffects for Effects {
             locale: "en".into(),
             text: body.to_owned(),
             code: Secret::new(""),
-            // Flows send through the messengers of the tenant this server serves.
-            tenant: None,
+            // Through the flow's tenant's messengers.
+            tenant: Some(tenant),
         };
         self.router.send(&msg).await.map(|r| r.message_id).map_err(|e| e.to_string())
     }

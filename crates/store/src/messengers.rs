@@ -107,6 +107,16 @@ impl MessengerStore for SqlStore {
             .transpose()
     }
 
+    async fn messenger_by_id(&self, id: MessengerId) -> StoreResult<Option<MessengerConfig>> {
+        db::query(format!("SELECT {COLUMNS} FROM messengers WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&mut self.conn().await?)
+            .await
+            .map_err(db_error)?
+            .map(|r| messenger(&r))
+            .transpose()
+    }
+
     async fn messengers(&self, tenant: TenantId) -> StoreResult<Vec<MessengerConfig>> {
         db::query(format!("SELECT {COLUMNS} FROM messengers WHERE tenant_id = $1 ORDER BY created_at, id"))
             .bind(tenant.to_string())

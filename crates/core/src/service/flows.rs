@@ -191,7 +191,7 @@ impl Flows {
                 run.current = None;
                 break;
             }
-            let (record, next) = flows::step(&flow, &current, &mut run.context, effects).await;
+            let (record, next) = flows::step(&flow, tenant, &current, &mut run.context, effects).await;
             let failed = record.event == "failed" && next.is_none();
             run.steps.push(record.to_json());
             run.current = next;

@@ -9,7 +9,7 @@ use super::RequestContext;
 use super::kernel::Kernel;
 use crate::apikey::Admin;
 use crate::audit::AuditKind;
-use crate::ids::MessengerId;
+use crate::ids::{MessengerId, TenantId};
 use crate::messaging::{Channel, OutboundMessage, Purpose};
 use crate::messengers::{MessengerConfig, MessengerInput, MessengerType, ValidMessenger, mask};
 use crate::phone::PhoneNumber;
@@ -41,29 +41,30 @@ impl Messengers {
         serde_json::from_slice(&plain).map_err(|e| CoreError::Internal(format!("messenger secrets: {e}")))
     }
 
-    /// The `field` secret (an auth token) of the messenger a vendor's callback names, if
-    /// it is one of `kind`: what proves the callback genuine.
+    /// The `field` secret (an auth token) of the messenger a vendor's callback names (of
+    /// whichever tenant), if it is one of `kind`: what proves the callback genuine.
     pub async fn webhook_secret(
         &self,
         id: MessengerId,
         kind: MessengerType,
         field: &str,
     ) -> Result<Option<String>, CoreError> {
-        let Some(m) = self.store.messenger(self.kernel.tenant.id, id).await?.filter(|m| m.kind == kind) else {
+        let Some(m) = self.store.messenger_by_id(id).await?.filter(|m| m.kind == kind) else {
             return Ok(None);
         };
         Ok(self.open_secrets(&m)?.get(field).and_then(Value::as_str).map(str::to_owned))
     }
 
-    /// Every messenger of `kind` that has a `field` secret, with its settings: an
-    /// inbound message is genuine if one of them signed it.
+    /// Every messenger of `kind` of `tenant` (the receiving number's) that has a `field`
+    /// secret, with its settings: an inbound message is genuine if one of them signed it.
     pub async fn webhook_secrets(
         &self,
+        tenant: TenantId,
         kind: MessengerType,
         field: &str,
     ) -> Result<Vec<(Map<String, Value>, String)>, CoreError> {
         let mut out = Vec::new();
-        for m in self.store.messengers(self.kernel.tenant.id).await?.into_iter().filter(|m| m.kind == kind) {
+        for m in self.store.messengers(tenant).await?.into_iter().filter(|m| m.kind == kind) {
             if let Some(v) = self.open_secrets(&m)?.get(field).and_then(Value::as_str) {
                 out.push((m.settings.clone(), v.to_owned()));
             }

@@ -7,7 +7,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
+use tessera_core::ids::TenantId;
 use tessera_core::messengers::MessengerType;
+use tessera_core::store::StoredFlow;
 use tessera_providers::signature;
 
 use crate::api::webhooks::{form, log_rejected, param, plivo_signed, signed_url, twilio_signed};
@@ -16,20 +18,36 @@ use crate::error::ApiError;
 
 const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
 
-/// Secrets of every messenger of a kind (a request is genuine if any of them signed it).
+/// Whom a message to `to` is for: the tenant whose flow the number is bound to (its
+/// messengers' credentials prove the message genuine, its flow runs), else the tenant
+/// this server serves (whose messengers still check it; no flow runs).
+struct Receiving {
+    tenant: TenantId,
+    flow: Option<StoredFlow>,
+}
+
+async fn receiving(s: &AppState, to: &str) -> Result<Receiving, ApiError> {
+    let flow = s.flows.for_number(to).await?;
+    let tenant = flow.as_ref().map_or(s.identity.tenant().id, |f| f.tenant_id);
+    Ok(Receiving { tenant, flow })
+}
+
+/// Secrets of every messenger of a kind of the receiving tenant (a request is genuine
+/// if any of them signed it).
 async fn secrets_of(
     s: &AppState,
+    to: &Receiving,
     kind: MessengerType,
     field: &str,
 ) -> Result<Vec<(Map<String, Value>, String)>, ApiError> {
-    Ok(s.messengers.webhook_secrets(kind, field).await?)
+    Ok(s.messengers.webhook_secrets(to.tenant, kind, field).await?)
 }
 
 /// Saves a run for the message, answers the vendor, and runs the flow afterwards, so
 /// a slow step (a slow Slack) never delays the answer.
-async fn dispatch(s: &AppState, to: &str, message: Map<String, Value>) -> Result<(), ApiError> {
-    let Some(flow) = s.flows.for_number(to).await? else {
-        tracing::info!(%to, "inbound message to a number with no flow");
+async fn dispatch(s: &AppState, to: Receiving, message: Map<String, Value>) -> Result<(), ApiError> {
+    let Some(flow) = to.flow else {
+        tracing::info!(tenant = %to.tenant, "inbound message to a number with no flow");
         return Ok(());
     };
     let run = s.flows.start_run(&flow, &message, s.clock.now()).await?;
@@ -57,7 +75,8 @@ pub async fn twilio_sms(
 ) -> Result<Response, ApiError> {
     let params = form(&body);
     let account = param(&params, "AccountSid").unwrap_or_default();
-    let tokens: Vec<String> = secrets_of(&s, MessengerType::Twilio, "authToken")
+    let to = receiving(&s, param(&params, "To").unwrap_or_default()).await?;
+    let tokens: Vec<String> = secrets_of(&s, &to, MessengerType::Twilio, "authToken")
         .await?
         .into_iter()
         .filter(|(settings, _)| settings.get("accountSID").and_then(Value::as_str) == Some(account))
@@ -69,8 +88,7 @@ pub async fn twilio_sms(
         return Ok(StatusCode::FORBIDDEN.into_response());
     }
     let message: Map<String, Value> = params.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-    let to = param(&params, "To").unwrap_or_default().to_owned();
-    dispatch(&s, &to, message).await?;
+    dispatch(&s, to, message).await?;
     Ok(xml(EMPTY_TWIML))
 }
 
@@ -83,23 +101,24 @@ pub async fn plivo_sms(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = form(&body);
+    // Plivo writes numbers without '+'; the flow sees Studio's names and E.164.
+    let plus = |n: String| if n.starts_with('+') { n } else { format!("+{n}") };
+    let text = |k: &str| param(&params, k).unwrap_or_default().to_owned();
+    let to = plus(text("To"));
+    let receiver = receiving(&s, &to).await?;
     let tokens: Vec<String> =
-        secrets_of(&s, MessengerType::Plivo, "authToken").await?.into_iter().map(|(_, t)| t).collect();
+        secrets_of(&s, &receiver, MessengerType::Plivo, "authToken").await?.into_iter().map(|(_, t)| t).collect();
     let url = signed_url(&s, &uri);
     if !plivo_signed(&headers, url.as_deref(), &params, &tokens) {
         log_rejected("an inbound Plivo message", url.as_deref(), tokens.len());
         return Ok(StatusCode::FORBIDDEN.into_response());
     }
-    // Plivo writes numbers without '+'; the flow sees Studio's names and E.164.
-    let plus = |n: String| if n.starts_with('+') { n } else { format!("+{n}") };
-    let text = |k: &str| param(&params, k).unwrap_or_default().to_owned();
-    let to = plus(text("To"));
     let mut message = Map::new();
     message.insert("Body".into(), json!(text("Text")));
     message.insert("From".into(), json!(plus(text("From"))));
     message.insert("To".into(), json!(to));
     message.insert("MessageSid".into(), json!(text("MessageUUID")));
-    dispatch(&s, &to, message).await?;
+    dispatch(&s, receiver, message).await?;
     Ok(xml("<Response></Response>"))
 }
 
@@ -113,10 +132,16 @@ pub async fn generic_sms(State(s): State<AppState>, headers: HeaderMap, body: By
     if (s.clock.now().seconds() - t).abs() > 300 {
         return Ok(StatusCode::FORBIDDEN.into_response());
     }
-    let genuine = secrets_of(&s, MessengerType::Generic, "signingSecret").await?.iter().any(|(_, secret)| {
-        let expected = signature::generic(secret, t, &body);
-        subtle_eq(expected.as_bytes(), sig.as_bytes())
-    });
+    // The receiving number, read before the signature is checked only to know whose
+    // secrets check it.
+    let unchecked: Option<Value> = serde_json::from_slice(&body).ok();
+    let to = unchecked.as_ref().and_then(|v| v.get("to")).and_then(Value::as_str).unwrap_or_default();
+    let receiver = receiving(&s, to).await?;
+    let genuine =
+        secrets_of(&s, &receiver, MessengerType::Generic, "signingSecret").await?.iter().any(|(_, secret)| {
+            let expected = signature::generic(secret, t, &body);
+            subtle_eq(expected.as_bytes(), sig.as_bytes())
+        });
     if !genuine {
         return Ok(StatusCode::FORBIDDEN.into_response());
     }
@@ -126,7 +151,7 @@ pub async fn generic_sms(State(s): State<AppState>, headers: HeaderMap, body: By
     message.insert("Body".into(), json!(text("body")));
     message.insert("From".into(), json!(text("from")));
     message.insert("To".into(), json!(text("to")));
-    dispatch(&s, &text("to"), message).await?;
+    dispatch(&s, receiver, message).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -662,3 +662,70 @@ async fn numbers_move_between_flows_only_when_asked() {
     let numbers = app.admin(Method::GET, "/api/flow/numbers", None).await;
     assert_eq!(numbers.json, json!({"numbers": [{"number": NUMBER, "flowId": c}]}));
 }
+
+/// A number bound to a second tenant's flow is that tenant's: its Twilio credentials
+/// prove the inbound message genuine, its flow runs, and the flow's reply goes through
+/// its messengers. A status callback for its messenger is checked with its token.
+#[tokio::test]
+async fn a_number_bound_to_a_second_tenants_flow_is_that_tenants() {
+    let app = flows_app(false).await;
+    let (_, key, _) = app.second_tenant().await;
+    let as_second = |m: Method, path: &str, body: Value| {
+        app.client.request(m, app.url(path)).header("Authorization", key.expose()).json(&body)
+    };
+    let twilio = json!({"messenger": {"type": "Twilio", "name": "t2", "accountSID": "AC999",
+                                      "authToken": "second_token", "fromPhoneNumber": NUMBER, "channels": []}});
+    let twilio = app.send(as_second(Method::POST, "/api/messenger", twilio)).await;
+    assert_eq!(twilio.status, 200, "{}", twilio.text);
+    let sender = MockVendor::start().await;
+    sender.default_reply(Reply::json(200, json!({"messageId": "t2-reply"})));
+    let generic = json!({"messenger": {"type": "Generic", "name": "t2 sms", "url": format!("{}/hook", sender.url),
+                                       "signingSecret": "t2-secret"}});
+    assert_eq!(app.send(as_second(Method::POST, "/api/messenger", generic)).await.status, 200);
+    let def = json!({
+        "description": "Reply",
+        "initial_state": "Trigger",
+        "states": [
+            {"name": "Trigger", "type": "trigger", "properties": {}, "transitions": [{"event": "incomingMessage", "next": "reply"}]},
+            {"name": "reply", "type": "send-message", "properties": {"body": "Got it", "to": "{{contact.channel.address}}"},
+             "transitions": [{"event": "sent"}, {"event": "failed"}]}
+        ]
+    });
+    let flow = app.send(as_second(Method::POST, "/api/flow", def)).await;
+    assert_eq!(flow.status, 200, "{}", flow.text);
+    let flow = flow.json["flow"]["id"].as_str().unwrap().to_owned();
+    let bound = app.send(as_second(Method::POST, &format!("/api/flow/{flow}/number"), json!({"number": NUMBER}))).await;
+    assert_eq!(bound.status, 200, "{}", bound.text);
+
+    let url = format!("{PUBLIC}/webhooks/twilio/sms");
+    let mut params = twilio_params("hello");
+    params[1].1 = "AC999".into();
+    let forged = post_twilio(&app, &params, &signature::twilio("twilio_token", &url, &params)).await;
+    assert_eq!(forged.status, 403, "another token does not sign for the second tenant's number");
+    let r = post_twilio(&app, &params, &signature::twilio("second_token", &url, &params)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let run = app
+        .eventually("the run to finish", || async {
+            let runs = app.send(as_second(Method::GET, &format!("/api/flow/{flow}/runs"), json!(null))).await;
+            runs.json["runs"][0].clone().as_object().filter(|r| r["status"] != "running").cloned()
+        })
+        .await;
+    assert_eq!(run["status"], "ended", "{run:?}");
+    let reply = sender.last().expect("the reply went out").json();
+    assert_eq!((reply["recipient"].as_str(), reply["text"].as_str()), (Some("+15557654321"), Some("Got it")));
+    assert!(app.last_message_to("+15557654321").is_none(), "not through the first tenant's messengers");
+
+    let id = twilio.json["messenger"]["id"].as_str().unwrap();
+    let status_url = format!("{PUBLIC}/webhooks/twilio/status/{id}");
+    let status = [("MessageSid", "SMx"), ("MessageStatus", "delivered")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let callback = |sig: String| {
+        app.client
+            .post(app.url(&format!("/webhooks/twilio/status/{id}")))
+            .header("X-Twilio-Signature", sig)
+            .form(&status)
+    };
+    let wrong = app.send(callback(signature::twilio("twilio_token", &status_url, &status))).await;
+    assert_eq!(wrong.status, 403);
+    let right = app.send(callback(signature::twilio("second_token", &status_url, &status))).await;
+    assert_eq!(right.status, 204, "the second tenant's messenger's token signs its callbacks: {}", right.text);
+}

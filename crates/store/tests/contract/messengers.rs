@@ -1,5 +1,5 @@
 use serde_json::json;
-use tessera_core::ids::{DeliveryId, MessengerId};
+use tessera_core::ids::{DeliveryId, MessengerId, TenantId};
 use tessera_core::messaging::{Channel, Purpose};
 use tessera_core::messengers::{Delivery, MessengerConfig, MessengerType};
 use tessera_core::store::MessengerStore;
@@ -28,6 +28,9 @@ contract!(messengers_round_trip, |c| {
     let a = config(&c, "a");
     c.store.insert_messenger(&a).await.unwrap();
     assert_eq!(c.store.messenger(c.tenant, a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(c.store.messenger(TenantId::random(), a.id).await.unwrap(), None, "another tenant's is not found");
+    assert_eq!(c.store.messenger_by_id(a.id).await.unwrap(), Some(a.clone()), "a callback names only the messenger");
+    assert_eq!(c.store.messenger_by_id(MessengerId::random()).await.unwrap(), None);
     let mut b = config(&c, "b");
     b.created_at = T0.plus(std::time::Duration::from_secs(1));
     b.channels = vec![];
