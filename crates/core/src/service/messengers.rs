@@ -115,33 +115,10 @@ impl Messengers {
         Ok(m)
     }
 
-    /// The messenger as the API shows it: settings in the clear, secrets masked.
-    pub fn view(&self, m: &MessengerConfig) -> Result<Value, CoreError> {
-        let mut v = json!({
-            "id": m.id.to_string(),
-            "type": m.kind.as_str(),
-            "name": m.name,
-            "channels": m.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-            "priority": m.priority,
-            "countryCodes": m.country_codes,
-            "preferredCountryCodes": m.preferred_country_codes,
-            "insertInstant": m.created_at.millis(),
-            "lastUpdateInstant": m.updated_at.millis(),
-        });
-        if let Value::Object(out) = &mut v {
-            if let Some(u) = &m.url {
-                out.insert("url".into(), json!(u));
-            }
-            for (k, val) in &m.settings {
-                out.insert(k.clone(), val.clone());
-            }
-            for (k, val) in self.open_secrets(m)? {
-                let masked = mask(val.as_str().unwrap_or_default());
-                // The Slack webhook is FusionAuth's `url`.
-                out.insert(if k == "webhookUrl" { "url".into() } else { k }, json!(masked));
-            }
-        }
-        Ok(v)
+    /// The messenger's secrets, masked (the last few characters shown): what the API
+    /// shows of them, by name.
+    pub fn masked_secrets(&self, m: &MessengerConfig) -> Result<Vec<(String, String)>, CoreError> {
+        Ok(self.open_secrets(m)?.into_iter().map(|(k, v)| (k, mask(v.as_str().unwrap_or_default()))).collect())
     }
 
     pub async fn create(

@@ -4,11 +4,11 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use tessera_core::ids::MessengerId;
 use tessera_core::messaging::Channel;
-use tessera_core::messengers::{MessengerConfig, MessengerInput};
+use tessera_core::messengers::{Delivery, MessengerConfig, MessengerInput};
 use tessera_core::phone::PhoneNumber;
 use tessera_core::validation::ValidationErrors;
 
@@ -29,8 +29,65 @@ fn parse_id(id: &str) -> Result<MessengerId, ApiError> {
     id.parse().map_err(|_| ApiError::NotFound)
 }
 
-fn one(s: &AppState, m: &MessengerConfig) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({"messenger": s.messengers.view(m)?})))
+/// A messenger as FusionAuth shows it: its settings in the clear beside the common
+/// fields, its secrets masked.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessengerView {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: String,
+    channels: Vec<&'static str>,
+    priority: i64,
+    country_codes: Vec<u16>,
+    preferred_country_codes: Vec<u16>,
+    insert_instant: i64,
+    last_update_instant: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    /// The provider's settings, then its secrets (masked).
+    #[serde(flatten)]
+    provider: Map<String, Value>,
+}
+
+impl MessengerView {
+    fn of(s: &AppState, m: &MessengerConfig) -> Result<MessengerView, ApiError> {
+        let mut provider = m.settings.clone();
+        for (name, masked) in s.messengers.masked_secrets(m)? {
+            // The Slack webhook is FusionAuth's `url`.
+            let name = if name == "webhookUrl" { "url".to_owned() } else { name };
+            provider.insert(name, Value::String(masked));
+        }
+        Ok(MessengerView {
+            id: m.id.to_string(),
+            kind: m.kind.as_str(),
+            name: m.name.clone(),
+            channels: m.channels.iter().map(|c| c.as_str()).collect(),
+            priority: m.priority,
+            country_codes: m.country_codes.clone(),
+            preferred_country_codes: m.preferred_country_codes.clone(),
+            insert_instant: m.created_at.millis(),
+            last_update_instant: m.updated_at.millis(),
+            // A provider field of the same name (Slack's webhook) is the one shown.
+            url: m.url.clone().filter(|_| !provider.contains_key("url")),
+            provider,
+        })
+    }
+}
+
+#[derive(Serialize)]
+pub struct OneMessenger {
+    messenger: MessengerView,
+}
+
+#[derive(Serialize)]
+pub struct Messengers {
+    messengers: Vec<MessengerView>,
+}
+
+fn one(s: &AppState, m: &MessengerConfig) -> Result<Json<OneMessenger>, ApiError> {
+    Ok(Json(OneMessenger { messenger: MessengerView::of(s, m)? }))
 }
 
 pub async fn create(
@@ -38,7 +95,7 @@ pub async fn create(
     AdminAuth(admin): AdminAuth,
     Caller(ctx): Caller,
     ApiJson(body): ApiJson<MessengerRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OneMessenger>, ApiError> {
     let m = s.messengers.create(&admin, None, body.messenger.ok_or_else(missing)?, &ctx, s.clock.now()).await?;
     one(&s, &m)
 }
@@ -49,7 +106,7 @@ pub async fn create_with_id(
     Caller(ctx): Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<MessengerRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OneMessenger>, ApiError> {
     let id = id.parse().map_err(|_| ApiError::general("[invalid]messengerId", "The id in the URL is not a UUID."))?;
     let m = s.messengers.create(&admin, Some(id), body.messenger.ok_or_else(missing)?, &ctx, s.clock.now()).await?;
     one(&s, &m)
@@ -59,14 +116,14 @@ pub async fn get(
     State(s): State<AppState>,
     AdminAuth(admin): AdminAuth,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OneMessenger>, ApiError> {
     one(&s, &s.messengers.get(&admin, parse_id(&id)?).await?)
 }
 
-pub async fn list(State(s): State<AppState>, AdminAuth(admin): AdminAuth) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(s): State<AppState>, AdminAuth(admin): AdminAuth) -> Result<Json<Messengers>, ApiError> {
     let all = s.messengers.list(&admin).await?;
-    let views = all.iter().map(|m| s.messengers.view(m)).collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(json!({"messengers": views})))
+    let messengers = all.iter().map(|m| MessengerView::of(&s, m)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(Messengers { messengers }))
 }
 
 pub async fn replace(
@@ -75,7 +132,7 @@ pub async fn replace(
     Caller(ctx): Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<MessengerRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OneMessenger>, ApiError> {
     let m =
         s.messengers.replace(&admin, parse_id(&id)?, body.messenger.ok_or_else(missing)?, &ctx, s.clock.now()).await?;
     one(&s, &m)
@@ -87,7 +144,7 @@ pub async fn patch(
     Caller(ctx): Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Value>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OneMessenger>, ApiError> {
     let patch = body.get("messenger").filter(|m| m.is_object()).ok_or_else(missing)?;
     let m = s.messengers.patch(&admin, parse_id(&id)?, patch, &ctx, s.clock.now()).await?;
     one(&s, &m)
@@ -110,6 +167,15 @@ pub struct TestBody {
     message_type: Option<String>,
 }
 
+/// What the provider said of a test message.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestReply {
+    provider: String,
+    message_id: Option<String>,
+    status: Option<String>,
+}
+
 /// `POST /api/messenger/{id}/test` `{mobilePhone}`: a real message through that
 /// messenger alone. 200 with the provider's answer, or 400 with its error in words.
 pub async fn test(
@@ -117,7 +183,7 @@ pub async fn test(
     AdminAuth(admin): AdminAuth,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<TestBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TestReply>, ApiError> {
     let m = s.messengers.get(&admin, parse_id(&id)?).await?;
     let to = body.mobile_phone.as_deref().map(PhoneNumber::parse);
     let to = match to {
@@ -149,7 +215,7 @@ pub async fn test(
     };
     let msg = s.messengers.test_message(&admin, to, channel, &m.name);
     match s.router.test(m.id, &msg).await {
-        Ok(r) => Ok(Json(json!({"provider": r.provider, "messageId": r.message_id, "status": r.status}))),
+        Ok(r) => Ok(Json(TestReply { provider: r.provider, message_id: r.message_id, status: r.status })),
         Err(e) => {
             let mut errors = ValidationErrors::default();
             errors.add_general(&format!("[MessengerError]{}", e.code.clone().unwrap_or_default()), e.message.clone());
@@ -158,34 +224,61 @@ pub async fn test(
     }
 }
 
+/// One message sent, through whom, and what became of it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryView {
+    id: String,
+    messenger_id: Option<String>,
+    provider: String,
+    to: String,
+    message_type: &'static str,
+    purpose: &'static str,
+    provider_message_id: Option<String>,
+    status: String,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    attempts: u32,
+    price: Option<String>,
+    price_unit: Option<String>,
+    insert_instant: i64,
+    last_update_instant: i64,
+}
+
+impl From<&Delivery> for DeliveryView {
+    fn from(d: &Delivery) -> Self {
+        DeliveryView {
+            id: d.id.to_string(),
+            messenger_id: d.messenger_id.map(|m| m.to_string()),
+            provider: d.provider.clone(),
+            to: d.to.clone(),
+            message_type: d.channel.as_str(),
+            purpose: d.purpose.as_str(),
+            provider_message_id: d.provider_message_id.clone(),
+            status: d.status.clone(),
+            error_code: d.error_code.clone(),
+            error_message: d.error_message.clone(),
+            attempts: d.attempts,
+            price: d.price.clone(),
+            price_unit: d.price_unit.clone(),
+            insert_instant: d.created_at.millis(),
+            last_update_instant: d.updated_at.millis(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Deliveries {
+    deliveries: Vec<DeliveryView>,
+    total: u64,
+}
+
 /// `GET /api/messenger/deliveries`: what was sent, through whom, and what became of it.
 pub async fn deliveries(
     State(s): State<AppState>,
     AdminAuth(admin): AdminAuth,
     Query(p): Query<Page>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Deliveries>, ApiError> {
     let (list, total) = s.messengers.deliveries(&admin, p.start_row, p.number_of_results).await?;
-    let items: Vec<Value> = list
-        .iter()
-        .map(|d| {
-            json!({
-                "id": d.id.to_string(),
-                "messengerId": d.messenger_id.map(|m| m.to_string()),
-                "provider": d.provider,
-                "to": d.to,
-                "messageType": d.channel.as_str(),
-                "purpose": d.purpose.as_str(),
-                "providerMessageId": d.provider_message_id,
-                "status": d.status,
-                "errorCode": d.error_code,
-                "errorMessage": d.error_message,
-                "attempts": d.attempts,
-                "price": d.price,
-                "priceUnit": d.price_unit,
-                "insertInstant": d.created_at.millis(),
-                "lastUpdateInstant": d.updated_at.millis(),
-            })
-        })
-        .collect();
-    Ok(Json(json!({"deliveries": items, "total": total})))
+    Ok(Json(Deliveries { deliveries: list.iter().map(DeliveryView::from).collect(), total }))
 }
