@@ -8,8 +8,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use tessera_core::ids::ApplicationId;
 use tessera_core::oidc::MfaPolicy;
 use tessera_core::secret::Secret;
@@ -112,32 +111,72 @@ impl ApplicationBody {
     }
 }
 
-fn wire(r: &ApplicationRecord, secret: Option<&Secret>) -> Value {
-    let (a, c) = (&r.application, &r.client);
-    let public = c.secret_digest.is_none();
-    let mut oauth = json!({
-        "clientId": c.id.to_string(),
-        "authorizedRedirectURLs": c.redirect_uris,
-        "clientAuthenticationPolicy": if public { "NotRequiredWhenUsingPKCE" } else { "Required" },
-        "proofKeyForCodeExchangePolicy": if public { "Required" } else { "NotRequired" },
-        "enabledGrants": ["authorization_code", "refresh_token"],
-    });
-    if let Some(s) = secret {
-        oauth["clientSecret"] = json!(s.expose());
-    }
-    json!({
-        "id": a.id.to_string(),
-        "tenantId": a.tenant_id.to_string(),
-        "name": a.name,
-        "active": a.active,
-        "insertInstant": a.created_at.millis(),
-        "oauthConfiguration": oauth,
-        "multiFactorConfiguration": {"loginPolicy": login_policy(c.mfa_policy)},
-    })
+/// An application as FusionAuth shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationView {
+    id: String,
+    tenant_id: String,
+    name: String,
+    active: bool,
+    insert_instant: i64,
+    oauth_configuration: OAuthView,
+    multi_factor_configuration: MultiFactorView,
 }
 
-fn one((record, secret): (ApplicationRecord, Option<Secret>)) -> Json<Value> {
-    Json(json!({"application": wire(&record, secret.as_ref())}))
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuthView {
+    client_id: String,
+    #[serde(rename = "authorizedRedirectURLs")]
+    authorized_redirect_urls: Vec<String>,
+    client_authentication_policy: &'static str,
+    proof_key_for_code_exchange_policy: &'static str,
+    enabled_grants: [&'static str; 2],
+    /// Only when one was just made: it is shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MultiFactorView {
+    login_policy: &'static str,
+}
+
+fn wire(r: &ApplicationRecord, secret: Option<&Secret>) -> ApplicationView {
+    let (a, c) = (&r.application, &r.client);
+    let public = c.secret_digest.is_none();
+    ApplicationView {
+        id: a.id.to_string(),
+        tenant_id: a.tenant_id.to_string(),
+        name: a.name.clone(),
+        active: a.active,
+        insert_instant: a.created_at.millis(),
+        oauth_configuration: OAuthView {
+            client_id: c.id.to_string(),
+            authorized_redirect_urls: c.redirect_uris.clone(),
+            client_authentication_policy: if public { "NotRequiredWhenUsingPKCE" } else { "Required" },
+            proof_key_for_code_exchange_policy: if public { "Required" } else { "NotRequired" },
+            enabled_grants: ["authorization_code", "refresh_token"],
+            client_secret: secret.map(|s| s.expose().to_owned()),
+        },
+        multi_factor_configuration: MultiFactorView { login_policy: login_policy(c.mfa_policy) },
+    }
+}
+
+#[derive(Serialize)]
+pub struct OneApplication {
+    application: ApplicationView,
+}
+
+#[derive(Serialize)]
+pub struct Applications {
+    applications: Vec<ApplicationView>,
+}
+
+fn one((record, secret): (ApplicationRecord, Option<Secret>)) -> Json<OneApplication> {
+    Json(OneApplication { application: wire(&record, secret.as_ref()) })
 }
 
 fn path_id(id: &str) -> Result<ApplicationId, ApiError> {
@@ -150,7 +189,7 @@ pub async fn create(
     AdminAuth(admin): AdminAuth,
     Caller(ctx): Caller,
     ApiJson(b): ApiJson<Body>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OneApplication>, ApiError> {
     let input = b.application.into_input().map_err(ApiError::Invalid)?;
     Ok(one(s.applications.create(&admin, None, input, &ctx, s.clock.now()).await?))
 }
@@ -162,7 +201,7 @@ pub async fn create_with_id(
     Caller(ctx): Caller,
     Path(id): Path<String>,
     ApiJson(b): ApiJson<Body>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OneApplication>, ApiError> {
     let id = id.parse().map_err(|_| {
         ApiError::Invalid(ValidationErrors::field("applicationId", "invalid", "The [applicationId] must be a UUID."))
     })?;
@@ -179,7 +218,7 @@ pub async fn update(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     req: Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OneApplication>, ApiError> {
     let id = path_id(&id)?;
     if q.get("reactivate").is_some_and(|v| v == "true") {
         return Ok(one((s.applications.reactivate(&admin, id, &ctx, s.clock.now()).await?, None)));
@@ -207,13 +246,13 @@ pub async fn get(
     State(s): State<AppState>,
     AdminAuth(admin): AdminAuth,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OneApplication>, ApiError> {
     let record = s.applications.get(&admin, path_id(&id)?).await?.ok_or(ApiError::NotFound)?;
     Ok(one((record, None)))
 }
 
 /// `GET /api/application`: every application of the tenant.
-pub async fn list(State(s): State<AppState>, AdminAuth(admin): AdminAuth) -> Result<Json<Value>, ApiError> {
-    let all: Vec<Value> = s.applications.list(&admin).await?.iter().map(|r| wire(r, None)).collect();
-    Ok(Json(json!({"applications": all})))
+pub async fn list(State(s): State<AppState>, AdminAuth(admin): AdminAuth) -> Result<Json<Applications>, ApiError> {
+    let applications = s.applications.list(&admin).await?.iter().map(|r| wire(r, None)).collect();
+    Ok(Json(Applications { applications }))
 }

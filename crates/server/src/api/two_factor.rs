@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use tessera_core::base32;
 use tessera_core::ids::UserId;
 use tessera_core::messaging::Channel;
@@ -258,19 +257,47 @@ pub struct SecretQuery {
 
 /// `GET /api/two-factor/secret`: a fresh 160-bit secret, as base64 (FusionAuth's
 /// `secret`), base32 (what people type), hex, and the `otpauth://` URI with its QR code.
-pub async fn secret(State(s): State<AppState>, Query(q): Query<SecretQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn secret(State(s): State<AppState>, Query(q): Query<SecretQuery>) -> Result<Json<SecretBody>, ApiError> {
     let secret = tf::new_totp_secret()?;
     let b32 = base32::encode(&secret);
     let account = q.account.filter(|a| !a.is_empty()).unwrap_or_else(|| "user".into());
     let uri = otpauth_uri(s.factors.totp_issuer(), &account, &b32, &s.factors.totp_params());
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(Json(json!({
-        "secret": STANDARD.encode(&secret),
-        "secretBase32Encoded": b32,
-        "secretHex": hex,
-        "otpauthUri": uri,
-        "qrCodeSvg": qr_svg(&uri),
-    })))
+    let qr_code_svg = qr_svg(&uri);
+    Ok(Json(SecretBody {
+        secret: STANDARD.encode(&secret),
+        secret_base32_encoded: b32,
+        secret_hex: hex,
+        otpauth_uri: uri,
+        qr_code_svg,
+    }))
+}
+
+/// A fresh authenticator secret in every form a client may want (FusionAuth's `secret`
+/// and `secretBase32Encoded`, and ours).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretBody {
+    secret: String,
+    secret_base32_encoded: String,
+    secret_hex: String,
+    otpauth_uri: String,
+    qr_code_svg: Option<String>,
+}
+
+/// A factor turned on, with the recovery codes when it was the user's first.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnabledBody {
+    method: MethodBody,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery_codes: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryCodesBody {
+    recovery_codes: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -331,10 +358,7 @@ pub async fn enable(
     };
     Ok(match outcome {
         EnableOutcome::Enabled { method, recovery_codes } => {
-            let mut body = json!({"method": method_json(&method, false)});
-            if let Some(codes) = recovery_codes {
-                body["recoveryCodes"] = json!(codes);
-            }
+            let body = EnabledBody { method: method_json(&method, false), recovery_codes };
             (StatusCode::OK, Json(body)).into_response()
         }
         EnableOutcome::WrongCode => StatusCode::from_u16(421).unwrap_or(StatusCode::BAD_REQUEST).into_response(),
@@ -390,10 +414,10 @@ pub async fn regenerate_recovery_codes(
     Caller(ctx): Caller,
     Path(user): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RecoveryCodesBody>, ApiError> {
     let scope = scope_for(&s, &headers, &user).await?;
     match s.factors.regenerate_recovery_codes(&scope, &ctx, s.clock.now()).await? {
-        Some(codes) => Ok(Json(json!({"recoveryCodes": codes}))),
+        Some(recovery_codes) => Ok(Json(RecoveryCodesBody { recovery_codes })),
         None => Err(ApiError::general("[TwoFactorNotEnabled]", "The user has no two-factor method to recover.")),
     }
 }
