@@ -4,8 +4,8 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tessera_core::secret::Secret;
 
 use crate::app::AppState;
@@ -13,10 +13,24 @@ use crate::error::ApiError;
 use crate::extract::{AdminAuth, Caller, bearer, cookie, optional_json};
 
 /// `GET /api/jwt/validate` with `Authorization: Bearer <jwt>`: 200 with the claims or 401.
-pub async fn validate(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn validate(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<ValidBody>, ApiError> {
     let token = bearer(&headers).or_else(|| cookie(&headers, "access_token")).ok_or(ApiError::Unauthorized)?;
-    let claims = s.identity.validate_jwt(token, s.clock.now()).map_err(|_| ApiError::Unauthorized)?;
-    Ok(Json(json!({"jwt": claims})))
+    let jwt = s.identity.validate_jwt(token, s.clock.now()).map_err(|_| ApiError::Unauthorized)?;
+    Ok(Json(ValidBody { jwt }))
+}
+
+/// A valid token's claims, as FusionAuth answers.
+#[derive(Serialize)]
+pub struct ValidBody {
+    jwt: Value,
+}
+
+/// A new access token for a refresh token, which stays the same.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshedBody {
+    token: String,
+    refresh_token: String,
 }
 
 pub async fn jwks(State(s): State<AppState>) -> Json<Value> {
@@ -35,7 +49,7 @@ pub async fn refresh(
     Caller(ctx): Caller,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RefreshedBody>, ApiError> {
     let parsed: RefreshBody = optional_json(&body)?;
     let token = parsed
         .refresh_token
@@ -44,7 +58,7 @@ pub async fn refresh(
         .ok_or_else(|| ApiError::general("[blank]refreshToken", "You must specify the [refreshToken] property."))?;
     let secret = Secret::new(token);
     match s.identity.refresh(&secret, &ctx, s.clock.now()).await? {
-        Some((jwt, _user)) => Ok(Json(json!({"token": jwt, "refreshToken": secret.expose()}))),
+        Some((token, _user)) => Ok(Json(RefreshedBody { token, refresh_token: secret.expose().to_owned() })),
         None => Err(ApiError::Unauthorized),
     }
 }
