@@ -147,6 +147,13 @@ impl Identity {
             return Ok(EnrolOutcome::Expired);
         };
         let ctx = &ctx.in_tenant(sign_in.tenant_id).acting(Actor::User(user.id));
+        // The attempt is counted before the code is looked at (one atomic increment): of
+        // 50 codes at once, at most `max_attempts` are compared, and past that the
+        // sign-in is over.
+        let attempts = self.store.record_sign_in_failure(&sign_in.digest).await?;
+        if attempts > self.kernel.policies.two_factor.max_attempts {
+            return Ok(EnrolOutcome::Expired);
+        }
         let method_id = MethodId::generate()?;
         let proved = match factor {
             NewFactor::Authenticator { code } => {
@@ -180,8 +187,6 @@ impl Identity {
             }
         };
         let Some((kind, passed_with)) = proved else {
-            // Counted on the sign-in: after `max_attempts` wrong codes it is over.
-            self.store.record_sign_in_failure(&sign_in.digest).await?;
             let detail = json!({"method": passed_with_name(factor), "stage": "enrol"});
             self.kernel.audit(AuditKind::TwoFactorFailure, Some(user.id), "failure", ctx, detail, now).await?;
             return Ok(EnrolOutcome::WrongCode);

@@ -173,3 +173,35 @@ async fn an_enrolment_finishes_once_under_concurrency() {
         assert_eq!(apps[0].count("SELECT COUNT(*) FROM recovery_codes").await, 10, "{name}: one set of codes");
     }
 }
+
+/// 50 wrong codes at once: each attempt is counted before its code is looked at, so at
+/// most five are compared (and audited), and the enrolment is over after them.
+#[tokio::test]
+async fn fifty_wrong_enrolment_codes_at_once_compare_at_most_five() {
+    tessera_providers::install_tls();
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for apps in crate::limits::deployments(|_| {}).await {
+        let name = crate::limits::name(&apps);
+        apps[0].create_user("ann@example.com", "correct horse").await;
+        let client_id = requiring_a_factor(&apps[0]).await;
+        let mut b = Browser::new(&apps[0]);
+        let (csrf, page) = to_enrolment(&mut b, &client_id).await;
+        let enrolment = field(&page.text, "signin");
+        let right = app_code(&apps[0], &page);
+        let wrong = if right == "000000" { "111111" } else { "000000" };
+        let cookie = b.cookie_header();
+        let form = [("csrf", csrf.clone()), ("signin", enrolment.clone()), ("code", wrong.to_owned())];
+        let replies = crate::limits::fifty(&apps, |app, _| {
+            no_redirects.post(app.url("/login/enroll")).header("Cookie", cookie.as_str()).form(&form)
+        })
+        .await;
+        assert!(replies.iter().all(|r| r.status == 401 || r.status == 400), "{name}");
+        let compared = apps[0]
+            .count("SELECT COUNT(*) FROM audit_log WHERE event = 'two_factor.failure' AND detail LIKE '%enrol%'")
+            .await;
+        assert!((1..=5).contains(&compared), "{name}: {compared} codes compared");
+        let late = b.post("/login/enroll", &[("csrf", &csrf), ("signin", &enrolment), ("code", &right)]).await;
+        assert_eq!(late.status, 400, "{name}: the enrolment is over: {}", late.text);
+        assert!(apps[0].factors_of("ann@example.com").await.is_empty(), "{name}");
+    }
+}
