@@ -97,14 +97,8 @@ impl MessengerStore for SqlStore {
     }
 
     async fn messenger(&self, tenant: TenantId, id: MessengerId) -> StoreResult<Option<MessengerConfig>> {
-        db::query(format!("SELECT {COLUMNS} FROM messengers WHERE tenant_id = $1 AND id = $2"))
-            .bind(tenant.to_string())
-            .bind(id.to_string())
-            .fetch_optional(&mut self.conn().await?)
-            .await
-            .map_err(db_error)?
-            .map(|r| messenger(&r))
-            .transpose()
+        // Ids are unique across tenants: another tenant's is simply not this tenant's.
+        Ok(self.messenger_by_id(id).await?.filter(|m| m.tenant_id == tenant))
     }
 
     async fn messenger_by_id(&self, id: MessengerId) -> StoreResult<Option<MessengerConfig>> {
