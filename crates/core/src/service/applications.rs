@@ -226,9 +226,7 @@ impl Applications {
     /// What a code sent for a sign-in into `id` calls it; the default application's name
     /// if it is gone.
     pub async fn name_of(&self, id: ApplicationId) -> Result<String, CoreError> {
-        if id == self.default.id {
-            return Ok(self.default.name.clone());
-        }
+        // Read each time: the default one may have been renamed since this server started.
         Ok(self.store.get_application(id).await?.map_or_else(|| self.default.name.clone(), |a| a.name))
     }
 

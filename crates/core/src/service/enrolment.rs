@@ -130,7 +130,10 @@ impl Identity {
             },
         };
         let scope = scope_of(&w.user);
-        let outcome = self.factors.send_enrollment_code(&scope, &phone, channel, locale, ctx, now).await?;
+        // The message names the application the sign-in is for.
+        let application = self.applications.name_of(w.sign_in.application_id).await?;
+        let outcome =
+            self.factors.send_enrollment_code_naming(&scope, &phone, channel, locale, &application, ctx, now).await?;
         Ok((outcome, Some(phone)))
     }
 

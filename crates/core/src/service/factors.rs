@@ -83,8 +83,23 @@ impl Factors {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<SendOutcome, CoreError> {
+        let application = self.applications.default_application().name.clone();
+        self.send_enrollment_code_naming(scope, phone, channel, locale, &application, ctx, now).await
+    }
+
+    /// The same, the message naming `application` (a sign-in's, when it enrols a factor).
+    #[allow(clippy::too_many_arguments)] // a send's inputs; grouping them would only rename them
+    pub(super) async fn send_enrollment_code_naming(
+        &self,
+        scope: &UserScope,
+        phone: &PhoneNumber,
+        channel: Channel,
+        locale: &str,
+        application: &str,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<SendOutcome, CoreError> {
         let ctx = &scope.acting(ctx);
-        let application = &self.applications.default_application().name;
         let req = CodeRequest {
             tenant: scope.tenant_id,
             user: scope.user_id,

@@ -122,6 +122,8 @@ async fn a_phone_is_enrolled_in_a_sign_in_whose_pages_carry_only_its_id() {
     assert_eq!(sent.status, 200, "{}", sent.text);
     only_id_and_csrf(&sent);
     let first = app.last_code_to("+442079460958").expect("a code was texted");
+    let text = app.last_message_to("+442079460958").unwrap();
+    assert!(text.contains("Sample app"), "the message names the sign-in's application: {text}");
     // "Send a new code" posts no number: the sign-in keeps it.
     let again = b.post("/login/enroll/phone", &[("csrf", &csrf), ("signin", &enrolment), ("channel", "sms")]).await;
     assert_eq!(again.status, 200, "{}", again.text);
