@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tessera_core::CoreError;
 use tessera_core::secret::{Secret, sha256_hex};
 use tessera_core::service::{CheckInput, ServiceInput, StartInput, VerifyError, VerifyFailure};
@@ -312,11 +312,35 @@ pub async fn list_services(State(s): State<AppState>, VerifyAuth(a): VerifyAuth,
     let b = base(&s, &headers);
     let all = s.verify.services(&a).await?;
     let url = format!("{b}/v2/Services?PageSize=50&Page=0");
-    Ok(Json(json!({
-        "services": all.iter().map(|x| service_json(&b, x)).collect::<Vec<_>>(),
-        "meta": {"page": 0, "page_size": 50, "first_page_url": url, "previous_page_url": null, "next_page_url": null, "url": url, "key": "services"},
-    }))
-    .into_response())
+    let services = all.iter().map(|x| service_json(&b, x)).collect();
+    let meta = PageMeta {
+        page: 0,
+        page_size: 50,
+        first_page_url: url.clone(),
+        previous_page_url: None,
+        next_page_url: None,
+        url,
+        key: "services",
+    };
+    Ok(Json(ServicePage { services, meta }).into_response())
+}
+
+/// Twilio's list resource: one page of services and where the others are.
+#[derive(Serialize)]
+pub struct ServicePage<'a> {
+    services: Vec<ServiceBody<'a>>,
+    meta: PageMeta,
+}
+
+#[derive(Serialize)]
+pub struct PageMeta {
+    page: u32,
+    page_size: u32,
+    first_page_url: String,
+    previous_page_url: Option<String>,
+    next_page_url: Option<String>,
+    url: String,
+    key: &'static str,
 }
 
 pub async fn get_service(
@@ -405,9 +429,41 @@ pub async fn check(
 // ---- admin (Tessera's own API, not Twilio's) ----
 
 /// `POST /api/verify/account`: a new Verify credential; the token is shown once.
-pub async fn create_account(State(s): State<AppState>, AdminAuth(admin): AdminAuth) -> Result<Json<Value>, ApiError> {
-    let (sid, token) = s.verify.create_account(&admin, s.clock.now()).await?;
-    Ok(Json(json!({"accountSid": sid, "authToken": token.expose()})))
+pub async fn create_account(
+    State(s): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+) -> Result<Json<AccountBody>, ApiError> {
+    let (account_sid, token) = s.verify.create_account(&admin, s.clock.now()).await?;
+    Ok(Json(AccountBody { account_sid, auth_token: token.expose().to_owned() }))
+}
+
+/// A new Verify credential: the token is shown this once.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountBody {
+    account_sid: String,
+    auth_token: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FraudGuardBody {
+    fraud_guard: tessera_core::verify::FraudGuard,
+}
+
+/// Why a prefix is blocked, and until when.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockView {
+    prefix: String,
+    reason: String,
+    insert_instant: i64,
+    expires_instant: i64,
+}
+
+#[derive(Serialize)]
+pub struct Blocks {
+    blocks: Vec<BlockView>,
 }
 
 /// `PUT /api/verify/{accountSid}/services/{serviceSid}/fraud-guard`.
@@ -416,9 +472,9 @@ pub async fn set_fraud_guard(
     AdminAuth(admin): AdminAuth,
     Path((account, sid)): Path<(String, String)>,
     ApiJson(guard): ApiJson<tessera_core::verify::FraudGuard>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FraudGuardBody>, ApiError> {
     let svc = s.verify.set_fraud_guard(&admin, &account, &sid, guard, s.clock.now()).await?;
-    Ok(Json(json!({"fraudGuard": svc.guard})))
+    Ok(Json(FraudGuardBody { fraud_guard: svc.guard }))
 }
 
 /// `GET /api/verify/{accountSid}/services/{serviceSid}/blocks`: why and until when.
@@ -426,11 +482,16 @@ pub async fn blocks(
     State(s): State<AppState>,
     AdminAuth(admin): AdminAuth,
     Path((account, sid)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Blocks>, ApiError> {
     let list = s.verify.fraud_blocks(&admin, &account, &sid).await?;
-    let items: Vec<Value> = list
-        .iter()
-        .map(|b| json!({"prefix": b.prefix, "reason": b.reason, "insertInstant": b.created_at.millis(), "expiresInstant": b.expires_at.millis()}))
+    let blocks = list
+        .into_iter()
+        .map(|b| BlockView {
+            prefix: b.prefix,
+            reason: b.reason,
+            insert_instant: b.created_at.millis(),
+            expires_instant: b.expires_at.millis(),
+        })
         .collect();
-    Ok(Json(json!({"blocks": items})))
+    Ok(Json(Blocks { blocks }))
 }
