@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::{Value, json};
+use serde::Serialize;
 use tessera_core::oidc::{ACR_MFA, SessionPolicy};
 
 use tessera_core::secret::Secret;
@@ -23,27 +23,81 @@ use crate::extract::bearer;
 
 /// Discovery. The issuer and the endpoints come from configuration (`issuer`,
 /// `public_url`, `listen`), never from the request: a `Host` header is the client's to set.
-pub async fn discovery(State(s): State<AppState>) -> Json<Value> {
+pub async fn discovery(State(s): State<AppState>) -> Json<Discovery> {
     let base = &s.base_url;
-    Json(json!({
-        "issuer": s.identity.issuer(),
-        "authorization_endpoint": format!("{base}/oauth2/authorize"),
-        "token_endpoint": format!("{base}/oauth2/token"),
-        "userinfo_endpoint": format!("{base}/oauth2/userinfo"),
-        "jwks_uri": format!("{base}/.well-known/jwks.json"),
-        "end_session_endpoint": format!("{base}/oauth2/logout"),
-        "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [s.identity.jwt_algorithm()],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": ["openid", "email", "profile", "offline_access"],
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "acr", "email", "preferred_username"],
-        "acr_values_supported": [ACR_MFA],
-        "prompt_values_supported": ["login"],
-    }))
+    Json(Discovery {
+        issuer: s.identity.issuer().to_owned(),
+        authorization_endpoint: format!("{base}/oauth2/authorize"),
+        token_endpoint: format!("{base}/oauth2/token"),
+        userinfo_endpoint: format!("{base}/oauth2/userinfo"),
+        jwks_uri: format!("{base}/.well-known/jwks.json"),
+        end_session_endpoint: format!("{base}/oauth2/logout"),
+        response_types_supported: ["code"],
+        response_modes_supported: ["query"],
+        grant_types_supported: ["authorization_code", "refresh_token"],
+        subject_types_supported: ["public"],
+        id_token_signing_alg_values_supported: [s.identity.jwt_algorithm()],
+        token_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post", "none"],
+        code_challenge_methods_supported: ["S256"],
+        scopes_supported: ["openid", "email", "profile", "offline_access"],
+        claims_supported: [
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "amr",
+            "acr",
+            "email",
+            "preferred_username",
+        ],
+        acr_values_supported: [ACR_MFA],
+        prompt_values_supported: ["login"],
+    })
+}
+
+/// OpenID Connect Discovery 1.0 §3: what this provider supports and where.
+#[derive(Serialize)]
+pub struct Discovery {
+    issuer: String,
+    authorization_endpoint: String,
+    token_endpoint: String,
+    userinfo_endpoint: String,
+    jwks_uri: String,
+    end_session_endpoint: String,
+    response_types_supported: [&'static str; 1],
+    response_modes_supported: [&'static str; 1],
+    grant_types_supported: [&'static str; 2],
+    subject_types_supported: [&'static str; 1],
+    id_token_signing_alg_values_supported: [&'static str; 1],
+    token_endpoint_auth_methods_supported: [&'static str; 3],
+    code_challenge_methods_supported: [&'static str; 1],
+    scopes_supported: [&'static str; 4],
+    claims_supported: [&'static str; 11],
+    acr_values_supported: [&'static str; 1],
+    prompt_values_supported: [&'static str; 1],
+}
+
+/// RFC 6749 §5.2's error body.
+#[derive(Serialize)]
+pub struct OAuthErrorBody<'a> {
+    error: &'a str,
+    error_description: &'a str,
+}
+
+/// RFC 6749 §5.1's token answer.
+#[derive(Serialize)]
+pub struct TokenBody {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
 }
 
 pub(crate) fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
@@ -119,7 +173,7 @@ fn strip_prompt(path_and_query: &str) -> String {
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut r = (status, Json(json!({"error": error, "error_description": description}))).into_response();
+    let mut r = (status, Json(OAuthErrorBody { error, error_description: description })).into_response();
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if status == StatusCode::UNAUTHORIZED
         && let Ok(v) = HeaderValue::from_str("Basic realm=\"tessera\"")
@@ -157,13 +211,14 @@ pub async fn token(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -
     let answer = s.identity.token(&params, &client_id, secret.as_deref(), s.clock.now()).await?;
     Ok(match answer {
         Ok(t) => {
-            let mut body = json!({"access_token": t.access_token, "token_type": "Bearer", "expires_in": t.expires_in, "scope": t.scope});
-            if let Some(r) = &t.refresh_token {
-                body["refresh_token"] = json!(r.expose());
-            }
-            if let Some(id) = &t.id_token {
-                body["id_token"] = json!(id);
-            }
+            let body = TokenBody {
+                access_token: t.access_token,
+                token_type: "Bearer",
+                expires_in: t.expires_in,
+                scope: t.scope,
+                refresh_token: t.refresh_token.map(|r| r.expose().to_owned()),
+                id_token: t.id_token,
+            };
             let mut r = Json(body).into_response();
             r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
