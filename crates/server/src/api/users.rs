@@ -3,8 +3,9 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tessera_core::ids::UserId;
 use tessera_core::twofactor::TwoFactorMethod;
 use tessera_core::user::{User, UserInput};
@@ -77,9 +78,15 @@ pub fn user_json<'a>(u: &'a User, methods: &[TwoFactorMethod]) -> UserBody<'a> {
     }
 }
 
-async fn envelope(s: &AppState, u: &User) -> Result<Json<Value>, ApiError> {
+/// FusionAuth's `{user: …}` answer.
+#[derive(Serialize)]
+pub struct OneUser<'a> {
+    user: UserBody<'a>,
+}
+
+async fn envelope(s: &AppState, u: &User) -> Result<Response, ApiError> {
     let methods = s.factors.methods(u.id).await?;
-    Ok(Json(json!({"user": user_json(u, &methods)})))
+    Ok(Json(OneUser { user: user_json(u, &methods) }).into_response())
 }
 
 fn parse_id(id: &str) -> Result<UserId, ApiError> {
@@ -92,7 +99,7 @@ pub async fn create(
     AdminAuth(admin): AdminAuth,
     Caller(ctx): Caller,
     ApiJson(body): ApiJson<UserRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let input = body.user.ok_or_else(missing_user)?;
     let user = s.users.create(&admin, None, input, body.skip_verification, &ctx, s.clock.now()).await?;
     envelope(&s, &user).await
@@ -104,7 +111,7 @@ pub async fn create_with_id(
     Caller(ctx): Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UserRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let id: UserId =
         id.parse().map_err(|_| ApiError::general("[invalid]userId", "The user id in the URL is not a valid UUID."))?;
     let input = body.user.ok_or_else(missing_user)?;
@@ -116,7 +123,7 @@ pub async fn get(
     State(s): State<AppState>,
     AdminAuth(admin): AdminAuth,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     envelope(&s, &s.users.get(&admin, parse_id(&id)?).await?).await
 }
 
@@ -133,7 +140,7 @@ pub async fn search(
     State(s): State<AppState>,
     AdminAuth(admin): AdminAuth,
     Query(q): Query<SearchQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let login_id = q.login_id.or(q.email).or(q.username).ok_or_else(|| {
         ApiError::general("[missing]loginId", "Give a user id in the path, or loginId, email or username.")
     })?;
@@ -146,7 +153,7 @@ pub async fn replace(
     Caller(ctx): Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UserRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let input = body.user.ok_or_else(missing_user)?;
     let user = s.users.replace(&admin, parse_id(&id)?, input, &ctx, s.clock.now()).await?;
     envelope(&s, &user).await
@@ -158,7 +165,7 @@ pub async fn patch(
     Caller(ctx): Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Value>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let patch = body.get("user").filter(|u| u.is_object()).ok_or_else(missing_user)?;
     let user = s.users.patch(&admin, parse_id(&id)?, patch, &ctx, s.clock.now()).await?;
     envelope(&s, &user).await
