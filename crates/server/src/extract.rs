@@ -136,14 +136,26 @@ pub fn set_trust_cookie(response: &mut axum::response::Response, token: &Secret,
     }
 }
 
-/// A JSON body that may be empty (some endpoints take their input from a cookie or
-/// have only optional fields).
-pub fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
+/// A JSON body that may be empty (`T::default()`): endpoints whose input may come
+/// from a cookie or whose fields are all optional, and FusionAuth's two-factor endpoints,
+/// whose clients do not always declare the body's type. A body that is there must be
+/// JSON of the right shape: otherwise the same 400 `[invalidJSON]` as [`ApiJson`].
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let body = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::general("[invalidJSON]", format!("The request body could not be read: {e}")))?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        serde_json::from_slice(&body)
+            .map(OptionalJson)
+            .map_err(|e| ApiError::general("[invalidJSON]", format!("The request body is not valid JSON: {e}")))
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::general("[invalidJSON]", format!("The request body is not valid JSON: {e}")))
 }
 
 /// `?startRow=&numberOfResults=` paging, FusionAuth's names; 25 rows by default.

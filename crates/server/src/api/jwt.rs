@@ -1,7 +1,6 @@
 //! Tokens: validation, refresh, revocation, logout and the public keys.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -10,7 +9,7 @@ use tessera_core::secret::Secret;
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{AdminAuth, Caller, bearer, cookie, optional_json};
+use crate::extract::{AdminAuth, Caller, OptionalJson, bearer, cookie};
 
 /// `GET /api/jwt/validate` with `Authorization: Bearer <jwt>`: 200 with the claims or 401.
 pub async fn validate(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<ValidBody>, ApiError> {
@@ -48,9 +47,8 @@ pub async fn refresh(
     State(s): State<AppState>,
     Caller(ctx): Caller,
     headers: HeaderMap,
-    body: Bytes,
+    OptionalJson(parsed): OptionalJson<RefreshBody>,
 ) -> Result<Json<RefreshedBody>, ApiError> {
-    let parsed: RefreshBody = optional_json(&body)?;
     let token = parsed
         .refresh_token
         .or_else(|| cookie(&headers, "refresh_token").map(str::to_owned))
@@ -104,9 +102,8 @@ pub async fn logout(
     State(s): State<AppState>,
     Caller(ctx): Caller,
     headers: HeaderMap,
-    body: Bytes,
+    OptionalJson(parsed): OptionalJson<LogoutBody>,
 ) -> Result<StatusCode, ApiError> {
-    let parsed: LogoutBody = optional_json(&body)?;
     let refresh =
         parsed.refresh_token.or_else(|| cookie(&headers, "refresh_token").map(str::to_owned)).map(Secret::new);
     let access = bearer(&headers).or_else(|| cookie(&headers, "access_token"));

@@ -3,7 +3,6 @@
 //! factors (`/api/two-factor/secret`, `/api/two-factor/send`, `/api/user/two-factor`).
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,7 +24,7 @@ use tessera_core::validation::ValidationErrors;
 use crate::api::login::success_response;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{Caller, bearer, optional_json, set_trust_cookie};
+use crate::extract::{Caller, OptionalJson, bearer, set_trust_cookie};
 
 /// A two-factor method as FusionAuth's APIs show it.
 #[derive(Serialize)]
@@ -138,9 +137,8 @@ pub async fn send_for_challenge(
     Caller(ctx): Caller,
     Path(two_factor_id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    OptionalJson(b): OptionalJson<ChallengeSendBody>,
 ) -> Result<Response, ApiError> {
-    let b: ChallengeSendBody = optional_json(&body)?;
     let method_id = match b.method_id.as_deref().filter(|m| !m.is_empty()) {
         Some(m) => Some(MethodId::parse(m).ok_or(ApiError::NotFound)?),
         None => None,
@@ -154,7 +152,7 @@ pub async fn send_for_challenge(
     Ok(send_response(outcome, false))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct UserSendBody {
     user_id: Option<String>,
@@ -170,10 +168,8 @@ pub async fn send_for_user(
     State(s): State<AppState>,
     Caller(ctx): Caller,
     headers: HeaderMap,
-    body: Bytes,
+    OptionalJson(b): OptionalJson<UserSendBody>,
 ) -> Result<Response, ApiError> {
-    let b: UserSendBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::general("[invalidJSON]", format!("Invalid request body: {e}")))?;
     let user = b.user_id.ok_or_else(|| invalid("userId", "blank", "You must specify the [userId] property."))?;
     let scope = scope_for(&s, &headers, &user).await?;
     let channel = channel(b.message_type.as_deref())?;
@@ -196,7 +192,7 @@ pub async fn send_for_user(
     Ok(send_response(outcome, true))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct TwoFactorLoginBody {
     two_factor_id: Option<String>,
@@ -210,9 +206,11 @@ pub struct TwoFactorLoginBody {
 
 /// `POST /api/two-factor/login`: 200 with tokens, 421 for a wrong code, 404 for an
 /// unknown, expired or spent `twoFactorId`.
-pub async fn login(State(s): State<AppState>, Caller(caller): Caller, body: Bytes) -> Result<Response, ApiError> {
-    let b: TwoFactorLoginBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::general("[invalidJSON]", format!("Invalid request body: {e}")))?;
+pub async fn login(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    OptionalJson(b): OptionalJson<TwoFactorLoginBody>,
+) -> Result<Response, ApiError> {
     let mut errors = ValidationErrors::default();
     let id = b.two_factor_id.filter(|v| !v.is_empty());
     let code = b.code.filter(|v| !v.trim().is_empty());
@@ -300,7 +298,7 @@ pub struct RecoveryCodesBody {
     recovery_codes: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct EnableBody {
     method: Option<String>,
@@ -333,11 +331,9 @@ pub async fn enable(
     Caller(ctx): Caller,
     Path(user): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    OptionalJson(b): OptionalJson<EnableBody>,
 ) -> Result<Response, ApiError> {
     let scope = scope_for(&s, &headers, &user).await?;
-    let b: EnableBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::general("[invalidJSON]", format!("Invalid request body: {e}")))?;
     let code = b.code.clone().filter(|c| !c.trim().is_empty());
     let Some(code) = code else { return Err(invalid("code", "blank", "You must specify the [code] property.")) };
     let now = s.clock.now();

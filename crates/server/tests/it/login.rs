@@ -79,6 +79,13 @@ async fn malformed_requests_get_400() {
     assert_eq!((r.status, &r.json["generalErrors"][0]["code"]), (400, &json!("[invalidJSON]")));
     let r = app.send(app.client.post(app.url("/api/login")).body("loginId=a")).await;
     assert_eq!(r.status, 400, "no JSON content type");
+    // The two-factor endpoints' bodies may be empty or undeclared, but not malformed.
+    for path in ["/api/two-factor/login", "/api/two-factor/send", "/api/jwt/refresh", "/api/logout"] {
+        let r = app.send(app.client.post(app.url(path)).body("{\"twoFactorId\": ")).await;
+        assert_eq!((r.status, &r.json["generalErrors"][0]["code"]), (400, &json!("[invalidJSON]")), "{path}");
+    }
+    let r = app.send(app.client.post(app.url("/api/two-factor/login"))).await;
+    assert_eq!((r.status, &r.json["fieldErrors"]["twoFactorId"][0]["code"]), (400, &json!("[blank]twoFactorId")));
 }
 
 #[tokio::test]
