@@ -1,6 +1,6 @@
 //! Users and the rules for what a valid user is.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::Timestamp;
@@ -101,26 +101,17 @@ pub struct User {
     pub updated_at: Timestamp,
 }
 
-/// A user as a client describes it: every field optional, nothing checked yet. Field
-/// names are FusionAuth's, so its clients' JSON deserialises as is.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A user as a client describes it: every field optional, nothing checked yet (the
+/// server reads it from FusionAuth's JSON).
+#[derive(Clone, Debug, Default)]
 pub struct UserInput {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
-    #[serde(skip_serializing)]
     pub password: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub mobile_phone: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub first_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub active: Option<bool>,
 }
 
@@ -156,21 +147,6 @@ fn present(s: &Option<String>) -> Option<&str> {
 }
 
 impl UserInput {
-    /// The view of an existing user a client would send back unchanged; PATCH merges
-    /// its body into this.
-    pub fn from_user(u: &User) -> Self {
-        UserInput {
-            email: u.email.as_ref().map(|e| e.as_str().to_owned()),
-            username: u.username.as_ref().map(|e| e.as_str().to_owned()),
-            password: None,
-            mobile_phone: u.mobile_phone.as_ref().map(|p| p.as_str().to_owned()),
-            first_name: u.first_name.clone(),
-            last_name: u.last_name.clone(),
-            data: Some(Value::Object(u.data.clone())),
-            active: Some(u.active),
-        }
-    }
-
     /// Checks every rule and reports every problem at once, under `user.<field>`.
     /// `password_required` is true when creating a user.
     pub fn validate(self, rules: &PasswordRules, password_required: bool) -> Result<ValidUser, ValidationErrors> {
@@ -281,8 +257,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A description as the server reads it from FusionAuth's field names.
     fn input(v: Value) -> UserInput {
-        serde_json::from_value(v).unwrap_or_default()
+        let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        UserInput {
+            email: text("email"),
+            username: text("username"),
+            password: text("password"),
+            mobile_phone: text("mobilePhone"),
+            first_name: text("firstName"),
+            last_name: text("lastName"),
+            data: v.get("data").cloned(),
+            active: v.get("active").and_then(Value::as_bool),
+        }
     }
 
     #[test]

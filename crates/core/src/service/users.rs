@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::RequestContext;
 use super::kernel::{Kernel, retrying};
@@ -11,7 +11,7 @@ use crate::audit::AuditKind;
 use crate::ids::{TenantId, UserId};
 use crate::password::{PasswordHash, PasswordHasher};
 use crate::store::{Store, StoreError};
-use crate::user::{LoginId, User, UserInput, ValidUser, merge_patch};
+use crate::user::{LoginId, User, UserInput, ValidUser};
 use crate::validation::ValidationErrors;
 use crate::{CoreError, Timestamp};
 
@@ -100,29 +100,6 @@ impl Users {
         })
         .await?;
         Ok(user)
-    }
-
-    /// PATCH: RFC 7396 merge of the body into the user as it is.
-    pub async fn patch(
-        &self,
-        admin: &Admin,
-        id: UserId,
-        patch: &Value,
-        ctx: &RequestContext,
-        now: Timestamp,
-    ) -> Result<User, CoreError> {
-        let existing = self.get(admin, id).await?;
-        let mut current =
-            serde_json::to_value(UserInput::from_user(&existing)).map_err(|e| CoreError::Internal(e.to_string()))?;
-        merge_patch(&mut current, patch);
-        let input: UserInput = serde_json::from_value(current).map_err(|e| {
-            CoreError::Invalid(ValidationErrors::field(
-                "user",
-                "invalid",
-                format!("The [user] object is malformed: {e}"),
-            ))
-        })?;
-        self.replace(admin, id, input, ctx, now).await
     }
 
     /// FusionAuth semantics: a plain delete deactivates; `hard` removes the user.

@@ -8,18 +8,74 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tessera_core::ids::UserId;
 use tessera_core::twofactor::TwoFactorMethod;
-use tessera_core::user::{User, UserInput};
+use tessera_core::user::{User, UserInput, merge_patch};
+use tessera_core::validation::ValidationErrors;
 
 use crate::api::two_factor::{MethodBody, method_json};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{AdminAuth, ApiJson, Caller};
 
+/// A user as a client sends it, in FusionAuth's field names: every field optional,
+/// nothing checked yet (core's `UserInput::validate` does that).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserFields {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    #[serde(skip_serializing)]
+    password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mobile_phone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active: Option<bool>,
+}
+
+impl UserFields {
+    /// The user as it is, as a client would send it back unchanged: PATCH merges its
+    /// body into this.
+    fn of(u: &User) -> UserFields {
+        UserFields {
+            email: u.email.as_ref().map(|e| e.as_str().to_owned()),
+            username: u.username.as_ref().map(|e| e.as_str().to_owned()),
+            password: None,
+            mobile_phone: u.mobile_phone.as_ref().map(|p| p.as_str().to_owned()),
+            first_name: u.first_name.clone(),
+            last_name: u.last_name.clone(),
+            data: Some(Value::Object(u.data.clone())),
+            active: Some(u.active),
+        }
+    }
+}
+
+impl From<UserFields> for UserInput {
+    fn from(f: UserFields) -> UserInput {
+        UserInput {
+            email: f.email,
+            username: f.username,
+            password: f.password,
+            mobile_phone: f.mobile_phone,
+            first_name: f.first_name,
+            last_name: f.last_name,
+            data: f.data,
+            active: f.active,
+        }
+    }
+}
+
 /// `{"user": {…}}`, the envelope FusionAuth uses for requests and answers.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserRequest {
-    user: Option<UserInput>,
+    user: Option<UserFields>,
     /// FusionAuth's: the administrator vouches for the email address.
     #[serde(default)]
     skip_verification: bool,
@@ -100,7 +156,7 @@ pub async fn create(
     Caller(ctx): Caller,
     ApiJson(body): ApiJson<UserRequest>,
 ) -> Result<Response, ApiError> {
-    let input = body.user.ok_or_else(missing_user)?;
+    let input = body.user.ok_or_else(missing_user)?.into();
     let user = s.users.create(&admin, None, input, body.skip_verification, &ctx, s.clock.now()).await?;
     envelope(&s, &user).await
 }
@@ -114,7 +170,7 @@ pub async fn create_with_id(
 ) -> Result<Response, ApiError> {
     let id: UserId =
         id.parse().map_err(|_| ApiError::general("[invalid]userId", "The user id in the URL is not a valid UUID."))?;
-    let input = body.user.ok_or_else(missing_user)?;
+    let input = body.user.ok_or_else(missing_user)?.into();
     let user = s.users.create(&admin, Some(id), input, body.skip_verification, &ctx, s.clock.now()).await?;
     envelope(&s, &user).await
 }
@@ -154,7 +210,7 @@ pub async fn replace(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UserRequest>,
 ) -> Result<Response, ApiError> {
-    let input = body.user.ok_or_else(missing_user)?;
+    let input = body.user.ok_or_else(missing_user)?.into();
     let user = s.users.replace(&admin, parse_id(&id)?, input, &ctx, s.clock.now()).await?;
     envelope(&s, &user).await
 }
@@ -167,7 +223,15 @@ pub async fn patch(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let patch = body.get("user").filter(|u| u.is_object()).ok_or_else(missing_user)?;
-    let user = s.users.patch(&admin, parse_id(&id)?, patch, &ctx, s.clock.now()).await?;
+    // RFC 7396: the body merged into the user as it is, then replaced as a PUT would.
+    let id = parse_id(&id)?;
+    let existing = s.users.get(&admin, id).await?;
+    let mut current = serde_json::to_value(UserFields::of(&existing)).map_err(|e| ApiError::Internal(e.to_string()))?;
+    merge_patch(&mut current, patch);
+    let fields: UserFields = serde_json::from_value(current).map_err(|e| {
+        ApiError::Invalid(ValidationErrors::field("user", "invalid", format!("The [user] object is malformed: {e}")))
+    })?;
+    let user = s.users.replace(&admin, id, fields.into(), &ctx, s.clock.now()).await?;
     envelope(&s, &user).await
 }
 
