@@ -1,7 +1,6 @@
 //! Configured messengers (which provider accounts deliver codes, for which channels
 //! and countries, in which order) and the record of every delivery.
 
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::Timestamp;
@@ -132,12 +131,11 @@ pub fn route<'a>(configs: &'a [MessengerConfig], to: &PhoneNumber, channel: Chan
     candidates
 }
 
-/// A messenger as a client sends it: FusionAuth's `{messenger: {type, name, url, …}}`
-/// with the provider's settings beside them.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A messenger as a client describes it, nothing checked yet (the server reads it from
+/// FusionAuth's `{messenger: {type, name, url, …}}`): the provider's settings and
+/// secrets are in `rest`, by their wire names.
+#[derive(Clone, Debug, Default)]
 pub struct MessengerInput {
-    #[serde(rename = "type")]
     pub kind: Option<String>,
     pub name: Option<String>,
     pub url: Option<String>,
@@ -145,7 +143,6 @@ pub struct MessengerInput {
     pub priority: Option<i64>,
     pub country_codes: Option<Vec<u16>>,
     pub preferred_country_codes: Option<Vec<u16>>,
-    #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
 
@@ -387,7 +384,13 @@ mod tests {
 
     #[test]
     fn validation_names_what_each_provider_needs() {
-        let input = |v: Value| serde_json::from_value::<MessengerInput>(v).unwrap_or_default();
+        let input = |v: Value| {
+            let mut rest = v.as_object().cloned().unwrap_or_default();
+            let kind = rest.remove("type").and_then(|t| t.as_str().map(str::to_owned));
+            let name = rest.remove("name").and_then(|t| t.as_str().map(str::to_owned));
+            let url = rest.remove("url").and_then(|t| t.as_str().map(str::to_owned));
+            MessengerInput { kind, name, url, rest, ..MessengerInput::default() }
+        };
         let e = input(json!({"type": "Twilio", "name": "t"})).validate(None).err().unwrap_or_default();
         let fields: Vec<&str> = e.fields.keys().map(String::as_str).collect();
         assert_eq!(fields, ["messenger.accountSID", "messenger.authToken", "messenger.fromPhoneNumber"]);

@@ -149,8 +149,7 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
                 "messengers[{i}]: give each configured messenger an `id` (a UUID) so restarts update it"
             ))
         })?;
-        let input =
-            serde_json::from_value(m.clone()).map_err(|e| StartError::Config(format!("messengers[{i}]: {e}")))?;
+        let input = api::messengers::configured(m).map_err(|e| StartError::Config(format!("messengers[{i}]: {e}")))?;
         identity.messengers().seed(id, input, clock.now()).await.map_err(|e| match e {
             CoreError::Invalid(v) => {
                 let detail: Vec<String> = v.fields.values().flatten().map(|p| p.message.clone()).collect();

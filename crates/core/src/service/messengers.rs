@@ -15,7 +15,6 @@ use crate::messengers::{MessengerConfig, MessengerInput, MessengerType, ValidMes
 use crate::phone::PhoneNumber;
 use crate::secret::Secret;
 use crate::store::MessengerStore;
-use crate::user::merge_patch;
 use crate::validation::ValidationErrors;
 use crate::{CoreError, Timestamp};
 
@@ -169,41 +168,6 @@ impl Messengers {
         self.store.update_messenger(&m).await?;
         self.kernel.audit(AuditKind::MessengerUpdated, None, "success", ctx, messenger_detail(&m), now).await?;
         Ok(m)
-    }
-
-    /// PATCH: merged into the current description (secrets stay unless given).
-    pub async fn patch(
-        &self,
-        admin: &Admin,
-        id: MessengerId,
-        patch: &Value,
-        ctx: &RequestContext,
-        now: Timestamp,
-    ) -> Result<MessengerConfig, CoreError> {
-        let existing = self.get(admin, id).await?;
-        let mut current = json!({
-            "type": existing.kind.as_str(),
-            "name": existing.name,
-            "channels": existing.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-            "priority": existing.priority,
-            "countryCodes": existing.country_codes,
-            "preferredCountryCodes": existing.preferred_country_codes,
-        });
-        if let Value::Object(o) = &mut current {
-            if let Some(u) = &existing.url {
-                o.insert("url".into(), json!(u));
-            }
-            o.extend(existing.settings.clone());
-        }
-        merge_patch(&mut current, patch);
-        let input: MessengerInput = serde_json::from_value(current).map_err(|e| {
-            CoreError::Invalid(ValidationErrors::field(
-                "messenger",
-                "invalid",
-                format!("The [messenger] object is malformed: {e}"),
-            ))
-        })?;
-        self.replace(admin, id, input, ctx, now).await
     }
 
     /// A messenger from configuration at start: created, or updated if it exists.

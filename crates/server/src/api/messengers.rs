@@ -10,15 +10,70 @@ use tessera_core::ids::MessengerId;
 use tessera_core::messaging::Channel;
 use tessera_core::messengers::{Delivery, MessengerConfig, MessengerInput};
 use tessera_core::phone::PhoneNumber;
+use tessera_core::user::merge_patch;
 use tessera_core::validation::ValidationErrors;
 
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{AdminAuth, ApiJson, Caller, Page};
 
+/// A messenger as a client sends it: FusionAuth's `{type, name, url, …}` with the
+/// provider's settings and secrets beside them.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessengerFields {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    name: Option<String>,
+    url: Option<String>,
+    channels: Option<Vec<String>>,
+    priority: Option<i64>,
+    country_codes: Option<Vec<u16>>,
+    preferred_country_codes: Option<Vec<u16>>,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+impl From<MessengerFields> for MessengerInput {
+    fn from(f: MessengerFields) -> MessengerInput {
+        MessengerInput {
+            kind: f.kind,
+            name: f.name,
+            url: f.url,
+            channels: f.channels,
+            priority: f.priority,
+            country_codes: f.country_codes,
+            preferred_country_codes: f.preferred_country_codes,
+            rest: f.rest,
+        }
+    }
+}
+
+/// A messenger from the configuration file (its `/api/messenger` fields).
+pub fn configured(table: &Value) -> Result<MessengerInput, serde_json::Error> {
+    serde_json::from_value::<MessengerFields>(table.clone()).map(MessengerInput::from)
+}
+
+/// The messenger as a PATCH body merges into: its settings as the client sent them
+/// (secrets stay unless the body gives new ones).
+fn current_fields(m: &MessengerConfig) -> Value {
+    let mut current = Map::new();
+    current.insert("type".into(), Value::from(m.kind.as_str()));
+    current.insert("name".into(), Value::from(m.name.clone()));
+    current.insert("channels".into(), Value::from(m.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>()));
+    current.insert("priority".into(), Value::from(m.priority));
+    current.insert("countryCodes".into(), Value::from(m.country_codes.clone()));
+    current.insert("preferredCountryCodes".into(), Value::from(m.preferred_country_codes.clone()));
+    if let Some(u) = &m.url {
+        current.insert("url".into(), Value::from(u.clone()));
+    }
+    current.extend(m.settings.clone());
+    Value::Object(current)
+}
+
 #[derive(Deserialize)]
 pub struct MessengerRequest {
-    messenger: Option<MessengerInput>,
+    messenger: Option<MessengerFields>,
 }
 
 fn missing() -> ApiError {
@@ -96,7 +151,7 @@ pub async fn create(
     Caller(ctx): Caller,
     ApiJson(body): ApiJson<MessengerRequest>,
 ) -> Result<Json<OneMessenger>, ApiError> {
-    let m = s.messengers.create(&admin, None, body.messenger.ok_or_else(missing)?, &ctx, s.clock.now()).await?;
+    let m = s.messengers.create(&admin, None, body.messenger.ok_or_else(missing)?.into(), &ctx, s.clock.now()).await?;
     one(&s, &m)
 }
 
@@ -108,7 +163,8 @@ pub async fn create_with_id(
     ApiJson(body): ApiJson<MessengerRequest>,
 ) -> Result<Json<OneMessenger>, ApiError> {
     let id = id.parse().map_err(|_| ApiError::general("[invalid]messengerId", "The id in the URL is not a UUID."))?;
-    let m = s.messengers.create(&admin, Some(id), body.messenger.ok_or_else(missing)?, &ctx, s.clock.now()).await?;
+    let m =
+        s.messengers.create(&admin, Some(id), body.messenger.ok_or_else(missing)?.into(), &ctx, s.clock.now()).await?;
     one(&s, &m)
 }
 
@@ -133,8 +189,10 @@ pub async fn replace(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<MessengerRequest>,
 ) -> Result<Json<OneMessenger>, ApiError> {
-    let m =
-        s.messengers.replace(&admin, parse_id(&id)?, body.messenger.ok_or_else(missing)?, &ctx, s.clock.now()).await?;
+    let m = s
+        .messengers
+        .replace(&admin, parse_id(&id)?, body.messenger.ok_or_else(missing)?.into(), &ctx, s.clock.now())
+        .await?;
     one(&s, &m)
 }
 
@@ -146,7 +204,17 @@ pub async fn patch(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<OneMessenger>, ApiError> {
     let patch = body.get("messenger").filter(|m| m.is_object()).ok_or_else(missing)?;
-    let m = s.messengers.patch(&admin, parse_id(&id)?, patch, &ctx, s.clock.now()).await?;
+    let id = parse_id(&id)?;
+    let mut current = current_fields(&s.messengers.get(&admin, id).await?);
+    merge_patch(&mut current, patch);
+    let fields: MessengerFields = serde_json::from_value(current).map_err(|e| {
+        ApiError::Invalid(ValidationErrors::field(
+            "messenger",
+            "invalid",
+            format!("The [messenger] object is malformed: {e}"),
+        ))
+    })?;
+    let m = s.messengers.replace(&admin, id, fields.into(), &ctx, s.clock.now()).await?;
     one(&s, &m)
 }
 

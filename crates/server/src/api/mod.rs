@@ -1,5 +1,6 @@
-//! HTTP handlers. Each parses its input into domain types, calls one `Identity` use
-//! case with `now`, and puts the outcome into FusionAuth's wire shape.
+//! HTTP handlers. Each reads its input through a typed wire shape (a `Deserialize` DTO
+//! turned into domain types), calls one use case of a core service with `now`, and puts
+//! the outcome into a `Serialize` DTO in FusionAuth's, Twilio's or OpenID's shape.
 
 pub mod applications;
 pub mod flows;
