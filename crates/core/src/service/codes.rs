@@ -190,14 +190,21 @@ impl Codes {
         now: Timestamp,
     ) -> Result<bool, CoreError> {
         let Some(stored) = self.store.user_code(user, purpose).await? else { return Ok(false) };
-        if now < stored.expires_at && self.code_matches(&stored.hash, purpose, code).await {
+        if now >= stored.expires_at {
+            return Ok(false);
+        }
+        // The attempt is counted before the code is compared (one atomic increment), so of
+        // 50 guesses at once at most `max_attempts` are compared; past it the code is dropped.
+        let max = self.kernel.policies.two_factor.max_attempts;
+        let attempts = self.store.record_user_code_failure(user, purpose).await?;
+        if attempts <= max && self.code_matches(&stored.hash, purpose, code).await {
             let taken = self.store.take_user_code(user, purpose, &stored.hash).await?;
             if taken {
                 self.approve_if_owned(&stored.hash).await;
             }
             return Ok(taken);
         }
-        if self.store.record_user_code_failure(user, purpose).await? >= self.kernel.policies.two_factor.max_attempts {
+        if attempts >= max {
             self.store.take_user_code(user, purpose, &stored.hash).await?;
         }
         Ok(false)
