@@ -32,8 +32,10 @@ pub enum AuthorizeOutcome {
     /// hosted sign-in for the client's application, asking of a second factor what
     /// `rule` says (its policy, a step-up asked for), then back here.
     Login { application: ApplicationId, rule: FactorRule },
-    /// The application requires a second factor and the user has none: enroll one.
-    Enroll,
+    /// The application requires a second factor and the signed-in user has none: a
+    /// sign-in for `session`'s user waits for one to be enrolled (it carries the
+    /// application and its rule like `Login`'s), then comes back here.
+    Enroll { session: Box<BrowserSession>, application: ApplicationId, rule: FactorRule },
     /// Done: send the browser back with this code.
     Code { redirect_uri: String, code: Secret, state: Option<String> },
 }
@@ -181,10 +183,8 @@ impl Identity {
         let Some(client) = client else {
             return Ok(AuthorizeOutcome::ErrorPage("This application is not known.".into()));
         };
-        let login = AuthorizeOutcome::Login {
-            application: client.id,
-            rule: FactorRule::for_application(client.mfa_policy, req.require_mfa),
-        };
+        let (application, rule) = (client.id, FactorRule::for_application(client.mfa_policy, req.require_mfa));
+        let login = AuthorizeOutcome::Login { application, rule };
         let Some(session) = session.filter(|s| s.tenant_id == client.tenant_id) else {
             return Ok(login);
         };
@@ -193,7 +193,9 @@ impl Identity {
         let decision = second_factor(client.mfa_policy, req.require_mfa, has_factor, &session.methods);
         match decision {
             // Signing in again would not help: the user has no factor to pass yet.
-            SecondFactor::Enrol => return Ok(AuthorizeOutcome::Enroll),
+            SecondFactor::Enrol => {
+                return Ok(AuthorizeOutcome::Enroll { session: Box::new(session.clone()), application, rule });
+            }
             SecondFactor::Pass => return Ok(login),
             SecondFactor::NotNeeded if req.prompt_login || too_old => return Ok(login),
             SecondFactor::NotNeeded => {}

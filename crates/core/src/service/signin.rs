@@ -87,6 +87,33 @@ impl Identity {
         Ok(id)
     }
 
+    /// A signed-in browser reached an application that wants a second factor its user
+    /// does not have: a sign-in for that user, with what the session passed, waits for
+    /// one to be enrolled (its page carries only the id), then leads to `start.return_to`.
+    pub async fn begin_session_enrolment(
+        &self,
+        session: &crate::oidc::BrowserSession,
+        start: &BrowserStart,
+        browser: &Secret,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<Secret, CoreError> {
+        let application = self.application_for(start.application).await?;
+        let id = Secret::new(random::token(32)?);
+        let digest = id.digest();
+        let enrolling = self.enrolling(&digest)?;
+        let mut sign_in = self.new_sign_in(digest, &application, ctx, now);
+        sign_in.user_id = Some(session.user_id);
+        sign_in.passed = session.methods.clone();
+        sign_in.stage = Stage::NeedEnrolment;
+        sign_in.return_to = Some(start.return_to.clone());
+        sign_in.rule = start.rule;
+        sign_in.signals.browser = Some(browser.digest());
+        sign_in.enrolling = Some(enrolling);
+        self.store.insert_sign_in(&sign_in).await?;
+        Ok(id)
+    }
+
     /// Whether `id` is a hosted sign-in the browser `browser` began that still waits
     /// for its password: the page `/oauth2/authorize` sent the browser to shows it.
     pub async fn browser_sign_in_open(&self, id: &Secret, browser: &Secret, now: Timestamp) -> Result<bool, CoreError> {
@@ -368,14 +395,13 @@ impl Identity {
     ) -> Result<LoginOutcome, CoreError> {
         let id = Secret::new(random::token(32)?);
         let digest = id.digest();
-        let key = crate::twofactor::new_totp_secret()?;
-        let sealed_key = self.kernel.sealer.seal(&key, &enrol_key_context(&digest))?;
+        let enrolling = self.enrolling(&digest)?;
         let next = SignIn {
             digest,
             stage: Stage::NeedEnrolment,
             resume_digest: None,
             expires_at: now.plus(self.kernel.policies.sign_in_ttl),
-            enrolling: Some(Enrolling { sealed_key, phone: None }),
+            enrolling: Some(enrolling),
             ..step.sign_in.clone()
         };
         if !self.move_on(&step, next, now).await? {
@@ -384,6 +410,13 @@ impl Identity {
         let detail = json!({"applicationId": step.sign_in.application_id.to_string()});
         self.kernel.audit(AuditKind::EnrolmentRequired, Some(step.user.id), "required", ctx, detail, now).await?;
         Ok(LoginOutcome::NeedEnrolment { sign_in: id })
+    }
+
+    /// A fresh authenticator key for the enrolment page of the sign-in `digest`, sealed
+    /// under that digest (which does not change while it waits).
+    fn enrolling(&self, digest: &str) -> Result<Enrolling, CoreError> {
+        let key = crate::twofactor::new_totp_secret()?;
+        Ok(Enrolling { sealed_key: self.kernel.sealer.seal(&key, &enrol_key_context(digest))?, phone: None })
     }
 
     /// Issue: the tokens, in one unit with the stored sign-in spent (a second request

@@ -152,9 +152,16 @@ pub async fn authorize(
             let login = with_query("/login", &[("return_to", back.as_str()), ("signin", sign_in.expose())]);
             pages::with_csrf(see_other(&login), &cookies, &csrf)
         }
-        AuthorizeOutcome::Enroll => {
-            let back = uri.path_and_query().map_or("/oauth2/authorize", |p| p.as_str());
-            see_other(&with_query("/login/enroll", &[("return_to", back)]))
+        AuthorizeOutcome::Enroll { session, application, rule } => {
+            // A sign-in for the session's user waits for a factor, bound to this browser;
+            // its page carries only its id, and it leads back here.
+            let back = uri.path_and_query().map_or("/oauth2/authorize", |p| p.as_str()).to_owned();
+            let csrf = cookies.csrf_or_new(&headers)?;
+            let start = BrowserStart { return_to: back, application: Some(application), rule };
+            let browser = Secret::new(csrf.as_str());
+            let sign_in = s.identity.begin_session_enrolment(&session, &start, &browser, &ctx, now).await?;
+            let enrol = with_query("/login/enroll", &[("signin", sign_in.expose())]);
+            pages::with_csrf(see_other(&enrol), &cookies, &csrf)
         }
         AuthorizeOutcome::Code { redirect_uri, code, state } => {
             let mut q = vec![("code", code.expose())];

@@ -212,3 +212,35 @@ async fn fifty_wrong_enrolment_codes_at_once_compare_at_most_five() {
         assert!(apps[0].factors_of("ann@example.com").await.is_empty(), "{name}");
     }
 }
+
+/// A browser signed in with a password alone reaches an application that requires a
+/// second factor: a sign-in for its user waits for one to be enrolled (its page, too,
+/// carries only the id and the CSRF token), and leads back to the application.
+#[tokio::test]
+async fn a_signed_in_user_enrols_in_a_sign_in_when_an_application_requires_a_factor() {
+    let app = tessera_testkit::spawn_app().await;
+    app.create_user("ann@example.com", "correct horse").await;
+    let mut b = Browser::new(&app);
+    let (csrf, signed_in) = b.sign_in_to_account().await;
+    assert_eq!(signed_in.location.as_deref(), Some("/account"), "{}", signed_in.text);
+    let client_id = requiring_a_factor(&app).await;
+
+    let first = b.get(&authorize_url(&client_id, "")).await;
+    let to = first.location.unwrap();
+    assert!(to.starts_with("/login/enroll?signin="), "{to}");
+    let mut elsewhere = Browser::new(&app);
+    assert_eq!(elsewhere.get(&to).await.status, 400, "the link is worth nothing in another browser");
+    let page = b.get(&to).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    only_id_and_csrf(&page);
+    let enrolment = field(&page.text, "signin");
+    let done =
+        b.post("/login/enroll", &[("csrf", &csrf), ("signin", &enrolment), ("code", &app_code(&app, &page))]).await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert_eq!(done.text.matches("<li><code>").count(), 10, "ten recovery codes, shown once");
+    let back = b.get(&link(&done.text)).await;
+    let to_client = back.location.unwrap();
+    assert!(to_client.starts_with(CB), "{to_client}");
+    let t = redeem(&app, &client_id, &query(&to_client)["code"]).await;
+    assert_eq!(claims(t.json["id_token"].as_str().unwrap())["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
+}
