@@ -450,32 +450,36 @@ async fn a_wrong_code_at_twilio_verify_is_421() {
 /// check at most five of them, and the code is gone after.
 #[tokio::test]
 async fn fifty_wrong_enrolment_codes_at_once_cost_at_most_five_verify_checks() {
-    let app = spawn_app().await;
-    let verify = MockVendor::start().await;
-    verify.on("/v2/Services/VA7/Verifications", Reply::json(201, json!({"sid": "VE7", "status": "pending"})));
-    verify.on(
-        "/v2/Services/VA7/VerificationCheck",
-        Reply::json(200, json!({"sid": "VE7", "status": "pending", "valid": false})),
-    );
-    add(&app, json!({"type": "TwilioVerify", "name": "v", "url": verify.url, "accountSID": "AC1", "authToken": "t", "serviceSid": "VA7"})).await;
-    let ann = app.create_user("ann@example.com", "correct horse").await;
-    let sent =
-        app.admin(Method::POST, "/api/two-factor/send", Some(json!({"userId": ann, "mobilePhone": PHONE}))).await;
-    assert_eq!(sent.status, 200, "{}", sent.text);
-    let body = json!({"method": "sms", "mobilePhone": PHONE, "code": "000000"});
-    let requests = (0..50)
-        .map(|_| {
-            app.client
-                .post(app.url(&format!("/api/user/two-factor/{ann}")))
+    for apps in crate::limits::deployments(|_| {}).await {
+        let (app, name) = (&apps[0], crate::limits::name(&apps));
+        let verify = MockVendor::start().await;
+        verify.on("/v2/Services/VA7/Verifications", Reply::json(201, json!({"sid": "VE7", "status": "pending"})));
+        verify.on(
+            "/v2/Services/VA7/VerificationCheck",
+            Reply::json(200, json!({"sid": "VE7", "status": "pending", "valid": false})),
+        );
+        add(app, json!({"type": "TwilioVerify", "name": "v", "url": verify.url, "accountSID": "AC1", "authToken": "t", "serviceSid": "VA7"})).await;
+        let ann = app.create_user("ann@example.com", "correct horse").await;
+        let to = json!({"userId": ann, "mobilePhone": PHONE});
+        let sent = app.admin(Method::POST, "/api/two-factor/send", Some(to)).await;
+        assert_eq!(sent.status, 200, "{name}: {}", sent.text);
+        let body = json!({"method": "sms", "mobilePhone": PHONE, "code": "000000"});
+        let replies = crate::limits::fifty(&apps, |a, _| {
+            a.client
+                .post(a.url(&format!("/api/user/two-factor/{ann}")))
                 .header("Authorization", &app.api_key)
                 .json(&body)
         })
-        .collect();
-    let replies = app.all_at_once(requests).await;
-    assert!(replies.iter().all(|r| r.status == 421), "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
-    let checks = verify.requests().iter().filter(|r| r.path.ends_with("VerificationCheck")).count();
-    assert!((1..=5).contains(&checks), "{checks} codes were sent to Verify to check");
-    assert!(app.factors_of("ann@example.com").await.is_empty());
+        .await;
+        assert!(
+            replies.iter().all(|r| r.status == 421),
+            "{name}: {:?}",
+            replies.iter().map(|r| r.status).collect::<Vec<_>>()
+        );
+        let checks = verify.requests().iter().filter(|r| r.path.ends_with("VerificationCheck")).count();
+        assert!((1..=5).contains(&checks), "{name}: {checks} codes were sent to Verify to check");
+        assert!(app.factors_of("ann@example.com").await.is_empty(), "{name}");
+    }
 }
 
 async fn latest_status(app: &TestApp) -> Value {
