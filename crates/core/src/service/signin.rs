@@ -77,14 +77,27 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<Secret, CoreError> {
+        let (id, sign_in) = self.browser_sign_in(start, browser, ctx, now).await?;
+        self.store.insert_sign_in(&sign_in).await?;
+        Ok(id)
+    }
+
+    /// A hosted sign-in's id and its row, not stored yet: for `start`'s application, rule
+    /// and destination, bound to `browser`.
+    async fn browser_sign_in(
+        &self,
+        start: &BrowserStart,
+        browser: &Secret,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<(Secret, SignIn), CoreError> {
         let application = self.application_for(start.application).await?;
         let id = Secret::new(random::token(32)?);
         let mut sign_in = self.new_sign_in(id.digest(), &application, ctx, now);
         sign_in.return_to = Some(start.return_to.clone());
         sign_in.rule = start.rule;
         sign_in.signals.browser = Some(browser.digest());
-        self.store.insert_sign_in(&sign_in).await?;
-        Ok(id)
+        Ok((id, sign_in))
     }
 
     /// A signed-in browser reached an application that wants a second factor its user
@@ -98,18 +111,11 @@ impl Identity {
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<Secret, CoreError> {
-        let application = self.application_for(start.application).await?;
-        let id = Secret::new(random::token(32)?);
-        let digest = id.digest();
-        let enrolling = self.enrolling(&digest)?;
-        let mut sign_in = self.new_sign_in(digest, &application, ctx, now);
+        let (id, mut sign_in) = self.browser_sign_in(start, browser, ctx, now).await?;
         sign_in.user_id = Some(session.user_id);
         sign_in.passed = session.methods.clone();
         sign_in.stage = Stage::NeedEnrolment;
-        sign_in.return_to = Some(start.return_to.clone());
-        sign_in.rule = start.rule;
-        sign_in.signals.browser = Some(browser.digest());
-        sign_in.enrolling = Some(enrolling);
+        sign_in.enrolling = Some(self.enrolling(&sign_in.digest)?);
         self.store.insert_sign_in(&sign_in).await?;
         Ok(id)
     }
