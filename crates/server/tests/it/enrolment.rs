@@ -244,3 +244,17 @@ async fn a_signed_in_user_enrols_in_a_sign_in_when_an_application_requires_a_fac
     let t = redeem(&app, &client_id, &query(&to_client)["code"]).await;
     assert_eq!(claims(t.json["id_token"].as_str().unwrap())["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
 }
+
+/// An enrolment lasts as long as a sign-in (`sign_in_ttl_seconds`, 30 minutes): the
+/// right code after that signs nobody in and adds no factor.
+#[tokio::test]
+async fn an_enrolment_left_too_long_is_over() {
+    let app = tessera_testkit::spawn_app().await;
+    let w = waiting(&app).await;
+    app.clock.advance(std::time::Duration::from_secs(30 * 60 + 1));
+    let form = [("csrf", w.csrf.as_str()), ("signin", &w.enrolment), ("code", &w.right)];
+    let late = app.send(app.client.post(app.url("/login/enroll")).header("Cookie", &w.cookie).form(&form)).await;
+    assert_eq!(late.status, 400, "{}", late.text);
+    assert!(app.factors_of("ann@example.com").await.is_empty());
+    assert_eq!(app.count("SELECT COUNT(*) FROM browser_sessions").await, 0, "nobody signed in");
+}

@@ -30,6 +30,7 @@ service = verify.services.create(friendly_name="Acme", code_length=6, custom_cod
 expect("service sid", service.sid[:2], "VA")
 expect("code length", service.code_length, 6)
 expect("fetched name", verify.services(service.sid).fetch().friendly_name, "Acme")
+expect("listed", [s.sid for s in verify.services.list()], [service.sid])
 
 started = verify.services(service.sid).verifications.create(to="+15554443232", channel="sms", custom_code="424242")
 expect("status", started.status, "pending")
