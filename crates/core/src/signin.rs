@@ -236,6 +236,10 @@ pub struct Signals {
     /// For a hosted sign-in, the digest of the browser's CSRF token: only that browser
     /// may resume it, so a resume link sent to someone else signs nobody in there.
     pub browser: Option<String>,
+    /// The digest of the browser's long-lived device cookie (hosted pages), which
+    /// outlives sessions and sign-ins: how a later sign-in tells a known device from a
+    /// new one. When it happened is the sign-in's `created_at`.
+    pub device: Option<String>,
 }
 
 /// A sign-in in progress (FusionAuth's `twoFactorId` is its id once the password

@@ -304,6 +304,7 @@ fn browser_routes(state: AppState) -> Router<AppState> {
         .route("/logout", get(api::pages::logout_page).post(api::pages::logout_submit))
         .route_layer(middleware::from_fn_with_state(state.clone(), api::pages::refuse_bad_return_to))
         .route_layer(middleware::from_fn(crate::nul::refuse_nul))
+        .route_layer(middleware::from_fn_with_state(state.clone(), api::pages::device_cookie))
         .route_layer(middleware::from_fn_with_state(state, api::pages::html_errors))
 }
 

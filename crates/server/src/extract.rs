@@ -65,6 +65,11 @@ impl FromRequestParts<AppState> for AdminAuth {
     }
 }
 
+/// The browser's long-lived device cookie, put among the request's extensions by the
+/// hosted pages' layer ([`crate::api::pages::device_cookie`]) so [`Caller`] carries it.
+#[derive(Clone)]
+pub struct DeviceCookie(pub Secret);
+
 /// Who sent the request, for the audit log and per-IP limits: the peer address, or,
 /// when the peer is a trusted proxy (`trusted_proxies`), the right-most
 /// `X-Forwarded-For` entry that is not itself a trusted proxy. An untrusted client
@@ -84,15 +89,17 @@ impl FromRequestParts<AppState> for Caller {
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(256).collect::<String>());
+        // Put there by the hosted pages' device-cookie layer.
+        let device = parts.extensions.get::<DeviceCookie>().map(|d| d.0.digest());
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         let ip = match peer {
             Some(p) if s.trusted_proxies.contains(&p) => {
                 client_behind_proxies(&parts.headers, &s.trusted_proxies).unwrap_or(p)
             }
             Some(p) => p,
-            None => return Ok(Caller(RequestContext { ip: None, user_agent, actor, tenant })),
+            None => return Ok(Caller(RequestContext { ip: None, user_agent, actor, tenant, device })),
         };
-        Ok(Caller(RequestContext { ip: Some(ip.to_string()), user_agent, actor, tenant }))
+        Ok(Caller(RequestContext { ip: Some(ip.to_string()), user_agent, actor, tenant, device }))
     }
 }
 

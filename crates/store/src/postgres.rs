@@ -42,6 +42,7 @@ pub(crate) fn migrator(until: i64) -> Migrator {
         migration(17, "audit actor", include_str!("../migrations/postgres/0017_audit_actor.sql")),
         migration(18, "sign-ins", include_str!("../migrations/postgres/0018_sign_ins.sql")),
         migration(19, "sign-in enrolment", include_str!("../migrations/postgres/0019_sign_in_enrolment.sql")),
+        migration(20, "sign-in device", include_str!("../migrations/postgres/0020_sign_in_device.sql")),
     ];
     Migrator::with_migrations(all.into_iter().filter(|m| m.version <= until).collect())
 }

@@ -20,7 +20,8 @@ use crate::twofactor::{count, failures_after, method_id, user_id};
 
 const COLUMNS: &str = "digest, tenant_id, application_id, user_id, methods, stage, stage_detail, resume_digest, \
      return_to, ip, user_agent, browser_digest, created_at, expires_at, failures, spent, \
-     code_method_id, code_channel, code_hash, code_expires_at, mfa_policy, step_up, enrol_key, enrol_phone";
+     code_method_id, code_channel, code_hash, code_expires_at, mfa_policy, step_up, enrol_key, enrol_phone, \
+     device_digest";
 
 fn sign_in(row: &Row) -> StoreResult<SignIn> {
     let code = match (
@@ -66,6 +67,7 @@ fn sign_in(row: &Row) -> StoreResult<SignIn> {
             ip: get(row, "ip")?,
             user_agent: get(row, "user_agent")?,
             browser: get(row, "browser_digest")?,
+            device: get(row, "device_digest")?,
         },
         created_at: Timestamp::from_millis(get(row, "created_at")?),
         expires_at: Timestamp::from_millis(get(row, "expires_at")?),
@@ -83,7 +85,7 @@ impl SignInStore for SqlStore {
         db::query(format!(
             "INSERT INTO sign_ins ({COLUMNS}) VALUES \
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-             $21, $22, $23, $24)"
+             $21, $22, $23, $24, $25)"
         ))
         .bind(s.digest.clone())
         .bind(s.tenant_id.to_string())
@@ -109,6 +111,7 @@ impl SignInStore for SqlStore {
         .bind(i64::from(s.rule.step_up))
         .bind(s.enrolling.as_ref().map(|e| e.sealed_key.clone()))
         .bind(s.enrolling.as_ref().and_then(|e| e.phone.as_ref()).map(|p| p.as_str().to_owned()))
+        .bind(s.signals.device.clone())
         .execute(&mut self.write_conn().await?)
         .await
         .map_err(write_error)?;

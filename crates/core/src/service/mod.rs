@@ -97,6 +97,8 @@ pub struct RequestContext {
     /// The tenant the request acts in, once known: an admin key's, a Verify
     /// credential's, a sign-in's application's. Audit events carry it.
     pub tenant: Option<TenantId>,
+    /// The digest of the browser's device cookie, on the hosted pages.
+    pub device: Option<String>,
 }
 
 impl RequestContext {
@@ -107,7 +109,12 @@ impl RequestContext {
 
     /// What a sign-in keeps of the request that started it.
     pub fn signals(&self) -> crate::signin::Signals {
-        crate::signin::Signals { ip: self.ip.clone(), user_agent: self.user_agent.clone(), browser: None }
+        crate::signin::Signals {
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+            browser: None,
+            device: self.device.clone(),
+        }
     }
 
     /// The same request, made by `actor`.

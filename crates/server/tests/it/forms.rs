@@ -34,6 +34,11 @@ impl<'a> Browser<'a> {
         self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
     }
 
+    /// A cookie this browser holds.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies.get(name).map(String::as_str)
+    }
+
     pub async fn go(&mut self, req: reqwest::RequestBuilder) -> Page {
         let cookie = self.cookie_header();
         let resp = req.header("Cookie", cookie).send().await.unwrap();

@@ -200,3 +200,47 @@ async fn a_sign_in_page_left_open_too_long_starts_again_to_the_same_place() {
     let signed = b.post("/login", &with(&fresh).each_ref().map(|(k, v)| (*k, v.as_str()))).await;
     assert_eq!(signed.location.as_deref(), Some("/oauth2/authorize?client_id=x"), "{}", signed.text);
 }
+
+/// The sign-in stored for the hosted page `page`.
+async fn stored(app: &TestApp, page: &Page) -> SignIn {
+    let id = tessera_core::secret::Secret::new(field(&page.text, "signin"));
+    app.state.store.sign_in(&id.digest()).await.unwrap().expect("the page's sign-in is stored")
+}
+
+#[tokio::test]
+async fn a_sign_in_keeps_its_browsers_device_cookie_which_outlives_sign_ins() {
+    let app = tessera_testkit::spawn_app().await;
+    app.create_user("ann@example.com", "correct horse").await;
+
+    // The first page a browser opens gives it a device cookie for 400 days.
+    let raw = reqwest::get(app.url("/login")).await.unwrap();
+    let set: Vec<_> = raw.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    let device_cookie = set.iter().find(|c| c.starts_with("tessera_device=")).expect("a device cookie");
+    assert!(device_cookie.contains("Max-Age=34560000") && device_cookie.contains("HttpOnly"), "{device_cookie}");
+
+    let mut b = Browser::new(&app);
+    let first = b.get("/login?return_to=%2Faccount").await;
+    let device = b.cookie("tessera_device").expect("set with the first page").to_owned();
+    let digest = tessera_core::secret::Secret::new(device.clone()).digest();
+    let signals = stored(&app, &first).await.signals;
+    assert_eq!(signals.device.as_deref(), Some(digest.as_str()), "the first sign-in already knows its device");
+    assert!(signals.ip.is_some(), "{signals:?}");
+
+    // Signed in and out again: the next sign-in comes from the same device.
+    let (_, signed_in) = b.sign_in_to_account().await;
+    assert_eq!(signed_in.location.as_deref(), Some("/account"), "{}", signed_in.text);
+    let again = b.get("/login?return_to=%2Faccount").await;
+    assert_eq!(b.cookie("tessera_device"), Some(device.as_str()), "the cookie is kept, not renewed");
+    assert_eq!(stored(&app, &again).await.signals.device.as_deref(), Some(digest.as_str()));
+
+    // Another browser is another device; a cookie we could not have set is replaced.
+    let mut other = Browser::new(&app);
+    let theirs = other.get("/login").await;
+    assert_ne!(stored(&app, &theirs).await.signals.device.as_deref(), Some(digest.as_str()));
+    let mut forger = Browser::new(&app);
+    let forged_request = forger.request("/login").header("Cookie", "tessera_device=x");
+    let forged = forger.go(forged_request).await;
+    let replaced = stored(&app, &forged).await.signals.device.expect("a device");
+    assert_ne!(replaced, tessera_core::secret::Secret::new("x".to_owned()).digest());
+    assert_ne!(forger.cookie("tessera_device"), Some("x"), "a new cookie is set");
+}

@@ -46,6 +46,7 @@ fn challenge(c: &Ctx, user: UserId, app: ApplicationId, digest: &str) -> SignIn 
             ip: Some("203.0.113.9".into()),
             user_agent: Some("Mozilla/5.0".into()),
             browser: Some("b1".into()),
+            device: Some("d1".into()),
         },
         created_at: T0,
         expires_at: T0.plus(Duration::from_secs(300)),

@@ -27,7 +27,7 @@ pub use signin::{continue_sign_in, login_page, login_submit, send_code, two_fact
 use crate::api::oidc::session_policy;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::cookie;
+use crate::extract::{DeviceCookie, cookie};
 
 /// Cookie names and flags: `__Host-` names and `Secure` when Tessera is served over TLS.
 pub struct Cookies {
@@ -72,6 +72,14 @@ impl Cookies {
         cookie(headers, &self.name("tessera_csrf")).map(str::to_owned)
     }
 
+    /// The browser's device cookie, if it is one we could have set.
+    fn device(&self, headers: &HeaderMap) -> Option<Secret> {
+        let v = cookie(headers, &self.name("tessera_device"))?;
+        let ours =
+            (16..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ours.then(|| Secret::new(v))
+    }
+
     /// The browser's CSRF token, or a new one (set it with [`with_csrf`]).
     pub(crate) fn csrf_or_new(&self, headers: &HeaderMap) -> Result<String, ApiError> {
         match self.csrf(headers) {
@@ -106,6 +114,30 @@ pub fn error_page(s: &AppState, status: StatusCode, message: &str) -> Response {
 
 pub fn message_page(s: &AppState, title: &str, message: &str) -> Response {
     render(s, StatusCode::OK, "message.html", minijinja::context! { title, message })
+}
+
+/// How long a device cookie lasts: the most browsers keep one (400 days).
+const DEVICE_COOKIE_AGE: u64 = 400 * 24 * 3600;
+
+/// Gives every browser that opens a hosted page a long-lived device cookie, which
+/// outlives sessions and sign-ins, and hands it to the request (see
+/// [`DeviceCookie`]): a sign-in keeps its digest among its signals, so a later one can
+/// tell a known device from a new one. It authorises nothing.
+pub async fn device_cookie(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+    let cookies = Cookies::new(&s);
+    let (device, new) = match cookies.device(req.headers()) {
+        Some(d) => (d, false),
+        None => match random::token(24) {
+            Ok(t) => (Secret::new(t), true),
+            Err(e) => return ApiError::from(e).into_response(),
+        },
+    };
+    req.extensions_mut().insert(DeviceCookie(device.clone()));
+    let mut response = next.run(req).await;
+    if new {
+        cookies.set(&mut response, "tessera_device", device.expose(), Some(DEVICE_COOKIE_AGE));
+    }
+    response
 }
 
 /// Turns an API error (JSON or an empty body) on a browser route into a page that says
