@@ -55,3 +55,15 @@ uuid_id!(
     MessengerId
 );
 uuid_id!(DeliveryId);
+uuid_id!(
+    /// An action (Auth0's Actions): a script bound to a trigger.
+    ActionId
+);
+uuid_id!(
+    /// One deployed, immutable version of an action's code.
+    ActionVersionId
+);
+uuid_id!(
+    /// One run of a trigger's actions (Auth0's execution id).
+    ExecutionId
+);

@@ -4,6 +4,7 @@
 //! depends on time takes `now`. Storage is reached through the traits in [`store`].
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod actions;
 pub mod apikey;
 pub mod audit;
 pub mod base32;

@@ -9,6 +9,7 @@ pub mod console;
 pub mod flow_effects;
 mod generic;
 mod http;
+pub mod outbound;
 mod plivo;
 pub mod router;
 pub mod signature;
