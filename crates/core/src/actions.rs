@@ -8,8 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::Timestamp;
+use crate::ids::{ActionId, ActionVersionId, ExecutionId, TenantId};
 use crate::secret::Secret;
 
 /// Where an action runs (Auth0's trigger ids).
@@ -187,6 +190,112 @@ pub trait ScriptRunner: Send + Sync {
     /// Whether `code` would load for `trigger`: it parses, exports the trigger's
     /// handler, and requires only built-in modules.
     async fn check(&self, trigger: Trigger, code: &str) -> Result<(), CodeProblem>;
+}
+
+/// Auth0's limits, enforced here.
+pub mod limits {
+    /// Actions bound to one trigger.
+    pub const BINDINGS_PER_TRIGGER: usize = 20;
+    pub const SECRETS_PER_ACTION: usize = 30;
+    pub const SECRET_NAME: usize = 128;
+    pub const SECRET_VALUE: usize = 4096;
+    /// An action's source, in bytes.
+    pub const CODE: usize = 100 * 1024;
+    pub const NAME: usize = 128;
+}
+
+/// An npm dependency an action declares: only the built-in modules are accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    pub name: String,
+    pub version: String,
+}
+
+/// A secret as the action keeps it: sealed together with the others at rest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionSecret {
+    pub name: String,
+    pub value: String,
+    pub updated_at: i64,
+}
+
+/// What an action's secrets are sealed under, given the action's id.
+pub fn secrets_context(id: &str) -> Vec<u8> {
+    format!("action secrets:{id}").into_bytes()
+}
+
+/// An action: its draft code (what the next deploy makes a version of) and which
+/// version runs when it is bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Action {
+    pub id: ActionId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub trigger: Trigger,
+    /// The trigger's version the action was written for (`v3` for post-login).
+    pub trigger_version: String,
+    pub runtime: String,
+    pub code: String,
+    pub dependencies: Vec<Dependency>,
+    /// The sealed JSON list of [`ActionSecret`]s.
+    pub sealed_secrets: String,
+    pub deployed_version: Option<ActionVersionId>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A deployed, immutable copy of an action's code, numbered from 1 per action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActionVersion {
+    pub id: ActionVersionId,
+    pub action_id: ActionId,
+    pub number: u32,
+    pub code: String,
+    pub dependencies: Vec<Dependency>,
+    pub runtime: String,
+    pub created_at: Timestamp,
+}
+
+/// An action's place in a trigger's flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TriggerBinding {
+    pub id: String,
+    pub action_id: ActionId,
+    pub display_name: String,
+    pub created_at: Timestamp,
+}
+
+/// A bound action ready to run: the code of its deployed version and its secrets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoundAction {
+    pub binding: TriggerBinding,
+    pub name: String,
+    pub version: ActionVersion,
+    pub sealed_secrets: String,
+}
+
+/// What one action did in one run of a trigger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionResult {
+    pub action_name: String,
+    pub action_id: String,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    pub logs: Vec<String>,
+    pub started_at: i64,
+    pub ended_at: i64,
+}
+
+/// One run of a trigger's actions (Auth0's execution), kept for inspection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutionRecord {
+    pub id: ExecutionId,
+    pub tenant_id: TenantId,
+    pub trigger: Trigger,
+    /// `final` when every action ran; `partial` when one failed or denied.
+    pub status: String,
+    pub results: Vec<ActionResult>,
+    pub created_at: Timestamp,
 }
 
 #[cfg(test)]

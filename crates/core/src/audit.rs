@@ -52,6 +52,13 @@ pub enum AuditKind {
     MessengerCreated,
     MessengerUpdated,
     MessengerDeleted,
+    ActionCreated,
+    ActionUpdated,
+    ActionDeleted,
+    /// A new version deployed (outcome `deployed`) or an old one deployed again (`rolled_back`).
+    ActionDeployed,
+    /// A trigger's list of actions replaced.
+    ActionBindingsUpdated,
     /// An application got a sign-in through `/oauth2/authorize` (an authorization code):
     /// outcome `session` when the browser session alone sufficed (single sign-on), `login`
     /// right after a sign-in.
@@ -97,6 +104,11 @@ impl AuditKind {
             AuditKind::MessengerCreated => "messenger.created",
             AuditKind::MessengerUpdated => "messenger.updated",
             AuditKind::MessengerDeleted => "messenger.deleted",
+            AuditKind::ActionCreated => "action.created",
+            AuditKind::ActionUpdated => "action.updated",
+            AuditKind::ActionDeleted => "action.deleted",
+            AuditKind::ActionDeployed => "action.deployed",
+            AuditKind::ActionBindingsUpdated => "action.bindings_updated",
             AuditKind::OAuthAuthorized => "oauth.authorized",
         }
     }

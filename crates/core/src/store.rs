@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use crate::Timestamp;
 use crate::apikey::ApiKey;
 use crate::audit::{AuditEvent, AuditRecord};
-use crate::ids::{ApiKeyId, ApplicationId, MessengerId, RefreshTokenId, TenantId, UserId};
+use crate::ids::{ActionId, ApiKeyId, ApplicationId, MessengerId, RefreshTokenId, TenantId, UserId};
 use crate::messengers::{Delivery, MessengerConfig};
 use crate::password::PasswordHash;
 use crate::phone::PhoneNumber;
@@ -435,6 +435,50 @@ pub trait FlowStore: Send + Sync {
 }
 
 #[async_trait]
+pub trait ActionStore: Send + Sync {
+    /// Fails with `Conflict` when the tenant has an action of that name.
+    async fn insert_action(&self, a: &crate::actions::Action) -> StoreResult<()>;
+    async fn action(&self, tenant: TenantId, id: ActionId) -> StoreResult<Option<crate::actions::Action>>;
+    /// By name.
+    async fn actions(&self, tenant: TenantId) -> StoreResult<Vec<crate::actions::Action>>;
+    /// Saves the draft (name, code, dependencies, secrets, deployed version); false when gone.
+    async fn update_action(&self, a: &crate::actions::Action) -> StoreResult<bool>;
+    /// Deletes the action and its versions; false when there was none.
+    async fn delete_action(&self, tenant: TenantId, id: ActionId) -> StoreResult<bool>;
+    /// Fails with `Conflict` when the action already has a version of that number.
+    async fn insert_action_version(&self, v: &crate::actions::ActionVersion) -> StoreResult<()>;
+    /// Newest first.
+    async fn action_versions(&self, action: ActionId) -> StoreResult<Vec<crate::actions::ActionVersion>>;
+    /// In execution order.
+    async fn trigger_bindings(
+        &self,
+        tenant: TenantId,
+        trigger: crate::actions::Trigger,
+    ) -> StoreResult<Vec<crate::actions::TriggerBinding>>;
+    /// Replaces the whole list, in order.
+    async fn replace_trigger_bindings(
+        &self,
+        tenant: TenantId,
+        trigger: crate::actions::Trigger,
+        bindings: &[crate::actions::TriggerBinding],
+    ) -> StoreResult<()>;
+    /// Whether any trigger runs the action.
+    async fn action_is_bound(&self, action: ActionId) -> StoreResult<bool>;
+    /// The trigger's bound actions with their deployed code, in execution order.
+    async fn bound_actions(
+        &self,
+        tenant: TenantId,
+        trigger: crate::actions::Trigger,
+    ) -> StoreResult<Vec<crate::actions::BoundAction>>;
+    async fn insert_execution(&self, e: &crate::actions::ExecutionRecord) -> StoreResult<()>;
+    async fn execution(
+        &self,
+        tenant: TenantId,
+        id: crate::ids::ExecutionId,
+    ) -> StoreResult<Option<crate::actions::ExecutionRecord>>;
+}
+
+#[async_trait]
 pub trait OidcStore: Send + Sync {
     /// An active application's OAuth settings (none for a deactivated one).
     async fn oauth_client(&self, id: ApplicationId) -> StoreResult<Option<crate::oidc::OAuthClient>>;
@@ -461,16 +505,19 @@ pub enum SealedColumn {
     FlowRunContext,
     /// The authenticator key a sign-in shows while it waits for a factor to be enrolled.
     SignInEnrolKey,
+    /// An action's secrets.
+    ActionSecrets,
 }
 
 impl SealedColumn {
-    pub const ALL: [SealedColumn; 6] = [
+    pub const ALL: [SealedColumn; 7] = [
         SealedColumn::MessengerSecrets,
         SealedColumn::VoicePrompt,
         SealedColumn::VerificationCode,
         SealedColumn::FlowDefinition,
         SealedColumn::FlowRunContext,
         SealedColumn::SignInEnrolKey,
+        SealedColumn::ActionSecrets,
     ];
 }
 
@@ -511,6 +558,7 @@ pub trait Store:
     + MessengerStore
     + VerifyStore
     + FlowStore
+    + ActionStore
     + OidcStore
     + SealedValueStore
 {

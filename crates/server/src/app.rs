@@ -55,6 +55,8 @@ pub struct AppState {
     pub applications: Applications,
     /// A user's second factors and recovery codes.
     pub factors: Factors,
+    /// Actions: management (Auth0's API) and runs.
+    pub actions: tessera_core::service::Actions,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
     /// HTTP calls and messages of flows.
@@ -133,6 +135,7 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
         messenger: router.clone(),
         on_event: Some(Arc::new(move |kind: AuditKind, outcome| events.record_event(kind.as_str(), outcome))),
         post_login: config.post_login.clone(),
+        scripts: Arc::new(tessera_scripts::Engine::start(config.actions.clone()).map_err(StartError::Config)?),
     };
     if config.database_url.starts_with("postgres") && config.issuer.is_none() && config.messaging.public_url.is_none() {
         // Several instances on one database must agree on `iss`, or each refuses the others' tokens.
@@ -174,7 +177,9 @@ pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared,
     let users = identity.users().clone();
     let applications = identity.applications().clone();
     let factors = identity.factors().clone();
+    let actions = identity.actions().clone();
     let state = AppState {
+        actions,
         identity: Arc::new(identity),
         messengers,
         verify,
@@ -216,6 +221,22 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/api/two-factor/secret", get(api::two_factor::secret))
         .route("/api/user/two-factor/{user_id}", post(api::two_factor::enable).delete(api::two_factor::disable))
         .route("/api/user/two-factor/recovery-code/{user_id}", post(api::two_factor::regenerate_recovery_codes))
+        .route("/api/v2/actions/actions", get(api::actions::list).post(api::actions::create))
+        .route(
+            "/api/v2/actions/actions/{id}",
+            get(api::actions::get).patch(api::actions::update).delete(api::actions::delete),
+        )
+        .route("/api/v2/actions/actions/{id}/deploy", post(api::actions::deploy))
+        .route("/api/v2/actions/actions/{id}/test", post(api::actions::test))
+        .route("/api/v2/actions/actions/{id}/versions", get(api::actions::versions))
+        .route("/api/v2/actions/actions/{id}/versions/{version}", get(api::actions::version))
+        .route("/api/v2/actions/actions/{id}/versions/{version}/deploy", post(api::actions::deploy_version))
+        .route("/api/v2/actions/triggers", get(api::actions::triggers))
+        .route(
+            "/api/v2/actions/triggers/{trigger}/bindings",
+            get(api::actions::bindings).patch(api::actions::update_bindings),
+        )
+        .route("/api/v2/actions/executions/{id}", get(api::actions::execution))
         .route("/api/messenger", post(api::messengers::create).get(api::messengers::list))
         .route("/api/messenger/deliveries", get(api::messengers::deliveries))
         .route(

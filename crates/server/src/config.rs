@@ -115,6 +115,29 @@ const KEYS: &[(&str, Kind, &str, &str)] = &[
         "",
         "directory of page templates that replace the built-in ones of the same name (crates/server/templates)",
     ),
+    ("actions_workers", Kind::Integer, "2", "threads that run actions, each with its own JavaScript runtime"),
+    ("actions_queue", Kind::Integer, "256", "actions that may wait for a thread; beyond that a sign-in fails busy"),
+    ("actions_timeout_seconds", Kind::Integer, "20", "longest one action may run (Auth0's limit)"),
+    ("actions_memory_mib", Kind::Integer, "64", "memory one action may use"),
+    (
+        "actions_http_allowlist",
+        Kind::Text,
+        "",
+        "hosts or IPs actions may fetch although they are private or loopback, comma-separated",
+    ),
+    (
+        "actions_twilio_api_url",
+        Kind::Text,
+        "\"https://api.twilio.com\"",
+        "where require('twilio') sends messages and calls",
+    ),
+    (
+        "actions_twilio_verify_url",
+        Kind::Text,
+        "\"https://verify.twilio.com\"",
+        "where require('twilio') sends Verify calls",
+    ),
+    ("actions_plivo_api_url", Kind::Text, "\"https://api.plivo.com\"", "where require('plivo') sends messages"),
     ("messenger_deadline_ms", Kind::Integer, "5000", "longest one message may take, retries and failover included"),
     ("messenger_attempt_timeout_ms", Kind::Integer, "2000", "longest one call to one provider may take"),
     ("messenger_attempts", Kind::Integer, "3", "calls per messenger before failing over (first try included)"),
@@ -181,6 +204,14 @@ struct Raw {
     messengers: Option<Vec<toml::Table>>,
     public_url: Option<String>,
     pages_template_dir: Option<String>,
+    actions_workers: u64,
+    actions_queue: u64,
+    actions_timeout_seconds: u64,
+    actions_memory_mib: u64,
+    actions_http_allowlist: Option<String>,
+    actions_twilio_api_url: String,
+    actions_twilio_verify_url: String,
+    actions_plivo_api_url: String,
     messenger_deadline_ms: u64,
     messenger_attempt_timeout_ms: u64,
     messenger_attempts: u32,
@@ -190,6 +221,11 @@ struct Raw {
     http_max_connections: u64,
     log_format: String,
     log_level: String,
+}
+
+/// A comma-separated list, trimmed, without empty entries.
+fn list(v: Option<&str>) -> Vec<String> {
+    v.unwrap_or_default().split(',').map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()).collect()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -217,6 +253,8 @@ pub struct Config {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Hosts flows may call although private (tests, internal services).
     pub flow_http_allowlist: Vec<String>,
+    /// How actions run: threads, limits, what `fetch` may reach, the vendors' URLs.
+    pub actions: tessera_scripts::Settings,
     /// Messengers to create or update at start (each with an `id`).
     pub messengers: Vec<serde_json::Value>,
     pub request_timeout: Duration,
@@ -565,14 +603,20 @@ impl Raw {
                 .filter(|p| !p.is_empty())
                 .map(|p| p.parse().map_err(|_| ConfigError(format!("trusted_proxies: {p:?} is not an IP address"))))
                 .collect::<Result<_, _>>()?,
-            flow_http_allowlist: self
-                .flow_http_allowlist
-                .as_deref()
-                .unwrap_or_default()
-                .split(',')
-                .map(|h| h.trim().to_owned())
-                .filter(|h| !h.is_empty())
-                .collect(),
+            flow_http_allowlist: list(self.flow_http_allowlist.as_deref()),
+            actions: tessera_scripts::Settings {
+                workers: usize::try_from(self.actions_workers.clamp(1, 64)).unwrap_or(1),
+                queue: usize::try_from(self.actions_queue.max(1)).unwrap_or(1),
+                timeout: Duration::from_secs(self.actions_timeout_seconds.max(1)),
+                memory_limit: usize::try_from(self.actions_memory_mib.clamp(4, 4096) * 1024 * 1024)
+                    .unwrap_or(usize::MAX),
+                http_allowlist: list(self.actions_http_allowlist.as_deref()),
+                vendors: tessera_scripts::VendorUrls {
+                    twilio_api: self.actions_twilio_api_url,
+                    twilio_verify: self.actions_twilio_verify_url,
+                    plivo_api: self.actions_plivo_api_url,
+                },
+            },
             messengers: self
                 .messengers
                 .unwrap_or_default()

@@ -6,6 +6,7 @@
 //! `postgres` and `unit`. The contract suite in `tests/contract` holds both to the
 //! same behaviour.
 
+mod actions;
 mod applications;
 mod db;
 mod flows;

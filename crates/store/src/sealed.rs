@@ -17,6 +17,7 @@ fn place(column: SealedColumn) -> (&'static str, &'static str, &'static str) {
         SealedColumn::FlowDefinition => ("flows", "sid", "definition"),
         SealedColumn::FlowRunContext => ("flow_runs", "sid", "context"),
         SealedColumn::SignInEnrolKey => ("sign_ins", "digest", "enrol_key"),
+        SealedColumn::ActionSecrets => ("actions", "id", "secrets"),
     }
 }
 

@@ -112,6 +112,7 @@ pub(crate) fn migrator(until: i64) -> Migrator {
         migration(18, "sign-ins", include_str!("../migrations/sqlite/0018_sign_ins.sql")),
         migration(19, "sign-in enrolment", include_str!("../migrations/sqlite/0019_sign_in_enrolment.sql")),
         migration(20, "sign-in device", include_str!("../migrations/sqlite/0020_sign_in_device.sql")),
+        migration(21, "actions", include_str!("../migrations/sqlite/0021_actions.sql")),
     ];
     Migrator::with_migrations(all.into_iter().filter(|m| m.version <= until).collect())
 }

@@ -1,6 +1,7 @@
 //! `Identity`: the use cases the HTTP API exposes, each taking `now` and returning a
 //! domain outcome for the server to put into wire shape.
 
+mod actions;
 mod applications;
 mod codes;
 mod enrolment;
@@ -22,6 +23,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+pub use self::actions::{
+    ActionError, ActionFailure, ActionInput, ActionRef, ActionView, Actions, SecretInput, TestRun, TriggerCall,
+    TriggerRun,
+};
 pub use self::applications::{ApplicationInput, ApplicationRecord, Applications};
 pub use self::codes::Codes;
 pub use self::enrolment::{EnrolOutcome, EnrolmentView, NewFactor};
@@ -265,6 +270,8 @@ pub struct Deps {
     pub on_event: Option<EventHook>,
     /// The scripts run after the first factor, if any.
     pub post_login: Option<crate::signin::PostLoginHook>,
+    /// Runs actions.
+    pub scripts: Arc<dyn crate::actions::ScriptRunner>,
 }
 
 pub struct Identity {
@@ -282,6 +289,8 @@ pub struct Identity {
     factors: Factors,
     verify: VerifyApi,
     applications: Applications,
+    /// Actions: their management and their runs.
+    actions: Actions,
     /// Verified against when the login id is unknown, so that answer costs what a
     /// wrong password costs.
     dummy_hash: PasswordHash,
@@ -291,7 +300,7 @@ impl Identity {
     /// Loads (or on first use generates) the signing key and prepares the dummy hash.
     /// Expects [`bootstrap`] to have run.
     pub async fn start(deps: Deps, policies: Policies, now: Timestamp) -> Result<Self, CoreError> {
-        let Deps { store, hasher, sealer, messenger, on_event, post_login } = deps;
+        let Deps { store, hasher, sealer, messenger, on_event, post_login, scripts } = deps;
         let tenant =
             store.default_tenant().await?.ok_or_else(|| CoreError::Internal("database not bootstrapped".into()))?;
         let default_application = store
@@ -316,7 +325,9 @@ impl Identity {
         let codes = Codes::new(store.clone(), kernel.clone(), messenger.clone(), guards.clone());
         let factors = Factors::new(store.clone(), kernel.clone(), codes.clone(), applications.clone());
         let verify = VerifyApi::new(store.clone(), kernel.clone(), guards.clone(), messenger.clone());
+        let actions = Actions::new(store.clone(), kernel.clone(), scripts);
         Ok(Identity {
+            actions,
             store,
             hasher,
             kernel,
@@ -349,6 +360,11 @@ impl Identity {
     /// A user's second factors and recovery codes.
     pub fn factors(&self) -> &Factors {
         &self.factors
+    }
+
+    /// Actions: their management and their runs.
+    pub fn actions(&self) -> &Actions {
+        &self.actions
     }
 
     /// The Verify API's service.

@@ -31,6 +31,7 @@ fn context(column: SealedColumn, key: &str) -> Vec<u8> {
         SealedColumn::VerificationCode | SealedColumn::FlowRunContext => key.as_bytes().to_vec(),
         SealedColumn::FlowDefinition => definition_context(key),
         SealedColumn::SignInEnrolKey => crate::signin::enrol_key_context(key),
+        SealedColumn::ActionSecrets => crate::actions::secrets_context(key),
     }
 }
 

@@ -2,6 +2,7 @@
 //! turned into domain types), calls one use case of a core service with `now`, and puts
 //! the outcome into a `Serialize` DTO in FusionAuth's, Twilio's or OpenID's shape.
 
+pub mod actions;
 pub mod applications;
 pub mod flows;
 pub mod inbound;

@@ -1,6 +1,7 @@
 //! Tessera's HTTP API, tested over real HTTP against the server running in-process
 //! (and, in `cli`, as the real binary). One test binary for the whole crate.
 
+mod actions;
 mod applications;
 mod browser;
 mod cli;

@@ -22,6 +22,7 @@ const SEALED: &[&str] = &[
     "verifications.sealed_code",
     "voice_prompts.sealed_text",
     "sign_ins.enrol_key",
+    "actions.secrets",
 ];
 
 /// Keyed hashes (HMAC under a key derived from the seal key): not re-sealable, and
@@ -31,6 +32,37 @@ const KEYED_HASHES: &[&str] =
 
 /// Everything else: nothing sealed in them (digests of tokens are plain SHA-256).
 const PLAIN: &[&str] = &[
+    "actions.id",
+    "actions.tenant_id",
+    "actions.name",
+    "actions.trigger_id",
+    "actions.trigger_version",
+    "actions.runtime",
+    "actions.code",
+    "actions.dependencies",
+    "actions.deployed_version_id",
+    "actions.created_at",
+    "actions.updated_at",
+    "action_versions.id",
+    "action_versions.action_id",
+    "action_versions.number",
+    "action_versions.code",
+    "action_versions.dependencies",
+    "action_versions.runtime",
+    "action_versions.created_at",
+    "action_bindings.tenant_id",
+    "action_bindings.trigger_id",
+    "action_bindings.position",
+    "action_bindings.id",
+    "action_bindings.action_id",
+    "action_bindings.display_name",
+    "action_bindings.created_at",
+    "action_executions.id",
+    "action_executions.tenant_id",
+    "action_executions.trigger_id",
+    "action_executions.status",
+    "action_executions.results",
+    "action_executions.created_at",
     "api_keys.id",
     "api_keys.tenant_id",
     "api_keys.digest",
@@ -318,6 +350,11 @@ async fn fill_every_sealed_column(app: &TestApp) -> (String, Vec<u8>) {
         (runs["runs"][0]["status"] == "ended").then_some(())
     })
     .await;
+    // An action's secrets.
+    let action = json!({"name": "a", "supported_triggers": [{"id": "post-login"}], "code": "",
+                        "secrets": [{"name": "KEY", "value": "action-secret"}]});
+    let r = app.admin(Method::POST, "/api/v2/actions/actions", Some(action)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
     // A sign-in waiting for a factor to be enrolled keeps the key its page shows.
     let application = app.state.identity.default_application().id.to_string();
     let required = crate::oidc::application(true, "Required");
@@ -362,7 +399,7 @@ async fn every_sealed_column_is_known_and_resealed() {
     let new_key = SealKey::parse("next:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=").unwrap();
     let sealer = Sealer::new(new_key.clone(), vec![SealKey::parse(TEST_SEAL_KEY).unwrap()]);
     let report = tessera_core::service::reseal(first.state.store.as_ref(), &sealer).await.unwrap();
-    assert_eq!(report.resealed, 9, "one value in each sealed column, two messengers: {report:?}");
+    assert_eq!(report.resealed, 10, "one value in each sealed column, two messengers: {report:?}");
     assert_eq!(report.recovery_codes_on_old_keys.get("test"), Some(&10));
     assert!(columns_sealed_under(&first, &columns, "test").await.is_empty(), "nothing is left under the old key");
     assert_eq!(columns_sealed_under(&first, &columns, "next").await, sealed);

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod actions;
 mod connection;
 mod flows;
 mod login_failures;
