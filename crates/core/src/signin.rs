@@ -271,6 +271,51 @@ pub struct SignIn {
     pub rule: FactorRule,
     /// At [`Stage::NeedEnrolment`]: the factor being set up.
     pub enrolling: Option<Enrolling>,
+    /// What the scripts after the first factor decided so far.
+    pub scripts: ScriptState,
+}
+
+/// What the scripts after the first factor (post-login actions) decided so far, kept
+/// with the sign-in between requests: across a redirect and its resume, and until the
+/// second factor is passed and the tokens are issued.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScriptState {
+    /// Where a redirected flow resumes: the position of the action that redirected,
+    /// whose `onContinuePostLogin` runs when the browser comes back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_at: Option<usize>,
+    /// Claims for the access token (`api.accessToken.setCustomClaim`).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub access_claims: serde_json::Map<String, serde_json::Value>,
+    /// Claims for the ID token (`api.idToken.setCustomClaim`).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub id_claims: serde_json::Map<String, serde_json::Value>,
+    /// `event.transaction.metadata`, carried to the actions after a resume.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ScriptState {
+    pub fn is_empty(&self) -> bool {
+        *self == ScriptState::default()
+    }
+}
+
+/// What a [`PostLogin`] is asked about: the sign-in after its first factor.
+pub struct PostLoginCall<'a> {
+    pub sign_in: &'a SignIn,
+    pub user: &'a User,
+    /// The user's factors.
+    pub factors: &'a [crate::twofactor::TwoFactorMethod],
+    /// Coming back to `/login/continue`: that request's query parameters.
+    pub resumed: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    /// Whether a browser takes part, so the sign-in can be sent elsewhere.
+    pub interactive: bool,
+    /// The `state` of this step: the resume token a redirect from here would carry, or
+    /// the one that brought the browser back (what `api.redirect.encodeToken` binds a
+    /// token to, and `validateToken` checks).
+    pub state: &'a str,
+    pub now: crate::Timestamp,
 }
 
 impl SignIn {
@@ -298,12 +343,8 @@ pub enum AfterFirstFactor {
 /// actions plug in here; with none, every sign-in goes on.
 #[async_trait]
 pub trait PostLogin: Send + Sync {
-    async fn after_first_factor(
-        &self,
-        sign_in: &SignIn,
-        user: &User,
-        resumed: bool,
-    ) -> Result<AfterFirstFactor, CoreError>;
+    /// What to do, and the scripts' state to keep with the sign-in.
+    async fn after_first_factor(&self, call: PostLoginCall<'_>) -> Result<(AfterFirstFactor, ScriptState), CoreError>;
 }
 
 /// A [`PostLogin`] as configuration holds it.
@@ -360,6 +401,10 @@ impl AuthMethods {
     pub fn is_mfa(&self) -> bool {
         let kinds: BTreeSet<FactorKind> = self.0.iter().map(|m| m.kind()).collect();
         kinds.len() >= 2
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = AuthMethod> + '_ {
+        self.0.iter().copied()
     }
 
     /// Their stable names, as stored.

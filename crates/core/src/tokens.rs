@@ -180,6 +180,35 @@ pub struct Claims {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub preferred_username: Option<String>,
     pub auth_time: i64,
+    /// Claims scripts added (`api.accessToken.setCustomClaim`), never one of the above.
+    #[serde(flatten, default)]
+    pub custom: serde_json::Map<String, Value>,
+}
+
+/// The claims a script may not set: the ones Tessera itself puts in its tokens.
+pub const RESERVED_CLAIMS: [&str; 17] = [
+    "iss",
+    "sub",
+    "aud",
+    "iat",
+    "exp",
+    "nbf",
+    "jti",
+    "tid",
+    "applicationId",
+    "authenticationType",
+    "email",
+    "preferred_username",
+    "auth_time",
+    "nonce",
+    "amr",
+    "acr",
+    "azp",
+];
+
+/// `custom` without the claims Tessera sets itself.
+pub fn custom_claims(custom: &serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+    custom.iter().filter(|(k, _)| !RESERVED_CLAIMS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -253,6 +282,7 @@ impl TokenIssuer {
         application: ApplicationId,
         auth_time: Timestamp,
         authentication_type: &str,
+        custom: &serde_json::Map<String, Value>,
         now: Timestamp,
     ) -> Result<(String, Claims), CoreError> {
         let exp = now.plus(self.ttl);
@@ -269,6 +299,7 @@ impl TokenIssuer {
             email: user.email.as_ref().map(|e| e.as_str().to_owned()),
             preferred_username: user.username.as_ref().map(|u| u.as_str().to_owned()),
             auth_time: auth_time.seconds(),
+            custom: custom_claims(custom),
         };
         Ok((self.encode(&claims)?, claims))
     }
@@ -409,7 +440,8 @@ mod tests {
         for alg in [JwtAlgorithm::EdDSA, JwtAlgorithm::ES256, JwtAlgorithm::RS256] {
             let key = SigningKey::generate(alg, now)?;
             let issuer = TokenIssuer::new("tessera".into(), Duration::from_secs(60), alg, &[key])?;
-            let (jwt, claims) = issuer.issue(&user(), ApplicationId::random(), now, "PASSWORD", now)?;
+            let (jwt, claims) =
+                issuer.issue(&user(), ApplicationId::random(), now, "PASSWORD", &Default::default(), now)?;
             let got = issuer.validate(&jwt, now).map_err(internal)?;
             assert_eq!(got["sub"], json!(claims.sub), "{alg:?}");
             assert_eq!(issuer.validate(&jwt, now.plus(Duration::from_secs(60))), Err(TokenError::Expired));
@@ -430,7 +462,7 @@ mod tests {
             TokenIssuer::new("tessera".into(), Duration::from_secs(60), JwtAlgorithm::EdDSA, std::slice::from_ref(&a))?;
         let ib = TokenIssuer::new("tessera".into(), Duration::from_secs(60), JwtAlgorithm::EdDSA, &[b])?;
         let other = TokenIssuer::new("other".into(), Duration::from_secs(60), JwtAlgorithm::EdDSA, &[a])?;
-        let (jwt, _) = ia.issue(&user(), ApplicationId::random(), now, "PASSWORD", now)?;
+        let (jwt, _) = ia.issue(&user(), ApplicationId::random(), now, "PASSWORD", &Default::default(), now)?;
         assert_eq!(ib.validate(&jwt, now), Err(TokenError::UnknownKey));
         assert_eq!(other.validate(&jwt, now), Err(TokenError::WrongIssuer));
         assert_eq!(ia.validate("not.a.jwt", now), Err(TokenError::Malformed));

@@ -313,7 +313,7 @@ fn browser_routes(state: AppState) -> Router<AppState> {
         .route("/oauth2/authorize", get(api::oidc::authorize))
         .route("/oauth2/logout", get(api::oidc::logout))
         .route("/login", get(api::pages::login_page).post(api::pages::login_submit))
-        .route("/login/continue", get(api::pages::continue_sign_in))
+        .route("/login/continue", get(api::pages::continue_sign_in).post(api::pages::continue_sign_in_form))
         .route("/login/two-factor", post(api::pages::two_factor_submit))
         .route("/login/send", post(api::pages::send_code))
         .route("/login/enroll", get(api::pages::enroll_page).post(api::pages::enroll_submit))

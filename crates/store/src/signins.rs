@@ -7,7 +7,7 @@ use tessera_core::Timestamp;
 use tessera_core::messaging::Channel;
 use tessera_core::oidc::MfaPolicy;
 use tessera_core::phone::PhoneNumber;
-use tessera_core::signin::{Enrolling, FactorRule, SignIn, Signals, Stage};
+use tessera_core::signin::{Enrolling, FactorRule, ScriptState, SignIn, Signals, Stage};
 use tessera_core::store::{SignInStore, StoreResult};
 use tessera_core::twofactor::PendingCode;
 
@@ -21,7 +21,12 @@ use crate::twofactor::{count, failures_after, method_id, user_id};
 const COLUMNS: &str = "digest, tenant_id, application_id, user_id, methods, stage, stage_detail, resume_digest, \
      return_to, ip, user_agent, browser_digest, created_at, expires_at, failures, spent, \
      code_method_id, code_channel, code_hash, code_expires_at, mfa_policy, step_up, enrol_key, enrol_phone, \
-     device_digest";
+     device_digest, script_state";
+
+/// Stored as JSON, or nothing when the scripts decided nothing.
+fn script_state(s: &ScriptState) -> Option<String> {
+    (!s.is_empty()).then(|| serde_json::to_string(s).unwrap_or_default())
+}
 
 fn sign_in(row: &Row) -> StoreResult<SignIn> {
     let code = match (
@@ -76,6 +81,10 @@ fn sign_in(row: &Row) -> StoreResult<SignIn> {
         code,
         rule,
         enrolling,
+        scripts: match get::<Option<String>>(row, "script_state")? {
+            Some(text) => serde_json::from_str(&text).map_err(|_| corrupt("sign-in script state"))?,
+            None => ScriptState::default(),
+        },
     })
 }
 
@@ -85,7 +94,7 @@ impl SignInStore for SqlStore {
         db::query(format!(
             "INSERT INTO sign_ins ({COLUMNS}) VALUES \
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-             $21, $22, $23, $24, $25)"
+             $21, $22, $23, $24, $25, $26)"
         ))
         .bind(s.digest.clone())
         .bind(s.tenant_id.to_string())
@@ -112,6 +121,7 @@ impl SignInStore for SqlStore {
         .bind(s.enrolling.as_ref().map(|e| e.sealed_key.clone()))
         .bind(s.enrolling.as_ref().and_then(|e| e.phone.as_ref()).map(|p| p.as_str().to_owned()))
         .bind(s.signals.device.clone())
+        .bind(script_state(&s.scripts))
         .execute(&mut self.write_conn().await?)
         .await
         .map_err(write_error)?;
@@ -135,7 +145,7 @@ impl SignInStore for SqlStore {
         let done = db::query(
             "UPDATE sign_ins SET digest = $3, user_id = $4, methods = $5, stage = $6, stage_detail = $7, \
              resume_digest = $8, expires_at = $10, failures = 0, code_method_id = NULL, code_channel = NULL, \
-             code_hash = NULL, code_expires_at = NULL, enrol_key = $11, enrol_phone = NULL \
+             code_hash = NULL, code_expires_at = NULL, enrol_key = $11, enrol_phone = NULL, script_state = $12 \
              WHERE digest = $1 AND stage = $2 AND spent = 0 AND expires_at > $9",
         )
         .bind(digest.to_owned())
@@ -149,6 +159,7 @@ impl SignInStore for SqlStore {
         .bind(now.millis())
         .bind(next.expires_at.millis())
         .bind(next.enrolling.as_ref().map(|e| e.sealed_key.clone()))
+        .bind(script_state(&next.scripts))
         .execute(&mut self.write_conn().await?)
         .await
         .map_err(write_error)?;

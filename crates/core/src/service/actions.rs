@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use super::RequestContext;
 use super::kernel::{Kernel, retrying};
 use crate::actions::{
-    Action, ActionResult, ActionSecret, ActionVersion, BUILT_IN_MODULES, CodeProblem, Dependency, Executed, Execution,
-    ExecutionRecord, ScriptFailure, ScriptRunner, Trigger, TriggerBinding, limits, secrets_context,
+    Action, ActionResult, ActionSecret, ActionVersion, BUILT_IN_MODULES, BoundAction, CodeProblem, Dependency,
+    Executed, Execution, ExecutionRecord, ScriptFailure, ScriptRunner, Trigger, TriggerBinding, limits,
+    secrets_context,
 };
 use crate::audit::AuditKind;
 use crate::ids::{ActionId, ActionVersionId, ExecutionId, TenantId};
@@ -144,6 +145,11 @@ fn check_code(code: &str) -> Answer<()> {
 impl Actions {
     pub fn new(store: Arc<dyn Store>, kernel: Arc<Kernel>, runner: Arc<dyn ScriptRunner>) -> Actions {
         Actions { store, kernel, runner }
+    }
+
+    /// The `iss` of the tokens actions make (`api.redirect.encodeToken`).
+    pub fn issuer(&self) -> &str {
+        &self.kernel.policies.issuer
     }
 
     fn open_secrets(&self, a: &Action) -> Result<Vec<ActionSecret>, CoreError> {
@@ -538,14 +544,37 @@ impl Actions {
         stops: impl Fn(&Executed) -> bool + Send,
         now: Timestamp,
     ) -> Result<TriggerRun, CoreError> {
-        let TriggerCall { trigger, handler, mut event, api_data } = call;
-        let bound = self.store.bound_actions(tenant, trigger).await?;
+        let bound = self.bound(tenant, call.trigger).await?;
+        self.run_bound(tenant, bound, call, stops, now).await
+    }
+
+    /// The trigger's bound actions, in order, with their deployed code.
+    pub async fn bound(&self, tenant: TenantId, trigger: Trigger) -> Result<Vec<BoundAction>, CoreError> {
+        Ok(self.store.bound_actions(tenant, trigger).await?)
+    }
+
+    /// [`Actions::run_trigger`] with the bound actions already read.
+    pub async fn run_bound(
+        &self,
+        tenant: TenantId,
+        bound: Vec<BoundAction>,
+        call: TriggerCall,
+        stops: impl Fn(&Executed) -> bool + Send,
+        now: Timestamp,
+    ) -> Result<TriggerRun, CoreError> {
+        let TriggerCall { trigger, handler, mut event, api_data, resume_at } = call;
         let mut run = TriggerRun { id: ExecutionId::random(), ran: Vec::new(), failure: None };
         if bound.is_empty() {
             return Ok(run);
         }
         let mut results = Vec::new();
-        for b in bound {
+        let start = resume_at.unwrap_or(0);
+        for (position, b) in bound.into_iter().enumerate().skip(start) {
+            // A resumed flow goes on in the action that left it (`onContinuePostLogin`).
+            let handler = match (resume_at, trigger.resume_handler()) {
+                (Some(at), Some(resume)) if at == position => resume,
+                _ => handler,
+            };
             let plain =
                 self.kernel.sealer.open(&b.sealed_secrets, &secrets_context(&b.version.action_id.to_string()))?;
             let secrets: Vec<ActionSecret> =
@@ -582,7 +611,7 @@ impl Actions {
                         }
                     }
                     let stop = stops(&done);
-                    run.ran.push((b.name, done));
+                    run.ran.push(Ran { position, name: b.name, done });
                     if stop {
                         break;
                     }
@@ -615,6 +644,16 @@ pub struct TriggerCall {
     pub handler: &'static str,
     pub event: Value,
     pub api_data: Value,
+    /// Resume at this position (a redirected post-login flow coming back).
+    pub resume_at: Option<usize>,
+}
+
+/// One action of a trigger's run that finished: where it is in the flow and what it did.
+#[derive(Debug)]
+pub struct Ran {
+    pub position: usize,
+    pub name: String,
+    pub done: Executed,
 }
 
 /// What a run of a trigger's actions did: each action's calls, in order, and the
@@ -622,6 +661,6 @@ pub struct TriggerCall {
 #[derive(Debug)]
 pub struct TriggerRun {
     pub id: ExecutionId,
-    pub ran: Vec<(String, Executed)>,
+    pub ran: Vec<Ran>,
     pub failure: Option<(String, ScriptFailure)>,
 }

@@ -197,7 +197,7 @@ impl Identity {
         let method = TwoFactorMethod { id: method_id, user_id: user.id, kind, created_at: now };
         let passed = sign_in.passed.clone().with(passed_with);
         let app = sign_in.application_id;
-        let issued: Issued = self.issue_tokens(&user, app, true, &passed, now)?;
+        let issued: Issued = self.issue_tokens(&user, app, true, &passed, &Default::default(), now)?;
         let finished = retrying(|| async {
             let tx = self.factors.factors_unit(user.id).await?;
             if !tx.spend_sign_in(&sign_in.digest).await? {

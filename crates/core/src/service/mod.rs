@@ -11,6 +11,7 @@ mod fraud;
 mod kernel;
 mod messengers;
 mod oidc;
+mod post_login;
 mod reseal;
 mod sessions;
 mod signin;
@@ -35,6 +36,7 @@ pub use self::fraud::FraudGuards;
 pub use self::kernel::{Auditor, Kernel};
 pub use self::messengers::Messengers;
 pub use self::oidc::{AuthorizeOutcome, TokenError as OAuthTokenError, TokenResponse};
+pub use self::post_login::ActionsPostLogin;
 pub use self::reseal::{ResealReport, reseal};
 pub use self::signin::BrowserStart;
 pub use self::twofactor::{
@@ -279,7 +281,8 @@ pub struct Identity {
     hasher: Arc<dyn PasswordHasher>,
     /// The sealer, policies, auditor and default tenant every service shares.
     kernel: Arc<Kernel>,
-    post_login: Option<crate::signin::PostLoginHook>,
+    /// What runs after the first factor: the post-login actions, or a test's stand-in.
+    post_login: crate::signin::PostLoginHook,
     tokens: TokenIssuer,
     /// Messengers: configuration and the webhooks' secrets.
     messengers: Messengers,
@@ -326,6 +329,9 @@ impl Identity {
         let factors = Factors::new(store.clone(), kernel.clone(), codes.clone(), applications.clone());
         let verify = VerifyApi::new(store.clone(), kernel.clone(), guards.clone(), messenger.clone());
         let actions = Actions::new(store.clone(), kernel.clone(), scripts);
+        let post_login = post_login.unwrap_or_else(|| {
+            crate::signin::PostLoginHook(Arc::new(ActionsPostLogin::new(actions.clone(), applications.clone())))
+        });
         Ok(Identity {
             actions,
             store,

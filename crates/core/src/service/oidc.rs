@@ -317,7 +317,14 @@ impl Identity {
             return Ok(Err(TokenError::InvalidGrant("the user is no longer active")));
         };
         let methods = &record.methods;
-        let (access, _) = self.tokens.issue(&user, client.id, record.auth_time, methods.authentication_type(), now)?;
+        let (access, _) = self.tokens.issue(
+            &user,
+            client.id,
+            record.auth_time,
+            methods.authentication_type(),
+            &Default::default(),
+            now,
+        )?;
         let (refresh, stored) =
             RefreshToken::generate(&user, client.id, methods, self.kernel.policies.refresh_ttl, now)?;
         tx.insert_refresh_token(&stored).await?;

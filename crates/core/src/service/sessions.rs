@@ -25,12 +25,13 @@ impl Identity {
         application_id: ApplicationId,
         no_jwt: bool,
         passed: &AuthMethods,
+        claims: &serde_json::Map<String, Value>,
         now: Timestamp,
     ) -> Result<Issued, CoreError> {
         if no_jwt {
             return Ok(Issued { passed: passed.clone(), token: None, refresh: None });
         }
-        let token = self.tokens.issue(user, application_id, now, passed.authentication_type(), now)?;
+        let token = self.tokens.issue(user, application_id, now, passed.authentication_type(), claims, now)?;
         let refresh = RefreshToken::generate(user, application_id, passed, self.kernel.policies.refresh_ttl, now)?;
         Ok(Issued { passed: passed.clone(), token: Some(token), refresh: Some(refresh) })
     }
@@ -92,7 +93,14 @@ impl Identity {
         let Some(user) = self.store.get_user(record.tenant_id, record.user_id).await?.filter(|u| u.active) else {
             return Ok(None);
         };
-        let (jwt, _) = self.tokens.issue(&user, record.application_id, record.created_at, REFRESH_TOKEN, now)?;
+        let (jwt, _) = self.tokens.issue(
+            &user,
+            record.application_id,
+            record.created_at,
+            REFRESH_TOKEN,
+            &Default::default(),
+            now,
+        )?;
         self.kernel.audit(AuditKind::TokenRefreshed, Some(user.id), "success", ctx, json!({}), now).await?;
         Ok(Some((jwt, user)))
     }

@@ -17,8 +17,8 @@ use crate::ids::{ApplicationId, TenantId};
 use crate::login::{Denial, LoginOutcome, LoginRequest};
 use crate::secret::{Secret, constant_time_eq};
 use crate::signin::{
-    AfterFirstFactor, AuthMethod, AuthMethods, Enrolling, FactorRule, SecondFactor, SignIn, Stage, enrol_key_context,
-    with_state,
+    AfterFirstFactor, AuthMethod, AuthMethods, Enrolling, FactorRule, PostLoginCall, ScriptState, SecondFactor, SignIn,
+    Stage, enrol_key_context, with_state,
 };
 use crate::store::Application;
 use crate::twofactor::TwoFactorMethod;
@@ -62,7 +62,8 @@ struct Passed {
     no_jwt: bool,
     /// A browser is there to be redirected (the hosted pages).
     interactive: bool,
-    resumed: bool,
+    /// Back at `/login/continue`: that request's query parameters.
+    resumed: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Identity {
@@ -166,6 +167,7 @@ impl Identity {
             code: None,
             rule: FactorRule::default(),
             enrolling: None,
+            scripts: ScriptState::default(),
         }
     }
 
@@ -210,7 +212,7 @@ impl Identity {
         };
         sign_in.user_id = Some(user.id);
         sign_in.passed = passed;
-        let step = Passed { sign_in, stored, user, methods, no_jwt: req.no_jwt, interactive: stored, resumed: false };
+        let step = Passed { sign_in, stored, user, methods, no_jwt: req.no_jwt, interactive: stored, resumed: None };
         self.after_first_factor(step, ctx, now).await
     }
 
@@ -292,6 +294,7 @@ impl Identity {
         &self,
         state: &Secret,
         browser: Option<&Secret>,
+        query: serde_json::Map<String, serde_json::Value>,
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<LoginOutcome, CoreError> {
@@ -306,7 +309,8 @@ impl Identity {
             return Ok(LoginOutcome::Denied(Denial::Expired));
         };
         let methods = self.store.methods(user.id).await?;
-        let step = Passed { sign_in, stored: true, user, methods, no_jwt: true, interactive: true, resumed: true };
+        let resumed = Some(query);
+        let step = Passed { sign_in, stored: true, user, methods, no_jwt: true, interactive: true, resumed };
         self.after_first_factor(step, ctx, now).await
     }
 
@@ -314,11 +318,11 @@ impl Identity {
     /// then either the challenge or the tokens.
     async fn after_first_factor(
         &self,
-        step: Passed,
+        mut step: Passed,
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<LoginOutcome, CoreError> {
-        if let Some(outcome) = self.post_login(&step, ctx, now).await? {
+        if let Some(outcome) = self.post_login(&mut step, ctx, now).await? {
             return Ok(outcome);
         }
         // The sign-in's rule: FusionAuth's login API (and a sign-in page opened on its
@@ -337,14 +341,26 @@ impl Identity {
     /// where they sent the sign-in (a redirect to resume from, a denial).
     async fn post_login(
         &self,
-        step: &Passed,
+        step: &mut Passed,
         ctx: &RequestContext,
         now: Timestamp,
     ) -> Result<Option<LoginOutcome>, CoreError> {
-        let decided = match &self.post_login {
-            Some(hook) => hook.0.after_first_factor(&step.sign_in, &step.user, step.resumed).await?,
-            None => AfterFirstFactor::Continue,
+        // The token a redirect would be resumed with, made first so the scripts can bind
+        // their own tokens to it; coming back, the one that was used.
+        let token = Secret::new(random::token(32)?);
+        let came_back = step.resumed.as_ref().and_then(|q| q.get("state")).and_then(|v| v.as_str());
+        let call = PostLoginCall {
+            sign_in: &step.sign_in,
+            user: &step.user,
+            factors: &step.methods,
+            resumed: step.resumed.as_ref(),
+            interactive: step.interactive,
+            state: came_back.unwrap_or(token.expose()),
+            now,
         };
+        let (decided, scripts) = self.post_login.0.after_first_factor(call).await?;
+        step.sign_in.scripts = scripts;
+        let step = &*step;
         let url = match decided {
             AfterFirstFactor::Continue => return Ok(None),
             AfterFirstFactor::Deny { reason } => return Ok(Some(self.deny(step, reason, ctx, now).await?)),
@@ -355,7 +371,6 @@ impl Identity {
             }
             AfterFirstFactor::Redirect { url } => url,
         };
-        let token = Secret::new(random::token(32)?);
         let next = SignIn {
             // A new id with the step, as every step gives; the browser comes back with
             // the resume token, not with it.
@@ -432,7 +447,14 @@ impl Identity {
         let trusted = step.sign_in.passed.contains(AuthMethod::TrustedDevice);
         let method = if trusted { AuthMethod::TrustedDevice } else { AuthMethod::Password };
         let app = step.sign_in.application_id;
-        let issued: Issued = self.issue_tokens(&step.user, app, step.no_jwt, &step.sign_in.passed, now)?;
+        let issued: Issued = self.issue_tokens(
+            &step.user,
+            app,
+            step.no_jwt,
+            &step.sign_in.passed,
+            &step.sign_in.scripts.access_claims,
+            now,
+        )?;
         let finished = retrying(|| async {
             let tx = self.store.begin().await?;
             if step.stored && !tx.spend_sign_in(&step.sign_in.digest).await? {

@@ -248,7 +248,14 @@ impl Identity {
             && self.applications.is_active(challenge.application_id).await?
         {
             let passed = challenge.passed.clone().with(AuthMethod::Totp);
-            let issued = self.issue_tokens(&user, challenge.application_id, req.no_jwt, &passed, now)?;
+            let issued = self.issue_tokens(
+                &user,
+                challenge.application_id,
+                req.no_jwt,
+                &passed,
+                &challenge.scripts.access_claims,
+                now,
+            )?;
             let fast = retrying(|| async {
                 let tx = self.store.begin().await?;
                 let attempts = tx.record_sign_in_failure(&challenge.digest).await?;
@@ -336,7 +343,14 @@ impl Identity {
         // One unit: the challenge is spent exactly when the tokens, the trust token and
         // their audit entries are written.
         let passed = challenge.passed.clone().with(method);
-        let issued = self.issue_tokens(&user, challenge.application_id, req.no_jwt, &passed, now)?;
+        let issued = self.issue_tokens(
+            &user,
+            challenge.application_id,
+            req.no_jwt,
+            &passed,
+            &challenge.scripts.access_claims,
+            now,
+        )?;
         let finished = retrying(|| async {
             let tx = self.store.begin().await?;
             let (user, methods) = (user.clone(), methods.clone());

@@ -16,6 +16,7 @@ mod messengers;
 mod multi_instance;
 mod oidc;
 mod pages;
+mod post_login;
 mod sdk;
 mod sealing;
 mod signin;

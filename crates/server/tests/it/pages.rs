@@ -288,15 +288,22 @@ fn set_cookies(r: &reqwest::Response) -> Vec<String> {
 async fn cookies_are_host_only_and_secure_when_served_over_tls() {
     let plain = spawn_app().await;
     let r = plain.client.get(plain.url("/login")).send().await.unwrap();
+    // The CSRF token and the long-lived device cookie.
     let c = set_cookies(&r);
-    assert_eq!(c.len(), 1, "{c:?}");
-    assert!(c[0].starts_with("tessera_csrf=") && c[0].contains("; HttpOnly; SameSite=Lax"), "{c:?}");
-    assert!(!c[0].contains("Secure"), "a Secure cookie would never come back over plain HTTP");
+    assert_eq!(c.len(), 2, "{c:?}");
+    assert!(c[0].starts_with("tessera_csrf=") && c[1].starts_with("tessera_device="), "{c:?}");
+    for cookie in &c {
+        assert!(cookie.contains("; HttpOnly; SameSite=Lax"), "{cookie}");
+        assert!(!cookie.contains("Secure"), "a Secure cookie would never come back over plain HTTP: {cookie}");
+    }
 
     let tls = app().configure(|c| c.messaging.public_url = Some("https://auth.example.com".into())).spawn().await;
     tls.create_user("ann@example.com", "correct horse").await;
     let r = tls.client.get(tls.url("/login")).send().await.unwrap();
-    let csrf_cookie = set_cookies(&r).remove(0);
+    let mut cookies = set_cookies(&r);
+    let device = cookies.remove(1);
+    assert!(device.starts_with("__Host-tessera_device=") && device.contains("; Secure"), "{device}");
+    let csrf_cookie = cookies.remove(0);
     assert!(csrf_cookie.starts_with("__Host-tessera_csrf="), "{csrf_cookie}");
     assert!(csrf_cookie.ends_with("; Path=/; HttpOnly; SameSite=Lax; Secure"), "{csrf_cookie}");
     let csrf = csrf_cookie.trim_start_matches("__Host-tessera_csrf=").split(';').next().unwrap().to_owned();

@@ -192,6 +192,7 @@ const PLAIN: &[&str] = &[
     "sign_ins.user_agent",
     "sign_ins.browser_digest",
     "sign_ins.device_digest",
+    "sign_ins.script_state",
     "sign_ins.created_at",
     "sign_ins.expires_at",
     "sign_ins.failures",

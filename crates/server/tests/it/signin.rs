@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tessera_core::CoreError;
-use tessera_core::signin::{AfterFirstFactor, PostLogin, PostLoginHook, SignIn};
-use tessera_core::user::User;
+use tessera_core::signin::{AfterFirstFactor, PostLogin, PostLoginCall, PostLoginHook, ScriptState, SignIn};
 use tessera_testkit::{TestApp, app};
 
 use crate::forms::{Browser, Page, field};
@@ -24,18 +23,14 @@ enum Script {
 
 #[async_trait::async_trait]
 impl PostLogin for Script {
-    async fn after_first_factor(
-        &self,
-        sign_in: &SignIn,
-        user: &User,
-        resumed: bool,
-    ) -> Result<AfterFirstFactor, CoreError> {
-        assert_eq!(sign_in.user_id, Some(user.id), "the sign-in knows its user after the password");
-        Ok(match (self, resumed) {
+    async fn after_first_factor(&self, call: PostLoginCall<'_>) -> Result<(AfterFirstFactor, ScriptState), CoreError> {
+        assert_eq!(call.sign_in.user_id, Some(call.user.id), "the sign-in knows its user after the password");
+        let decided = match (self, call.resumed.is_some()) {
             (Script::SendAway, false) => AfterFirstFactor::Redirect { url: AWAY.into() },
             (Script::SendAway, true) => AfterFirstFactor::Continue,
             (Script::Refuse, _) => AfterFirstFactor::Deny { reason: "Sign-ins are closed for maintenance.".into() },
-        })
+        };
+        Ok((decided, call.sign_in.scripts.clone()))
     }
 }
 

@@ -4,7 +4,7 @@ use tessera_core::messaging::Channel;
 use tessera_core::ids::{ApplicationId, UserId};
 use tessera_core::oidc::MfaPolicy;
 use tessera_core::phone::PhoneNumber;
-use tessera_core::signin::{AuthMethod, AuthMethods, Enrolling, FactorRule, SignIn, Signals, Stage};
+use tessera_core::signin::{AuthMethod, AuthMethods, Enrolling, FactorRule, ScriptState, SignIn, Signals, Stage};
 use tessera_core::store::{SignInStore, StoreError, TwoFactorStore, UserStore};
 use tessera_core::totp::TotpParams;
 use tessera_core::twofactor::{
@@ -55,6 +55,11 @@ fn challenge(c: &Ctx, user: UserId, app: ApplicationId, digest: &str) -> SignIn 
         code: None,
         rule: FactorRule::default(),
         enrolling: None,
+        scripts: ScriptState {
+            resume_at: Some(1),
+            access_claims: serde_json::json!({"https://example.com/plan": "gold"}).as_object().unwrap().clone(),
+            ..ScriptState::default()
+        },
     }
 }
 
@@ -308,6 +313,7 @@ async fn challenges_open_at_the_upgrade_carry_on_as_sign_ins(backend: tessera_st
             code: Some(code),
             rule: FactorRule::default(),
             enrolling: None,
+            scripts: ScriptState::default(),
         }
     );
 }

@@ -22,7 +22,7 @@ pub use account::{
     account, account_recovery_codes, account_remove, logout_confirmation, logout_page, logout_submit, sign_out,
 };
 pub use enroll::{enroll_page, enroll_phone_confirm, enroll_phone_send, enroll_submit};
-pub use signin::{continue_sign_in, login_page, login_submit, send_code, two_factor_submit};
+pub use signin::{continue_sign_in, continue_sign_in_form, login_page, login_submit, send_code, two_factor_submit};
 
 use crate::api::oidc::session_policy;
 use crate::app::AppState;

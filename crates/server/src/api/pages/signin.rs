@@ -223,8 +223,24 @@ pub async fn continue_sign_in(
     let csrf = cookies.csrf_or_new(&headers)?;
     // The browser it left from still has its CSRF token (a new one here means another browser).
     let browser = cookies.csrf(&headers).map(Secret::new);
-    let outcome = s.identity.continue_sign_in(&Secret::new(state), browser.as_ref(), &ctx, s.clock.now()).await?;
+    // What came back with it (a token of the page it went to, say) is for the scripts.
+    let given: serde_json::Map<String, serde_json::Value> =
+        q.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    let outcome =
+        s.identity.continue_sign_in(&Secret::new(state), browser.as_ref(), given, &ctx, s.clock.now()).await?;
     Ok(with_csrf(outcome_page(&s, &cookies, &headers, &csrf, outcome).await?, &cookies, &csrf))
+}
+
+/// `POST /login/continue`: the same, with `state` and what the page sends back in a
+/// form (Auth0 advises posting a token back, so it is not left in an address).
+pub async fn continue_sign_in_form(
+    state: State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let fields: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    continue_sign_in(state, caller, headers, Query(fields)).await
 }
 
 /// `POST /login/two-factor`.

@@ -1,0 +1,220 @@
+//! Post-login actions in the sign-in, as a team moving from Auth0 would write them:
+//! bound through the management API, run after the password on the JSON API and the
+//! hosted pages, their claims in the tokens (after a second factor too), their denials
+//! and exceptions ending the sign-in, and a redirect that resumes at `/login/continue`
+//! in `onContinuePostLogin` with a token the action signed.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tessera_testkit::{TestApp, spawn_app};
+
+use crate::forms::{Browser, Page, field};
+use crate::oidc::claims;
+
+/// Creates, deploys and binds `actions` (name, code) to post-login, in order.
+async fn bind(app: &TestApp, actions: &[(&str, &str)]) {
+    let mut bindings = Vec::new();
+    for (name, code) in actions {
+        let body = json!({"name": name, "supported_triggers": [{"id": "post-login", "version": "v3"}], "code": code,
+                          "secrets": [{"name": "SIGNING", "value": "a-long-signing-secret"}]});
+        let created = app.admin(Method::POST, "/api/v2/actions/actions", Some(body)).await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        let id = created.json["id"].as_str().unwrap().to_owned();
+        let deployed = app.admin(Method::POST, &format!("/api/v2/actions/actions/{id}/deploy"), None).await;
+        assert_eq!(deployed.status, 202, "{}", deployed.text);
+        bindings.push(json!({"ref": {"type": "action_id", "value": id}, "display_name": name}));
+    }
+    let r = app
+        .admin(Method::PATCH, "/api/v2/actions/triggers/post-login/bindings", Some(json!({"bindings": bindings})))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+fn login() -> Value {
+    json!({"loginId": "ann@example.com", "password": "correct horse"})
+}
+
+const CLAIMS: &str = r#"exports.onExecutePostLogin = async (event, api) => {
+  api.transaction.setMetadata('plan', event.user.app_metadata.plan || 'free');
+  api.accessToken.setCustomClaim('https://example.com/email', event.user.email);
+};"#;
+
+const READS_METADATA: &str = r#"exports.onExecutePostLogin = async (event, api) => {
+  const pwd = event.authentication.methods.find((m) => m.name === 'pwd');
+  api.accessToken.setCustomClaim('https://example.com/plan', event.transaction.metadata.plan);
+  api.accessToken.setCustomClaim('https://example.com/pwd', !!pwd);
+  api.accessToken.setCustomClaim('sub', 'someone-else');
+};"#;
+
+#[tokio::test]
+async fn actions_run_in_order_after_the_password_and_their_claims_are_in_the_token() {
+    let app = spawn_app().await;
+    app.create_user("ann@example.com", "correct horse").await;
+    bind(&app, &[("claims", CLAIMS), ("reads-metadata", READS_METADATA)]).await;
+    let r = app.post_json("/api/login", login()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let token = claims(r.json["token"].as_str().unwrap());
+    assert_eq!(token["https://example.com/email"], "ann@example.com");
+    assert_eq!(token["https://example.com/plan"], "free", "the second action saw the first's metadata");
+    assert_eq!(token["https://example.com/pwd"], true, "event.authentication.methods names the password");
+    assert_eq!(token["sub"], r.json["user"]["id"], "a script cannot replace a claim Tessera sets");
+
+    // Each sign-in is recorded as an execution of both actions.
+    let executions = app.count("SELECT COUNT(*) FROM action_executions WHERE status = 'final'").await;
+    assert_eq!(executions, 1);
+}
+
+#[tokio::test]
+async fn claims_survive_the_second_factor() {
+    let app = spawn_app().await;
+    let user = app.create_user("ann@example.com", "correct horse").await;
+    let secret = b"12345678901234567890".to_vec();
+    app.enable_authenticator(&user, &secret).await;
+    bind(&app, &[("claims", CLAIMS)]).await;
+    let r = app.post_json("/api/login", login()).await;
+    assert_eq!(r.status, 242, "{}", r.text);
+    // The next step's code: enabling the authenticator used the current one.
+    let code = app.totp(&secret, 1);
+    let done =
+        app.post_json("/api/two-factor/login", json!({"twoFactorId": r.json["twoFactorId"], "code": code})).await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert_eq!(claims(done.json["token"].as_str().unwrap())["https://example.com/email"], "ann@example.com");
+}
+
+#[tokio::test]
+async fn a_denial_an_exception_or_an_unsupported_call_ends_the_sign_in_with_its_reason() {
+    for (code, said) in [
+        (
+            "exports.onExecutePostLogin = async (event, api) => { api.access.deny('Your account is under review.'); };",
+            "Your account is under review.",
+        ),
+        (
+            "exports.onExecutePostLogin = async () => { throw new Error('risk service said no'); };",
+            "risk service said no",
+        ),
+        ("exports.onExecutePostLogin = async () => { while (true) {} };", "execution time"),
+        (
+            "exports.onExecutePostLogin = async (event, api) => { api.authentication.challengeWith({ type: 'otp' }); };",
+            "challengeWith",
+        ),
+    ] {
+        let app =
+            tessera_testkit::app().configure(|c| c.actions.timeout = std::time::Duration::from_secs(1)).spawn().await;
+        app.create_user("ann@example.com", "correct horse").await;
+        bind(&app, &[("gate", code)]).await;
+        let r = app.post_json("/api/login", login()).await;
+        assert_eq!(r.status, 409, "{code}: {}", r.text);
+        let message = r.json["generalErrors"][0]["message"].as_str().unwrap();
+        assert!(message.contains(said), "{code}: {message}");
+        assert!(r.json.get("token").is_none());
+        // Later actions do not run after a denial; the record says it ended early.
+        let partial = app.count("SELECT COUNT(*) FROM action_executions").await;
+        assert_eq!(partial, 1, "{code}");
+    }
+}
+
+const REGISTER: &str = "https://partner.example/register";
+
+/// Sends a user without a phone to the partner's page with a signed token, and lets
+/// them in when they come back with a token the page echoed, setting what it says.
+const REDIRECTS: &str = r#"
+exports.onExecutePostLogin = async (event, api) => {
+  if (event.user.user_metadata.registered) return;
+  const token = api.redirect.encodeToken({
+    secret: event.secrets.SIGNING,
+    expiresInSeconds: 120,
+    payload: { email: event.user.email },
+  });
+  api.redirect.sendUserTo('https://partner.example/register', { query: { session_token: token } });
+};
+exports.onContinuePostLogin = async (event, api) => {
+  const payload = api.redirect.validateToken({ secret: event.secrets.SIGNING, tokenParameterName: 'session_token' });
+  api.transaction.setMetadata('registered_as', payload.email);
+};"#;
+
+/// Runs after the redirecting action, once the browser is back.
+const AFTER: &str = r#"exports.onExecutePostLogin = async (event, api) => {
+  if (event.transaction.metadata.registered_as !== event.user.email) api.access.deny('not registered');
+};"#;
+
+async fn sent_away(app: &TestApp, b: &mut Browser<'_>) -> (String, String) {
+    let form = b.get("/login?return_to=%2Faccount").await;
+    let (csrf, signin) = (field(&form.text, "csrf"), field(&form.text, "signin"));
+    let away: Page = b
+        .post(
+            "/login",
+            &[("csrf", &csrf), ("signin", &signin), ("login_id", "ann@example.com"), ("password", "correct horse")],
+        )
+        .await;
+    assert_eq!(away.status, 303, "{}", away.text);
+    let to = reqwest::Url::parse(away.location.as_deref().unwrap()).unwrap();
+    assert_eq!(format!("{}://{}{}", to.scheme(), to.host_str().unwrap(), to.path()), REGISTER);
+    let q: std::collections::HashMap<String, String> = to.query_pairs().into_owned().collect();
+    let _ = app;
+    (q["state"].clone(), q["session_token"].clone())
+}
+
+#[tokio::test]
+async fn a_redirect_resumes_in_on_continue_post_login_with_the_token_it_signed() {
+    let app = spawn_app().await;
+    app.create_user("ann@example.com", "correct horse").await;
+    bind(&app, &[("register", REDIRECTS), ("after", AFTER)]).await;
+
+    let mut b = Browser::new(&app);
+    let (state, token) = sent_away(&app, &mut b).await;
+    let claims_in_token = claims(&token);
+    assert_eq!(claims_in_token["email"], "ann@example.com");
+    assert_eq!(claims_in_token["state"], state, "the token is bound to this sign-in's state");
+    let back = b.post("/login/continue", &[("state", &state), ("session_token", &token)]).await;
+    assert_eq!(back.status, 303, "{}", back.text);
+    assert_eq!(back.location.as_deref(), Some("/account"), "{}", back.text);
+    assert_eq!(b.get("/account").await.status, 200, "signed in");
+
+    // A token altered on the way, or one signed with another secret, signs nobody in.
+    let mut other = Browser::new(&app);
+    let (state, token) = sent_away(&app, &mut other).await;
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    parts[2] = parts[2].chars().rev().collect();
+    let tampered = other.post("/login/continue", &[("state", &state), ("session_token", &parts.join("."))]).await;
+    assert_ne!(tampered.location.as_deref(), Some("/account"), "{}", tampered.text);
+    assert_eq!(other.get("/account").await.status, 303, "no session");
+    // The state is spent, so the right token cannot be tried again with it either.
+    let again = other.post("/login/continue", &[("state", &state), ("session_token", &token)]).await;
+    assert_ne!(again.location.as_deref(), Some("/account"), "{}", again.text);
+}
+
+/// `payload` as an HS256 token under the actions' secret, as the partner's page would
+/// sign one.
+fn signed(payload: &Value) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let body = format!("{}.{}", b64(r#"{"alg":"HS256","typ":"JWT"}"#), b64(&payload.to_string()));
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"a-long-signing-secret").unwrap();
+    mac.update(body.as_bytes());
+    format!("{body}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn an_expired_redirect_token_is_refused() {
+    let app = spawn_app().await;
+    app.create_user("ann@example.com", "correct horse").await;
+    bind(&app, &[("register", REDIRECTS)]).await;
+    let mut b = Browser::new(&app);
+    let (state, token) = sent_away(&app, &mut b).await;
+    // Two minutes of validity: the token's own `exp`.
+    let payload = claims(&token);
+    let (iat, exp) = (payload["iat"].as_i64().unwrap(), payload["exp"].as_i64().unwrap());
+    assert_eq!(exp - iat, 120);
+    // Signed again as it was, it works (so what differs below is only the expiry)...
+    let back = b.post("/login/continue", &[("state", &state), ("session_token", &signed(&payload))]).await;
+    assert_eq!(back.location.as_deref(), Some("/account"), "{}", back.text);
+    // ...signed with an `exp` already past, it does not.
+    let mut late = Browser::new(&app);
+    let (state, token) = sent_away(&app, &mut late).await;
+    let mut payload = claims(&token);
+    payload["exp"] = json!(payload["iat"].as_i64().unwrap() - 1);
+    let expired = late.post("/login/continue", &[("state", &state), ("session_token", &signed(&payload))]).await;
+    assert_ne!(expired.location.as_deref(), Some("/account"), "{}", expired.text);
+    assert_eq!(late.get("/account").await.status, 303, "no session");
+}
