@@ -5,6 +5,7 @@ usage: tessera-bench SCENARIO [--connections N] [--seconds S] [--users N] [--dat
 
 scenarios:
   login        password sign-ins (argon2-bound), with unknown-user and wrong-password timing
+  login-actions  password sign-ins without, then with three post-login actions bound
   two-factor   password sign-in, then the TOTP second step
   code-check   the second step alone (pre-made challenges)
   verify       Verify API start and check

@@ -8,6 +8,7 @@
 //! Without `--url` it starts `tessera` (the binary beside its own executable) on a
 //! fresh SQLite database in a temporary folder, and measures its cold start too.
 
+mod actions;
 mod args;
 mod load;
 mod server;
@@ -46,6 +47,7 @@ async fn main() {
 async fn run(args: Args) -> Result<(), String> {
     match args.scenario.as_str() {
         "login" => login(&args).await,
+        "login-actions" => actions::run(&args).await,
         "two-factor" => two_factor::full(&args).await,
         "code-check" => two_factor::code_check(&args).await,
         "verify" => verify::run(&args).await,
@@ -59,18 +61,7 @@ async fn login(args: &Args) -> Result<(), String> {
         reqwest::Client::builder().pool_max_idle_per_host(args.connections).build().map_err(|e| e.to_string())?;
 
     // One user per connection, so nothing but the server itself is shared.
-    for i in 0..args.connections {
-        let r = client
-            .post(target.url("/api/user"))
-            .header("Authorization", &target.api_key)
-            .json(&json!({"user": {"email": format!("bench{i}@example.com"), "password": "correct horse battery"}}))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !r.status().is_success() && r.status() != 400 {
-            return Err(format!("creating users failed: {}", r.status()));
-        }
-    }
+    create_users(&client, &target, args.connections).await?;
 
     // 404 timing: an unknown login id against a wrong password for a real one.
     let unknown = sequential(&client, &target, "nobody@example.com", 100).await?;
@@ -105,6 +96,23 @@ async fn login(args: &Args) -> Result<(), String> {
         wrong.percentile(50.0)
     );
     target.stop().await;
+    Ok(())
+}
+
+/// `bench0@example.com` … `bench{n-1}@example.com`, password "correct horse battery".
+pub(crate) async fn create_users(client: &reqwest::Client, target: &Target, n: usize) -> Result<(), String> {
+    for i in 0..n {
+        let r = client
+            .post(target.url("/api/user"))
+            .header("Authorization", &target.api_key)
+            .json(&json!({"user": {"email": format!("bench{i}@example.com"), "password": "correct horse battery"}}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !r.status().is_success() && r.status() != 400 {
+            return Err(format!("creating users failed: {}", r.status()));
+        }
+    }
     Ok(())
 }
 
