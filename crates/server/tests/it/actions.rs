@@ -145,6 +145,26 @@ async fn bad_input_gets_auth0s_error_shape_and_nothing_is_half_written() {
 }
 
 #[tokio::test]
+async fn a_trigger_runs_at_most_twenty_actions() {
+    let app = spawn_app().await;
+    let mut refs = Vec::new();
+    for i in 0..21 {
+        let id = create(&app, &format!("a{i}"), CODE).await.json["id"].as_str().unwrap().to_owned();
+        let deployed = app.admin(Method::POST, &format!("/api/v2/actions/actions/{id}/deploy"), None).await;
+        assert_eq!(deployed.status, 202, "{}", deployed.text);
+        refs.push(json!({"ref": {"type": "action_id", "value": id}}));
+    }
+    let path = "/api/v2/actions/triggers/post-login/bindings";
+    let too_many = app.admin(Method::PATCH, path, Some(json!({"bindings": refs}))).await;
+    assert_eq!(too_many.status, 400, "{}", too_many.text);
+    assert!(too_many.json["message"].as_str().unwrap().contains("at most 20"), "{}", too_many.text);
+    refs.pop();
+    let twenty = app.admin(Method::PATCH, path, Some(json!({"bindings": refs}))).await;
+    assert_eq!(twenty.status, 200, "{}", twenty.text);
+    assert_eq!(twenty.json["bindings"].as_array().unwrap().len(), 20);
+}
+
+#[tokio::test]
 async fn secrets_are_sealed_at_rest_and_kept_when_an_update_names_them_without_a_value() {
     let app = spawn_app().await;
     let body = json!({"name": "s", "supported_triggers": [{"id": "post-login"}],

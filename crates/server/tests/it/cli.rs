@@ -437,6 +437,8 @@ async fn the_readme_walk_through_runs_as_written() {
     let printed: Vec<&str> = stdout.lines().collect();
     assert!(printed.contains(&"10"), "ten recovery codes: {stdout}");
     assert!(printed.windows(2).any(|w| w == ["pending", "approved"]), "Verify approved the code: {stdout}");
+    assert!(printed.contains(&"Sign-ins from this address are blocked."), "the action's test run denied: {stdout}");
+    assert!(printed.contains(&"gate"), "the action was bound: {stdout}");
     assert!(printed.contains(&server.base.as_str()), "the issuer: {stdout}");
     assert!(server.stop().success());
 }
