@@ -15,6 +15,14 @@ use crate::sandbox::{HostState, VendorUrls};
 
 const TWILIO: &str = include_str!("js/twilio.js");
 const PLIVO: &str = include_str!("js/plivo.js");
+/// The parts of the prelude parsed on first use (see `js/prelude.js`).
+const LIBS: [(&str, &str); 5] = [
+    ("buffer", include_str!("js/lib/buffer.js")),
+    ("web", include_str!("js/lib/web.js")),
+    ("crypto", include_str!("js/lib/crypto.js")),
+    ("axios", include_str!("js/lib/axios.js")),
+    ("tokens", include_str!("js/lib/tokens.js")),
+];
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -138,6 +146,15 @@ pub(crate) fn functions<'js>(
         })?,
     )?;
     host.set("uuid", Function::new(ctx.clone(), || uuid::Uuid::new_v4().to_string())?)?;
+    host.set(
+        "lib",
+        Function::new(ctx.clone(), |ctx: Ctx<'js>, name: String| -> rquickjs::Result<Function<'js>> {
+            let Some((_, source)) = LIBS.iter().find(|(n, _)| *n == name) else {
+                return Err(Exception::throw_type(&ctx, &format!("no library {name}")));
+            };
+            ctx.eval(*source)
+        })?,
+    )?;
     let vendors = vendors.clone();
     host.set(
         "vendor",

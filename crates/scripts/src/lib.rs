@@ -93,15 +93,11 @@ impl Engine {
     }
 }
 
-/// One engine thread: takes jobs until the engine is dropped.
+/// One engine thread: takes jobs until the engine is dropped. Its runtime and HTTP
+/// client are made with its first job, so a server whose tenants bind no actions pays
+/// for neither.
 fn work(queue: &Mutex<Receiver<Job>>, outbound: Outbound, settings: &Settings) {
-    let http = match http::Http::new(outbound) {
-        Ok(h) => Rc::new(h),
-        Err(e) => {
-            tracing::error!(error = %e, "the actions engine could not start its HTTP client");
-            return;
-        }
-    };
+    let mut http: Option<Rc<http::Http>> = None;
     let limits = sandbox::Limits { memory: settings.memory_limit, stack: STACK, time: settings.timeout };
     let mut current: Option<sandbox::Sandbox> = None;
     loop {
@@ -121,13 +117,20 @@ fn work(queue: &Mutex<Receiver<Job>>, outbound: Outbound, settings: &Settings) {
                 }
             };
         }
-        let Some(sb) = current.as_mut() else {
-            // Dropping the job's reply tells its caller the engine is unavailable.
-            continue;
-        };
+        if http.is_none() {
+            http = match http::Http::new(outbound.clone()) {
+                Ok(h) => Some(Rc::new(h)),
+                Err(e) => {
+                    tracing::error!(error = %e, "the actions engine could not start its HTTP client");
+                    None
+                }
+            };
+        }
+        // Dropping the job's reply tells its caller the engine is unavailable.
+        let (Some(sb), Some(http)) = (current.as_mut(), http.as_ref()) else { continue };
         match job {
             Job::Run(execution, reply) => {
-                let result = sb.run(&execution, &limits, &http, &settings.vendors);
+                let result = sb.run(&execution, &limits, http, &settings.vendors);
                 if let Err(failure) = &result {
                     tracing::warn!(trigger = execution.trigger.id(), failure = %failure, "an action failed");
                 }
@@ -135,7 +138,7 @@ fn work(queue: &Mutex<Receiver<Job>>, outbound: Outbound, settings: &Settings) {
             }
             Job::Check(trigger, code, reply) => {
                 let quick = sandbox::Limits { time: CHECK_TIME.min(limits.time), ..limits.clone() };
-                let _ = reply.send(check::check(sb, trigger, &code, &quick, &http, &settings.vendors));
+                let _ = reply.send(check::check(sb, trigger, &code, &quick, http, &settings.vendors));
                 sb.spoiled = true;
             }
         }

@@ -210,11 +210,12 @@ fn catching<'js, T>(ctx: &Ctx<'js>, r: rquickjs::Result<T>) -> Result<T, Failure
     r.map_err(|e| Failure::Thrown(caught(ctx, e)))
 }
 
-/// The prelude's tools: `require`, the timers' controls, `Buffer`.
+/// The prelude's tools: `require`, the timers' controls, and `load` for the parts of
+/// the prelude parsed on first use.
 pub(crate) struct Tools<'js> {
     pub require: Function<'js>,
     pub timers: Object<'js>,
-    pub buffer: Value<'js>,
+    pub load: Function<'js>,
 }
 
 /// Evaluates the prelude with the host's functions.
@@ -227,7 +228,7 @@ pub(crate) fn prelude<'js>(
     let host = host::functions(ctx, state, http, vendors)?;
     let f: Function = ctx.eval(PRELUDE)?;
     let tools: Object = f.call((host,))?;
-    Ok(Tools { require: tools.get("require")?, timers: tools.get("timers")?, buffer: tools.get("Buffer")? })
+    Ok(Tools { require: tools.get("require")?, timers: tools.get("timers")?, load: tools.get("load")? })
 }
 
 /// Loads the action's code as a CommonJS module and answers its `module.exports`.
@@ -272,11 +273,7 @@ fn execute(
         Trigger::SendPhoneMessage | Trigger::CustomPhoneProvider => PHONE_API,
     };
     let make_api: Function = catching(ctx, ctx.eval(api_source))?;
-    let crypto: Value = catching(ctx, tools.require.call(("crypto",)))?;
-    let api_tools = catching(ctx, Object::new(ctx.clone()))?;
-    catching(ctx, api_tools.set("Buffer", tools.buffer.clone()))?;
-    catching(ctx, api_tools.set("crypto", crypto))?;
-    let api: Value = catching(ctx, make_api.call((event.clone(), data, record, api_tools)))?;
+    let api: Value = catching(ctx, make_api.call((event.clone(), data, record, tools.load.clone())))?;
 
     let returned: Value = catching(ctx, handler.call((event, api)))?;
     if let Some(promise) = returned.as_promise() {

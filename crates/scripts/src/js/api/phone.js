@@ -2,7 +2,7 @@
 // `custom-phone-provider` can also drop the notification (`api.notification.drop`) or
 // ask for a retry (`api.notification.retry`). Calls are recorded for core, as for
 // post-login.
-(function (event, data, record) {
+(function (event, data, record, load) {
   'use strict';
   const api = {};
   const cached = { ...(data.cache || {}) };
