@@ -16,12 +16,13 @@ use crate::sandbox::{HostState, VendorUrls};
 const TWILIO: &str = include_str!("js/twilio.js");
 const PLIVO: &str = include_str!("js/plivo.js");
 /// The parts of the prelude parsed on first use (see `js/prelude.js`).
-const LIBS: [(&str, &str); 5] = [
+const LIBS: [(&str, &str); 6] = [
     ("buffer", include_str!("js/lib/buffer.js")),
     ("web", include_str!("js/lib/web.js")),
     ("crypto", include_str!("js/lib/crypto.js")),
     ("axios", include_str!("js/lib/axios.js")),
     ("tokens", include_str!("js/lib/tokens.js")),
+    ("util", include_str!("js/lib/util.js")),
 ];
 
 fn hex(bytes: &[u8]) -> String {

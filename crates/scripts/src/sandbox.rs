@@ -118,7 +118,8 @@ impl Sandbox {
             }
             Err(Failure::Late) => Err(ScriptFailure::TimedOut { limit: limits.time, logs }),
             Err(Failure::Thrown(message)) if is_out_of_memory(&message) => Err(ScriptFailure::OutOfMemory { logs }),
-            Err(Failure::Thrown(message)) => Err(ScriptFailure::Threw { message, logs }),
+            // The message goes to the log and to the client: no secret in it either.
+            Err(Failure::Thrown(message)) => Err(ScriptFailure::Threw { message: state.redact(&message), logs }),
             Err(Failure::Stuck) => Err(ScriptFailure::NeverSettled { logs }),
         };
         if matches!(result, Err(ScriptFailure::TimedOut { .. } | ScriptFailure::OutOfMemory { .. })) {
@@ -161,12 +162,17 @@ impl HostState {
             logs.push(LogLine { level: LogLevel::Warn, message });
             return;
         }
-        let mut line = message.to_owned();
-        for s in &self.secrets {
-            line = line.replace(s.as_str(), "[REDACTED]");
-        }
-        let line: String = line.chars().take(LOG_LINE_LIMIT).collect();
+        let line: String = self.redact(message).chars().take(LOG_LINE_LIMIT).collect();
         logs.push(LogLine { level, message: line });
+    }
+
+    /// `text` with every secret value replaced.
+    pub(crate) fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for s in &self.secrets {
+            out = out.replace(s.as_str(), "[REDACTED]");
+        }
+        out
     }
 
     pub(crate) fn time_left(&self) -> Duration {

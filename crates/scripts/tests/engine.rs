@@ -174,6 +174,29 @@ async fn an_auth0_action_runs_with_async_await_and_its_api_calls_are_recorded_in
 }
 
 #[tokio::test]
+async fn the_cache_answers_what_was_set_and_records_it_and_a_thrown_secret_is_redacted() {
+    let engine = Engine::start(settings(None)).unwrap();
+    let code = r#"exports.onExecutePostLogin = async (event, api) => {
+        const before = api.cache.get('seen');
+        api.cache.set('seen', 'yes', { ttl: 60000 });
+        api.idToken.setCustomClaim('before', before === undefined ? 'none' : before.value);
+        api.idToken.setCustomClaim('after', api.cache.get('seen').value);
+    };"#;
+    let done = run(&engine, code).await.unwrap();
+    assert_eq!(names(&done), ["cache.set", "idToken.setCustomClaim", "idToken.setCustomClaim"]);
+    assert_eq!(done.calls[0].args[..2], [json!("seen"), json!("yes")]);
+    assert_eq!((done.calls[1].args[1].clone(), done.calls[2].args[1].clone()), (json!("none"), json!("yes")));
+    let mut given = post_login(code);
+    given.api_data["cache"] = json!({"seen": {"value": "earlier", "expires_at": 4_102_444_800_000_i64}});
+    let done = engine.run(given).await.unwrap();
+    assert_eq!(done.calls[1].args[1], json!("earlier"), "an entry the engine was given");
+
+    let leaks = "exports.onExecutePostLogin = (event) => { throw new Error('key ' + event.secrets.API_KEY); };";
+    let threw = run(&engine, leaks).await;
+    assert!(matches!(&threw, Err(ScriptFailure::Threw { message, .. }) if message == "key [REDACTED]"), "{threw:?}");
+}
+
+#[tokio::test]
 async fn each_execution_gets_a_fresh_context() {
     let engine = Engine::start(Settings { workers: 1, ..settings(None) }).unwrap();
     let code = r#"

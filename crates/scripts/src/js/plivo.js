@@ -3,14 +3,7 @@
 // REST API (JSON bodies, Basic auth) to the base URL the operator configured.
 (function (deps, config) {
   'use strict';
-  const { Buffer, fetch } = deps;
-  const camel = (v) => {
-    if (Array.isArray(v)) return v.map(camel);
-    if (!v || typeof v !== 'object') return v;
-    const out = {};
-    for (const [k, x] of Object.entries(v)) out[k.replace(/_([a-z])/g, (_, c) => c.toUpperCase())] = camel(x);
-    return out;
-  };
+  const { Buffer, fetch, camel } = deps;
   class PlivoRestError extends Error {
     constructor(status, body) {
       super((body && body.error) || `Plivo answered ${status}`);

@@ -65,7 +65,7 @@
 
   const vendorDeps = () => {
     const web = load('web');
-    return { Buffer: load('buffer').Buffer, URLSearchParams: web.URLSearchParams, fetch: web.fetch };
+    return { Buffer: load('buffer').Buffer, URLSearchParams: web.URLSearchParams, fetch: web.fetch, camel: load('util').camel };
   };
   const modules = {
     crypto: () => load('crypto').crypto,

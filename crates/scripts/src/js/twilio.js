@@ -4,14 +4,7 @@
 // as RestException) to the base URLs the operator configured.
 (function (deps, config) {
   'use strict';
-  const { Buffer, URLSearchParams, fetch } = deps;
-  const camel = (v) => {
-    if (Array.isArray(v)) return v.map(camel);
-    if (!v || typeof v !== 'object') return v;
-    const out = {};
-    for (const [k, x] of Object.entries(v)) out[k.replace(/_([a-z])/g, (_, c) => c.toUpperCase())] = camel(x);
-    return out;
-  };
+  const { Buffer, URLSearchParams, fetch, camel } = deps;
   const pascal = (k) => k.charAt(0).toUpperCase() + k.slice(1);
 
   class RestException extends Error {

@@ -5,32 +5,13 @@
 (function (event, data, record, load) {
   'use strict';
   const api = {};
-  const cached = { ...(data.cache || {}) };
   Object.assign(api, {
-    cache: {
-      get: (key) => {
-        const e = cached[key];
-        return e && e.expires_at > Date.now() ? { value: e.value, expires_at: e.expires_at } : undefined;
-      },
-      set: (key, value, options) => {
-        const o = options || {};
-        let at = Date.now() + (o.ttl !== undefined ? Number(o.ttl) : 15 * 60 * 1000);
-        if (o.expires_at !== undefined) at = Math.min(at, Number(o.expires_at));
-        at = Math.min(at, Date.now() + 24 * 3600 * 1000);
-        cached[key] = { value: String(value), expires_at: at };
-        record('cache.set', [String(key), String(value), at]);
-        return { type: 'success' };
-      },
-      delete: (key) => {
-        delete cached[key];
-        record('cache.delete', [String(key)]);
-        return { type: 'success' };
-      },
-    },
     notification: {
       drop: (reason) => { record('notification.drop', [reason]); return api; },
       retry: (reason) => { record('notification.retry', [reason]); return api; },
     },
   });
+  let cache;
+  Object.defineProperty(api, 'cache', { get: () => cache || (cache = load('util').makeCache(data.cache, record)) });
   return api;
 })
