@@ -315,6 +315,9 @@ pub struct PostLoginCall<'a> {
     /// the one that brought the browser back (what `api.redirect.encodeToken` binds a
     /// token to, and `validateToken` checks).
     pub state: &'a str,
+    /// Auth0's `event.transaction.protocol`: `oauth2-password` (the login API),
+    /// `oidc-basic-profile` (the hosted pages), `oauth2-refresh-token`.
+    pub protocol: &'static str,
     pub now: crate::Timestamp,
 }
 

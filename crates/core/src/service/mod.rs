@@ -38,6 +38,7 @@ pub use self::messengers::Messengers;
 pub use self::oidc::{AuthorizeOutcome, TokenError as OAuthTokenError, TokenResponse};
 pub use self::post_login::ActionsPostLogin;
 pub use self::reseal::{ResealReport, reseal};
+pub use self::sessions::Refreshed;
 pub use self::signin::BrowserStart;
 pub use self::twofactor::{
     DisableOutcome, EnableOutcome, SendOutcome, TwoFactorLoginOutcome, TwoFactorLoginRequest, UserScope,

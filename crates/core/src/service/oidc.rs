@@ -47,6 +47,8 @@ pub enum TokenError {
     InvalidClient,
     InvalidGrant(&'static str),
     UnsupportedGrantType,
+    /// A post-login action refused the refresh.
+    AccessDenied(String),
 }
 
 pub struct TokenResponse {
@@ -255,14 +257,17 @@ impl Identity {
                 };
                 let secret = Secret::new(refresh.clone());
                 match self.refresh(&secret, &RequestContext::default(), now).await? {
-                    Some((jwt, _)) => Ok(Ok(TokenResponse {
+                    super::Refreshed::Token { jwt, .. } => Ok(Ok(TokenResponse {
                         access_token: jwt,
                         expires_in: self.kernel.policies.jwt_ttl.as_secs(),
                         refresh_token: Some(secret),
                         id_token: None,
                         scope: "openid".into(),
                     })),
-                    None => Ok(Err(TokenError::InvalidGrant("the refresh token is unknown, expired or revoked"))),
+                    super::Refreshed::Invalid => {
+                        Ok(Err(TokenError::InvalidGrant("the refresh token is unknown, expired or revoked")))
+                    }
+                    super::Refreshed::Denied { reason } => Ok(Err(TokenError::AccessDenied(reason))),
                 }
             }
             Some(_) => Ok(Err(TokenError::UnsupportedGrantType)),

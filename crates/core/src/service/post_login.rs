@@ -194,8 +194,7 @@ impl PostLogin for ActionsPostLogin {
             "name": self.applications.name_of(call.sign_in.application_id).await?,
             "metadata": {},
         });
-        let protocol = if call.interactive { "oidc-basic-profile" } else { "oauth2-password" };
-        let event = event(&call, client, protocol);
+        let event = event(&call, client, call.protocol);
         let api_data = json!({
             "canRedirect": call.interactive,
             "issuer": self.actions.issuer(),

@@ -8,12 +8,29 @@ use crate::audit::{AuditKind, AuditRecord};
 use crate::ids::{ApplicationId, UserId};
 use crate::login::LoginSuccess;
 use crate::secret::Secret;
-use crate::signin::{AuthMethod, AuthMethods, REFRESH_TOKEN};
+use crate::signin::{
+    AfterFirstFactor, AuthMethod, AuthMethods, FactorRule, PostLoginCall, REFRESH_TOKEN, ScriptState, SignIn, Stage,
+};
 use crate::store::Store;
 use crate::tokens::{RefreshToken, TokenError};
 use crate::twofactor::TwoFactorMethod;
 use crate::user::User;
 use crate::{CoreError, Timestamp};
+
+/// What a refresh gave.
+#[derive(Debug)]
+pub enum Refreshed {
+    Token {
+        jwt: String,
+        user: Box<User>,
+    },
+    /// Unknown, expired, revoked, or its user or application is gone.
+    Invalid,
+    /// A post-login action refused it.
+    Denied {
+        reason: String,
+    },
+}
 
 impl Identity {
     /// The tokens of a sign-in about to succeed. Signed before its unit of work begins:
@@ -76,33 +93,73 @@ impl Identity {
         self.tokens.validate(token, now)
     }
 
-    /// A new access token for a live refresh token; `None` when it is unknown,
-    /// expired, revoked, or its user is gone or deactivated.
+    /// A new access token for a live refresh token: `Invalid` when it is unknown,
+    /// expired, revoked, or its user is gone or deactivated; `Denied` when a post-login
+    /// action refuses it (they run on a refresh too, as Auth0's do, with the protocol
+    /// `oauth2-refresh-token`; they cannot redirect it, and their claims are in the token).
     pub async fn refresh(
         &self,
         refresh: &Secret,
         ctx: &RequestContext,
         now: Timestamp,
-    ) -> Result<Option<(String, User)>, CoreError> {
+    ) -> Result<Refreshed, CoreError> {
         let Some(record) = self.store.find_refresh_token(&refresh.digest()).await? else {
-            return Ok(None);
+            return Ok(Refreshed::Invalid);
         };
         if !record.is_live(now) || !self.applications.is_active(record.application_id).await? {
-            return Ok(None);
+            return Ok(Refreshed::Invalid);
         }
         let Some(user) = self.store.get_user(record.tenant_id, record.user_id).await?.filter(|u| u.active) else {
-            return Ok(None);
+            return Ok(Refreshed::Invalid);
         };
-        let (jwt, _) = self.tokens.issue(
-            &user,
-            record.application_id,
-            record.created_at,
-            REFRESH_TOKEN,
-            &Default::default(),
+        let ctx = &ctx.in_tenant(record.tenant_id);
+        // The sign-in this refresh stands for, as the scripts see it; never stored.
+        let sign_in = SignIn {
+            digest: String::new(),
+            tenant_id: record.tenant_id,
+            application_id: record.application_id,
+            user_id: Some(user.id),
+            passed: record.methods.clone(),
+            stage: Stage::Identify,
+            resume_digest: None,
+            return_to: None,
+            signals: ctx.signals(),
+            created_at: now,
+            expires_at: now,
+            failures: 0,
+            spent: false,
+            code: None,
+            rule: FactorRule::default(),
+            enrolling: None,
+            scripts: ScriptState::default(),
+        };
+        let factors = self.store.methods(user.id).await?;
+        let call = PostLoginCall {
+            sign_in: &sign_in,
+            user: &user,
+            factors: &factors,
+            resumed: None,
+            interactive: false,
+            state: "",
+            protocol: "oauth2-refresh-token",
             now,
-        )?;
+        };
+        let (decided, scripts) = self.post_login.0.after_first_factor(call).await?;
+        let reason = match decided {
+            AfterFirstFactor::Continue => None,
+            AfterFirstFactor::Deny { reason } => Some(reason),
+            AfterFirstFactor::Redirect { .. } => Some("A refresh cannot be redirected.".to_owned()),
+        };
+        if let Some(reason) = reason {
+            let detail = json!({"applicationId": record.application_id.to_string(), "reason": reason});
+            self.kernel.audit(AuditKind::TokenRefreshed, Some(user.id), "denied", ctx, detail, now).await?;
+            return Ok(Refreshed::Denied { reason });
+        }
+        let claims = &scripts.access_claims;
+        let (jwt, _) =
+            self.tokens.issue(&user, record.application_id, record.created_at, REFRESH_TOKEN, claims, now)?;
         self.kernel.audit(AuditKind::TokenRefreshed, Some(user.id), "success", ctx, json!({}), now).await?;
-        Ok(Some((jwt, user)))
+        Ok(Refreshed::Token { jwt, user: Box::new(user) })
     }
 
     /// Revokes the refresh token, or with `global` every refresh token of its user

@@ -356,6 +356,7 @@ impl Identity {
             resumed: step.resumed.as_ref(),
             interactive: step.interactive,
             state: came_back.unwrap_or(token.expose()),
+            protocol: if step.interactive { "oidc-basic-profile" } else { "oauth2-password" },
             now,
         };
         let (decided, scripts) = self.post_login.0.after_first_factor(call).await?;

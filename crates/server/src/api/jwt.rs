@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tessera_core::secret::Secret;
 
+use tessera_core::service::Refreshed;
+
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{AdminAuth, Caller, OptionalJson, bearer, cookie};
@@ -56,8 +58,14 @@ pub async fn refresh(
         .ok_or_else(|| ApiError::general("[blank]refreshToken", "You must specify the [refreshToken] property."))?;
     let secret = Secret::new(token);
     match s.identity.refresh(&secret, &ctx, s.clock.now()).await? {
-        Some((token, _user)) => Ok(Json(RefreshedBody { token, refresh_token: secret.expose().to_owned() })),
-        None => Err(ApiError::Unauthorized),
+        Refreshed::Token { jwt, .. } => {
+            Ok(Json(RefreshedBody { token: jwt, refresh_token: secret.expose().to_owned() }))
+        }
+        Refreshed::Invalid => Err(ApiError::Unauthorized),
+        // As a sign-in an action refuses (FusionAuth's prevented login), with the reason.
+        Refreshed::Denied { reason } => {
+            Err(ApiError::refused(StatusCode::CONFLICT, "[LoginPreventedException]", reason))
+        }
     }
 }
 

@@ -235,6 +235,7 @@ pub async fn token(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -
         }
         Err(OAuthTokenError::InvalidGrant(why)) => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why),
         Err(OAuthTokenError::InvalidRequest(why)) => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why),
+        Err(OAuthTokenError::AccessDenied(why)) => oauth_error(StatusCode::FORBIDDEN, "access_denied", &why),
         Err(OAuthTokenError::UnsupportedGrantType) => {
             oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Use authorization_code or refresh_token.")
         }

@@ -35,7 +35,7 @@ pub fn application(public: bool, login_policy: &str) -> Value {
     }})
 }
 
-async fn client(app: &TestApp, public: bool, policy: &str) -> (String, Option<String>) {
+pub async fn client(app: &TestApp, public: bool, policy: &str) -> (String, Option<String>) {
     let id = app.state.identity.default_application().id.to_string();
     let r = app.admin(Method::PUT, &format!("/api/application/{id}"), Some(application(public, policy))).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -50,7 +50,7 @@ pub fn authorize_url(client_id: &str, extra: &str) -> String {
 }
 
 /// Authorize → sign-in page → password (→ second factor) → back to authorize → code.
-async fn sign_in(b: &mut Browser<'_>, client_id: &str, extra: &str, second: Option<String>) -> String {
+pub async fn sign_in(b: &mut Browser<'_>, client_id: &str, extra: &str, second: Option<String>) -> String {
     let first = b.get(&authorize_url(client_id, extra)).await;
     assert_eq!(first.status, 303);
     let login = first.location.unwrap();
@@ -94,7 +94,7 @@ pub async fn redeem(app: &TestApp, client_id: &str, code: &str) -> tessera_testk
     exchange(app, &form).await
 }
 
-async fn exchange(app: &TestApp, form: &[(&str, &str)]) -> tessera_testkit::Reply {
+pub async fn exchange(app: &TestApp, form: &[(&str, &str)]) -> tessera_testkit::Reply {
     app.send(app.client.post(app.url("/oauth2/token")).form(form)).await
 }
 

@@ -218,3 +218,44 @@ async fn an_expired_redirect_token_is_refused() {
     assert_ne!(expired.location.as_deref(), Some("/account"), "{}", expired.text);
     assert_eq!(late.get("/account").await.status, 303, "no session");
 }
+
+/// Names the protocol in a claim; refuses refreshes of users marked blocked.
+const ON_REFRESH: &str = r#"exports.onExecutePostLogin = async (event, api) => {
+  api.accessToken.setCustomClaim('https://example.com/protocol', event.transaction.protocol);
+  if (event.transaction.protocol === 'oauth2-refresh-token' && event.user.user_metadata.blocked) {
+    api.access.deny('refresh blocked');
+  }
+};"#;
+
+#[tokio::test]
+async fn actions_run_on_a_refresh_with_its_protocol_and_may_refuse_it() {
+    let app = spawn_app().await;
+    let user = app.create_user("ann@example.com", "correct horse").await;
+    bind(&app, &[("on-refresh", ON_REFRESH)]).await;
+    let r = app.post_json("/api/login", login()).await;
+    assert_eq!(claims(r.json["token"].as_str().unwrap())["https://example.com/protocol"], "oauth2-password");
+    let refresh_token = r.json["refreshToken"].as_str().unwrap().to_owned();
+    let refreshed = app.post_json("/api/jwt/refresh", json!({"refreshToken": refresh_token})).await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.text);
+    let token = claims(refreshed.json["token"].as_str().unwrap());
+    assert_eq!(token["https://example.com/protocol"], "oauth2-refresh-token");
+
+    // The OpenID Connect refresh grant runs them too.
+    let (client_id, _) = crate::oidc::client(&app, true, "Enabled").await;
+    let mut b = Browser::new(&app);
+    let code = crate::oidc::sign_in(&mut b, &client_id, "", None).await;
+    let tokens = crate::oidc::redeem(&app, &client_id, &code).await;
+    let oidc_refresh = tokens.json["refresh_token"].as_str().unwrap().to_owned();
+
+    let blocked = json!({"user": {"data": {"user_metadata": {"blocked": true}}}});
+    assert_eq!(app.admin(Method::PATCH, &format!("/api/user/{user}"), Some(blocked)).await.status, 200);
+    let refused = app.post_json("/api/jwt/refresh", json!({"refreshToken": refresh_token})).await;
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert_eq!(refused.json["generalErrors"][0]["message"], "refresh blocked");
+    let grant = [("grant_type", "refresh_token"), ("refresh_token", oidc_refresh.as_str()), ("client_id", &client_id)];
+    let refused = crate::oidc::exchange(&app, &grant).await;
+    assert_eq!((refused.status, refused.json["error"].as_str()), (403, Some("access_denied")), "{}", refused.text);
+    assert_eq!(refused.json["error_description"], "refresh blocked");
+    let audit = app.admin(Method::GET, "/api/system/audit-log?numberOfResults=50", None).await;
+    assert!(audit.text.contains("\"denied\""), "the refused refresh is audited: {}", audit.text);
+}
