@@ -469,7 +469,7 @@ async fn the_twilio_and_plivo_modules_speak_the_vendors_rest_apis() {
             ("Body".into(), "Your code is 123456".into())
         ]
     );
-    assert_eq!(seen[1].path, "/v2/Services/VA1/Verifications/%2B15550001111");
+    assert_eq!(seen[1].path, "/v2/Services/VA1/Verifications/+15550001111", "the + kept, as Twilio's clients send it");
     assert_eq!(seen[1].body, "Status=approved");
     assert_eq!(seen[2].path, "/v2/Services/VA1/VerificationCheck");
     assert_eq!(seen[3].path, "/v1/Account/MA123/Message/");

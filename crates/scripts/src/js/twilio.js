@@ -47,8 +47,9 @@
     this.calls = { create: (p) => call(config.api, `${account}/Calls.json`, p) };
     const service = (sid) => {
       const at = `/v2/Services/${encodeURIComponent(sid)}`;
+      // A phone number as the id keeps its `+`, as Twilio's own clients send it.
       const verifications = (id) => ({
-        update: (p) => call(config.verify, `${at}/Verifications/${encodeURIComponent(id)}`, p),
+        update: (p) => call(config.verify, `${at}/Verifications/${encodeURIComponent(id).replace(/%2B/g, '+')}`, p),
       });
       verifications.create = (p) => call(config.verify, `${at}/Verifications`, p);
       return { verifications, verificationChecks: { create: (p) => call(config.verify, `${at}/VerificationCheck`, p) } };

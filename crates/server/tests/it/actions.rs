@@ -244,3 +244,107 @@ async fn fifty_concurrent_deploys_number_versions_once_on_postgres_and_two_insta
     let two = app().database_url(&one.database_url).spawn().await;
     concurrent_deploys_number_versions_once(&[&one, &two]).await;
 }
+
+/// `script` run with the Python in `python`, its one argument the stand-in's URL.
+async fn python(python: std::path::PathBuf, script: &str, url: &str) {
+    let out = tokio::process::Command::new(python).args(["-c", script, url]).output().await.expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// An action run once through the test endpoint of a server whose vendor modules point
+/// at `vendor`.
+async fn run_action(vendor: &tessera_testkit::MockVendor, code: &str) -> Value {
+    let url = vendor.url.clone();
+    let app = app()
+        .configure(move |c| {
+            c.actions.http_allowlist = vec!["127.0.0.1".into()];
+            c.actions.vendors =
+                tessera_scripts::VendorUrls { twilio_api: url.clone(), twilio_verify: url.clone(), plivo_api: url };
+        })
+        .spawn()
+        .await;
+    let id = create(&app, "vendor", code).await.json["id"].as_str().unwrap().to_owned();
+    let r = app.admin(Method::POST, &format!("/api/v2/actions/actions/{id}/test"), Some(json!({"payload": {}}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["payload"]["error"], Value::Null, "{}", r.text);
+    r.json
+}
+
+fn sorted_form(c: &tessera_testkit::Captured) -> Vec<(String, String)> {
+    let mut f = c.form();
+    f.sort();
+    f
+}
+
+/// `require('twilio')` sends what Twilio's own client sends: the official `twilio`
+/// package and an action, pointed at one stand-in, make the same requests (path, Basic
+/// auth, form fields) for a message, a Verify approval and a Verify check.
+#[tokio::test]
+async fn the_twilio_module_sends_what_twilios_own_client_sends() {
+    let vendor = tessera_testkit::MockVendor::start().await;
+    vendor.default_reply(tessera_testkit::mock::Reply::json(201, json!({"sid": "SM1", "status": "approved"})));
+    let official = "import sys\n\
+                    from twilio.http.http_client import TwilioHttpClient\n\
+                    from twilio.rest import Client\n\
+                    class Local(TwilioHttpClient):\n\
+                    \x20   def request(self, method, url, *a, **k):\n\
+                    \x20       for host in ('https://api.twilio.com', 'https://verify.twilio.com'):\n\
+                    \x20           url = url.replace(host, sys.argv[1])\n\
+                    \x20       return super().request(method, url, *a, **k)\n\
+                    c = Client('AC123', 'secret-token', http_client=Local())\n\
+                    c.messages.create(to='+15550001111', from_='+15550002222', body='Your code is 123456')\n\
+                    c.verify.v2.services('VA1').verifications('+15550001111').update(status='approved')\n\
+                    c.verify.v2.services('VA1').verification_checks.create(to='+15550001111', code='123456')\n";
+    let py = tokio::task::spawn_blocking(crate::sdk::python_with_twilio).await.unwrap();
+    python(py, official, &vendor.url).await;
+    let code = "const twilio = require('twilio');\n\
+                exports.onExecutePostLogin = async () => {\n\
+                  const c = twilio('AC123', 'secret-token');\n\
+                  await c.messages.create({ to: '+15550001111', from: '+15550002222', body: 'Your code is 123456' });\n\
+                  await c.verify.v2.services('VA1').verifications('+15550001111').update({ status: 'approved' });\n\
+                  await c.verify.v2.services('VA1').verificationChecks.create({ to: '+15550001111', code: '123456' });\n\
+                };";
+    run_action(&vendor, code).await;
+    let seen = vendor.requests();
+    assert_eq!(seen.len(), 6, "three from each");
+    for (theirs, ours) in seen[..3].iter().zip(&seen[3..]) {
+        assert_eq!((&ours.method, &ours.path), (&theirs.method, &theirs.path));
+        assert_eq!(ours.basic_auth(), theirs.basic_auth(), "{}", theirs.path);
+        assert_eq!(sorted_form(ours), sorted_form(theirs), "{}", theirs.path);
+        assert!(ours.header("content-type").unwrap().starts_with("application/x-www-form-urlencoded"));
+    }
+}
+
+/// `require('plivo')` sends what Plivo's own client sends for a message: the same path
+/// and Basic auth, and every field it sends with the same value (Plivo's client adds
+/// optional fields with their defaults: `type`, `method`, `log`, …).
+#[tokio::test]
+async fn the_plivo_module_sends_what_plivos_own_client_sends() {
+    let vendor = tessera_testkit::MockVendor::start().await;
+    let answer = json!({"api_id": "a1", "message": "message(s) queued", "message_uuid": ["m1"]});
+    vendor.default_reply(tessera_testkit::mock::Reply::json(202, answer));
+    let official = "import sys\n\
+                    import plivo\n\
+                    import plivo.rest.client as rc\n\
+                    rc.PLIVO_API = sys.argv[1]\n\
+                    rc.PLIVO_API_BASE_URI = sys.argv[1] + '/v1/Account'\n\
+                    c = plivo.RestClient('MA1234567890ABCDEFGH', 'plivo-token')\n\
+                    c.messages.create(src='+15550002222', dst='+15550001111', text='Your code is 123456')\n";
+    let py = tokio::task::spawn_blocking(crate::sdk::python_with_plivo).await.unwrap();
+    python(py, official, &vendor.url).await;
+    let code = "const plivo = require('plivo');\n\
+                exports.onExecutePostLogin = async () => {\n\
+                  await new plivo.Client('MA1234567890ABCDEFGH', 'plivo-token').messages.create({\n\
+                    src: '+15550002222', dst: '+15550001111', text: 'Your code is 123456' });\n\
+                };";
+    run_action(&vendor, code).await;
+    let seen = vendor.requests();
+    assert_eq!(seen.len(), 2, "{:?}", seen.iter().map(|c| &c.path).collect::<Vec<_>>());
+    let (theirs, ours) = (&seen[0], &seen[1]);
+    assert_eq!((&ours.method, &ours.path), (&theirs.method, &theirs.path));
+    assert_eq!(ours.basic_auth(), theirs.basic_auth());
+    let (theirs, ours) = (theirs.json(), ours.json());
+    for (k, v) in ours.as_object().unwrap() {
+        assert_eq!(theirs.get(k), Some(v), "{k}: ours {ours}, theirs {theirs}");
+    }
+}
