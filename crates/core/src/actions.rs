@@ -202,6 +202,8 @@ pub mod limits {
     /// An action's source, in bytes.
     pub const CODE: usize = 100 * 1024;
     pub const NAME: usize = 128;
+    /// `app_metadata` and `user_metadata` each, as JSON.
+    pub const METADATA: usize = 32 * 1024;
 }
 
 /// An npm dependency an action declares: only the built-in modules are accepted.

@@ -4,7 +4,7 @@
 //! and the state kept with the sign-in (claims, metadata, where to resume).
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::actions::{Actions, Ran, TriggerCall};
 use super::applications::Applications;
@@ -17,8 +17,10 @@ use crate::verify::iso8601;
 /// The `api` calls a post-login action may make today. Any other ends the sign-in
 /// (fail-secure: an action asking for a second factor Tessera cannot yet give it must
 /// not be let through without one).
-const SUPPORTED: [&str; 7] = [
+const SUPPORTED: [&str; 9] = [
     "access.deny",
+    "user.setAppMetadata",
+    "user.setUserMetadata",
     "idToken.setCustomClaim",
     "accessToken.setCustomClaim",
     "transaction.setMetadata",
@@ -123,9 +125,29 @@ fn text(args: &[Value], i: usize) -> String {
     args.get(i).and_then(Value::as_str).map(str::to_owned).unwrap_or_default()
 }
 
-fn apply(calls: &[ApiCall], state: &mut ScriptState) -> Decision {
+/// `user.setAppMetadata` / `setUserMetadata` calls, merged in order (`null` deletes),
+/// written once when the actions are done.
+#[derive(Default)]
+struct MetadataChanges {
+    app: Map<String, Value>,
+    user: Map<String, Value>,
+}
+
+impl MetadataChanges {
+    fn is_empty(&self) -> bool {
+        self.app.is_empty() && self.user.is_empty()
+    }
+}
+
+fn apply(calls: &[ApiCall], state: &mut ScriptState, metadata: &mut MetadataChanges) -> Decision {
     for c in calls {
         match c.name.as_str() {
+            "user.setAppMetadata" => {
+                metadata.app.insert(text(&c.args, 0), c.args.get(1).cloned().unwrap_or(Value::Null));
+            }
+            "user.setUserMetadata" => {
+                metadata.user.insert(text(&c.args, 0), c.args.get(1).cloned().unwrap_or(Value::Null));
+            }
             "access.deny" => {
                 let reason = text(&c.args, 0);
                 return Decision::Deny(if reason.is_empty() { "Access denied by an action.".into() } else { reason });
@@ -204,21 +226,31 @@ impl PostLogin for ActionsPostLogin {
             TriggerCall { trigger: Trigger::PostLogin, handler: "onExecutePostLogin", event, api_data, resume_at };
         let run = self.actions.run_bound(tenant, bound, trigger_call, stops, call.now).await?;
         state.resume_at = None;
+        let mut metadata = MetadataChanges::default();
+        let mut decided = AfterFirstFactor::Continue;
         for Ran { position, done, .. } in &run.ran {
-            match apply(&done.calls, &mut state) {
-                Decision::Continue => {}
-                Decision::Deny(reason) => return Ok((AfterFirstFactor::Deny { reason }, state)),
+            match apply(&done.calls, &mut state, &mut metadata) {
+                Decision::Continue => continue,
+                Decision::Deny(reason) => decided = AfterFirstFactor::Deny { reason },
                 Decision::Redirect(url) => {
                     state.resume_at = Some(*position);
-                    return Ok((AfterFirstFactor::Redirect { url }, state));
+                    decided = AfterFirstFactor::Redirect { url };
                 }
             }
+            break;
         }
-        if let Some((name, failure)) = run.failure {
-            let reason = format!("{} (action '{name}')", failure.description());
-            return Ok((AfterFirstFactor::Deny { reason }, state));
+        if let (AfterFirstFactor::Continue, Some((name, failure))) = (&decided, &run.failure) {
+            decided = AfterFirstFactor::Deny { reason: format!("{} (action '{name}')", failure.description()) };
         }
-        Ok((AfterFirstFactor::Continue, state))
+        // Metadata asked for is kept whatever the outcome (Auth0: a denial does not undo it).
+        if !metadata.is_empty() {
+            let written =
+                self.actions.merge_user_metadata(tenant, call.user.id, metadata.app, metadata.user, call.now).await?;
+            if let Err(reason) = written {
+                decided = AfterFirstFactor::Deny { reason };
+            }
+        }
+        Ok((decided, state))
     }
 }
 
@@ -239,11 +271,11 @@ mod tests {
             call("redirect.sendUserTo", json!(["https://partner.example/a", {"query": {"t": "x y"}}])),
             call("access.deny", json!(["never reached"])),
         ];
-        let decided = apply(&calls, &mut state);
+        let decided = apply(&calls, &mut state, &mut MetadataChanges::default());
         assert!(matches!(&decided, Decision::Redirect(url) if url == "https://partner.example/a?t=x+y"));
         assert_eq!(state.id_claims["https://x/plan"], "gold");
         assert_eq!(state.access_claims["https://x/ip"], "1.2.3.4");
-        let denied = apply(&[call("access.deny", json!(["no"]))], &mut state);
+        let denied = apply(&[call("access.deny", json!(["no"]))], &mut state, &mut MetadataChanges::default());
         assert!(matches!(&denied, Decision::Deny(reason) if reason == "no"));
     }
 
@@ -251,8 +283,9 @@ mod tests {
     fn an_unsupported_call_fails_the_sign_in_rather_than_being_dropped() {
         let mut state = ScriptState::default();
         let asks = call("authentication.challengeWith", json!([{"type": "otp"}]));
-        assert!(matches!(apply(&[asks], &mut state), Decision::Deny(r) if r.contains("challengeWith")));
+        let mut none = MetadataChanges::default();
+        assert!(matches!(apply(&[asks], &mut state, &mut none), Decision::Deny(r) if r.contains("challengeWith")));
         let nowhere = call("redirect.sendUserTo", json!(["javascript:alert(1)"]));
-        assert!(matches!(apply(&[nowhere], &mut state), Decision::Deny(_)));
+        assert!(matches!(apply(&[nowhere], &mut state, &mut none), Decision::Deny(_)));
     }
 }

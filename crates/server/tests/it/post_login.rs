@@ -259,3 +259,34 @@ async fn actions_run_on_a_refresh_with_its_protocol_and_may_refuse_it() {
     let audit = app.admin(Method::GET, "/api/system/audit-log?numberOfResults=50", None).await;
     assert!(audit.text.contains("\"denied\""), "the refused refresh is audited: {}", audit.text);
 }
+
+const SETS_METADATA: &str = r#"exports.onExecutePostLogin = async (event, api) => {
+  api.accessToken.setCustomClaim('https://example.com/plan', event.user.app_metadata.plan || 'none');
+  api.user.setAppMetadata('plan', 'gold');
+  api.user.setUserMetadata('theme', null);
+  api.user.setUserMetadata('seen', (event.user.user_metadata.seen || 0) + 1);
+  if (event.user.user_metadata.seen >= 1) api.access.deny('second visit');
+};"#;
+
+#[tokio::test]
+async fn metadata_an_action_sets_is_written_once_and_seen_at_the_next_sign_in() {
+    let app = spawn_app().await;
+    let user = app.create_user("ann@example.com", "correct horse").await;
+    let data = json!({"user": {"data": {"user_metadata": {"theme": "dark"}, "other": 1}}});
+    assert_eq!(app.admin(Method::PATCH, &format!("/api/user/{user}"), Some(data)).await.status, 200);
+    bind(&app, &[("metadata", SETS_METADATA)]).await;
+
+    let first = app.post_json("/api/login", login()).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(claims(first.json["token"].as_str().unwrap())["https://example.com/plan"], "none");
+    let stored = app.admin(Method::GET, &format!("/api/user/{user}"), None).await.json;
+    assert_eq!(stored["user"]["data"]["app_metadata"], json!({"plan": "gold"}));
+    assert_eq!(stored["user"]["data"]["user_metadata"], json!({"seen": 1}), "theme deleted by null");
+    assert_eq!(stored["user"]["data"]["other"], 1, "the rest of data is left alone");
+
+    // The next sign-in sees what was written; its denial does not undo its own writes.
+    let second = app.post_json("/api/login", login()).await;
+    assert_eq!(second.status, 409, "{}", second.text);
+    let stored = app.admin(Method::GET, &format!("/api/user/{user}"), None).await.json;
+    assert_eq!(stored["user"]["data"]["user_metadata"], json!({"seen": 2}));
+}
