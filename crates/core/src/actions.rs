@@ -192,6 +192,9 @@ pub trait ScriptRunner: Send + Sync {
     async fn check(&self, trigger: Trigger, code: &str) -> Result<(), CodeProblem>;
 }
 
+/// How long a trigger's execution record is kept (Auth0: 10 days).
+pub const EXECUTION_RETENTION: Duration = Duration::from_secs(10 * 24 * 3600);
+
 /// Auth0's limits, enforced here.
 pub mod limits {
     /// Actions bound to one trigger.

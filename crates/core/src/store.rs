@@ -227,7 +227,8 @@ pub trait TwoFactorStore: Send + Sync {
     /// Deletes what can no longer be used at `now`: expired challenges, codes, trust
     /// tokens and refresh tokens, send records older than `sends_before`, fraud-guard
     /// sends older than any window ([`crate::verify::MAX_WINDOW`]), idle limit locks, and
-    /// lapsed login-failure windows. Returns how many rows went.
+    /// lapsed login-failure windows, action execution records past
+    /// [`crate::actions::EXECUTION_RETENTION`]. Returns how many rows went.
     async fn purge_expired(&self, now: Timestamp, sends_before: Timestamp) -> StoreResult<u64>;
 }
 

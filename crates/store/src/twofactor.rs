@@ -320,7 +320,7 @@ impl TwoFactorStore for SqlStore {
     }
 
     async fn purge_expired(&self, now: Timestamp, sends_before: Timestamp) -> StoreResult<u64> {
-        let statements: [(&'static str, i64); 10] = [
+        let statements: [(&'static str, i64); 11] = [
             ("DELETE FROM sign_ins WHERE expires_at < $1", now.millis()),
             ("DELETE FROM user_codes WHERE expires_at < $1", now.millis()),
             ("DELETE FROM trust_tokens WHERE expires_at < $1", now.millis()),
@@ -334,6 +334,11 @@ impl TwoFactorStore for SqlStore {
             // it again (and one waiting on a deleted row finds the new one).
             ("DELETE FROM limit_locks WHERE $1 > 0", now.millis()),
             ("DELETE FROM voice_prompts WHERE expires_at < $1", now.millis()),
+            // What actions did is kept as long as Auth0 keeps it.
+            (
+                "DELETE FROM action_executions WHERE created_at < $1",
+                now.minus(tessera_core::actions::EXECUTION_RETENTION).millis(),
+            ),
             // A failure window is over once it is older than any lock it set.
             (
                 "DELETE FROM login_failures WHERE (locked_until IS NULL OR locked_until < $1) \

@@ -4,7 +4,7 @@ use tessera_core::actions::{
     Action, ActionResult, ActionVersion, Dependency, ExecutionRecord, Trigger, TriggerBinding,
 };
 use tessera_core::ids::{ActionId, ActionVersionId, ExecutionId, TenantId};
-use tessera_core::store::{ActionStore, StoreError};
+use tessera_core::store::{ActionStore, StoreError, TwoFactorStore};
 
 use crate::support::*;
 
@@ -116,4 +116,11 @@ contract!(executions_are_kept_per_tenant, |c| {
     c.store.insert_execution(&e).await.unwrap();
     assert_eq!(c.store.execution(c.tenant, e.id).await.unwrap(), Some(e.clone()));
     assert_eq!(c.store.execution(TenantId::random(), e.id).await.unwrap(), None);
+
+    // Kept ten days, then purged with the other expired records.
+    let day = Duration::from_secs(24 * 3600);
+    c.store.purge_expired(T0.plus(day * 10), T0).await.unwrap();
+    assert!(c.store.execution(c.tenant, e.id).await.unwrap().is_some(), "ten days old: kept");
+    c.store.purge_expired(T0.plus(day * 10).plus(Duration::from_secs(1)), T0).await.unwrap();
+    assert_eq!(c.store.execution(c.tenant, e.id).await.unwrap(), None, "older: purged");
 });
