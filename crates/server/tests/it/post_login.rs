@@ -290,3 +290,40 @@ async fn metadata_an_action_sets_is_written_once_and_seen_at_the_next_sign_in() 
     let stored = app.admin(Method::GET, &format!("/api/user/{user}"), None).await.json;
     assert_eq!(stored["user"]["data"]["user_metadata"], json!({"seen": 2}));
 }
+
+/// Fifty sign-ins at once (fifty users: one login id's attempts in flight count towards
+/// its lockout) through a bound action, spread over the instances: every one gets its
+/// own claim, and every run is recorded once.
+async fn fifty_sign_ins_through_an_action(apps: &[&TestApp]) {
+    for i in 0..50 {
+        apps[0].create_user(&format!("user{i}@example.com"), "correct horse").await;
+    }
+    bind(apps[0], &[("claims", CLAIMS)]).await;
+    let requests = (0..50)
+        .map(|i| {
+            let app = apps[i % apps.len()];
+            let body = json!({"loginId": format!("user{i}@example.com"), "password": "correct horse"});
+            app.client.post(app.url("/api/login")).json(&body)
+        })
+        .collect();
+    let answers = apps[0].all_at_once(requests).await;
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!(a.status, 200, "{}", a.text);
+        let email = format!("user{i}@example.com");
+        assert_eq!(claims(a.json["token"].as_str().unwrap())["https://example.com/email"], email.as_str());
+    }
+    assert_eq!(apps[0].count("SELECT COUNT(*) FROM action_executions WHERE status = 'final'").await, 50);
+}
+
+#[tokio::test]
+async fn fifty_sign_ins_through_an_action_at_once_on_sqlite() {
+    let app = spawn_app().await;
+    fifty_sign_ins_through_an_action(&[&app]).await;
+}
+
+#[tokio::test]
+async fn fifty_sign_ins_through_an_action_at_once_on_postgres_and_two_instances() {
+    let one = tessera_testkit::app().backend(tessera_store::Backend::Postgres).spawn().await;
+    let two = tessera_testkit::app().database_url(&one.database_url).spawn().await;
+    fifty_sign_ins_through_an_action(&[&one, &two]).await;
+}
