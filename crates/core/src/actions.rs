@@ -64,7 +64,8 @@ pub struct Execution {
     pub event: Value,
     pub secrets: Vec<(String, Secret)>,
     /// What the few `api` methods that answer something answer from: for post-login
-    /// `canRedirect`, `issuer` and `state` (for `encodeToken`/`validateToken`) and the
+    /// `canRedirect`, `issuer`, `state` and `now` (milliseconds; for
+    /// `encodeToken`/`validateToken`) and the
     /// trigger's `cache` entries (`{key: {value, expires_at}}`).
     pub api_data: Value,
 }

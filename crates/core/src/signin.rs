@@ -322,6 +322,37 @@ pub struct PostLoginCall<'a> {
 }
 
 impl SignIn {
+    /// A sign-in at its first step (`Identify`) for `application` of `tenant`: nobody
+    /// known yet, nothing passed, lasting until `expires_at`.
+    pub fn begin(
+        digest: String,
+        tenant_id: TenantId,
+        application_id: ApplicationId,
+        signals: Signals,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> SignIn {
+        SignIn {
+            digest,
+            tenant_id,
+            application_id,
+            user_id: None,
+            passed: AuthMethods::default(),
+            stage: Stage::Identify,
+            resume_digest: None,
+            return_to: None,
+            signals,
+            created_at: now,
+            expires_at,
+            failures: 0,
+            spent: false,
+            code: None,
+            rule: FactorRule::default(),
+            enrolling: None,
+            scripts: ScriptState::default(),
+        }
+    }
+
     /// A sign-in that has not been used up or timed out.
     pub fn is_live(&self, now: Timestamp) -> bool {
         !self.spent && now < self.expires_at

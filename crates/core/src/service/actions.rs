@@ -559,7 +559,7 @@ impl Actions {
     }
 
     /// Runs the draft against `event` (Auth0's Test): the `api` calls it made and its logs.
-    pub async fn test(&self, tenant: TenantId, id: &str, event: Value) -> Answer<TestRun> {
+    pub async fn test(&self, tenant: TenantId, id: &str, event: Value, now: Timestamp) -> Answer<TestRun> {
         let action = self.find(tenant, id).await?;
         let secrets = self.open_secrets(&action)?;
         let execution = Execution {
@@ -568,7 +568,8 @@ impl Actions {
             code: Arc::from(action.code.as_str()),
             event,
             secrets: secrets.into_iter().map(|s| (s.name, Secret::new(s.value))).collect(),
-            api_data: json!({"canRedirect": true, "issuer": self.kernel.policies.issuer, "state": "test"}),
+            api_data: json!({"canRedirect": true, "issuer": self.kernel.policies.issuer, "state": "test",
+                             "now": now.millis()}),
         };
         Ok(TestRun { outcome: self.runner.run(execution).await })
     }

@@ -221,6 +221,7 @@ impl PostLogin for ActionsPostLogin {
             "canRedirect": call.interactive,
             "issuer": self.actions.issuer(),
             "state": call.state,
+            "now": call.now.millis(),
         });
         let trigger_call =
             TriggerCall { trigger: Trigger::PostLogin, handler: "onExecutePostLogin", event, api_data, resume_at };

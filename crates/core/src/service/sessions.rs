@@ -8,9 +8,7 @@ use crate::audit::{AuditKind, AuditRecord};
 use crate::ids::{ApplicationId, UserId};
 use crate::login::LoginSuccess;
 use crate::secret::Secret;
-use crate::signin::{
-    AfterFirstFactor, AuthMethod, AuthMethods, FactorRule, PostLoginCall, REFRESH_TOKEN, ScriptState, SignIn, Stage,
-};
+use crate::signin::{AfterFirstFactor, AuthMethod, AuthMethods, PostLoginCall, REFRESH_TOKEN, SignIn};
 use crate::store::Store;
 use crate::tokens::{RefreshToken, TokenError};
 use crate::twofactor::TwoFactorMethod;
@@ -115,23 +113,9 @@ impl Identity {
         let ctx = &ctx.in_tenant(record.tenant_id);
         // The sign-in this refresh stands for, as the scripts see it; never stored.
         let sign_in = SignIn {
-            digest: String::new(),
-            tenant_id: record.tenant_id,
-            application_id: record.application_id,
             user_id: Some(user.id),
             passed: record.methods.clone(),
-            stage: Stage::Identify,
-            resume_digest: None,
-            return_to: None,
-            signals: ctx.signals(),
-            created_at: now,
-            expires_at: now,
-            failures: 0,
-            spent: false,
-            code: None,
-            rule: FactorRule::default(),
-            enrolling: None,
-            scripts: ScriptState::default(),
+            ..SignIn::begin(String::new(), record.tenant_id, record.application_id, ctx.signals(), now, now)
         };
         let factors = self.store.methods(user.id).await?;
         let call = PostLoginCall {

@@ -17,8 +17,8 @@ use crate::ids::{ApplicationId, TenantId};
 use crate::login::{Denial, LoginOutcome, LoginRequest};
 use crate::secret::{Secret, constant_time_eq};
 use crate::signin::{
-    AfterFirstFactor, AuthMethod, AuthMethods, Enrolling, FactorRule, PostLoginCall, ScriptState, SecondFactor, SignIn,
-    Stage, enrol_key_context, with_state,
+    AfterFirstFactor, AuthMethod, AuthMethods, Enrolling, FactorRule, PostLoginCall, SecondFactor, SignIn, Stage,
+    enrol_key_context, with_state,
 };
 use crate::store::Application;
 use crate::twofactor::TwoFactorMethod;
@@ -150,25 +150,8 @@ impl Identity {
     }
 
     fn new_sign_in(&self, digest: String, app: &Application, ctx: &RequestContext, now: Timestamp) -> SignIn {
-        SignIn {
-            digest,
-            tenant_id: app.tenant_id,
-            application_id: app.id,
-            user_id: None,
-            passed: AuthMethods::default(),
-            stage: Stage::Identify,
-            resume_digest: None,
-            return_to: None,
-            signals: ctx.signals(),
-            created_at: now,
-            expires_at: now.plus(self.kernel.policies.sign_in_ttl),
-            failures: 0,
-            spent: false,
-            code: None,
-            rule: FactorRule::default(),
-            enrolling: None,
-            scripts: ScriptState::default(),
-        }
+        let expires_at = now.plus(self.kernel.policies.sign_in_ttl);
+        SignIn::begin(digest, app.tenant_id, app.id, ctx.signals(), now, expires_at)
     }
 
     /// The password step (`POST /api/login`, `POST /login`).

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::codes::{CodeRequest, Prepared};
 use super::kernel::retrying;
+use super::sessions::Issued;
 use super::{Identity, RequestContext};
 use crate::apikey::Admin;
 use crate::audit::{Actor, AuditKind};
@@ -15,7 +16,7 @@ use crate::login::LoginSuccess;
 use crate::messaging::{Channel, Purpose};
 use crate::phone::PhoneNumber;
 use crate::secret::Secret;
-use crate::signin::{AuthMethod, SignIn, Stage};
+use crate::signin::{AuthMethod, AuthMethods, SignIn, Stage};
 use crate::store::Store;
 use crate::twofactor::{MethodId, PendingCode, TrustToken, TwoFactorMethod};
 use crate::user::{LoginId, User};
@@ -114,6 +115,20 @@ pub(super) fn enable_purpose(phone: &PhoneNumber) -> String {
 }
 
 impl Identity {
+    /// The tokens for passing the challenge with `passed`: its application, and the
+    /// claims its post-login actions set before the challenge.
+    fn challenge_tokens(
+        &self,
+        user: &User,
+        challenge: &SignIn,
+        no_jwt: bool,
+        passed: &AuthMethods,
+        now: Timestamp,
+    ) -> Result<Issued, CoreError> {
+        let claims = &challenge.scripts.access_claims;
+        self.issue_tokens(user, challenge.application_id, no_jwt, passed, claims, now)
+    }
+
     pub async fn scope_admin(&self, admin: &Admin, user: UserId) -> Result<UserScope, CoreError> {
         self.users.get(admin, user).await?;
         Ok(UserScope { tenant_id: admin.tenant_id, user_id: user, actor: Actor::ApiKey(admin.key_id) })
@@ -248,14 +263,7 @@ impl Identity {
             && self.applications.is_active(challenge.application_id).await?
         {
             let passed = challenge.passed.clone().with(AuthMethod::Totp);
-            let issued = self.issue_tokens(
-                &user,
-                challenge.application_id,
-                req.no_jwt,
-                &passed,
-                &challenge.scripts.access_claims,
-                now,
-            )?;
+            let issued = self.challenge_tokens(&user, &challenge, req.no_jwt, &passed, now)?;
             let fast = retrying(|| async {
                 let tx = self.store.begin().await?;
                 let attempts = tx.record_sign_in_failure(&challenge.digest).await?;
@@ -343,14 +351,7 @@ impl Identity {
         // One unit: the challenge is spent exactly when the tokens, the trust token and
         // their audit entries are written.
         let passed = challenge.passed.clone().with(method);
-        let issued = self.issue_tokens(
-            &user,
-            challenge.application_id,
-            req.no_jwt,
-            &passed,
-            &challenge.scripts.access_claims,
-            now,
-        )?;
+        let issued = self.challenge_tokens(&user, &challenge, req.no_jwt, &passed, now)?;
         let finished = retrying(|| async {
             let tx = self.store.begin().await?;
             let (user, methods) = (user.clone(), methods.clone());

@@ -483,7 +483,7 @@ pub async fn test(
     body: Auth0Json<TestBody>,
 ) -> Answer<Json<TestOut>> {
     let event = if body.0.payload.is_object() { body.0.payload } else { Value::Object(Default::default()) };
-    let run = s.actions.test(admin.tenant_id, &id, event).await?;
+    let run = s.actions.test(admin.tenant_id, &id, event, s.clock.now()).await?;
     let commands = |done: &Executed| -> Vec<Command> {
         done.calls.iter().map(|c| Command { name: c.name.clone(), args: c.args.clone() }).collect()
     };

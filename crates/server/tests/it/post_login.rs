@@ -217,6 +217,13 @@ async fn an_expired_redirect_token_is_refused() {
     let expired = late.post("/login/continue", &[("state", &state), ("session_token", &signed(&payload))]).await;
     assert_ne!(expired.location.as_deref(), Some("/account"), "{}", expired.text);
     assert_eq!(late.get("/account").await.status, 303, "no session");
+    // And the untouched token, brought back after its two minutes by the server's clock.
+    let mut slow = Browser::new(&app);
+    let (state, token) = sent_away(&app, &mut slow).await;
+    app.clock.advance(std::time::Duration::from_secs(121));
+    let too_late = slow.post("/login/continue", &[("state", &state), ("session_token", &token)]).await;
+    assert_ne!(too_late.location.as_deref(), Some("/account"), "{}", too_late.text);
+    assert!(too_late.text.contains("The token expired"), "{}", too_late.text);
 }
 
 /// Names the protocol in a claim; refuses refreshes of users marked blocked.
