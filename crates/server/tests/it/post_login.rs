@@ -334,3 +334,45 @@ async fn fifty_sign_ins_through_an_action_at_once_on_postgres_and_two_instances(
     let two = tessera_testkit::app().database_url(&one.database_url).spawn().await;
     fifty_sign_ins_through_an_action(&[&one, &two]).await;
 }
+
+/// Each sign-in records itself under a key of its own in app_metadata.
+const RECORDS_ITSELF: &str = r#"exports.onExecutePostLogin = async (event, api) => {
+  api.user.setAppMetadata('signin-' + require('crypto').randomUUID(), true);
+};"#;
+
+/// Fifty sign-ins of one user at once, each merging its own key into the user's
+/// metadata, spread over the instances: the merges are one unit each under the user's
+/// lock, so none is lost.
+async fn fifty_metadata_merges(apps: &[&TestApp]) {
+    let user = apps[0].create_user("ann@example.com", "correct horse").await;
+    bind(apps[0], &[("records-itself", RECORDS_ITSELF)]).await;
+    let requests = (0..50)
+        .map(|i| {
+            let app = apps[i % apps.len()];
+            app.client.post(app.url("/api/login")).json(&login())
+        })
+        .collect();
+    for a in apps[0].all_at_once(requests).await {
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+    let stored = apps[0].admin(Method::GET, &format!("/api/user/{user}"), None).await.json;
+    assert_eq!(stored["user"]["data"]["app_metadata"].as_object().unwrap().len(), 50, "no merge lost");
+}
+
+/// The lockout counts attempts in flight; fifty at once of one login id are let be here.
+fn many_attempts(c: &mut tessera_server::config::Config) {
+    c.policies.lockout.max_failures = 100;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_metadata_merges_lose_none_on_sqlite() {
+    let app = tessera_testkit::app().configure(many_attempts).spawn().await;
+    fifty_metadata_merges(&[&app]).await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_metadata_merges_lose_none_on_postgres_and_two_instances() {
+    let one = tessera_testkit::app().backend(tessera_store::Backend::Postgres).configure(many_attempts).spawn().await;
+    let two = tessera_testkit::app().database_url(&one.database_url).configure(many_attempts).spawn().await;
+    fifty_metadata_merges(&[&one, &two]).await;
+}
